@@ -1,0 +1,3 @@
+module github.com/drplane/drplane/cmd
+
+go 1.26

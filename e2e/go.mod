@@ -1,0 +1,3 @@
+module github.com/drplane/drplane/e2e
+
+go 1.26

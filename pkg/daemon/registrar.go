@@ -1,0 +1,92 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/drplane/drplane/pkg/state"
+)
+
+// registrar keeps the process registered on a lease, renewing the session
+// when etcd lets it expire (for example after a long partition).
+type registrar struct {
+	cli *clientv3.Client
+	st  *state.Store
+	ttl time.Duration
+	log zerolog.Logger
+
+	mu   sync.Mutex
+	sess *concurrency.Session
+}
+
+func newRegistrar(cli *clientv3.Client, st *state.Store, ttl time.Duration, log zerolog.Logger) *registrar {
+	return &registrar{cli: cli, st: st, ttl: ttl, log: log}
+}
+
+func (r *registrar) current() *concurrency.Session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sess
+}
+
+func (r *registrar) register(ctx context.Context, rec state.ServiceRecord) error {
+	sess, err := concurrency.NewSession(r.cli, concurrency.WithTTL(int(r.ttl.Seconds())), concurrency.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("etcd lease: %w", err)
+	}
+	if err := r.st.PutService(ctx, rec, sess.Lease()); err != nil {
+		_ = sess.Close()
+		return fmt.Errorf("register: %w", err)
+	}
+	r.mu.Lock()
+	r.sess = sess
+	r.mu.Unlock()
+	return nil
+}
+
+// keep re-registers whenever the session ends while ctx is alive.
+func (r *registrar) keep(ctx context.Context, rec state.ServiceRecord) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.current().Done():
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.log.Warn().Msg("etcd lease lost; registering again")
+		backoff := 200 * time.Millisecond
+		for {
+			if err := r.register(ctx, rec); err == nil {
+				r.log.Info().Msg("registered again")
+				break
+			} else if ctx.Err() != nil {
+				return nil
+			} else {
+				r.log.Warn().Err(err).Dur("retry_in", backoff).Msg("register failed")
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			if backoff < 5*time.Second {
+				backoff *= 2
+			}
+		}
+	}
+}
+
+// close revokes the lease so the registration disappears at once.
+func (r *registrar) close() {
+	if s := r.current(); s != nil {
+		_ = s.Close()
+	}
+}

@@ -1,0 +1,64 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestEndpoints(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "drplane_test_total", Help: "t"})
+	reg.MustRegister(c)
+	c.Inc()
+	s := New(Options{Addr: "127.0.0.1:0", Registry: reg})
+	var failing error = errors.New("etcd: no quorum")
+	s.AddReadiness("etcd", func(context.Context) error { return failing })
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	base := "http://" + s.Addr()
+
+	if code, body := get(t, base+"/healthz"); code != 200 || !strings.Contains(body, "ok") {
+		t.Fatalf("healthz = %d %q", code, body)
+	}
+	if code, body := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "no quorum") {
+		t.Fatalf("readyz while failing = %d %q", code, body)
+	}
+	s.AddReadiness("etcd", func(context.Context) error { return nil })
+	if code, _ := get(t, base+"/readyz"); code != 200 {
+		t.Fatalf("readyz when ready = %d", code)
+	}
+	if code, body := get(t, base+"/metrics"); code != 200 || !strings.Contains(body, "drplane_test_total 1") {
+		t.Fatalf("metrics = %d %q", code, body)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+}

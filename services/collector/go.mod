@@ -1,0 +1,3 @@
+module github.com/drplane/drplane/services/collector
+
+go 1.26

@@ -1,0 +1,3 @@
+module github.com/drplane/drplane/services/coordinator
+
+go 1.26

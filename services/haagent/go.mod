@@ -1,0 +1,3 @@
+module github.com/drplane/drplane/services/haagent
+
+go 1.26

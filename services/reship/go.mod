@@ -1,0 +1,3 @@
+module github.com/drplane/drplane/services/reship
+
+go 1.26
