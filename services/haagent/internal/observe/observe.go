@@ -1,0 +1,213 @@
+// Package observe polls every MySQL instance of one DC and publishes what it
+// sees (reachability, role, read_only, GTID positions, replication threads,
+// lag, semi-sync) to etcd, where the coordinator and drctl read it.
+package observe
+
+import (
+	"context"
+	"database/sql"
+	"net"
+	"reflect"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/drplane/drplane/pkg/mysqld"
+	"github.com/drplane/drplane/pkg/state"
+	"github.com/drplane/drplane/pkg/topology"
+)
+
+// Options configures an Observer.
+type Options struct {
+	DC       string
+	ID       string
+	User     string
+	Password string
+	// Interval between polls of every instance.
+	Interval time.Duration
+	// Republish is the longest an unchanged observation goes unpublished.
+	Republish time.Duration
+	Store     *state.Store
+	// Lease returns the lease observations are written on.
+	Lease    func() clientv3.LeaseID
+	Logger   zerolog.Logger
+	Registry prometheus.Registerer
+	Now      func() time.Time
+}
+
+// Observer is the DC's instance poller.
+type Observer struct {
+	o       Options
+	dbs     map[string]*sql.DB
+	last    map[string]state.InstanceStatus
+	lastPub map[string]time.Time
+	polls   *prometheus.CounterVec
+	reach   *prometheus.GaugeVec
+}
+
+// New returns an observer.
+func New(o Options) *Observer {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	ob := &Observer{
+		o: o, dbs: map[string]*sql.DB{}, last: map[string]state.InstanceStatus{}, lastPub: map[string]time.Time{},
+		polls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drplane_haagent_polls_total", Help: "Instance polls by outcome.",
+		}, []string{"instance", "outcome"}),
+		reach: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "drplane_haagent_instance_reachable", Help: "1 when the last poll reached the instance.",
+		}, []string{"cluster", "instance"}),
+	}
+	if o.Registry != nil {
+		o.Registry.MustRegister(ob.polls, ob.reach)
+	}
+	return ob
+}
+
+// Run polls until ctx ends.
+func (ob *Observer) Run(ctx context.Context) error {
+	defer func() {
+		for _, db := range ob.dbs {
+			_ = db.Close()
+		}
+	}()
+	t := time.NewTicker(ob.o.Interval)
+	defer t.Stop()
+	for {
+		topo, _, err := ob.o.Store.Topology(ctx)
+		if err != nil {
+			ob.o.Logger.Warn().Err(err).Msg("read topology")
+		} else {
+			ob.pollAll(ctx, topo)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (ob *Observer) pollAll(ctx context.Context, topo topology.Topology) {
+	type job struct {
+		cluster string
+		in      topology.Instance
+	}
+	var jobs []job
+	for _, cl := range topo.ClustersIn(ob.o.DC) {
+		for _, in := range cl.Instances {
+			jobs = append(jobs, job{cl.Name, in})
+		}
+	}
+	results := make([]state.InstanceStatus, len(jobs))
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		db := ob.db(j.in.Addr)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pctx, cancel := context.WithTimeout(ctx, ob.o.Interval)
+			defer cancel()
+			results[i] = ob.probe(pctx, db, j.cluster, j.in)
+		}()
+	}
+	wg.Wait()
+	for _, st := range results {
+		ob.publish(ctx, st)
+	}
+}
+
+func (ob *Observer) db(addr string) *sql.DB {
+	if db, ok := ob.dbs[addr]; ok {
+		return db
+	}
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = ob.o.User, ob.o.Password, "tcp", addr
+	to := ob.o.Interval
+	if to < 500*time.Millisecond {
+		to = 500 * time.Millisecond
+	}
+	cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = to, to, to
+	conn, _ := mysql.NewConnector(cfg)
+	db := sql.OpenDB(conn)
+	db.SetMaxOpenConns(2)
+	db.SetMaxIdleConns(2)
+	db.SetConnMaxIdleTime(time.Minute)
+	ob.dbs[addr] = db
+	return db
+}
+
+// probe reads one instance. An unreachable instance yields a status with
+// Reachable=false and the error.
+func (ob *Observer) probe(ctx context.Context, db *sql.DB, cluster string, in topology.Instance) state.InstanceStatus {
+	st := state.InstanceStatus{
+		DC: ob.o.DC, Cluster: cluster, Name: in.Name, Addr: in.Addr, Role: state.RoleUnknown,
+		ObservedBy: ob.o.ID,
+	}
+	defer func() { st.ObservedAt = ob.o.Now().UTC() }()
+	g, err := mysqld.ReadGTIDState(ctx, db)
+	if err != nil {
+		st.LastError = err.Error()
+		ob.polls.WithLabelValues(in.Name, "unreachable").Inc()
+		ob.reach.WithLabelValues(cluster, in.Name).Set(0)
+		return st
+	}
+	ob.polls.WithLabelValues(in.Name, "ok").Inc()
+	ob.reach.WithLabelValues(cluster, in.Name).Set(1)
+	st.Reachable = true
+	st.ReadOnly = g.ReadOnly
+	st.GTIDBinlogPos, st.GTIDSlavePos, st.GTIDCurrentPos = g.BinlogPos, g.SlavePos, g.CurrentPos
+	st.SemiSyncMaster = g.SemiSyncMasterActive
+	st.SemiSyncClients = g.SemiSyncMasterClients
+	rs, err := mysqld.ReadReplicaStatus(ctx, db)
+	if err != nil {
+		st.LastError = err.Error()
+		return st
+	}
+	switch {
+	case rs.Configured:
+		st.Role = state.RoleReplica
+		st.IORunning, st.SQLRunning = rs.IORunning, rs.SQLRunning
+		st.SecondsBehind = rs.SecondsBehindMaster
+		st.SourceHost = rs.MasterHost
+		if rs.MasterPort != 0 {
+			st.SourceHost = net.JoinHostPort(rs.MasterHost, strconv.Itoa(rs.MasterPort))
+		}
+		if rs.LastIOError != "" {
+			st.LastError = rs.LastIOError
+		}
+		if rs.LastSQLError != "" {
+			st.LastError = rs.LastSQLError
+		}
+	case !g.ReadOnly:
+		st.Role = state.RoleMaster
+	}
+	return st
+}
+
+// publish writes st when it differs from the last published observation or
+// the last one is older than Republish.
+func (ob *Observer) publish(ctx context.Context, st state.InstanceStatus) {
+	prev, seen := ob.last[st.Name]
+	ob.last[st.Name] = st
+	cmp := prev
+	cmp.ObservedAt = st.ObservedAt
+	if seen && reflect.DeepEqual(cmp, st) && ob.o.Now().Sub(ob.lastPub[st.Name]) < ob.o.Republish {
+		return
+	}
+	if err := ob.o.Store.PutInstanceStatus(ctx, st, ob.o.Lease()); err != nil {
+		ob.o.Logger.Warn().Err(err).Str("instance", st.Name).Msg("publish status")
+		return
+	}
+	ob.lastPub[st.Name] = ob.o.Now()
+	if !seen || prev.Reachable != st.Reachable || prev.Role != st.Role || prev.ReadOnly != st.ReadOnly {
+		ob.o.Logger.Info().Str("instance", st.Name).Bool("reachable", st.Reachable).Str("role", string(st.Role)).
+			Bool("read_only", st.ReadOnly).Msg("instance state")
+	}
+}
