@@ -1,0 +1,157 @@
+// Package server serves the coordinator's control API: gRPC on one port,
+// and on another the same services as REST/JSON through grpc-gateway plus
+// the OpenAPI document at /openapi.json. Both sides share one error catalog
+// (pkg/apierr) and bearer-token authorization.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/rs/zerolog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/drplane/drplane/pkg/apierr"
+	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
+	"github.com/drplane/drplane/proto/openapi"
+	"github.com/drplane/drplane/services/coordinator/internal/auth"
+)
+
+// Options configures the API server.
+type Options struct {
+	GRPCAddr string
+	HTTPAddr string
+	// TLS, when non-nil, serves both ports over TLS (mutual when it
+	// requires client certificates).
+	TLS      *tls.Config
+	Auth     *auth.Authenticator
+	Topology drplanev1.TopologyServiceServer
+	Logger   zerolog.Logger
+}
+
+// Server is the API server.
+type Server struct {
+	o      Options
+	grpcLn net.Listener
+	httpLn net.Listener
+}
+
+// New returns a server; Listen binds, Run serves.
+func New(o Options) *Server { return &Server{o: o} }
+
+// Listen binds both ports so that the addresses are known before Run.
+func (s *Server) Listen() error {
+	g, err := net.Listen("tcp", s.o.GRPCAddr)
+	if err != nil {
+		return err
+	}
+	h, err := net.Listen("tcp", s.o.HTTPAddr)
+	if err != nil {
+		_ = g.Close()
+		return err
+	}
+	s.grpcLn, s.httpLn = g, h
+	return nil
+}
+
+// GRPCAddr is the bound gRPC address.
+func (s *Server) GRPCAddr() string { return s.grpcLn.Addr().String() }
+
+// HTTPAddr is the bound REST address.
+func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
+
+// Policy is the least role each API method needs.
+func Policy() map[string]auth.Role {
+	return map[string]auth.Role{
+		drplanev1.TopologyService_GetTopology_FullMethodName: auth.RoleViewer,
+		drplanev1.TopologyService_GetStatus_FullMethodName:   auth.RoleViewer,
+	}
+}
+
+// Run serves until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	if s.grpcLn == nil {
+		if err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	eo := apierr.Options{Logger: s.o.Logger}
+	gopts := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(apierr.UnaryServerInterceptor(eo), s.o.Auth.Unary()),
+		grpc.ChainStreamInterceptor(apierr.StreamServerInterceptor(eo), s.o.Auth.Stream()),
+	}
+	if s.o.TLS != nil {
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(s.o.TLS)))
+	}
+	gs := grpc.NewServer(gopts...)
+	drplanev1.RegisterTopologyServiceServer(gs, s.o.Topology)
+
+	// The gateway reaches the same gRPC server in memory, so that
+	// interceptors run for REST calls too and no client certificate is needed
+	// on the internal hop.
+	inner := bufconn.Listen(1 << 20)
+	igs := grpc.NewServer(gopts[:2]...)
+	drplanev1.RegisterTopologyServiceServer(igs, s.o.Topology)
+	conn, err := grpc.NewClient("passthrough:///inmemory",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return inner.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	gw := runtime.NewServeMux(
+		runtime.WithErrorHandler(apierr.HTTPErrorHandler(eo)),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+		}),
+	)
+	if err := drplanev1.RegisterTopologyServiceHandlerClient(ctx, gw, drplanev1.NewTopologyServiceClient(conn)); err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/openapi.json", openapi.Handler())
+	mux.Handle("/", gw)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, TLSConfig: s.o.TLS}
+
+	errc := make(chan error, 3)
+	go func() { errc <- gs.Serve(s.grpcLn) }()
+	go func() { errc <- igs.Serve(inner) }()
+	go func() {
+		if s.o.TLS != nil {
+			errc <- hs.ServeTLS(s.httpLn, "", "")
+			return
+		}
+		errc <- hs.Serve(s.httpLn)
+	}()
+	s.o.Logger.Info().Str("grpc", s.GRPCAddr()).Str("http", s.HTTPAddr()).Bool("tls", s.o.TLS != nil).Msg("API listening")
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = hs.Shutdown(sctx)
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); igs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-sctx.Done():
+		gs.Stop()
+		igs.Stop()
+	}
+	if errors.Is(runErr, http.ErrServerClosed) || errors.Is(runErr, grpc.ErrServerStopped) {
+		runErr = nil
+	}
+	return runErr
+}
