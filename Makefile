@@ -1,0 +1,85 @@
+# drplane — make help lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+GO        ?= go
+BIN       := $(CURDIR)/bin
+TOOLS     := $(CURDIR)/.tools
+LAB_DIR   ?= $(CURDIR)/.lab
+MODULES   := proto pkg cmd e2e services/coordinator services/haagent services/reship services/collector
+BINARIES  := coordinator haagent reship collector drctl drlab
+# Every package of every workspace module.
+PKGS      := github.com/drplane/drplane/...
+TEST_FLAGS ?= -count=1 -timeout 20m
+
+.PHONY: help
+help: ## list targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: deps
+deps: deps-mariadb tools ## install what the build and tests need (MariaDB via apt-get, pinned tools via go install)
+
+.PHONY: deps-mariadb
+deps-mariadb: ## install MariaDB server and client if mariadbd is missing
+	@if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then \
+		echo "deps: installing mariadb-server and mariadb-client"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mariadb-server mariadb-client >/dev/null; \
+	fi
+	@/usr/sbin/mariadbd --version 2>/dev/null || mariadbd --version
+
+.PHONY: tools
+tools: ## install the pinned code generators and linters into .tools/
+	@scripts/tools.sh ensure
+
+.PHONY: build
+build: ## build every binary into ./bin
+	@mkdir -p $(BIN)
+	@for s in coordinator haagent reship collector; do $(GO) build -o $(BIN)/$$s ./services/$$s/cmd/$$s || exit 1; done
+	@$(GO) build -o $(BIN)/drctl ./cmd/drctl
+	@$(GO) build -o $(BIN)/drlab ./cmd/drlab
+	@echo "built: $(BINARIES) in ./bin"
+
+.PHONY: test
+test: deps-mariadb build ## install deps, then run unit and integration tests (real mariadbd, etcd, NATS)
+	DRPLANE_BIN=$(BIN) $(GO) test $(TEST_FLAGS) $(PKGS)
+
+.PHONY: test-short
+test-short: ## unit tests only (no MariaDB)
+	$(GO) test -short -count=1 $(PKGS)
+
+.PHONY: lint
+lint: tools ## golangci-lint v2 over every module
+	@for m in $(MODULES); do echo "lint: $$m"; (cd $$m && $(TOOLS)/golangci-lint run --config $(CURDIR)/.golangci.yml ./...) || exit 1; done
+
+.PHONY: proto
+proto: ## regenerate the API code from proto/
+	@scripts/proto.sh gen
+
+.PHONY: verify
+verify: verify-proto verify-fmt verify-mod ## fail when generated code, formatting or go.mod files are stale
+
+.PHONY: verify-proto
+verify-proto:
+	@scripts/proto.sh verify
+
+.PHONY: verify-fmt
+verify-fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+.PHONY: verify-mod
+verify-mod:
+	@scripts/verify-mod.sh
+
+.PHONY: run
+run: build ## drlab up: the 3-DC lab in the foreground (Ctrl-C stops it)
+	$(BIN)/drlab up --dir $(LAB_DIR)
+
+.PHONY: demo
+demo: deps-mariadb build ## bring the lab up, print drctl status, bring it down
+	@scripts/demo.sh $(BIN) $(LAB_DIR)
+
+.PHONY: clean
+clean: ## remove binaries and a lab left behind
+	@[ ! -x $(BIN)/drlab ] || $(BIN)/drlab down --dir $(LAB_DIR)
+	rm -rf $(BIN)

@@ -1,0 +1,141 @@
+// Package lab runs drplane's local multi-DC lab on real parts: MariaDB
+// clusters per DC, one etcd member and one NATS JetStream server per DC (in
+// the drlab process), and every DC's services as separate OS processes.
+package lab
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/drplane/drplane/pkg/config"
+	"github.com/drplane/drplane/pkg/topology"
+)
+
+// Config describes a lab. The zero file gives the standard lab: 2 cities,
+// 3 DCs (city-a: dc-a1, dc-a2; city-b: dc-b1), a master and 2 replicas each.
+type Config struct {
+	Cities []topology.City `yaml:"cities"`
+	DCs    []DCConfig      `yaml:"dcs"`
+	// Replicas per DC cluster.
+	Replicas int `yaml:"replicas"`
+	// Cluster is the MySQL cluster name used in every DC.
+	Cluster string `yaml:"cluster"`
+	// Shards of the sample keyspace.
+	Shards int `yaml:"shards"`
+	// PollInterval of the HA agents.
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// SemiSyncTimeout of every master.
+	SemiSyncTimeout time.Duration `yaml:"semi_sync_timeout"`
+	// ReadyTimeout bounds the whole start.
+	ReadyTimeout time.Duration `yaml:"ready_timeout"`
+}
+
+// DCConfig is one DC of the lab.
+type DCConfig struct {
+	Name string `yaml:"name"`
+	City string `yaml:"city"`
+	// MySQLPorts fixes the instances' ports (master first); empty picks free ports.
+	MySQLPorts []int `yaml:"mysql_ports,omitempty"`
+}
+
+// DefaultConfig is the standard lab.
+func DefaultConfig() Config {
+	return Config{
+		Cities: []topology.City{{Name: "city-a"}, {Name: "city-b"}},
+		DCs: []DCConfig{
+			{Name: "dc-a1", City: "city-a"}, {Name: "dc-a2", City: "city-a"}, {Name: "dc-b1", City: "city-b"},
+		},
+		Replicas: 2, Cluster: "main", Shards: 64,
+		PollInterval: 500 * time.Millisecond, SemiSyncTimeout: 30 * time.Second, ReadyTimeout: 90 * time.Second,
+	}
+}
+
+// LoadConfig reads a lab YAML file over the defaults (empty path: defaults).
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, config.Invalid("", "read %s: %v", path, err)
+		}
+		// A file that lists DCs replaces the default DCs and cities.
+		var probe struct {
+			DCs []DCConfig `yaml:"dcs"`
+		}
+		if err := yaml.Unmarshal(data, &probe); err == nil && len(probe.DCs) > 0 {
+			cfg.DCs, cfg.Cities = nil, nil
+		}
+		if err := config.Load(&cfg, config.Source{File: path}); err != nil {
+			return cfg, err
+		}
+		return cfg, nil
+	}
+	return cfg, cfg.Validate()
+}
+
+// Validate checks the lab description, naming the field.
+func (c *Config) Validate() error {
+	if c.Replicas < 0 || c.Replicas > 4 {
+		return config.Invalid("replicas", "%d out of range 0-4", c.Replicas)
+	}
+	if c.Shards < 1 {
+		return config.Invalid("shards", "must be positive")
+	}
+	if c.PollInterval < 50*time.Millisecond {
+		return config.Invalid("poll_interval", "%s is below 50ms", c.PollInterval)
+	}
+	for i, dc := range c.DCs {
+		if n := len(dc.MySQLPorts); n != 0 && n != c.Replicas+1 {
+			return config.Invalid(fmt.Sprintf("dcs[%d].mysql_ports", i), "lists %d ports, want %d (master + replicas)", n, c.Replicas+1)
+		}
+	}
+	// The planned topology (with placeholder ports where none are fixed)
+	// catches unknown cities, duplicate DCs and duplicate ports.
+	t := c.Topology(func(dc, i int) int {
+		if p := c.DCs[dc].MySQLPorts; len(p) > 0 {
+			return p[i]
+		}
+		return 40000 + dc*10 + i
+	})
+	if err := t.Validate(); err != nil {
+		return &config.Error{Msg: err.Error()}
+	}
+	return nil
+}
+
+// InstanceName names instance i (0 = initial master) of a DC.
+func InstanceName(dc string, i int) string { return fmt.Sprintf("%s-db%d", dc, i+1) }
+
+// Topology builds the lab's topology; port gives instance i of DC number dc its port.
+func (c *Config) Topology(port func(dc, i int) int) topology.Topology {
+	t := topology.Topology{Cities: c.Cities}
+	for d, dc := range c.DCs {
+		t.DCs = append(t.DCs, topology.DC{Name: dc.Name, City: dc.City, State: topology.DCActive})
+		cl := topology.Cluster{Name: c.Cluster, DC: dc.Name}
+		for i := 0; i <= c.Replicas; i++ {
+			cl.Instances = append(cl.Instances, topology.Instance{
+				Name: InstanceName(dc.Name, i), Addr: fmt.Sprintf("127.0.0.1:%d", port(d, i)), Priority: 100 - i,
+			})
+		}
+		t.Clusters = append(t.Clusters, cl)
+	}
+	t.Keyspaces = []topology.Keyspace{{Name: "orders", Cluster: c.Cluster, Database: "shop", Table: "orders", ShardKey: "user_id", Shards: c.Shards}}
+	return t
+}
+
+// Schema is the sample keyspace's schema, created in every DC.
+func Schema() []string {
+	return []string{
+	"CREATE DATABASE IF NOT EXISTS shop",
+	`CREATE TABLE IF NOT EXISTS shop.orders (
+  id BIGINT PRIMARY KEY,
+  user_id BIGINT NOT NULL,
+  amount_cents BIGINT NOT NULL,
+  note VARCHAR(255),
+  updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)
+)`,
+	}
+}

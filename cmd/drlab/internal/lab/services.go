@@ -1,0 +1,126 @@
+package lab
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sync/errgroup"
+	"gopkg.in/yaml.v3"
+
+	"github.com/drplane/drplane/pkg/labfile"
+)
+
+// Services started in every DC, in start order.
+func serviceNames() []string { return []string{"coordinator", "haagent", "reship", "collector"} }
+
+// serviceConfig renders a service's YAML configuration (it holds secrets:
+// written 0600, never passed on the command line).
+func (l *Lab) serviceConfig(dc, svc, healthAddr string, api labfile.API, tokenHash string) (map[string]any, error) {
+	users := l.users[dc]
+	c := map[string]any{
+		"dc": dc, "id": dc + "-" + svc + "-1", "health_addr": healthAddr,
+		"etcd": map[string]any{"endpoints": l.etcd.Endpoints()},
+		"log":  map[string]any{"level": "info", "format": "console"},
+	}
+	mysql := map[string]any{"cluster": l.o.Config.Cluster, "user": users.AdminUser, "password": users.AdminPassword}
+	switch svc {
+	case "coordinator":
+		c["api"] = map[string]any{"grpc_addr": api.GRPC, "http_addr": api.HTTP}
+		c["auth"] = map[string]any{"tokens": []map[string]any{{"name": "lab-admin", "role": "admin", "sha256": tokenHash}}}
+	case "haagent":
+		c["mysql"] = map[string]any{"user": users.AdminUser, "password": users.AdminPassword}
+		c["poll_interval"] = l.o.Config.PollInterval.String()
+	case "reship":
+		c["nats_url"] = l.nats.URL(dc)
+		c["mysql"] = mysql
+	case "collector":
+		c["nats_url"] = l.nats.URL(dc)
+		c["mysql"] = mysql
+	default:
+		return nil, fmt.Errorf("unknown service %q", svc)
+	}
+	return c, nil
+}
+
+func (l *Lab) startServices(ctx context.Context) error {
+	token := secret(24)
+	sum := sha256.Sum256([]byte(token))
+	tokenHash := hex.EncodeToString(sum[:])
+	var firstAPI labfile.API
+	for d, dc := range l.o.Config.DCs {
+		var api labfile.API
+		for _, svc := range serviceNames() {
+			hp, err := freePort()
+			if err != nil {
+				return err
+			}
+			if svc == "coordinator" {
+				gp, err1 := freePort()
+				rp, err2 := freePort()
+				if err1 != nil || err2 != nil {
+					return fmt.Errorf("pick API ports: %v %v", err1, err2)
+				}
+				api = labfile.API{GRPC: "127.0.0.1:" + strconv.Itoa(gp), HTTP: "http://127.0.0.1:" + strconv.Itoa(rp), Token: token}
+				if d == 0 {
+					firstAPI = api
+				}
+			}
+			health := "127.0.0.1:" + strconv.Itoa(hp)
+			api.HTTP = trimScheme(api.HTTP)
+			cfg, err := l.serviceConfig(dc.Name, svc, health, api, tokenHash)
+			api.HTTP = "http://" + api.HTTP
+			if err != nil {
+				return err
+			}
+			if err := l.spawnService(dc.Name, svc, health, cfg); err != nil {
+				return err
+			}
+		}
+	}
+	l.file.API = firstAPI
+	g, gctx := errgroup.WithContext(ctx)
+	for _, p := range l.procs {
+		g.Go(func() error { return p.waitReady(gctx) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	l.say("services: %d processes ready (%v per DC)", len(l.procs), serviceNames())
+	return nil
+}
+
+func trimScheme(u string) string {
+	const p = "http://"
+	if len(u) >= len(p) && u[:len(p)] == p {
+		return u[len(p):]
+	}
+	return u
+}
+
+func (l *Lab) spawnService(dc, svc, health string, cfg map[string]any) error {
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	base := dc + "-" + svc
+	confPath := filepath.Join(l.dir, "conf", base+".yaml")
+	if err := os.WriteFile(confPath, data, 0o600); err != nil {
+		return err
+	}
+	bin := filepath.Join(l.o.BinDir, svc)
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("service binary %s missing (run make build): %w", bin, err)
+	}
+	logPath := filepath.Join(l.dir, "logs", base+".log")
+	cmd, done, err := spawn(bin, []string{"--config", confPath}, nil, logPath, filepath.Join(l.dir, "run", base+".pid"))
+	if err != nil {
+		return err
+	}
+	l.procs = append(l.procs, &proc{dc: dc, name: svc, healthAddr: health, cmd: cmd, done: done, logPath: logPath})
+	return nil
+}

@@ -1,0 +1,110 @@
+package apiclient
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/drplane/drplane/pkg/labfile"
+	"github.com/drplane/drplane/pkg/mtls"
+)
+
+// Environment variables Resolve reads.
+const (
+	EnvAPI   = "DRPLANE_API"
+	EnvToken = "DRPLANE_TOKEN"
+)
+
+// ErrNoEndpoint means nothing named the API's address.
+var ErrNoEndpoint = errors.New("apiclient: no API endpoint")
+
+// Flags is what an operator gave on the command line.
+type Flags struct {
+	// API is --api: host:port of the coordinator's gRPC endpoint.
+	API string
+	// Token is --token.
+	Token string
+	// Lab is --lab: a lab.json, or the lab directory holding one.
+	Lab string
+	// TLS names the --tls-ca/--tls-cert/--tls-key files; all empty means
+	// plaintext.
+	TLS mtls.Options
+	// Timeout becomes Options.Timeout.
+	Timeout time.Duration
+	// Getenv reads the environment; nil means os.Getenv.
+	Getenv func(string) string
+}
+
+// Resolve picks the endpoint and token, each from the first place that
+// gives one: the --api/--token flags, then DRPLANE_API/DRPLANE_TOKEN, then
+// the lab file's api.grpc/api.token. The lab file is read only when a flag
+// or variable left something open. It fails with ErrNoEndpoint when no place
+// names an address, with labfile.ErrNoLab when --lab points at nothing, and
+// with mtls.ErrConfig when the TLS files are unusable.
+func Resolve(f Flags) (Options, error) {
+	getenv := f.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	o := Options{Timeout: f.Timeout}
+	switch {
+	case f.API != "":
+		o.Addr, o.Source = f.API, "--api"
+	case getenv(EnvAPI) != "":
+		o.Addr, o.Source = getenv(EnvAPI), EnvAPI
+	}
+	switch {
+	case f.Token != "":
+		o.Token = f.Token
+	case getenv(EnvToken) != "":
+		o.Token = getenv(EnvToken)
+	}
+	if (o.Addr == "" || o.Token == "") && f.Lab != "" {
+		path, err := labPath(f.Lab)
+		if err != nil {
+			return Options{}, err
+		}
+		lab, err := labfile.Read(path)
+		if err != nil {
+			return Options{}, fmt.Errorf("apiclient: --lab: %w", err)
+		}
+		if o.Addr == "" {
+			if lab.API.GRPC == "" {
+				return Options{}, fmt.Errorf("%w: %s has no api.grpc", ErrNoEndpoint, path)
+			}
+			o.Addr, o.Source = lab.API.GRPC, "--lab "+path
+		}
+		if o.Token == "" {
+			o.Token = lab.API.Token
+		}
+	}
+	if o.Addr == "" {
+		return Options{}, fmt.Errorf("%w: pass --api HOST:PORT, set %s, or point --lab at a lab.json", ErrNoEndpoint, EnvAPI)
+	}
+	if err := f.TLS.Validate("tls"); err != nil {
+		return Options{}, err
+	}
+	tc, err := f.TLS.Client()
+	if err != nil {
+		return Options{}, err
+	}
+	o.TLS = tc
+	return o, nil
+}
+
+// labPath accepts a lab.json or the directory holding it.
+func labPath(p string) (string, error) {
+	st, err := os.Stat(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("apiclient: --lab: %w at %s (is a lab running? start one with drlab up)", labfile.ErrNoLab, p)
+	}
+	if err != nil {
+		return "", fmt.Errorf("apiclient: --lab: %w", err)
+	}
+	if st.IsDir() {
+		return filepath.Join(p, "lab.json"), nil
+	}
+	return p, nil
+}

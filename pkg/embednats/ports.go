@@ -1,0 +1,51 @@
+package embednats
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Ports are drawn below the Linux default ephemeral range (32768–60999) so that outgoing connections and
+// ":0" listeners elsewhere on the box do not take them between the pick and the bind.
+const (
+	portLow  = 20000
+	portHigh = 32000
+)
+
+// pickPorts returns n distinct loopback TCP ports that were free when probed. A port can still be taken
+// before the caller binds it; callers retry on an address-in-use error.
+func pickPorts(n int) ([]int, error) {
+	seen := make(map[int]bool, n)
+	ports := make([]int, 0, n)
+	for attempt := 0; len(ports) < n && attempt < n*100; attempt++ {
+		p := portLow + rand.IntN(portHigh-portLow)
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
+		if err := l.Close(); err != nil {
+			return nil, fmt.Errorf("%w: closing probe listener: %w", ErrPorts, err)
+		}
+		ports = append(ports, p)
+	}
+	if len(ports) < n {
+		return nil, fmt.Errorf("%w: found %d of %d free ports", ErrPorts, len(ports), n)
+	}
+	return ports, nil
+}
+
+func isAddrInUse(err error) bool {
+	if err == nil {
+		return false
+	}
+	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
+}
