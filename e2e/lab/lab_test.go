@@ -1,0 +1,263 @@
+package lab
+
+import (
+	"bytes"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/stretchr/testify/require"
+
+	"github.com/drplane/drplane/pkg/labfile"
+)
+
+// status is the part of `drctl status -o json` the test reads.
+type status struct {
+	Dcs []struct {
+		Name     string `json:"name"`
+		City     string `json:"city"`
+		Clusters []struct {
+			Name      string `json:"name"`
+			Master    string `json:"master"`
+			Health    string `json:"health"`
+			Instances []struct {
+				Name       string `json:"name"`
+				Role       string `json:"role"`
+				Reachable  bool   `json:"reachable"`
+				ReadOnly   bool   `json:"read_only"`
+				IORunning  bool   `json:"io_running"`
+				SQLRunning bool   `json:"sql_running"`
+			} `json:"instances"`
+		} `json:"clusters"`
+		Services []struct {
+			Name string `json:"name"`
+		} `json:"services"`
+	} `json:"dcs"`
+}
+
+func drctl(t *testing.T, bin, labJSON string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(bin, "drctl"), append([]string{"--lab", labJSON}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("drctl: %v", err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// TestLabUpStatusDown starts the whole lab as processes, checks drctl
+// status, replication with the app user, and a clean stop.
+func TestLabUpStatusDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 9 mysqld and 12 services")
+	}
+	bin := bins(t)
+	dir := filepath.Join(t.TempDir(), "lab")
+	var out bytes.Buffer
+	up := exec.Command(filepath.Join(bin, "drlab"), "up", "--dir", dir)
+	up.Stdout, up.Stderr = &out, &out
+	require.NoError(t, up.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- up.Wait() }()
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			_ = up.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(60 * time.Second):
+				_ = up.Process.Kill()
+			}
+			_ = exec.Command(filepath.Join(bin, "drlab"), "down", "--dir", dir).Run()
+		}
+	})
+	labJSON := filepath.Join(dir, "lab.json")
+	require.Eventually(t, func() bool {
+		select {
+		case err := <-exited:
+			t.Fatalf("drlab exited early: %v\n%s", err, out.String())
+		default:
+		}
+		_, err := os.Stat(labJSON)
+		return err == nil
+	}, 120*time.Second, 100*time.Millisecond, "lab.json never appeared:\n%s", &out)
+	t.Logf("drlab output:\n%s", out.String())
+
+	lab, err := labfile.Read(labJSON)
+	require.NoError(t, err)
+	require.Len(t, lab.DCs, 3)
+	require.Len(t, lab.Etcd, 3)
+	require.NotEmpty(t, lab.API.Token)
+
+	// Every cluster converges to one writable master and two replicating replicas.
+	var st status
+	require.Eventually(t, func() bool {
+		stdout, stderr, code := drctl(t, bin, labJSON, "status", "-o", "json")
+		if code != 0 {
+			t.Logf("drctl status: exit %d: %s", code, stderr)
+			return false
+		}
+		st = status{}
+		require.NoError(t, json.Unmarshal([]byte(stdout), &st), stdout)
+		for _, dc := range st.Dcs {
+			for _, cl := range dc.Clusters {
+				if cl.Health != "OK" {
+					return false
+				}
+			}
+		}
+		return len(st.Dcs) == 3
+	}, 30*time.Second, 200*time.Millisecond, "clusters never all OK: %+v", &st)
+	cities := map[string]string{}
+	for _, dc := range st.Dcs {
+		cities[dc.Name] = dc.City
+		require.Len(t, dc.Clusters, 1)
+		cl := dc.Clusters[0]
+		masters, replicas := 0, 0
+		for _, in := range cl.Instances {
+			require.True(t, in.Reachable, "%s unreachable", in.Name)
+			switch in.Role {
+			case "ROLE_MASTER":
+				masters++
+				require.False(t, in.ReadOnly, "master %s read-only", in.Name)
+				require.Equal(t, cl.Master, in.Name)
+			case "ROLE_REPLICA":
+				replicas++
+				require.True(t, in.ReadOnly, "replica %s writable", in.Name)
+				require.True(t, in.IORunning && in.SQLRunning, "replica %s not replicating", in.Name)
+			default:
+				t.Fatalf("%s has role %s", in.Name, in.Role)
+			}
+		}
+		require.Equal(t, 1, masters, dc.Name)
+		require.Equal(t, 2, replicas, dc.Name)
+		svcs := map[string]bool{}
+		for _, s := range dc.Services {
+			svcs[s.Name] = true
+		}
+		for _, want := range []string{"coordinator", "haagent", "reship", "collector"} {
+			require.True(t, svcs[want], "%s: service %s not registered", dc.Name, want)
+		}
+	}
+	require.Equal(t, map[string]string{"dc-a1": "city-a", "dc-a2": "city-a", "dc-b1": "city-b"}, cities)
+
+	table, _, code := drctl(t, bin, labJSON, "status")
+	require.Equal(t, 0, code)
+	for _, want := range []string{"dc-a1", "dc-a2", "dc-b1", "OK"} {
+		require.Contains(t, table, want)
+	}
+
+	// The app user writes on a master and the row reaches the replicas; a
+	// replica refuses the app user's write.
+	dc := lab.DCs[0]
+	open := func(addr string) *sql.DB {
+		cfg := mysql.NewConfig()
+		cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = dc.AppUser, dc.AppPassword, "tcp", addr, "shop"
+		c, err := mysql.NewConnector(cfg)
+		require.NoError(t, err)
+		db := sql.OpenDB(c)
+		t.Cleanup(func() { _ = db.Close() })
+		return db
+	}
+	master := open(dc.MySQL[0].Addr)
+	_, err = master.Exec("INSERT INTO orders (id, user_id, amount_cents, note) VALUES (1, 42, 1999, 'e2e')")
+	require.NoError(t, err)
+	for _, r := range dc.MySQL[1:] {
+		db := open(r.Addr)
+		require.Eventually(t, func() bool {
+			var n int
+			return db.QueryRow("SELECT COUNT(*) FROM orders WHERE id = 1").Scan(&n) == nil && n == 1
+		}, 10*time.Second, 20*time.Millisecond, "row never reached %s", r.Name)
+		_, err := db.Exec("INSERT INTO orders (id, user_id, amount_cents) VALUES (2, 1, 1)")
+		var me *mysql.MySQLError
+		require.True(t, errors.As(err, &me) && me.Number == 1290, "replica %s accepted an app write: %v", r.Name, err)
+	}
+
+	// SIGTERM stops every process the lab started.
+	require.NoError(t, up.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-exited:
+		require.NoError(t, err, "drlab exit:\n%s", out.String())
+	case <-time.After(90 * time.Second):
+		t.Fatalf("drlab did not stop:\n%s", out.String())
+	}
+	stopped = true
+	require.Contains(t, out.String(), "lab stopped")
+	var pids []int
+	for _, d := range lab.DCs {
+		for _, m := range d.MySQL {
+			pids = append(pids, m.Pid)
+		}
+		for _, s := range d.Services {
+			pids = append(pids, s.Pid)
+		}
+	}
+	require.Len(t, pids, 21)
+	for _, pid := range pids {
+		require.Falsef(t, processAlive(pid), "pid %d still alive after drlab stopped", pid)
+	}
+}
+
+func processAlive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+// TestBadConfigExitsTwo: invalid configuration names the field and exits 2.
+func TestBadConfigExitsTwo(t *testing.T) {
+	bin := bins(t)
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+		return p
+	}
+	cases := []struct {
+		name  string
+		cmd   []string
+		field string
+	}{
+		{"lab: DC in an unknown city", []string{"drlab", "up", "--dir", filepath.Join(dir, "x"), "--config",
+			write("city.yaml", "cities: [{name: city-a}]\ndcs: [{name: dc-a1, city: city-z}]\n")}, "dcs[0].city"},
+		{"lab: duplicate MySQL ports", []string{"drlab", "up", "--dir", filepath.Join(dir, "y"), "--config",
+			write("ports.yaml", "cities: [{name: c}]\ndcs:\n  - {name: d1, city: c, mysql_ports: [4001, 4002, 4003]}\n  - {name: d2, city: c, mysql_ports: [4004, 4002, 4005]}\n")}, "addr"},
+		{"haagent: missing etcd", []string{"haagent", "--dc", "dc-a1", "--mysql-user", "u"}, "etcd.endpoints"},
+		{"coordinator: unknown key", []string{"coordinator", "--config", write("c.yaml", "dc: dc-a1\netcd: {endpoints: [http://127.0.0.1:1]}\nbogus: 1\n")}, "bogus"},
+		{"reship: bad etcd URL", []string{"reship", "--dc", "d", "--etcd", "127.0.0.1:2379", "--nats", "nats://x"}, "etcd.endpoints[0]"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cmd := exec.Command(filepath.Join(bin, c.cmd[0]), c.cmd[1:]...)
+			var errb bytes.Buffer
+			cmd.Stderr, cmd.Stdout = &errb, &errb
+			err := cmd.Run()
+			var ee *exec.ExitError
+			require.True(t, errors.As(err, &ee), "want exit 2, got %v: %s", err, errb.String())
+			require.Equal(t, 2, ee.ExitCode(), errb.String())
+			require.Contains(t, errb.String(), c.field)
+		})
+	}
+}
