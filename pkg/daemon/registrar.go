@@ -64,14 +64,15 @@ func (r *registrar) keep(ctx context.Context, rec state.ServiceRecord) error {
 		r.log.Warn().Msg("etcd lease lost; registering again")
 		backoff := 200 * time.Millisecond
 		for {
-			if err := r.register(ctx, rec); err == nil {
+			err := r.register(ctx, rec)
+			if err == nil {
 				r.log.Info().Msg("registered again")
 				break
-			} else if ctx.Err() != nil {
-				return nil
-			} else {
-				r.log.Warn().Err(err).Dur("retry_in", backoff).Msg("register failed")
 			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			r.log.Warn().Err(err).Dur("retry_in", backoff).Msg("register failed")
 			select {
 			case <-ctx.Done():
 				return nil

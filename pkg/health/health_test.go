@@ -29,7 +29,7 @@ func TestEndpoints(t *testing.T) {
 	reg.MustRegister(c)
 	c.Inc()
 	s := New(Options{Addr: "127.0.0.1:0", Registry: reg})
-	var failing error = errors.New("etcd: no quorum")
+	failing := errors.New("etcd: no quorum")
 	s.AddReadiness("etcd", func(context.Context) error { return failing })
 	if err := s.Listen(); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,288 @@
+package mysqld
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// ErrBadGTID means a MariaDB GTID position could not be parsed.
+var ErrBadGTID = errors.New("mysqld: bad GTID position")
+
+// ReplicaStatus is the part of SHOW SLAVE STATUS the control plane reads.
+type ReplicaStatus struct {
+	// Configured is false when the server has no master (no status row).
+	Configured bool
+	// IOState is Slave_IO_Running verbatim: "Yes", "No" or "Connecting".
+	IOState string
+	// IORunning is true when the IO thread is connected ("Yes").
+	IORunning bool
+	// SQLRunning is true when the SQL thread runs.
+	SQLRunning     bool
+	MasterHost     string
+	MasterPort     int
+	MasterServerID uint32
+	LastIOErrno    int
+	LastIOError    string
+	LastSQLErrno   int
+	LastSQLError   string
+	// SecondsBehindMaster is nil when the server reports NULL (IO or SQL
+	// thread not running, lag unknown).
+	SecondsBehindMaster *int64
+	// UsingGTID is "No", "Slave_Pos" or "Current_Pos".
+	UsingGTID string
+	// GTIDIOPos is the GTID position the IO thread has received up to.
+	GTIDIOPos string
+	// GTIDSlavePos is the server's gtid_slave_pos (applied by replication).
+	GTIDSlavePos string
+	// SQLState is Slave_SQL_Running_State.
+	SQLState string
+}
+
+// Healthy reports whether both replication threads run.
+func (s ReplicaStatus) Healthy() bool { return s.IORunning && s.SQLRunning }
+
+// ReadReplicaStatus runs SHOW SLAVE STATUS and reads it by column name.
+func ReadReplicaStatus(ctx context.Context, db *sql.DB) (ReplicaStatus, error) {
+	row, err := queryRowMap(ctx, db, "SHOW SLAVE STATUS")
+	if err != nil {
+		return ReplicaStatus{}, fmt.Errorf("mysqld: SHOW SLAVE STATUS: %w", err)
+	}
+	if row == nil {
+		return ReplicaStatus{}, nil
+	}
+	return parseReplicaStatus(row)
+}
+
+// parseReplicaStatus builds a ReplicaStatus from one SHOW SLAVE STATUS row
+// keyed by column name.
+func parseReplicaStatus(row map[string]sql.NullString) (ReplicaStatus, error) {
+	str := func(col string) string { return row[col].String }
+	num := func(col string) (int64, error) {
+		v := row[col]
+		if !v.Valid || v.String == "" {
+			return 0, nil
+		}
+		n, err := strconv.ParseInt(v.String, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("mysqld: slave status column %s=%q: %w", col, v.String, err)
+		}
+		return n, nil
+	}
+	s := ReplicaStatus{
+		Configured:   true,
+		IOState:      str("Slave_IO_Running"),
+		IORunning:    str("Slave_IO_Running") == "Yes",
+		SQLRunning:   str("Slave_SQL_Running") == "Yes",
+		MasterHost:   str("Master_Host"),
+		LastIOError:  str("Last_IO_Error"),
+		LastSQLError: str("Last_SQL_Error"),
+		UsingGTID:    str("Using_Gtid"),
+		GTIDIOPos:    str("Gtid_IO_Pos"),
+		GTIDSlavePos: str("Gtid_Slave_Pos"),
+		SQLState:     str("Slave_SQL_Running_State"),
+	}
+	var errs []error
+	take := func(col string) int64 {
+		n, err := num(col)
+		errs = append(errs, err)
+		return n
+	}
+	s.MasterPort = int(take("Master_Port"))
+	s.MasterServerID = uint32(take("Master_Server_Id"))
+	s.LastIOErrno = int(take("Last_IO_Errno"))
+	s.LastSQLErrno = int(take("Last_SQL_Errno"))
+	if v := row["Seconds_Behind_Master"]; v.Valid && v.String != "" {
+		n := take("Seconds_Behind_Master")
+		s.SecondsBehindMaster = &n
+	}
+	return s, errors.Join(errs...)
+}
+
+// GTIDState is an instance's replication position and role flags.
+type GTIDState struct {
+	BinlogPos  string // @@gtid_binlog_pos: what this server has in its binlog
+	SlavePos   string // @@gtid_slave_pos: what replication applied
+	CurrentPos string // @@gtid_current_pos
+	ReadOnly   bool
+	// SemiSyncMasterEnabled is @@rpl_semi_sync_master_enabled.
+	SemiSyncMasterEnabled bool
+	// SemiSyncMasterActive is Rpl_semi_sync_master_status: semi-sync is
+	// enabled and has not fallen back to async.
+	SemiSyncMasterActive bool
+	// SemiSyncMasterClients is Rpl_semi_sync_master_clients: connected
+	// replicas that ack.
+	SemiSyncMasterClients int
+	// SemiSyncSlaveEnabled is @@rpl_semi_sync_slave_enabled.
+	SemiSyncSlaveEnabled bool
+	// SemiSyncSlaveActive is Rpl_semi_sync_slave_status.
+	SemiSyncSlaveActive bool
+}
+
+// ReadGTIDState reads the GTID positions, read_only and the semi-sync state.
+// It avoids statements that block while a commit waits for a semi-sync ack
+// (SHOW MASTER STATUS does).
+func ReadGTIDState(ctx context.Context, db *sql.DB) (GTIDState, error) {
+	var st GTIDState
+	err := db.QueryRowContext(ctx, `SELECT @@GLOBAL.gtid_binlog_pos, @@GLOBAL.gtid_slave_pos,
+		@@GLOBAL.gtid_current_pos, @@GLOBAL.read_only, @@GLOBAL.rpl_semi_sync_master_enabled,
+		@@GLOBAL.rpl_semi_sync_slave_enabled`).Scan(&st.BinlogPos, &st.SlavePos, &st.CurrentPos,
+		&st.ReadOnly, &st.SemiSyncMasterEnabled, &st.SemiSyncSlaveEnabled)
+	if err != nil {
+		return GTIDState{}, fmt.Errorf("mysqld: read GTID state: %w", err)
+	}
+	vars, err := queryPairs(ctx, db, "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_%'")
+	if err != nil {
+		return GTIDState{}, fmt.Errorf("mysqld: read semi-sync status: %w", err)
+	}
+	if err := applySemiSyncStatus(&st, vars); err != nil {
+		return GTIDState{}, err
+	}
+	return st, nil
+}
+
+// applySemiSyncStatus fills the semi-sync status fields from status
+// variables keyed by name.
+func applySemiSyncStatus(st *GTIDState, vars map[string]string) error {
+	st.SemiSyncMasterActive = strings.EqualFold(vars["Rpl_semi_sync_master_status"], "ON")
+	st.SemiSyncSlaveActive = strings.EqualFold(vars["Rpl_semi_sync_slave_status"], "ON")
+	if v, ok := vars["Rpl_semi_sync_master_clients"]; ok && v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("mysqld: Rpl_semi_sync_master_clients=%q: %w", v, err)
+		}
+		st.SemiSyncMasterClients = n
+	}
+	return nil
+}
+
+// queryRowMap returns the first row of query keyed by column name, or nil
+// when there is none.
+func queryRowMap(ctx context.Context, db *sql.DB, query string) (map[string]sql.NullString, error) {
+	rows, err := db.QueryContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	if !rows.Next() {
+		return nil, rows.Err()
+	}
+	vals := make([]sql.NullString, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	if err := rows.Scan(ptrs...); err != nil {
+		return nil, err
+	}
+	out := make(map[string]sql.NullString, len(cols))
+	for i, c := range cols {
+		out[c] = vals[i]
+	}
+	return out, rows.Err()
+}
+
+// queryPairs reads a two-column result (SHOW VARIABLES / SHOW STATUS) into a
+// map.
+func queryPairs(ctx context.Context, db *sql.DB, query string) (map[string]string, error) {
+	rows, err := db.QueryContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	out := map[string]string{}
+	for rows.Next() {
+		var k string
+		var v sql.NullString
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, err
+		}
+		out[k] = v.String
+	}
+	return out, rows.Err()
+}
+
+// GTID is one MariaDB global transaction id: domain-server-sequence.
+type GTID struct {
+	Domain   uint32
+	ServerID uint32
+	Seq      uint64
+}
+
+// String renders the GTID as domain-server-seq.
+func (g GTID) String() string {
+	return fmt.Sprintf("%d-%d-%d", g.Domain, g.ServerID, g.Seq)
+}
+
+// GTIDPos is a MariaDB GTID position: at most one GTID per domain, sorted by
+// domain.
+type GTIDPos []GTID
+
+// ParseGTIDPos parses a position such as "0-1-42,1-7-3". The empty string is
+// the empty position.
+func ParseGTIDPos(s string) (GTIDPos, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return GTIDPos{}, nil
+	}
+	seen := map[uint32]bool{}
+	var pos GTIDPos
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		f := strings.Split(part, "-")
+		if len(f) != 3 {
+			return nil, fmt.Errorf("%w: %q", ErrBadGTID, part)
+		}
+		d, err1 := strconv.ParseUint(f[0], 10, 32)
+		srv, err2 := strconv.ParseUint(f[1], 10, 32)
+		seq, err3 := strconv.ParseUint(f[2], 10, 64)
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return nil, fmt.Errorf("%w: %q: %w", ErrBadGTID, part, err)
+		}
+		if seen[uint32(d)] {
+			return nil, fmt.Errorf("%w: domain %d twice in %q", ErrBadGTID, d, s)
+		}
+		seen[uint32(d)] = true
+		pos = append(pos, GTID{Domain: uint32(d), ServerID: uint32(srv), Seq: seq})
+	}
+	sort.Slice(pos, func(i, j int) bool { return pos[i].Domain < pos[j].Domain })
+	return pos, nil
+}
+
+// String renders the position the way the server prints it.
+func (p GTIDPos) String() string {
+	parts := make([]string, len(p))
+	for i, g := range p {
+		parts[i] = g.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+// Seq returns the sequence number for domain and whether p has that domain.
+func (p GTIDPos) Seq(domain uint32) (uint64, bool) {
+	for _, g := range p {
+		if g.Domain == domain {
+			return g.Seq, true
+		}
+	}
+	return 0, false
+}
+
+// Contains reports whether p is at or past q in every domain of q.
+func (p GTIDPos) Contains(q GTIDPos) bool {
+	for _, g := range q {
+		seq, ok := p.Seq(g.Domain)
+		if !ok || seq < g.Seq {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,169 @@
+package mysqld
+
+import (
+	"database/sql"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func nullRow(kv map[string]string, nulls ...string) map[string]sql.NullString {
+	row := map[string]sql.NullString{}
+	for k, v := range kv {
+		row[k] = sql.NullString{String: v, Valid: true}
+	}
+	for _, k := range nulls {
+		row[k] = sql.NullString{}
+	}
+	return row
+}
+
+func TestParseReplicaStatus(t *testing.T) {
+	tests := []struct {
+		name    string
+		row     map[string]sql.NullString
+		want    ReplicaStatus
+		wantErr bool
+	}{
+		{
+			name: "running",
+			row: nullRow(map[string]string{
+				"Slave_IO_State": "Waiting for master to send event", "Master_Host": "127.0.0.1",
+				"Master_Port": "40001", "Slave_IO_Running": "Yes", "Slave_SQL_Running": "Yes",
+				"Last_IO_Errno": "0", "Last_IO_Error": "", "Last_SQL_Errno": "0", "Last_SQL_Error": "",
+				"Seconds_Behind_Master": "0", "Master_Server_Id": "1", "Using_Gtid": "Slave_Pos",
+				"Gtid_IO_Pos": "0-1-17", "Gtid_Slave_Pos": "0-1-17",
+				"Slave_SQL_Running_State": "Slave has read all relay log; waiting for more updates",
+			}),
+			want: ReplicaStatus{
+				Configured: true, IOState: "Yes", IORunning: true, SQLRunning: true,
+				MasterHost: "127.0.0.1", MasterPort: 40001, MasterServerID: 1,
+				SecondsBehindMaster: ptr(int64(0)), UsingGTID: "Slave_Pos",
+				GTIDIOPos: "0-1-17", GTIDSlavePos: "0-1-17",
+				SQLState: "Slave has read all relay log; waiting for more updates",
+			},
+		},
+		{
+			name: "master gone",
+			row: nullRow(map[string]string{
+				"Master_Host": "127.0.0.1", "Master_Port": "40001", "Slave_IO_Running": "Connecting",
+				"Slave_SQL_Running": "Yes", "Last_IO_Errno": "2003",
+				"Last_IO_Error":  "error reconnecting to master 'repl@127.0.0.1:40001' - retry-time: 1  maximum-retries: 100000  message: Can't connect to server on '127.0.0.1' (111 \"Connection refused\")",
+				"Last_SQL_Errno": "0", "Master_Server_Id": "1", "Using_Gtid": "Slave_Pos", "Gtid_IO_Pos": "0-1-20",
+			}, "Seconds_Behind_Master"),
+			want: ReplicaStatus{
+				Configured: true, IOState: "Connecting", SQLRunning: true,
+				MasterHost: "127.0.0.1", MasterPort: 40001, MasterServerID: 1, LastIOErrno: 2003,
+				LastIOError: "error reconnecting to master 'repl@127.0.0.1:40001' - retry-time: 1  maximum-retries: 100000  message: Can't connect to server on '127.0.0.1' (111 \"Connection refused\")",
+				UsingGTID:   "Slave_Pos", GTIDIOPos: "0-1-20",
+			},
+		},
+		{
+			name: "sql error, columns missing",
+			row: nullRow(map[string]string{
+				"Slave_IO_Running": "Yes", "Slave_SQL_Running": "No", "Last_SQL_Errno": "1950",
+				"Last_SQL_Error": "An attempt was made to binlog GTID 0-1-5 which would create an out-of-order sequence number",
+			}),
+			want: ReplicaStatus{
+				Configured: true, IOState: "Yes", IORunning: true, LastSQLErrno: 1950,
+				LastSQLError: "An attempt was made to binlog GTID 0-1-5 which would create an out-of-order sequence number",
+			},
+		},
+		{
+			name:    "garbage number",
+			row:     nullRow(map[string]string{"Master_Port": "x"}),
+			want:    ReplicaStatus{Configured: true},
+			wantErr: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseReplicaStatus(tt.row)
+			if tt.wantErr {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, got)
+			require.Equal(t, tt.want.IORunning && tt.want.SQLRunning, got.Healthy())
+		})
+	}
+}
+
+func TestApplySemiSyncStatus(t *testing.T) {
+	var st GTIDState
+	require.NoError(t, applySemiSyncStatus(&st, map[string]string{
+		"Rpl_semi_sync_master_status":  "ON",
+		"Rpl_semi_sync_master_clients": "2",
+		"Rpl_semi_sync_slave_status":   "OFF",
+	}))
+	require.Equal(t, GTIDState{SemiSyncMasterActive: true, SemiSyncMasterClients: 2}, st)
+
+	st = GTIDState{}
+	require.NoError(t, applySemiSyncStatus(&st, map[string]string{}))
+	require.Equal(t, GTIDState{}, st)
+
+	require.Error(t, applySemiSyncStatus(&st, map[string]string{"Rpl_semi_sync_master_clients": "two"}))
+}
+
+func TestParseGTIDPos(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    GTIDPos
+		str     string
+		wantErr bool
+	}{
+		{in: "", want: GTIDPos{}, str: ""},
+		{in: "0-1-42", want: GTIDPos{{0, 1, 42}}, str: "0-1-42"},
+		{in: "7-3-1, 0-1-42", want: GTIDPos{{0, 1, 42}, {7, 3, 1}}, str: "0-1-42,7-3-1"},
+		{in: "0-1-18446744073709551615", want: GTIDPos{{0, 1, 18446744073709551615}}, str: "0-1-18446744073709551615"},
+		{in: "0-1", wantErr: true},
+		{in: "0-1-x", wantErr: true},
+		{in: "-1-1-1", wantErr: true},
+		{in: "0-1-2,0-2-3", wantErr: true},
+		{in: "0-1-2,", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseGTIDPos(tt.in)
+			if tt.wantErr {
+				require.ErrorIs(t, err, ErrBadGTID)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, got)
+			require.Equal(t, tt.str, got.String())
+		})
+	}
+}
+
+func TestGTIDPosContains(t *testing.T) {
+	mustPos := func(s string) GTIDPos {
+		p, err := ParseGTIDPos(s)
+		require.NoError(t, err)
+		return p
+	}
+	tests := []struct {
+		p, q string
+		want bool
+	}{
+		{"0-1-10", "0-1-10", true},
+		{"0-1-10", "0-1-9", true},
+		{"0-1-9", "0-1-10", false},
+		{"0-2-10", "0-1-10", true}, // a new master continues the domain's sequence
+		{"0-1-10", "", true},
+		{"", "0-1-1", false},
+		{"0-1-10,1-5-3", "1-5-3", true},
+		{"0-1-10", "0-1-5,1-5-3", false},
+	}
+	for _, tt := range tests {
+		require.Equal(t, tt.want, mustPos(tt.p).Contains(mustPos(tt.q)), "%q contains %q", tt.p, tt.q)
+	}
+	seq, ok := mustPos("0-1-10,1-5-3").Seq(1)
+	require.True(t, ok)
+	require.Equal(t, uint64(3), seq)
+	_, ok = mustPos("0-1-10").Seq(1)
+	require.False(t, ok)
+}
+
+func ptr[T any](v T) *T { return &v }
