@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -177,6 +178,9 @@ func (l *Lab) startMySQL(ctx context.Context) error {
 			in, err := mysqld.New(mysqld.Options{
 				Name: name, Dir: filepath.Join(l.dir, "mysql", name), Port: port,
 				ServerID: uint32(100*(d+1) + i + 1), Logger: l.o.Logger,
+				// One GTID domain per DC: its writes stay distinguishable
+				// wherever they are replicated to.
+				Args: []string{"--gtid-domain-id=" + strconv.Itoa(d+1)},
 			})
 			if err != nil {
 				return err
