@@ -74,7 +74,7 @@ func readTable(t *testing.T, out, first string) []map[string]string {
 		var names []string
 		for j := indent; j < len(l); {
 			k := j
-			for k < len(l) && !(l[k] == ' ' && (k+1 >= len(l) || l[k+1] == ' ')) {
+			for k < len(l) && (l[k] != ' ' || (k+1 < len(l) && l[k+1] != ' ')) {
 				k++
 			}
 			starts, names = append(starts, j), append(names, l[j:k])

@@ -180,10 +180,7 @@ func (m *Mesh) startNode(ctx context.Context, n *node) error {
 	lvl := logger.GetLevel()
 	srv.SetLoggerV2(sl, lvl <= zerolog.DebugLevel, lvl <= zerolog.TraceLevel, false)
 	srv.Start()
-	for {
-		if srv.ReadyForConnections(50 * time.Millisecond) {
-			break
-		}
+	for !srv.ReadyForConnections(50 * time.Millisecond) {
 		select {
 		case err := <-sl.fatal:
 			shutdown(srv)

@@ -38,7 +38,7 @@ func (o Options) Validate(field string) error {
 			continue
 		}
 		if _, err := os.Stat(f); err != nil {
-			return fmt.Errorf("%w: %s: %v", ErrConfig, field, err)
+			return fmt.Errorf("%w: %s: %w", ErrConfig, field, err)
 		}
 	}
 	return nil
@@ -49,7 +49,7 @@ func (o Options) load() (*x509.CertPool, []tls.Certificate, error) {
 	if o.CAFile != "" {
 		pem, err := os.ReadFile(o.CAFile)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: %v", ErrConfig, err)
+			return nil, nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 		pool = x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
@@ -60,7 +60,7 @@ func (o Options) load() (*x509.CertPool, []tls.Certificate, error) {
 	if o.CertFile != "" {
 		c, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: %v", ErrConfig, err)
+			return nil, nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 		certs = []tls.Certificate{c}
 	}

@@ -19,8 +19,9 @@ const (
 	// DefaultConvergeTimeout bounds the waits of Bootstrap and
 	// Cluster.WaitReplicas when ctx has no deadline.
 	DefaultConvergeTimeout = 60 * time.Second
-	// Default account names created by Bootstrap.
-	DefaultReplUser  = "repl"
+	// DefaultReplUser is the replication account created by Bootstrap.
+	DefaultReplUser = "repl"
+	// DefaultAdminUser is the agent's account created by Bootstrap.
 	DefaultAdminUser = "drplane"
 	pollInterval     = 25 * time.Millisecond
 )

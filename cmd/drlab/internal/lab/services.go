@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -63,7 +64,7 @@ func (l *Lab) startServices(ctx context.Context) error {
 				gp, err1 := freePort()
 				rp, err2 := freePort()
 				if err1 != nil || err2 != nil {
-					return fmt.Errorf("pick API ports: %v %v", err1, err2)
+					return fmt.Errorf("pick API ports: %w", errors.Join(err1, err2))
 				}
 				api = labfile.API{GRPC: "127.0.0.1:" + strconv.Itoa(gp), HTTP: "http://127.0.0.1:" + strconv.Itoa(rp), Token: token}
 				if d == 0 {

@@ -1,7 +1,7 @@
-// Package reship captures committed writes from the DC's current master and
-// ships them to the DC's outbound JetStream stream. In this release only its
-// skeleton runs: it connects to etcd, NATS and the current master, registers
-// itself and reports health; binlog capture is not implemented yet.
+// Package collector applies the changes other DCs shipped to this DC's
+// inbound JetStream stream to the DC's current master, exactly once. In this
+// release only its skeleton runs: it connects to etcd, NATS and the current
+// master, registers itself and reports health; applying is not implemented yet.
 package collector
 
 import (

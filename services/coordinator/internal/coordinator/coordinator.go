@@ -12,7 +12,7 @@ import (
 	"github.com/drplane/drplane/pkg/config"
 	"github.com/drplane/drplane/pkg/daemon"
 	"github.com/drplane/drplane/pkg/mtls"
-	"github.com/drplane/drplane/services/coordinator/internal/api"
+	"github.com/drplane/drplane/services/coordinator/internal/control"
 	"github.com/drplane/drplane/services/coordinator/internal/auth"
 	"github.com/drplane/drplane/services/coordinator/internal/server"
 )
@@ -101,7 +101,7 @@ func run(ctx context.Context, cfg *Config, env *daemon.Env) error {
 	}
 	srv := server.New(server.Options{
 		GRPCAddr: cfg.API.GRPCAddr, HTTPAddr: cfg.API.HTTPAddr, TLS: tlsCfg, Auth: authn,
-		Topology: &api.Topology{Store: env.State}, Logger: env.Logger,
+		Topology: &control.Topology{Store: env.State}, Logger: env.Logger,
 	})
 	if err := srv.Listen(); err != nil {
 		return err

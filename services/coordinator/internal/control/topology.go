@@ -1,6 +1,6 @@
-// Package api implements the coordinator's gRPC services on top of the etcd
+// Package control implements the coordinator's gRPC services on top of the etcd
 // state store.
-package api
+package control
 
 import (
 	"context"
