@@ -45,7 +45,7 @@ test: deps-mariadb build ## install deps, then run unit and integration tests (r
 	DRPLANE_BIN=$(BIN) $(GO) test $(TEST_FLAGS) $(PKGS)
 
 .PHONY: test-short
-test-short: ## unit tests only (no MariaDB)
+test-short: ## skip the whole-lab end-to-end test
 	$(GO) test -short -count=1 $(PKGS)
 
 .PHONY: lint

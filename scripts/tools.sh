@@ -19,6 +19,7 @@ TOOLS=(
 	"protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0"
 	"protoc-gen-grpc-gateway github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@v2.32.0"
 	"protoc-gen-openapiv2 github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@v2.32.0"
+	"golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.8.0"
 )
 
 # installed_version BIN prints the main-module version a binary was built
