@@ -11,6 +11,8 @@ import (
 
 	"github.com/rs/zerolog"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/drplane/drplane/pkg/freeport"
 )
 
 // Client settings: a stopped or paused member must not leave calls hanging.
@@ -96,7 +98,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		if err == nil {
 			break
 		}
-		if !isAddrInUse(err) || attempt == startAttempts {
+		if !freeport.InUse(err) || attempt == startAttempts {
 			return nil, err
 		}
 		opts.Logger.Debug().Err(err).Int("attempt", attempt).Msg("etcd port taken, retrying with new ports")

@@ -13,6 +13,8 @@ import (
 	"github.com/rs/zerolog"
 	"go.etcd.io/etcd/server/v3/embed"
 	"google.golang.org/grpc"
+
+	"github.com/drplane/drplane/pkg/freeport"
 )
 
 // Sentinel errors; returned errors wrap one of them.
@@ -42,9 +44,9 @@ type Peer struct {
 // PickPeers gives every name a free loopback client port and peer port. The ports were free when probed;
 // a member that then fails to bind reports an error for which IsAddrInUse is true.
 func PickPeers(names []string) ([]Peer, error) {
-	ports, err := pickPorts(2 * len(names))
+	ports, err := freeport.Pick(2 * len(names))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrPorts, err)
 	}
 	peers := make([]Peer, len(names))
 	for i, n := range names {
@@ -58,7 +60,7 @@ func PickPeers(names []string) ([]Peer, error) {
 }
 
 // IsAddrInUse reports whether a start failed because a port was taken after it was picked.
-func IsAddrInUse(err error) bool { return isAddrInUse(err) }
+func IsAddrInUse(err error) bool { return freeport.InUse(err) }
 
 // MemberOptions configures one member.
 type MemberOptions struct {

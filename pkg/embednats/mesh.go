@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/rs/zerolog"
+
+	"github.com/drplane/drplane/pkg/freeport"
 )
 
 // Sentinel errors; returned errors wrap one of them.
@@ -120,16 +122,16 @@ func Start(ctx context.Context, opts Options) (*Mesh, error) {
 // startFresh starts n on newly picked ports, picking again when a port was taken in the meantime.
 func (m *Mesh) startFresh(ctx context.Context, n *node) error {
 	for attempt := 1; ; attempt++ {
-		ports, err := pickPorts(2)
+		ports, err := freeport.Pick(2)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w: %w", ErrPorts, err)
 		}
 		n.port, n.leafPort = ports[0], ports[1]
 		err = m.startNode(ctx, n)
 		if err == nil {
 			return nil
 		}
-		if !isAddrInUse(err) || attempt == startAttempts {
+		if !freeport.InUse(err) || attempt == startAttempts {
 			return err
 		}
 		m.opts.Logger.Debug().Err(err).Str("dc", n.dc).Int("attempt", attempt).Msg("nats port taken, retrying")
@@ -293,7 +295,7 @@ func (m *Mesh) Restart(ctx context.Context, dc string) error {
 	// The ports were ours a moment ago; a bind can still fail briefly, so retry until ctx ends.
 	for {
 		err = m.startNode(ctx, n)
-		if err == nil || !isAddrInUse(err) {
+		if err == nil || !freeport.InUse(err) {
 			break
 		}
 		select {

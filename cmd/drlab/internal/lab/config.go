@@ -129,8 +129,8 @@ func (c *Config) Topology(port func(dc, i int) int) topology.Topology {
 // Schema is the sample keyspace's schema, created in every DC.
 func Schema() []string {
 	return []string{
-	"CREATE DATABASE IF NOT EXISTS shop",
-	`CREATE TABLE IF NOT EXISTS shop.orders (
+		"CREATE DATABASE IF NOT EXISTS shop",
+		`CREATE TABLE IF NOT EXISTS shop.orders (
   id BIGINT PRIMARY KEY,
   user_id BIGINT NOT NULL,
   amount_cents BIGINT NOT NULL,

@@ -356,4 +356,3 @@ func (l *Lab) stop() {
 	_ = os.Remove(filepath.Join(l.dir, "lab.json"))
 	l.say("lab stopped; data left in %s", l.dir)
 }
-

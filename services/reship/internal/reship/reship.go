@@ -10,39 +10,22 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/drplane/drplane/pkg/bus"
-	"github.com/drplane/drplane/pkg/config"
 	"github.com/drplane/drplane/pkg/daemon"
-	"github.com/drplane/drplane/pkg/masterdb"
 )
 
 // Config is reship's configuration.
 type Config struct {
-	daemon.Common `yaml:",inline"`
-	// NATSURL is the DC's NATS server.
-	NATSURL string            `yaml:"nats_url"`
-	MySQL   masterdb.Endpoint `yaml:"mysql"`
+	bus.ServiceConfig `yaml:",inline"`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() *Config {
-	return &Config{Common: daemon.DefaultCommon(), MySQL: masterdb.Endpoint{Cluster: "main"}}
-}
-
-// Validate checks the configuration.
-func (c *Config) Validate() error {
-	if err := c.Common.Validate(); err != nil {
-		return err
-	}
-	if c.NATSURL == "" {
-		return config.Invalid("nats_url", "required (--nats)")
-	}
-	return c.MySQL.Validate("mysql")
+	return &Config{ServiceConfig: bus.DefaultServiceConfig()}
 }
 
 // Flags binds reship's flags.
 func (c *Config) Flags(fs *pflag.FlagSet) {
-	fs.StringVar(&c.NATSURL, "nats", c.NATSURL, "NATS URL of this DC")
-	fs.StringVar(&c.MySQL.Cluster, "cluster", c.MySQL.Cluster, "MySQL cluster whose master is captured")
+	c.ServiceConfig.Flags(fs, "MySQL cluster whose master is captured")
 }
 
 // Spec is the service description handed to daemon.Main.

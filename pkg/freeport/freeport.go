@@ -1,4 +1,6 @@
-package embednats
+// Package freeport picks free loopback TCP ports for servers started in
+// tests and in the lab, below the kernel's ephemeral range.
+package freeport
 
 import (
 	"errors"
@@ -10,6 +12,9 @@ import (
 	"syscall"
 )
 
+// ErrNoPorts means not enough free ports were found.
+var ErrNoPorts = errors.New("freeport: no free ports")
+
 // Ports are drawn below the Linux default ephemeral range (32768–60999) so that outgoing connections and
 // ":0" listeners elsewhere on the box do not take them between the pick and the bind.
 const (
@@ -17,9 +22,9 @@ const (
 	portHigh = 32000
 )
 
-// pickPorts returns n distinct loopback TCP ports that were free when probed. A port can still be taken
+// Pick returns n distinct loopback TCP ports that were free when probed. A port can still be taken
 // before the caller binds it; callers retry on an address-in-use error.
-func pickPorts(n int) ([]int, error) {
+func Pick(n int) ([]int, error) {
 	seen := make(map[int]bool, n)
 	ports := make([]int, 0, n)
 	for attempt := 0; len(ports) < n && attempt < n*100; attempt++ {
@@ -33,17 +38,18 @@ func pickPorts(n int) ([]int, error) {
 			continue
 		}
 		if err := l.Close(); err != nil {
-			return nil, fmt.Errorf("%w: closing probe listener: %w", ErrPorts, err)
+			return nil, fmt.Errorf("%w: closing probe listener: %w", ErrNoPorts, err)
 		}
 		ports = append(ports, p)
 	}
 	if len(ports) < n {
-		return nil, fmt.Errorf("%w: found %d of %d free ports", ErrPorts, len(ports), n)
+		return nil, fmt.Errorf("%w: found %d of %d free ports", ErrNoPorts, len(ports), n)
 	}
 	return ports, nil
 }
 
-func isAddrInUse(err error) bool {
+// InUse reports whether err comes from binding a port that is already taken.
+func InUse(err error) bool {
 	if err == nil {
 		return false
 	}
