@@ -81,8 +81,28 @@ func (e *Env) Lease() clientv3.LeaseID { return e.session().Lease() }
 // Session returns the current process session.
 func (e *Env) Session() *concurrency.Session { return e.session() }
 
-// Main runs the service and returns the process exit code.
+// Main runs the service until SIGINT or SIGTERM and returns the process
+// exit code.
 func Main(spec Spec, args []string, stdout, stderr io.Writer) int {
+	return mainWith(spec, args, stdout, stderr, func() (context.Context, context.CancelFunc) {
+		return signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	})
+}
+
+// MainContext is Main stopped by ctx instead of signals, so a service can run
+// in-process (tests, a single binary hosting several services). It returns
+// ExitOK once ctx ends and the service stopped cleanly, having revoked its
+// registration.
+func MainContext(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer) int {
+	return mainWith(spec, args, stdout, stderr, func() (context.Context, context.CancelFunc) {
+		return context.WithCancel(ctx)
+	})
+}
+
+// mainWith parses and validates the configuration, then runs the service
+// under the context from runCtx, which is only made once the configuration is
+// valid.
+func mainWith(spec Spec, args []string, stdout, stderr io.Writer, runCtx func() (context.Context, context.CancelFunc)) int {
 	fs := pflag.NewFlagSet(spec.Name, pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgFile := fs.String("config", "", "YAML configuration file")
@@ -112,7 +132,7 @@ func Main(spec Spec, args []string, stdout, stderr io.Writer) int {
 		return ExitOK
 	}
 	log := logging.New(stderr, base.Log, map[string]string{"service": spec.Name, "dc": base.DC, "id": base.ID})
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := runCtx()
 	defer stop()
 	if err := run(ctx, spec, base, log); err != nil {
 		log.Error().Err(err).Msg("exiting on error")

@@ -85,9 +85,21 @@ func (r *registrar) keep(ctx context.Context, rec state.ServiceRecord) error {
 	}
 }
 
-// close revokes the lease so the registration disappears at once.
+// revokeTimeout bounds the revocation of the lease at shutdown.
+const revokeTimeout = 2 * time.Second
+
+// close revokes the lease so the registration disappears at once. The
+// session's own Close revokes under the session's context, which is the
+// run context and already done at shutdown, so revoke under a fresh one.
 func (r *registrar) close() {
-	if s := r.current(); s != nil {
-		_ = s.Close()
+	s := r.current()
+	if s == nil {
+		return
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), revokeTimeout)
+	defer cancel()
+	if _, err := r.cli.Revoke(ctx, s.Lease()); err != nil {
+		r.log.Warn().Err(err).Msg("revoke etcd lease; the registration expires with its TTL")
+	}
+	_ = s.Close()
 }

@@ -46,4 +46,3 @@ func New(w io.Writer, o Options, fields map[string]string) zerolog.Logger {
 	}
 	return ctx.Logger()
 }
-

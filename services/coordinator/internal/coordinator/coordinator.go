@@ -12,8 +12,8 @@ import (
 	"github.com/drplane/drplane/pkg/config"
 	"github.com/drplane/drplane/pkg/daemon"
 	"github.com/drplane/drplane/pkg/mtls"
-	"github.com/drplane/drplane/services/coordinator/internal/control"
 	"github.com/drplane/drplane/services/coordinator/internal/auth"
+	"github.com/drplane/drplane/services/coordinator/internal/control"
 	"github.com/drplane/drplane/services/coordinator/internal/server"
 )
 
@@ -46,10 +46,12 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.API.GRPCAddr); err != nil {
 		return config.Invalid("api.grpc_addr", "%q is not host:port", c.API.GRPCAddr)
 	}
-	if _, _, err := net.SplitHostPort(c.API.HTTPAddr); err != nil {
+	_, httpPort, err := net.SplitHostPort(c.API.HTTPAddr)
+	if err != nil {
 		return config.Invalid("api.http_addr", "%q is not host:port", c.API.HTTPAddr)
 	}
-	if c.API.GRPCAddr == c.API.HTTPAddr && c.API.GRPCAddr != "" {
+	// Port 0 picks a free port for each listener, so both may ask for it.
+	if c.API.GRPCAddr == c.API.HTTPAddr && httpPort != "0" {
 		return config.Invalid("api.http_addr", "same address as api.grpc_addr (%s)", c.API.HTTPAddr)
 	}
 	if c.API.TLS.Enabled() && c.API.TLS.CertFile == "" {

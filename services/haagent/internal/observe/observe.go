@@ -144,9 +144,9 @@ func (ob *Observer) db(addr string) *sql.DB {
 }
 
 // probe reads one instance. An unreachable instance yields a status with
-// Reachable=false and the error.
-func (ob *Observer) probe(ctx context.Context, db *sql.DB, cluster string, in topology.Instance) state.InstanceStatus {
-	st := state.InstanceStatus{
+// Reachable=false and the error. ObservedAt is the time the probe ended.
+func (ob *Observer) probe(ctx context.Context, db *sql.DB, cluster string, in topology.Instance) (st state.InstanceStatus) {
+	st = state.InstanceStatus{
 		DC: ob.o.DC, Cluster: cluster, Name: in.Name, Addr: in.Addr, Role: state.RoleUnknown,
 		ObservedBy: ob.o.ID,
 	}
