@@ -211,9 +211,9 @@ func (i *Instance) waitReady(ctx context.Context, p *process, pw string) error {
 		lastErr = err
 		select {
 		case <-p.done:
-			return fmt.Errorf("%w: %s exited while starting (%v)", ErrNotReady, i.opts.Name, p.err)
+			return fmt.Errorf("%w: %s exited while starting (%w)", ErrNotReady, i.opts.Name, p.err)
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %s: %w (last ping error: %v)", ErrNotReady, i.opts.Name, ctx.Err(), lastErr)
+			return fmt.Errorf("%w: %s: %w (last ping error: %w)", ErrNotReady, i.opts.Name, ctx.Err(), lastErr)
 		case <-ticker.C:
 		}
 	}
