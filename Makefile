@@ -6,8 +6,9 @@ GO        ?= go
 BIN       := $(CURDIR)/bin
 TOOLS     := $(CURDIR)/.tools
 LAB_DIR   ?= $(CURDIR)/.lab
-MODULES   := proto pkg cmd e2e services/coordinator services/haagent services/reship services/collector
-BINARIES  := coordinator haagent reship collector drctl drlab
+# The modules, as go.work lists them.
+MODULES   := $(shell scripts/modules.sh)
+SERVICES  := coordinator haagent reship collector
 # Every package of every workspace module.
 PKGS      := github.com/drplane/drplane/...
 TEST_FLAGS ?= -count=1 -timeout 20m
@@ -35,10 +36,10 @@ tools: ## install the pinned code generators and linters into .tools/
 .PHONY: build
 build: ## build every binary into ./bin
 	@mkdir -p $(BIN)
-	@for s in coordinator haagent reship collector; do $(GO) build -o $(BIN)/$$s ./services/$$s/cmd/$$s || exit 1; done
+	@for s in $(SERVICES); do $(GO) build -o $(BIN)/$$s ./services/$$s/cmd/$$s || exit 1; done
 	@$(GO) build -o $(BIN)/drctl ./cmd/drctl
 	@$(GO) build -o $(BIN)/drlab ./cmd/drlab
-	@echo "built: $(BINARIES) in ./bin"
+	@echo "built: $(SERVICES) drctl drlab in ./bin"
 
 .PHONY: test
 test: deps-mariadb build ## install deps, then run unit and integration tests (real mariadbd, etcd, NATS)

@@ -2,7 +2,7 @@
 # Tidies every module of the workspace on its own (GOWORK=off).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-for mod in $(cd "$ROOT" && go work edit -json | awk -F'"' '/"DiskPath"/ {print $4}'); do
+for mod in $("$ROOT/scripts/modules.sh"); do
 	echo "tidy: $mod"
 	(cd "$ROOT/$mod" && GOWORK=off go mod tidy)
 done

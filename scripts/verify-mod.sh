@@ -5,7 +5,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 status=0
-for mod in $(cd "$ROOT" && go work edit -json | awk -F'"' '/"DiskPath"/ {print $4}'); do
+for mod in $("$ROOT/scripts/modules.sh"); do
 	if ! out=$(cd "$ROOT/$mod" && GOWORK=off go mod tidy -diff 2>&1); then
 		echo "verify-mod: $mod is not tidy (run: cd $mod && GOWORK=off go mod tidy)"
 		echo "$out" | head -40

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
@@ -41,6 +40,8 @@ type Options struct {
 type Client struct {
 	conn *grpc.ClientConn
 	addr string
+	// where names addr in errors: "127.0.0.1:P (from --lab …)".
+	where string
 
 	// Topology answers topology and status questions.
 	Topology drplanev1.TopologyServiceClient
@@ -63,7 +64,10 @@ func Dial(ctx context.Context, o Options) (*Client, error) {
 	if o.Token != "" {
 		dopts = append(dopts, grpc.WithPerRPCCredentials(bearer{token: o.Token}))
 	}
-	c := &Client{addr: o.Addr}
+	c := &Client{addr: o.Addr, where: o.Addr}
+	if o.Source != "" {
+		c.where = o.Addr + " (from " + o.Source + ")"
+	}
 	dopts = append(dopts, grpc.WithChainUnaryInterceptor(c.unary(o.Timeout)))
 	conn, err := grpc.NewClient(o.Addr, dopts...)
 	if err != nil {
@@ -104,27 +108,16 @@ func (c *Client) unary(timeout time.Duration) grpc.UnaryClientInterceptor {
 // Everything else is returned unchanged.
 func (c *Client) transportError(err error, state connectivity.State) error {
 	s, ok := status.FromError(err)
-	if !ok || fromServer(s) {
+	if !ok || apierr.FromServer(s) {
 		return err
 	}
 	switch {
 	case s.Code() == codes.Unavailable:
-		return status.Errorf(codes.Unavailable, "cannot reach the API at %s: %s", c.addr, s.Message())
+		return status.Errorf(codes.Unavailable, "cannot reach the API at %s: %s", c.where, s.Message())
 	case s.Code() == codes.DeadlineExceeded && state != connectivity.Ready:
-		return status.Errorf(codes.Unavailable, "cannot reach the API at %s: no connection before the deadline (connection %s)", c.addr, stateName(state))
+		return status.Errorf(codes.Unavailable, "cannot reach the API at %s: no connection before the deadline (connection %s)", c.where, stateName(state))
 	}
 	return err
-}
-
-// fromServer reports whether s carries the ErrorInfo every drplane server
-// error has.
-func fromServer(s *status.Status) bool {
-	for _, d := range s.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == apierr.Domain {
-			return true
-		}
-	}
-	return false
 }
 
 func stateName(s connectivity.State) string {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/drplane/drplane/pkg/labfile"
@@ -62,10 +61,7 @@ func Resolve(f Flags) (Options, error) {
 		o.Token = getenv(EnvToken)
 	}
 	if (o.Addr == "" || o.Token == "") && f.Lab != "" {
-		path, err := labPath(f.Lab)
-		if err != nil {
-			return Options{}, err
-		}
+		path := labfile.Path(f.Lab)
 		lab, err := labfile.Read(path)
 		if err != nil {
 			return Options{}, fmt.Errorf("apiclient: --lab: %w", err)
@@ -92,19 +88,4 @@ func Resolve(f Flags) (Options, error) {
 	}
 	o.TLS = tc
 	return o, nil
-}
-
-// labPath accepts a lab.json or the directory holding it.
-func labPath(p string) (string, error) {
-	st, err := os.Stat(p)
-	if errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("apiclient: --lab: %w at %s (is a lab running? start one with drlab up)", labfile.ErrNoLab, p)
-	}
-	if err != nil {
-		return "", fmt.Errorf("apiclient: --lab: %w", err)
-	}
-	if st.IsDir() {
-		return filepath.Join(p, "lab.json"), nil
-	}
-	return p, nil
 }

@@ -6,7 +6,6 @@ import (
 	"net/http"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
@@ -15,9 +14,10 @@ import (
 // JSON body with a drplane ErrorInfo, like the gRPC side:
 //
 //   - gateway routing errors (unknown path, wrong method) keep their HTTP code;
-//   - gRPC statuses keep their code and message (they come from the drplane
-//     server through its interceptors, or from the gateway's own request
-//     decoding); an ErrorInfo is added when missing;
+//   - gRPC statuses keep their message (they come from the drplane server
+//     through its interceptors, or from the gateway's own request decoding);
+//     a status without drplane ErrorInfo has its code mapped onto the catalog
+//     (see fromGRPC) and an ErrorInfo added;
 //   - everything else goes through ToStatus (unknown errors become INTERNAL
 //     and are logged to opts.Logger).
 //
@@ -38,17 +38,7 @@ func HTTPErrorHandler(opts Options) runtime.ErrorHandlerFunc {
 // gatewayStatus is ToStatus, except that foreign gRPC statuses keep their
 // message (the gateway's request-decoding errors are meant for the client).
 func gatewayStatus(opts Options, path string, err error) *status.Status {
-	if _, ok := errorAs(err); !ok {
-		if s, ok := status.FromError(err); ok && s.Code() != codes.OK {
-			if _, ok := drplaneInfo(s); ok {
-				return s
-			}
-			return (&Error{Code: fromGRPC(s.Code()), Message: s.Message()}).status()
-		}
-	}
-	s := ToStatus(err)
-	if s.Code() == codes.Internal {
-		opts.Logger.Error().Err(err).Str("path", path).Msg("internal error returned to client")
-	}
+	s := toStatus(err, true)
+	logInternal(opts.Logger, s, err, "path", path)
 	return s
 }

@@ -5,7 +5,6 @@ import (
 
 	"github.com/rs/zerolog"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 )
 
 // Options configures the server interceptors.
@@ -41,8 +40,6 @@ func StreamServerInterceptor(opts Options) grpc.StreamServerInterceptor {
 
 func convert(log zerolog.Logger, method string, err error) error {
 	s := ToStatus(err)
-	if s.Code() == codes.Internal {
-		log.Error().Err(err).Str("method", method).Msg("internal error returned to client")
-	}
+	logInternal(log, s, err, "method", method)
 	return s.Err()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 
+	"github.com/rs/zerolog"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -25,7 +26,12 @@ import (
 //   - anything else: INTERNAL with a generic message.
 //
 // Messages of unknown errors are never sent: log them on the server.
-func ToStatus(err error) *status.Status {
+func ToStatus(err error) *status.Status { return toStatus(err, false) }
+
+// toStatus is ToStatus; keepForeign keeps the message of a gRPC status
+// without drplane ErrorInfo (the gateway's own decoding errors are meant for
+// the client).
+func toStatus(err error, keepForeign bool) *status.Status {
 	if err == nil {
 		return nil
 	}
@@ -36,12 +42,31 @@ func ToStatus(err error) *status.Status {
 		return e.status()
 	}
 	if s, ok := status.FromError(err); ok && s.Code() != codes.OK {
-		if _, ok := drplaneInfo(s); ok {
+		if FromServer(s) {
 			return s
 		}
-		return (&Error{Code: fromGRPC(s.Code())}).status()
+		e := &Error{Code: fromGRPC(s.Code())}
+		if keepForeign {
+			e.Message = s.Message()
+		}
+		return e.status()
 	}
 	return (&Error{Code: drplanev1.ErrorCode_ERROR_CODE_INTERNAL}).status()
+}
+
+// FromServer reports whether s carries the ErrorInfo every drplane server
+// error has (as opposed to a transport failure or a foreign server).
+func FromServer(s *status.Status) bool {
+	_, ok := drplaneInfo(s)
+	return ok
+}
+
+// logInternal logs err when it reaches a client as INTERNAL (the client
+// never sees its cause); key/val name the call.
+func logInternal(log zerolog.Logger, s *status.Status, err error, key, val string) {
+	if s.Code() == codes.Internal {
+		log.Error().Err(err).Str(key, val).Msg("internal error returned to client")
+	}
 }
 
 // FromError recovers the API error that err carries, on either side of the

@@ -1,6 +1,9 @@
 package bus
 
 import (
+	"context"
+
+	"github.com/nats-io/nats.go"
 	"github.com/spf13/pflag"
 
 	"github.com/drplane/drplane/pkg/config"
@@ -37,4 +40,26 @@ func (c *ServiceConfig) Validate() error {
 func (c *ServiceConfig) Flags(fs *pflag.FlagSet, clusterHelp string) {
 	fs.StringVar(&c.NATSURL, "nats", c.NATSURL, "NATS URL of this DC")
 	fs.StringVar(&c.MySQL.Cluster, "cluster", c.MySQL.Cluster, clusterHelp)
+}
+
+// Endpoints are a service's live connections: its DC's NATS and a handle
+// that follows the DC's current master.
+type Endpoints struct {
+	NATS   *nats.Conn
+	Master *masterdb.Resolver
+}
+
+// Connect dials the DC's NATS as client name and prepares the master
+// resolver, registering both as readiness checks. The caller runs
+// Endpoints.Master (it follows the master record until ctx ends) and closes
+// Endpoints.NATS.
+func (c *ServiceConfig) Connect(ctx context.Context, name string, env *daemon.Env) (Endpoints, error) {
+	nc, err := Connect(ctx, c.NATSURL, name+"-"+c.DC, env.Logger)
+	if err != nil {
+		return Endpoints{}, err
+	}
+	env.Health.AddReadiness("nats", Check(nc))
+	master := c.MySQL.Resolver(env.State, c.DC, env.Logger)
+	env.Health.AddReadiness("mysql-master", master.Check)
+	return Endpoints{NATS: nc, Master: master}, nil
 }

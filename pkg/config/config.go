@@ -2,6 +2,8 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -37,6 +39,13 @@ func (s Secret) String() string {
 
 // Reveal returns the secret value.
 func (s Secret) Reveal() string { return string(s) }
+
+// SHA256 returns the hex SHA-256 of the value: the form in which a secret
+// such as an API token is stored in configuration.
+func (s Secret) SHA256() string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
 
 // MarshalYAML redacts the value.
 func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }

@@ -126,3 +126,11 @@ func must(b []byte, err error) []byte {
 	}
 	return b
 }
+
+func TestSecretSHA256(t *testing.T) {
+	// SHA-256 of "abc" (FIPS 180-2 test vector).
+	const want = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+	if got := Secret("abc").SHA256(); got != want {
+		t.Fatalf("SHA256 = %s, want %s", got, want)
+	}
+}

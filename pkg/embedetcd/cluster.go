@@ -20,7 +20,6 @@ const (
 	clientDialTimeout      = 2 * time.Second
 	clientKeepAliveTime    = 2 * time.Second
 	clientKeepAliveTimeout = 2 * time.Second
-	startAttempts          = 5
 )
 
 // Options configures a Cluster.
@@ -93,15 +92,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 	}
 	c := &Cluster{opts: opts}
-	for attempt := 1; ; attempt++ {
-		err = c.startMembers(names)
-		if err == nil {
-			break
-		}
-		if !freeport.InUse(err) || attempt == startAttempts {
-			return nil, err
-		}
-		opts.Logger.Debug().Err(err).Int("attempt", attempt).Msg("etcd port taken, retrying with new ports")
+	err = freeport.Retry(2*len(names), func(ports []int) error {
+		return c.startMembers(peersOn(names, ports))
+	})
+	if err != nil {
+		return nil, err
 	}
 	for _, m := range c.members {
 		if err := m.WaitReady(ctx); err != nil {
@@ -114,11 +109,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 
 // startMembers starts one member per name on freshly picked ports. On failure it stops what it started
 // and removes those members' data, so that a retry starts clean.
-func (c *Cluster) startMembers(names []string) error {
-	peers, err := PickPeers(names)
-	if err != nil {
-		return err
-	}
+func (c *Cluster) startMembers(peers []Peer) error {
 	c.members = c.members[:0]
 	for _, p := range peers {
 		m, err := StartMember(MemberOptions{
@@ -134,10 +125,11 @@ func (c *Cluster) startMembers(names []string) error {
 		if err != nil {
 			for _, started := range c.members {
 				started.Stop()
+				started.Close() // after Stop it only waits for the teardown
 			}
 			var rmErr error
-			for _, n := range names {
-				rmErr = errors.Join(rmErr, os.RemoveAll(filepath.Join(c.opts.Dir, n)))
+			for _, p := range peers {
+				rmErr = errors.Join(rmErr, os.RemoveAll(filepath.Join(c.opts.Dir, p.Name)))
 			}
 			c.members = c.members[:0]
 			return errors.Join(err, rmErr)

@@ -17,10 +17,9 @@ import (
 	"github.com/drplane/drplane/pkg/freeport"
 )
 
-// Sentinel errors; returned errors wrap one of them.
+// Sentinel errors; returned errors wrap one of them or freeport.ErrNoPorts.
 var (
 	ErrOptions  = errors.New("embedetcd: invalid options")
-	ErrPorts    = errors.New("embedetcd: no free ports")
 	ErrStart    = errors.New("embedetcd: member failed to start")
 	ErrNotReady = errors.New("embedetcd: member not ready")
 	ErrStopped  = errors.New("embedetcd: member stopped")
@@ -42,12 +41,17 @@ type Peer struct {
 }
 
 // PickPeers gives every name a free loopback client port and peer port. The ports were free when probed;
-// a member that then fails to bind reports an error for which IsAddrInUse is true.
+// a member that then fails to bind reports an error for which freeport.InUse is true.
 func PickPeers(names []string) ([]Peer, error) {
 	ports, err := freeport.Pick(2 * len(names))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrPorts, err)
+		return nil, err
 	}
+	return peersOn(names, ports), nil
+}
+
+// peersOn gives name i the client port ports[2i] and the peer port ports[2i+1].
+func peersOn(names []string, ports []int) []Peer {
 	peers := make([]Peer, len(names))
 	for i, n := range names {
 		peers[i] = Peer{
@@ -56,11 +60,8 @@ func PickPeers(names []string) ([]Peer, error) {
 			PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
 		}
 	}
-	return peers, nil
+	return peers
 }
-
-// IsAddrInUse reports whether a start failed because a port was taken after it was picked.
-func IsAddrInUse(err error) bool { return freeport.InUse(err) }
 
 // MemberOptions configures one member.
 type MemberOptions struct {

@@ -14,12 +14,12 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/drplane/drplane/pkg/freeport"
+	"github.com/drplane/drplane/pkg/topology"
 )
 
-// Sentinel errors; returned errors wrap one of them.
+// Sentinel errors; returned errors wrap one of them or freeport.ErrNoPorts.
 var (
 	ErrOptions   = errors.New("embednats: invalid options")
-	ErrPorts     = errors.New("embednats: no free ports")
 	ErrStart     = errors.New("embednats: server failed to start")
 	ErrNotReady  = errors.New("embednats: not ready")
 	ErrUnknownDC = errors.New("embednats: unknown DC")
@@ -28,22 +28,9 @@ var (
 // DefaultLeafReconnect is how often a server retries the leafnode link to a DC that is down.
 const DefaultLeafReconnect = 250 * time.Millisecond
 
-const startAttempts = 5
-
 // ValidDC reports whether name can be used as a DC name: it becomes a JetStream domain, a subject token
 // and, with dashes replaced, part of stream names, so only letters, digits, '-' and '_' are allowed.
-func ValidDC(name string) bool {
-	if name == "" {
-		return false
-	}
-	for _, r := range name {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_'
-		if !ok {
-			return false
-		}
-	}
-	return true
-}
+func ValidDC(name string) bool { return topology.ValidName(name) }
 
 // Options configures a Mesh.
 type Options struct {
@@ -121,21 +108,10 @@ func Start(ctx context.Context, opts Options) (*Mesh, error) {
 
 // startFresh starts n on newly picked ports, picking again when a port was taken in the meantime.
 func (m *Mesh) startFresh(ctx context.Context, n *node) error {
-	for attempt := 1; ; attempt++ {
-		ports, err := freeport.Pick(2)
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrPorts, err)
-		}
+	return freeport.Retry(2, func(ports []int) error {
 		n.port, n.leafPort = ports[0], ports[1]
-		err = m.startNode(ctx, n)
-		if err == nil {
-			return nil
-		}
-		if !freeport.InUse(err) || attempt == startAttempts {
-			return err
-		}
-		m.opts.Logger.Debug().Err(err).Str("dc", n.dc).Int("attempt", attempt).Msg("nats port taken, retrying")
-	}
+		return m.startNode(ctx, n)
+	})
 }
 
 // serverOptions builds n's server options. Server n solicits a leafnode link to every DC listed before

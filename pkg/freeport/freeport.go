@@ -55,3 +55,23 @@ func InUse(err error) bool {
 	}
 	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
 }
+
+// Attempts is how often Retry starts a server before it gives up.
+const Attempts = 5
+
+// Retry picks n ports and calls start with them, picking new ports and
+// calling it again while start fails because a port was taken between the
+// pick and the bind (up to Attempts times). Any other error ends it.
+func Retry(n int, start func(ports []int) error) error {
+	var err error
+	for attempt := 1; attempt <= Attempts; attempt++ {
+		var ports []int
+		if ports, err = Pick(n); err != nil {
+			return err
+		}
+		if err = start(ports); err == nil || !InUse(err) {
+			return err
+		}
+	}
+	return err
+}

@@ -1,6 +1,7 @@
 package freeport
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"testing"
@@ -29,5 +30,32 @@ func TestPickBindable(t *testing.T) {
 	}
 	if InUse(nil) {
 		t.Fatal("nil is not in use")
+	}
+}
+
+func TestRetry(t *testing.T) {
+	calls := 0
+	inUse := &net.OpError{Op: "listen", Err: fmt.Errorf("bind: address already in use")}
+	err := Retry(2, func(ports []int) error {
+		calls++
+		if len(ports) != 2 {
+			t.Fatalf("got %d ports", len(ports))
+		}
+		if calls < 3 {
+			return inUse
+		}
+		return nil
+	})
+	if err != nil || calls != 3 {
+		t.Fatalf("Retry = %v after %d calls, want nil after 3", err, calls)
+	}
+	calls = 0
+	if err := Retry(1, func([]int) error { calls++; return inUse }); !InUse(err) || calls != Attempts {
+		t.Fatalf("Retry = %v after %d calls, want in-use after %d", err, calls, Attempts)
+	}
+	other := fmt.Errorf("boom")
+	calls = 0
+	if err := Retry(1, func([]int) error { calls++; return other }); !errors.Is(err, other) || calls != 1 {
+		t.Fatalf("Retry = %v after %d calls, want boom after 1", err, calls)
 	}
 }

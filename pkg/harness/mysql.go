@@ -20,7 +20,6 @@ const (
 	defaultDatabase         = "shop"
 	defaultAppUser          = "app"
 	mariaDBStartTimeout     = 90 * time.Second
-	mariaDBStopTimeout      = 30 * time.Second
 )
 
 // MariaDBOptions configure StartMariaDB. The zero value is a master with two
@@ -47,12 +46,10 @@ type MariaDBOptions struct {
 // MariaDBCluster is a running master with semi-sync replicas, stopped when
 // the test ends.
 type MariaDBCluster struct {
-	// Master is the writable instance; Replicas are read_only and replicate
-	// from it.
-	Master   *mysqld.Instance
-	Replicas []*mysqld.Instance
-	// Cluster is the bootstrapped cluster (users, semi-sync timeout).
-	Cluster *mysqld.Cluster
+	// Cluster is the bootstrapped cluster: Master is the writable instance,
+	// Replicas are read_only and replicate from it; Users and
+	// SemiSyncTimeout as bootstrapped.
+	*mysqld.Cluster
 	// Database, AppUser and AppPassword describe the application account.
 	Database    string
 	AppUser     string
@@ -64,8 +61,9 @@ type MariaDBCluster struct {
 // StartMariaDB starts opts.Instances mariadbd processes on free loopback ports
 // under t.TempDir(), in parallel, and bootstraps them as one GTID semi-sync
 // cluster (the first instance is the master) with the app user and schema.
-// Every instance is stopped (killed if it does not stop) in t.Cleanup. When
-// MariaDB is not installed the test fails: it is never skipped.
+// Every instance is stopped (killed if it does not stop in time) in
+// t.Cleanup. When MariaDB is not installed the test fails: it is never
+// skipped.
 func StartMariaDB(t testing.TB, opts MariaDBOptions) *MariaDBCluster {
 	t.Helper()
 	if opts.Instances <= 0 {
@@ -77,11 +75,7 @@ func StartMariaDB(t testing.TB, opts MariaDBOptions) *MariaDBCluster {
 	if opts.AppUser == "" {
 		opts.AppUser = defaultAppUser
 	}
-	log := zerolog.New(zerolog.NewConsoleWriter(zerolog.ConsoleTestWriter(t), func(w *zerolog.ConsoleWriter) {
-		w.NoColor = true
-		w.TimeFormat = "15:04:05"
-	})).
-		Level(zerolog.InfoLevel).With().Timestamp().Logger()
+	log := partLogger(t, zerolog.InfoLevel)
 	root := t.TempDir()
 
 	insts := make([]*mysqld.Instance, opts.Instances)
@@ -93,7 +87,6 @@ func StartMariaDB(t testing.TB, opts MariaDBOptions) *MariaDBCluster {
 			ServerID:      uint32(n + 1),
 			Args:          opts.Args,
 			StartTimeout:  mariaDBStartTimeout,
-			StopTimeout:   mariaDBStopTimeout,
 			DieWithParent: true,
 			Logger:        log,
 		})
@@ -102,7 +95,7 @@ func StartMariaDB(t testing.TB, opts MariaDBOptions) *MariaDBCluster {
 		}
 		insts[n] = inst
 	}
-	t.Cleanup(func() { stopAll(insts) })
+	t.Cleanup(func() { stopAll(t, insts) })
 
 	ctx, cancel := context.WithTimeout(context.Background(), mariaDBStartTimeout)
 	defer cancel()
@@ -126,8 +119,6 @@ func StartMariaDB(t testing.TB, opts MariaDBOptions) *MariaDBCluster {
 		t.Fatalf("harness: %v", err)
 	}
 	c := &MariaDBCluster{
-		Master:      insts[0],
-		Replicas:    insts[1:],
 		Cluster:     cl,
 		Database:    opts.Database,
 		AppUser:     opts.AppUser,
@@ -161,28 +152,21 @@ func startAll(ctx context.Context, insts []*mysqld.Instance) error {
 }
 
 // stopAll stops every instance concurrently; Stop kills what does not stop
-// in time.
-func stopAll(insts []*mysqld.Instance) {
-	ctx, cancel := context.WithTimeout(context.Background(), mariaDBStopTimeout)
-	defer cancel()
+// within its StopTimeout.
+func stopAll(t testing.TB, insts []*mysqld.Instance) {
 	var wg sync.WaitGroup
 	for _, inst := range insts {
 		wg.Go(func() {
-			if err := inst.Stop(ctx); err != nil {
-				_ = inst.Kill()
+			if err := inst.Stop(context.Background()); err != nil {
+				t.Errorf("harness: stop %s: %v", inst.Name(), err)
 			}
 		})
 	}
 	wg.Wait()
 }
 
-// Instances returns the master followed by the replicas.
-func (c *MariaDBCluster) Instances() []*mysqld.Instance {
-	return append([]*mysqld.Instance{c.Master}, c.Replicas...)
-}
-
-// AppDSN returns the app user's DSN for inst, with the database selected.
-func (c *MariaDBCluster) AppDSN(inst *mysqld.Instance) string {
+// appDSN returns the app user's DSN for inst, with the database selected.
+func (c *MariaDBCluster) appDSN(inst *mysqld.Instance) string {
 	return inst.DSN(c.AppUser, c.AppPassword, c.Database)
 }
 
@@ -190,7 +174,7 @@ func (c *MariaDBCluster) AppDSN(inst *mysqld.Instance) string {
 // ends.
 func (c *MariaDBCluster) AppDB(inst *mysqld.Instance) *sql.DB {
 	c.t.Helper()
-	db, err := sql.Open("mysql", c.AppDSN(inst))
+	db, err := sql.Open("mysql", c.appDSN(inst))
 	if err != nil {
 		c.t.Fatalf("harness: app db %s: %v", inst.Name(), err)
 	}

@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/rs/zerolog"
+
+	"github.com/drplane/drplane/pkg/freeport"
 )
 
 // Toxic names used by Proxy.
@@ -17,6 +21,9 @@ const (
 	toxicLatency       = "latency"
 	toxicBlackholeUp   = "blackhole_upstream"
 	toxicBlackholeDown = "blackhole_downstream"
+	// proxyPortAttempts bounds how often Toxiproxy picks another port when the one it picked was taken
+	// in the meantime.
+	proxyPortAttempts = 4
 )
 
 // Proxy is an in-process toxiproxy TCP proxy in front of one upstream address. Its methods fail the test
@@ -34,16 +41,24 @@ func Toxiproxy(t testing.TB, name, upstream string) *Proxy {
 	// Toxiproxy warns about every connection it closes; only its errors are worth reading.
 	log := partLogger(t, zerolog.ErrorLevel)
 	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), log)
-	p := toxiproxy.NewProxy(srv, name, "127.0.0.1:0", upstream)
-	if err := p.Start(); err != nil {
-		t.Fatalf("harness: toxiproxy %s: %v", name, err)
+	// The port is picked below the ephemeral range, so no outgoing connection takes it while the proxy
+	// is cut and Restore can bind it again.
+	for attempt := 1; ; attempt++ {
+		ports, err := freeport.Pick(1)
+		if err != nil {
+			t.Fatalf("harness: toxiproxy %s: %v", name, err)
+		}
+		listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
+		p := toxiproxy.NewProxy(srv, name, listen, upstream)
+		err = p.Start()
+		if err == nil {
+			t.Cleanup(p.Stop)
+			return &Proxy{t: t, proxy: p, listen: listen}
+		}
+		if !freeport.InUse(err) || attempt >= proxyPortAttempts {
+			t.Fatalf("harness: toxiproxy %s: %v", name, err)
+		}
 	}
-	t.Cleanup(p.Stop)
-	// Start replaced the ":0" with the bound address; Restore binds that same address again.
-	p.Lock()
-	listen := p.Listen
-	p.Unlock()
-	return &Proxy{t: t, proxy: p, listen: listen}
 }
 
 // Listen returns the proxy's address (127.0.0.1:port); dial it instead of the upstream.

@@ -11,6 +11,18 @@ import (
 	"path/filepath"
 )
 
+// FileName is the lab file's name inside a lab directory.
+const FileName = "lab.json"
+
+// Path returns the lab file for p, which names either the file itself or the
+// lab directory holding it.
+func Path(p string) string {
+	if st, err := os.Stat(p); err == nil && st.IsDir() {
+		return filepath.Join(p, FileName)
+	}
+	return p
+}
+
 // ErrNoLab means the file does not exist.
 var ErrNoLab = errors.New("labfile: no lab.json")
 

@@ -50,11 +50,6 @@ type Cluster struct {
 	SemiSyncTimeout time.Duration
 }
 
-// Instances returns the master followed by the replicas.
-func (c *Cluster) Instances() []*Instance {
-	return append([]*Instance{c.Master}, c.Replicas...)
-}
-
 // Bootstrap creates the accounts on the master, attaches every replica with
 // GTID replication (slave_pos) as a semi-sync replica, then enables lossless
 // semi-sync (AFTER_SYNC) on the master, makes the master writable (the
@@ -94,16 +89,7 @@ func Bootstrap(ctx context.Context, opts BootstrapOptions) (*Cluster, error) {
 		return nil, fmt.Errorf("%w: %w", ErrBootstrap, err)
 	}
 	for _, r := range c.Replicas {
-		db, err := r.Admin(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrBootstrap, err)
-		}
-		err = errors.Join(
-			EnableSemiSyncReplica(ctx, db),
-			ChangeMaster(ctx, db, c.Master.Host(), c.Master.Port(), users.ReplUser, users.ReplPassword, SlavePos),
-			StartSlave(ctx, db),
-		)
-		if err != nil {
+		if err := c.attach(ctx, r); err != nil {
 			return nil, fmt.Errorf("%w: attach %s: %w", ErrBootstrap, r.Name(), err)
 		}
 	}
@@ -119,11 +105,28 @@ func Bootstrap(ctx context.Context, opts BootstrapOptions) (*Cluster, error) {
 	if err := SetReadOnly(ctx, master, false); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBootstrap, err)
 	}
-	if err := c.WaitReplicas(ctx); err != nil {
+	// The threads were seen running above: only the applying is left.
+	if err := c.waitApplied(ctx); err != nil {
 		return nil, err
 	}
 	log.Info().Int("replicas", len(c.Replicas)).Dur("took", time.Since(started)).Msg("cluster bootstrapped")
 	return c, nil
+}
+
+// attach makes r a semi-sync replica of the master and starts replication.
+func (c *Cluster) attach(ctx context.Context, r *Instance) error {
+	db, err := r.Admin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := EnableSemiSyncReplica(ctx, db); err != nil {
+		return err
+	}
+	err = ChangeMaster(ctx, db, c.Master.Host(), c.Master.Port(), c.Users.ReplUser, c.Users.ReplPassword, SlavePos)
+	if err != nil {
+		return err
+	}
+	return StartSlave(ctx, db)
 }
 
 func defaultUsers(u Users) (Users, error) {
@@ -155,6 +158,12 @@ func (c *Cluster) WaitReplicas(ctx context.Context) error {
 	if err := c.waitThreads(ctx); err != nil {
 		return err
 	}
+	return c.waitApplied(ctx)
+}
+
+// waitApplied waits until every replica has applied the master's current
+// gtid_binlog_pos.
+func (c *Cluster) waitApplied(ctx context.Context) error {
 	master, err := c.Master.Admin(ctx)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrBootstrap, err)

@@ -86,8 +86,9 @@ type Options struct {
 	Dir string
 	// Host is the bind address, also used to connect. Defaults to 127.0.0.1.
 	Host string
-	// Port to listen on; 0 picks a free loopback port on first start and keeps
-	// it for restarts.
+	// Port to listen on; 0 picks a free port below the kernel's ephemeral
+	// range on first start (probed on 127.0.0.1, see package freeport; a port
+	// found taken at boot is picked again) and keeps it for restarts.
 	Port int
 	// ServerID is the replication server_id. Required, > 0, unique per cluster.
 	ServerID uint32
@@ -121,9 +122,11 @@ type Instance struct {
 	autoPort bool
 	log      zerolog.Logger
 
-	// opMu serialises Start, Stop, Kill and Restart; mu guards the fields.
-	opMu     sync.Mutex
-	portUsed bool // the server listened on port at least once
+	// opMu serialises Init, Start, Stop, Kill and Restart; mu guards the
+	// fields below it.
+	opMu      sync.Mutex
+	portUsed  bool   // the server listened on port at least once
+	serverBin string // path of mariadbd once found
 
 	mu     sync.Mutex
 	port   int
@@ -286,36 +289,41 @@ func (i *Instance) Wait(ctx context.Context) error {
 	}
 }
 
-// Initialized reports whether Init completed for this directory.
-func (i *Instance) Initialized() bool {
+// initialized reports whether Init completed for this directory.
+func (i *Instance) initialized() bool {
 	_, err := os.Stat(filepath.Join(i.opts.Dir, initMarker))
 	return err == nil
 }
 
 // Init creates the data directory with mariadb-install-db unless it was
 // already created. A data directory left behind by an interrupted Init is
-// removed and created again.
+// removed and created again. Start runs it itself.
 func (i *Instance) Init(ctx context.Context) error {
-	if i.Initialized() {
+	i.opMu.Lock()
+	defer i.opMu.Unlock()
+	return i.init(ctx)
+}
+
+// init is Init with opMu held. It also creates the instance's tmpdir, which
+// every later boot uses.
+func (i *Instance) init(ctx context.Context) error {
+	if _, err := i.serverBinary(); err != nil {
+		return err
+	}
+	// Each instance gets its own tmpdir: parallel mariadb-install-db runs
+	// sharing /tmp collide on their temporary table names.
+	tmp := filepath.Join(i.opts.Dir, tmpDirName)
+	if err := os.MkdirAll(tmp, 0o750); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrInit, i.opts.Name, err)
+	}
+	if i.initialized() {
 		return nil
 	}
 	installDB, err := i.lookBinary(installDBName)
 	if err != nil {
 		return err
 	}
-	if _, err := i.lookBinary(serverName); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(i.opts.Dir, 0o750); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrInit, i.opts.Name, err)
-	}
 	if err := os.RemoveAll(i.DataDir()); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrInit, i.opts.Name, err)
-	}
-	// Each instance gets its own tmpdir: parallel mariadb-install-db runs
-	// sharing /tmp collide on their temporary table names.
-	tmp := filepath.Join(i.opts.Dir, tmpDirName)
-	if err := os.MkdirAll(tmp, 0o750); err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrInit, i.opts.Name, err)
 	}
 	args := []string{
@@ -337,6 +345,20 @@ func (i *Instance) Init(ctx context.Context) error {
 	}
 	i.log.Debug().Dur("took", time.Since(started)).Msg("data directory initialized")
 	return nil
+}
+
+// serverBinary returns the path of mariadbd, looked up on first use and
+// remembered. Call it with opMu held.
+func (i *Instance) serverBinary() (string, error) {
+	if i.serverBin != "" {
+		return i.serverBin, nil
+	}
+	bin, err := i.lookBinary(serverName)
+	if err != nil {
+		return "", err
+	}
+	i.serverBin = bin
+	return bin, nil
 }
 
 // lookBinary finds name in the search path.
@@ -397,47 +419,6 @@ func RandomPassword() (string, error) {
 		return "", fmt.Errorf("mysqld: random password: %w", err)
 	}
 	return hex.EncodeToString(b), nil
-}
-
-// FreePort returns a TCP port on host that was free a moment ago.
-func FreePort(host string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return 0, fmt.Errorf("mysqld: free port: %w", err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// ErrorLogTail returns the last n lines of the server's error log.
-func (i *Instance) ErrorLogTail(n int) string {
-	b, err := readTail(i.ErrorLogPath(), 64<<10)
-	if err != nil {
-		return fmt.Sprintf("(error log unreadable: %v)", err)
-	}
-	return tail(string(b), n)
-}
-
-func readTail(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = f.Close() }()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	off := st.Size() - max
-	if off < 0 {
-		off = 0
-	}
-	b := make([]byte, st.Size()-off)
-	n, err := f.ReadAt(b, off)
-	if err != nil && n == 0 {
-		return nil, err
-	}
-	return b[:n], nil
 }
 
 // tail returns the last n lines of s.

@@ -104,7 +104,9 @@ func TestLogHelpers(t *testing.T) {
 
 	path := filepath.Join(t.TempDir(), "error.log")
 	require.NoError(t, os.WriteFile(path, []byte("old boot\n"), 0o600))
-	off := fileSize(path)
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	off := st.Size()
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	require.NoError(t, err)
 	_, err = f.WriteString("new boot\n")
@@ -112,4 +114,26 @@ func TestLogHelpers(t *testing.T) {
 	require.NoError(t, f.Close())
 	require.Equal(t, "new boot\n", readFrom(path, off))
 	require.Equal(t, "old boot\nnew boot\n", readFrom(path, 0))
+	require.Equal(t, "old boot\nnew boot\n", readFrom(path, 1<<20), "an offset past the end reads from the start")
+	require.Empty(t, readFrom(filepath.Join(t.TempDir(), "missing.log"), 0))
+
+	big := strings.Repeat("x", maxLogRead) + "end\n"
+	require.NoError(t, os.WriteFile(path, []byte(big), 0o600))
+	got := readFrom(path, 0)
+	require.Len(t, got, maxLogRead, "at most maxLogRead bytes")
+	require.Equal(t, big[len(big)-maxLogRead:], got, "the end is kept")
+}
+
+func TestExitWhileStarting(t *testing.T) {
+	inst, err := New(Options{Dir: t.TempDir(), ServerID: 1, DieWithParent: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = inst.Kill() })
+	// --version makes mariadbd print its version and exit with status 0.
+	err = inst.Start(t.Context(), "--version")
+	require.ErrorIs(t, err, ErrNotReady)
+	require.ErrorIs(t, err, errExitedCleanly)
+	require.Contains(t, err.Error(), "exited while starting (exit status 0)")
+	require.NotContains(t, err.Error(), "%!")
+	require.False(t, inst.Running())
+	require.NotZero(t, inst.Port(), "the auto-picked port is kept")
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/drplane/drplane/pkg/freeport"
 )
 
 // errPortInUse marks a start that failed because the port was taken.
@@ -50,19 +52,16 @@ func (i *Instance) start(ctx context.Context, extraArgs []string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, i.opts.StartTimeout)
 	defer cancel()
-	if err := i.Init(ctx); err != nil {
+	if err := i.init(ctx); err != nil {
 		return err
 	}
-	bin, err := i.lookBinary(serverName)
+	bin, err := i.serverBinary()
 	if err != nil {
 		return err
 	}
 	pw, err := i.loadRootPassword()
 	if err != nil {
 		return fmt.Errorf("mysqld: %s: root password: %w", i.opts.Name, err)
-	}
-	if err := os.MkdirAll(filepath.Join(i.opts.Dir, tmpDirName), 0o750); err != nil {
-		return fmt.Errorf("mysqld: %s: %w", i.opts.Name, err)
 	}
 	i.mu.Lock()
 	i.rootPw = pw
@@ -73,12 +72,12 @@ func (i *Instance) start(ctx context.Context, extraArgs []string) error {
 		// afterwards replicas and clients know it.
 		repick := i.autoPort && !i.portUsed
 		if repick && (i.Port() == 0 || attempt > 1) {
-			port, err := FreePort(i.opts.Host)
+			ports, err := freeport.Pick(1)
 			if err != nil {
-				return err
+				return fmt.Errorf("mysqld: %s: %w", i.opts.Name, err)
 			}
 			i.mu.Lock()
-			i.port = port
+			i.port = ports[0]
 			i.mu.Unlock()
 		}
 		err := i.boot(ctx, bin, extraArgs, pw)
@@ -138,12 +137,17 @@ func (i *Instance) serverArgs(extraArgs []string) []string {
 
 // boot spawns mariadbd once and waits until it is ready.
 func (i *Instance) boot(ctx context.Context, bin string, extraArgs []string, pw string) error {
-	logOffset := fileSize(i.ErrorLogPath())
 	logFile, err := os.OpenFile(i.ErrorLogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		return fmt.Errorf("mysqld: %s: %w", i.opts.Name, err)
 	}
 	defer func() { _ = logFile.Close() }()
+	// This boot's lines start where the log ends now.
+	st, err := logFile.Stat()
+	if err != nil {
+		return fmt.Errorf("mysqld: %s: %w", i.opts.Name, err)
+	}
+	logOffset := st.Size()
 
 	// Not CommandContext: the server outlives the start context.
 	cmd := exec.Command(bin, i.serverArgs(extraArgs)...)
@@ -205,18 +209,30 @@ func (i *Instance) waitReady(ctx context.Context, p *process, pw string) error {
 		if err == nil {
 			return nil
 		}
-		if isMySQLError(err, ErrnoAccessDenied) {
+		if isMySQLError(err, errnoAccessDenied) {
 			return fmt.Errorf("%w: %w", errRootNotSet, err)
 		}
 		lastErr = err
 		select {
 		case <-p.done:
-			return fmt.Errorf("%w: %s exited while starting (%w)", ErrNotReady, i.opts.Name, p.err)
+			return fmt.Errorf("%w: %s exited while starting (%w)", ErrNotReady, i.opts.Name, exitCause(p.err))
 		case <-ctx.Done():
 			return fmt.Errorf("%w: %s: %w (last ping error: %w)", ErrNotReady, i.opts.Name, ctx.Err(), lastErr)
 		case <-ticker.C:
 		}
 	}
+}
+
+// errExitedCleanly stands for the exit status of a server that exited with
+// status 0 where an exit is an error.
+var errExitedCleanly = errors.New("exit status 0")
+
+// exitCause returns a process's exit error, never nil.
+func exitCause(err error) error {
+	if err == nil {
+		return errExitedCleanly
+	}
+	return err
 }
 
 // setupRoot gives root its password over the unix socket and drops root
@@ -234,28 +250,10 @@ func (i *Instance) setupRoot(ctx context.Context, pw string) error {
 		return err
 	}
 	defer func() { _ = db.Close() }()
-	conn, err := db.Conn(ctx)
+	hosts, err := rootHosts(ctx, db)
 	if err != nil {
 		return fmt.Errorf("%w: %s: root setup over socket: %w", ErrNotReady, i.opts.Name, err)
 	}
-	defer func() { _ = conn.Close() }()
-	rows, err := conn.QueryContext(ctx, "SELECT Host FROM mysql.user WHERE User = 'root'")
-	if err != nil {
-		return fmt.Errorf("%w: %s: root setup: %w", ErrNotReady, i.opts.Name, err)
-	}
-	var hosts []string
-	for rows.Next() {
-		var h string
-		if err := rows.Scan(&h); err != nil {
-			_ = rows.Close()
-			return fmt.Errorf("%w: %s: root setup: %w", ErrNotReady, i.opts.Name, err)
-		}
-		hosts = append(hosts, h)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("%w: %s: root setup: %w", ErrNotReady, i.opts.Name, err)
-	}
-	_ = rows.Close()
 	var stmts []string
 	for _, h := range hosts {
 		acct := account("root", h)
@@ -266,13 +264,29 @@ func (i *Instance) setupRoot(ctx context.Context, pw string) error {
 			stmts = append(stmts, "DROP USER "+acct)
 		}
 	}
-	for _, s := range stmts {
-		if _, err := conn.ExecContext(ctx, s); err != nil {
-			return fmt.Errorf("%w: %s: root setup: %w", ErrNotReady, i.opts.Name, err)
-		}
+	if err := execAll(ctx, db, stmts...); err != nil {
+		return fmt.Errorf("%w: %s: root setup: %w", ErrNotReady, i.opts.Name, err)
 	}
 	i.log.Debug().Msg("root password set")
 	return nil
+}
+
+// rootHosts lists the hosts of the root accounts.
+func rootHosts(ctx context.Context, db *sql.DB) ([]string, error) {
+	rows, err := db.QueryContext(ctx, "SELECT Host FROM mysql.user WHERE User = 'root'")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	var hosts []string
+	for rows.Next() {
+		var h string
+		if err := rows.Scan(&h); err != nil {
+			return nil, err
+		}
+		hosts = append(hosts, h)
+	}
+	return hosts, rows.Err()
 }
 
 // Stop shuts the server down with SIGTERM and waits for it to exit; when ctx
@@ -427,24 +441,31 @@ func (l driverLogger) Print(v ...any) {
 	l.i.log.Debug().Str("driver", strings.TrimSpace(fmt.Sprint(v...))).Msg("mysql driver")
 }
 
-func fileSize(path string) int64 {
-	st, err := os.Stat(path)
-	if err != nil {
-		return 0
-	}
-	return st.Size()
-}
+// maxLogRead bounds how much of the error log readFrom returns.
+const maxLogRead = 64 << 10
 
-// readFrom returns the contents of path from offset on (at most 64 KiB, the
-// end kept).
+// readFrom returns the contents of path from offset on, at most the last
+// maxLogRead bytes of them. An offset past the end (a truncated log) reads
+// from the start. It returns "" when the file cannot be read.
 func readFrom(path string, offset int64) string {
-	b, err := readTail(path, 64<<10)
+	f, err := os.Open(path)
 	if err != nil {
 		return ""
 	}
-	size := fileSize(path)
-	if skip := offset - (size - int64(len(b))); skip > 0 && skip <= int64(len(b)) {
-		b = b[skip:]
+	defer func() { _ = f.Close() }()
+	st, err := f.Stat()
+	if err != nil {
+		return ""
 	}
-	return string(b)
+	size := st.Size()
+	if offset > size {
+		offset = 0
+	}
+	offset = max(offset, size-maxLogRead)
+	b := make([]byte, size-offset)
+	n, err := f.ReadAt(b, offset)
+	if err != nil && n == 0 {
+		return ""
+	}
+	return string(b[:n])
 }

@@ -12,8 +12,8 @@ import (
 
 // MySQL error numbers this package and its callers look at.
 const (
-	// ErrnoAccessDenied is ER_ACCESS_DENIED_ERROR.
-	ErrnoAccessDenied = 1045
+	// errnoAccessDenied is ER_ACCESS_DENIED_ERROR.
+	errnoAccessDenied = 1045
 	// ErrnoReadOnly is ER_OPTION_PREVENTS_STATEMENT, returned to a user
 	// without READ_ONLY ADMIN writing to a read_only server.
 	ErrnoReadOnly = 1290

@@ -123,34 +123,45 @@ type GTIDState struct {
 	SemiSyncSlaveActive bool
 }
 
-// ReadGTIDState reads the GTID positions, read_only and the semi-sync state.
-// It avoids statements that block while a commit waits for a semi-sync ack
-// (SHOW MASTER STATUS does).
+// gtidStateQuery reads the positions, flags and semi-sync status variables
+// in one round trip. The status variables come from one pass over
+// information_schema.GLOBAL_STATUS; a variable the server lacks reads as NULL.
+const gtidStateQuery = `SELECT @@GLOBAL.gtid_binlog_pos, @@GLOBAL.gtid_slave_pos, @@GLOBAL.gtid_current_pos,
+	@@GLOBAL.read_only, @@GLOBAL.rpl_semi_sync_master_enabled, @@GLOBAL.rpl_semi_sync_slave_enabled,
+	s.master_status, s.master_clients, s.slave_status
+FROM (SELECT
+	MAX(IF(VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_STATUS', VARIABLE_VALUE, NULL)) AS master_status,
+	MAX(IF(VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS', VARIABLE_VALUE, NULL)) AS master_clients,
+	MAX(IF(VARIABLE_NAME = 'RPL_SEMI_SYNC_SLAVE_STATUS', VARIABLE_VALUE, NULL)) AS slave_status
+	FROM information_schema.GLOBAL_STATUS
+	WHERE VARIABLE_NAME IN ('RPL_SEMI_SYNC_MASTER_STATUS', 'RPL_SEMI_SYNC_MASTER_CLIENTS',
+		'RPL_SEMI_SYNC_SLAVE_STATUS')) AS s`
+
+// ReadGTIDState reads the GTID positions, read_only and the semi-sync state
+// in one query. It avoids statements that block while a commit waits for a
+// semi-sync ack (SHOW MASTER STATUS does).
 func ReadGTIDState(ctx context.Context, db *sql.DB) (GTIDState, error) {
 	var st GTIDState
-	err := db.QueryRowContext(ctx, `SELECT @@GLOBAL.gtid_binlog_pos, @@GLOBAL.gtid_slave_pos,
-		@@GLOBAL.gtid_current_pos, @@GLOBAL.read_only, @@GLOBAL.rpl_semi_sync_master_enabled,
-		@@GLOBAL.rpl_semi_sync_slave_enabled`).Scan(&st.BinlogPos, &st.SlavePos, &st.CurrentPos,
-		&st.ReadOnly, &st.SemiSyncMasterEnabled, &st.SemiSyncSlaveEnabled)
+	var masterStatus, masterClients, slaveStatus sql.NullString
+	err := db.QueryRowContext(ctx, gtidStateQuery).Scan(&st.BinlogPos, &st.SlavePos, &st.CurrentPos,
+		&st.ReadOnly, &st.SemiSyncMasterEnabled, &st.SemiSyncSlaveEnabled,
+		&masterStatus, &masterClients, &slaveStatus)
 	if err != nil {
 		return GTIDState{}, fmt.Errorf("mysqld: read GTID state: %w", err)
 	}
-	vars, err := queryPairs(ctx, db, "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_%'")
-	if err != nil {
-		return GTIDState{}, fmt.Errorf("mysqld: read semi-sync status: %w", err)
-	}
-	if err := applySemiSyncStatus(&st, vars); err != nil {
+	if err := st.setSemiSyncStatus(masterStatus, masterClients, slaveStatus); err != nil {
 		return GTIDState{}, err
 	}
 	return st, nil
 }
 
-// applySemiSyncStatus fills the semi-sync status fields from status
-// variables keyed by name.
-func applySemiSyncStatus(st *GTIDState, vars map[string]string) error {
-	st.SemiSyncMasterActive = strings.EqualFold(vars["Rpl_semi_sync_master_status"], "ON")
-	st.SemiSyncSlaveActive = strings.EqualFold(vars["Rpl_semi_sync_slave_status"], "ON")
-	if v, ok := vars["Rpl_semi_sync_master_clients"]; ok && v != "" {
+// setSemiSyncStatus fills the semi-sync status fields from the values of
+// Rpl_semi_sync_master_status, Rpl_semi_sync_master_clients and
+// Rpl_semi_sync_slave_status (NULL when absent).
+func (st *GTIDState) setSemiSyncStatus(masterStatus, masterClients, slaveStatus sql.NullString) error {
+	st.SemiSyncMasterActive = strings.EqualFold(masterStatus.String, "ON")
+	st.SemiSyncSlaveActive = strings.EqualFold(slaveStatus.String, "ON")
+	if v := masterClients.String; masterClients.Valid && v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil {
 			return fmt.Errorf("mysqld: Rpl_semi_sync_master_clients=%q: %w", v, err)
@@ -186,26 +197,6 @@ func queryRowMap(ctx context.Context, db *sql.DB, query string) (map[string]sql.
 	out := make(map[string]sql.NullString, len(cols))
 	for i, c := range cols {
 		out[c] = vals[i]
-	}
-	return out, rows.Err()
-}
-
-// queryPairs reads a two-column result (SHOW VARIABLES / SHOW STATUS) into a
-// map.
-func queryPairs(ctx context.Context, db *sql.DB, query string) (map[string]string, error) {
-	rows, err := db.QueryContext(ctx, query)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = rows.Close() }()
-	out := map[string]string{}
-	for rows.Next() {
-		var k string
-		var v sql.NullString
-		if err := rows.Scan(&k, &v); err != nil {
-			return nil, err
-		}
-		out[k] = v.String
 	}
 	return out, rows.Err()
 }

@@ -90,20 +90,17 @@ func TestParseReplicaStatus(t *testing.T) {
 	}
 }
 
-func TestApplySemiSyncStatus(t *testing.T) {
+func TestSetSemiSyncStatus(t *testing.T) {
+	val := func(s string) sql.NullString { return sql.NullString{String: s, Valid: true} }
 	var st GTIDState
-	require.NoError(t, applySemiSyncStatus(&st, map[string]string{
-		"Rpl_semi_sync_master_status":  "ON",
-		"Rpl_semi_sync_master_clients": "2",
-		"Rpl_semi_sync_slave_status":   "OFF",
-	}))
+	require.NoError(t, st.setSemiSyncStatus(val("ON"), val("2"), val("OFF")))
 	require.Equal(t, GTIDState{SemiSyncMasterActive: true, SemiSyncMasterClients: 2}, st)
 
 	st = GTIDState{}
-	require.NoError(t, applySemiSyncStatus(&st, map[string]string{}))
+	require.NoError(t, st.setSemiSyncStatus(sql.NullString{}, sql.NullString{}, sql.NullString{}))
 	require.Equal(t, GTIDState{}, st)
 
-	require.Error(t, applySemiSyncStatus(&st, map[string]string{"Rpl_semi_sync_master_clients": "two"}))
+	require.Error(t, st.setSemiSyncStatus(sql.NullString{}, val("two"), sql.NullString{}))
 }
 
 func TestParseGTIDPos(t *testing.T) {

@@ -115,17 +115,28 @@ func (c *checker) add(field, format string, args ...any) {
 }
 
 func (c *checker) name(field, v string) {
-	if v == "" {
+	switch {
+	case v == "":
 		c.add(field, "must not be empty")
-		return
+	case !ValidName(v):
+		c.add(field, "%q may contain only letters, digits, '-' and '_'", v)
+	}
+}
+
+// ValidName reports whether v is a usable name for a city, DC, cluster,
+// instance or keyspace: non-empty, only letters, digits, '-' and '_' (DC
+// names become JetStream domains, subject tokens and parts of stream names).
+func ValidName(v string) bool {
+	if v == "" {
+		return false
 	}
 	for _, r := range v {
 		ok := r == '-' || r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')
 		if !ok {
-			c.add(field, "%q may contain only letters, digits, '-' and '_'", v)
-			return
+			return false
 		}
 	}
+	return true
 }
 
 // Validate checks the whole topology: unique names, references to cities and

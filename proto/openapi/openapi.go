@@ -18,6 +18,7 @@ func Spec() []byte {
 
 // Handler serves the OpenAPI document as application/json on GET and HEAD.
 func Handler() http.Handler {
+	body := []byte(spec)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -29,6 +30,6 @@ func Handler() http.Handler {
 		if r.Method == http.MethodHead {
 			return
 		}
-		_, _ = w.Write([]byte(spec))
+		_, _ = w.Write(body)
 	})
 }

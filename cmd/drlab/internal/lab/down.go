@@ -16,7 +16,7 @@ import (
 // their pid files) and removes the directory. It returns what it stopped.
 func Down(dir string, out io.Writer) ([]string, error) {
 	var stopped []string
-	if f, err := labfile.Read(filepath.Join(dir, "lab.json")); err == nil {
+	if f, err := labfile.Read(filepath.Join(dir, labfile.FileName)); err == nil {
 		if pid := f.Drlab.Pid; pid > 1 && pid != os.Getpid() && alive(pid) {
 			_ = syscall.Kill(pid, syscall.SIGTERM)
 			deadline := time.Now().Add(45 * time.Second)

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/drplane/drplane/pkg/freeport"
 )
 
 // proc is one service process the lab started.
@@ -101,15 +99,6 @@ func (p *proc) waitReady(ctx context.Context) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort() (int, error) {
-	p, err := freeport.Pick(1)
-	if err != nil {
-		return 0, err
-	}
-	return p[0], nil
 }
 
 func tailFile(path string, lines int) string {

@@ -2,9 +2,6 @@ package lab
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +10,8 @@ import (
 	"golang.org/x/sync/errgroup"
 	"gopkg.in/yaml.v3"
 
+	"github.com/drplane/drplane/pkg/config"
+	"github.com/drplane/drplane/pkg/freeport"
 	"github.com/drplane/drplane/pkg/labfile"
 )
 
@@ -28,7 +27,6 @@ func (l *Lab) serviceConfig(dc, svc, healthAddr string, api labfile.API, tokenHa
 		"etcd": map[string]any{"endpoints": l.etcd.Endpoints()},
 		"log":  map[string]any{"level": "info", "format": "console"},
 	}
-	mysql := map[string]any{"cluster": l.o.Config.Cluster, "user": users.AdminUser, "password": users.AdminPassword}
 	switch svc {
 	case "coordinator":
 		c["api"] = map[string]any{"grpc_addr": api.GRPC, "http_addr": api.HTTP}
@@ -36,12 +34,9 @@ func (l *Lab) serviceConfig(dc, svc, healthAddr string, api labfile.API, tokenHa
 	case "haagent":
 		c["mysql"] = map[string]any{"user": users.AdminUser, "password": users.AdminPassword}
 		c["poll_interval"] = l.o.Config.PollInterval.String()
-	case "reship":
+	case "reship", "collector":
 		c["nats_url"] = l.nats.URL(dc)
-		c["mysql"] = mysql
-	case "collector":
-		c["nats_url"] = l.nats.URL(dc)
-		c["mysql"] = mysql
+		c["mysql"] = map[string]any{"cluster": l.o.Config.Cluster, "user": users.AdminUser, "password": users.AdminPassword}
 	default:
 		return nil, fmt.Errorf("unknown service %q", svc)
 	}
@@ -49,32 +44,24 @@ func (l *Lab) serviceConfig(dc, svc, healthAddr string, api labfile.API, tokenHa
 }
 
 func (l *Lab) startServices(ctx context.Context) error {
-	token := secret(24)
-	sum := sha256.Sum256([]byte(token))
-	tokenHash := hex.EncodeToString(sum[:])
-	var firstAPI labfile.API
+	token := config.Secret(secret(24))
+	names := serviceNames()
+	// Per DC: a health port per service, plus the coordinator's gRPC and REST ports.
+	perDC := len(names) + 2
+	ports, err := freeport.Pick(perDC * len(l.o.Config.DCs))
+	if err != nil {
+		return err
+	}
+	addr := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
 	for d, dc := range l.o.Config.DCs {
-		var api labfile.API
-		for _, svc := range serviceNames() {
-			hp, err := freePort()
-			if err != nil {
-				return err
-			}
-			if svc == "coordinator" {
-				gp, err1 := freePort()
-				rp, err2 := freePort()
-				if err1 != nil || err2 != nil {
-					return fmt.Errorf("pick API ports: %w", errors.Join(err1, err2))
-				}
-				api = labfile.API{GRPC: "127.0.0.1:" + strconv.Itoa(gp), HTTP: "http://127.0.0.1:" + strconv.Itoa(rp), Token: token}
-				if d == 0 {
-					firstAPI = api
-				}
-			}
-			health := "127.0.0.1:" + strconv.Itoa(hp)
-			api.HTTP = trimScheme(api.HTTP)
-			cfg, err := l.serviceConfig(dc.Name, svc, health, api, tokenHash)
-			api.HTTP = "http://" + api.HTTP
+		dcPorts := ports[d*perDC : (d+1)*perDC]
+		api := labfile.API{GRPC: addr(dcPorts[len(names)]), HTTP: addr(dcPorts[len(names)+1])}
+		if d == 0 {
+			l.file.API = labfile.API{GRPC: api.GRPC, HTTP: "http://" + api.HTTP, Token: token.Reveal()}
+		}
+		for i, svc := range names {
+			health := addr(dcPorts[i])
+			cfg, err := l.serviceConfig(dc.Name, svc, health, api, token.SHA256())
 			if err != nil {
 				return err
 			}
@@ -83,7 +70,6 @@ func (l *Lab) startServices(ctx context.Context) error {
 			}
 		}
 	}
-	l.file.API = firstAPI
 	g, gctx := errgroup.WithContext(ctx)
 	for _, p := range l.procs {
 		g.Go(func() error { return p.waitReady(gctx) })
@@ -91,16 +77,8 @@ func (l *Lab) startServices(ctx context.Context) error {
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	l.say("services: %d processes ready (%v per DC)", len(l.procs), serviceNames())
+	l.say("services: %d processes ready (%v per DC)", len(l.procs), names)
 	return nil
-}
-
-func trimScheme(u string) string {
-	const p = "http://"
-	if len(u) >= len(p) && u[:len(p)] == p {
-		return u[len(p):]
-	}
-	return u
 }
 
 func (l *Lab) spawnService(dc, svc, health string, cfg map[string]any) error {

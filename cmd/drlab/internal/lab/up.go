@@ -22,7 +22,11 @@ import (
 	"github.com/drplane/drplane/pkg/labfile"
 	"github.com/drplane/drplane/pkg/mysqld"
 	"github.com/drplane/drplane/pkg/state"
+	"github.com/drplane/drplane/pkg/topology"
 )
+
+// appUser is the application account created in every DC.
+const appUser = "app"
 
 // ErrRunning means a live lab already uses the directory.
 var ErrRunning = errors.New("lab: already running")
@@ -42,16 +46,18 @@ type Options struct {
 
 // Lab is a running lab.
 type Lab struct {
-	o       Options
-	dir     string
-	etcd    *embedetcd.Cluster
-	cli     *clientv3.Client
-	nats    *embednats.Mesh
-	mysql   map[string][]*mysqld.Instance
-	users   map[string]mysqld.Users
-	procs   []*proc
-	file    labfile.Lab
-	started time.Time
+	o     Options
+	dir   string
+	etcd  *embedetcd.Cluster
+	cli   *clientv3.Client
+	nats  *embednats.Mesh
+	mysql map[string][]*mysqld.Instance
+	users map[string]mysqld.Users
+	// appPasswords holds each DC's app-user password.
+	appPasswords map[string]string
+	procs        []*proc
+	file         labfile.Lab
+	started      time.Time
 }
 
 func (l *Lab) say(format string, args ...any) {
@@ -64,7 +70,8 @@ func Up(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	l := &Lab{o: o, dir: dir, mysql: map[string][]*mysqld.Instance{}, users: map[string]mysqld.Users{}, started: time.Now()}
+	l := &Lab{o: o, dir: dir, mysql: map[string][]*mysqld.Instance{}, users: map[string]mysqld.Users{},
+		appPasswords: map[string]string{}, started: time.Now()}
 	if err := l.prepareDir(); err != nil {
 		return err
 	}
@@ -73,8 +80,8 @@ func Up(ctx context.Context, o Options) error {
 	cancel()
 	if err == nil {
 		l.say("lab ready in %.1fs: %d DCs, %d mysqld, %d services — %s", time.Since(l.started).Seconds(),
-			len(o.Config.DCs), l.mysqlCount(), len(l.procs), filepath.Join(dir, "lab.json"))
-		fmt.Fprintf(o.Out, "\n  drctl --lab %s status\n\nPress Ctrl-C to stop the lab.\n", filepath.Join(dir, "lab.json"))
+			len(o.Config.DCs), l.mysqlCount(), len(l.procs), filepath.Join(dir, labfile.FileName))
+		fmt.Fprintf(o.Out, "\n  drctl --lab %s status\n\nPress Ctrl-C to stop the lab.\n", filepath.Join(dir, labfile.FileName))
 		if o.Ready != nil {
 			o.Ready(&l.file)
 		}
@@ -89,7 +96,7 @@ func Up(ctx context.Context, o Options) error {
 }
 
 func (l *Lab) prepareDir() error {
-	lf := filepath.Join(l.dir, "lab.json")
+	lf := filepath.Join(l.dir, labfile.FileName)
 	if f, err := labfile.Read(lf); err == nil && f.Drlab.Pid != os.Getpid() && alive(f.Drlab.Pid) {
 		return fmt.Errorf("%w in %s (drlab pid %d): stop it with Ctrl-C or drlab down --dir %s", ErrRunning, l.dir, f.Drlab.Pid, l.dir)
 	}
@@ -152,14 +159,15 @@ func (l *Lab) start(ctx context.Context) error {
 		return err
 	}
 	l.cli = cli
-	if err := l.publishTopology(ctx); err != nil {
+	t, err := l.publishTopology(ctx)
+	if err != nil {
 		return err
 	}
 	if err := l.startServices(ctx); err != nil {
 		return err
 	}
-	l.fillLabFile()
-	return labfile.Write(filepath.Join(l.dir, "lab.json"), &l.file)
+	l.fillLabFile(t)
+	return labfile.Write(filepath.Join(l.dir, labfile.FileName), &l.file)
 }
 
 // startMySQL initialises, starts and bootstraps every DC's cluster in parallel.
@@ -191,12 +199,7 @@ func (l *Lab) startMySQL(ctx context.Context) error {
 		l.mysql[dc.Name] = insts
 		mu.Unlock()
 		for _, in := range insts {
-			g.Go(func() error {
-				if err := in.Init(gctx); err != nil {
-					return err
-				}
-				return in.Start(gctx)
-			})
+			g.Go(func() error { return in.Start(gctx) }) // Start initialises a new data directory
 		}
 	}
 	if err := g.Wait(); err != nil {
@@ -221,7 +224,7 @@ func (l *Lab) startMySQL(ctx context.Context) error {
 			if err := mysqld.ApplySQL(gctx, admin, "", Schema()...); err != nil {
 				return fmt.Errorf("%s schema: %w", dc.Name, err)
 			}
-			if err := mysqld.CreateAppUser(gctx, admin, "app", appPw, "shop"); err != nil {
+			if err := mysqld.CreateAppUser(gctx, admin, appUser, appPw, "shop"); err != nil {
 				return fmt.Errorf("%s app user: %w", dc.Name, err)
 			}
 			if err := cl.WaitReplicas(gctx); err != nil {
@@ -229,7 +232,7 @@ func (l *Lab) startMySQL(ctx context.Context) error {
 			}
 			mu.Lock()
 			l.users[dc.Name] = cl.Users
-			l.file.DCs = append(l.file.DCs, labfile.DC{Name: dc.Name, City: dc.City, AppUser: "app", AppPassword: appPw})
+			l.appPasswords[dc.Name] = appPw
 			mu.Unlock()
 			return nil
 		})
@@ -241,23 +244,23 @@ func (l *Lab) startMySQL(ctx context.Context) error {
 	return nil
 }
 
-func (l *Lab) publishTopology(ctx context.Context) error {
+func (l *Lab) publishTopology(ctx context.Context) (topology.Topology, error) {
 	cfg := l.o.Config
 	t := cfg.Topology(func(dc, i int) int { return l.mysql[cfg.DCs[dc].Name][i].Port() })
 	st := state.New(l.cli, state.DefaultRoot)
 	if _, err := st.PutTopology(ctx, t, -1); err != nil {
-		return fmt.Errorf("store topology: %w", err)
+		return t, fmt.Errorf("store topology: %w", err)
 	}
 	for _, dc := range cfg.DCs {
 		m := l.mysql[dc.Name][0]
 		rec := state.MasterRecord{DC: dc.Name, Cluster: cfg.Cluster, Instance: m.Name(), Addr: m.Addr(), Term: 1,
 			UpdatedAt: time.Now().UTC(), Reason: "lab bootstrap"}
 		if _, err := st.PutMaster(ctx, rec, 0, nil); err != nil {
-			return fmt.Errorf("store master record: %w", err)
+			return t, fmt.Errorf("store master record: %w", err)
 		}
 	}
 	l.say("etcd: topology and master records stored")
-	return nil
+	return t, nil
 }
 
 func secret(n int) string {
@@ -268,35 +271,26 @@ func secret(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func (l *Lab) fillLabFile() {
+// fillLabFile writes what the lab started into l.file, DCs in
+// configuration order.
+func (l *Lab) fillLabFile(t topology.Topology) {
 	f := &l.file
 	f.Etcd = l.etcd.Endpoints()
 	f.Drlab = labfile.Drlab{Pid: os.Getpid(), Dir: l.dir}
-	for i := range f.DCs {
-		dc := &f.DCs[i]
-		dc.NATS = l.nats.URL(dc.Name)
-		for _, in := range l.mysql[dc.Name] {
+	for _, cdc := range l.o.Config.DCs {
+		dc := labfile.DC{Name: cdc.Name, City: cdc.City, NATS: l.nats.URL(cdc.Name), AppUser: appUser, AppPassword: l.appPasswords[cdc.Name]}
+		for _, in := range l.mysql[cdc.Name] {
 			dc.MySQL = append(dc.MySQL, labfile.Instance{Name: in.Name(), Addr: in.Addr(), Pid: in.Pid()})
 		}
 		for _, p := range l.procs {
-			if p.dc == dc.Name {
+			if p.dc == cdc.Name {
 				dc.Services = append(dc.Services, labfile.Service{Name: p.name, Pid: p.cmd.Process.Pid, HealthAddr: p.healthAddr})
 			}
 		}
+		f.DCs = append(f.DCs, dc)
 	}
-	order := map[string]int{}
-	for i, dc := range l.o.Config.DCs {
-		order[dc.Name] = i
-	}
-	sortDCs(f.DCs, order)
-	f.Keyspaces = []labfile.Keyspace{{Name: "orders", Shards: l.o.Config.Shards, Database: "shop", Table: "orders", ShardKey: "user_id"}}
-}
-
-func sortDCs(dcs []labfile.DC, order map[string]int) {
-	for i := 1; i < len(dcs); i++ {
-		for j := i; j > 0 && order[dcs[j].Name] < order[dcs[j-1].Name]; j-- {
-			dcs[j], dcs[j-1] = dcs[j-1], dcs[j]
-		}
+	for _, ks := range t.Keyspaces {
+		f.Keyspaces = append(f.Keyspaces, labfile.Keyspace{Name: ks.Name, Shards: ks.Shards, Database: ks.Database, Table: ks.Table, ShardKey: ks.ShardKey})
 	}
 }
 
@@ -353,6 +347,6 @@ func (l *Lab) stop() {
 		l.etcd.Close()
 		l.say("stopped etcd")
 	}
-	_ = os.Remove(filepath.Join(l.dir, "lab.json"))
+	_ = os.Remove(filepath.Join(l.dir, labfile.FileName))
 	l.say("lab stopped; data left in %s", l.dir)
 }

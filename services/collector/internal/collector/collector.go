@@ -45,14 +45,11 @@ changes are NOT implemented yet: it applies nothing.`,
 }
 
 func run(ctx context.Context, cfg *Config, env *daemon.Env) error {
-	nc, err := bus.Connect(ctx, cfg.NATSURL, "collector-"+cfg.DC, env.Logger)
+	ep, err := cfg.Connect(ctx, "collector", env)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	env.Health.AddReadiness("nats", bus.Check(nc))
-	master := cfg.MySQL.Resolver(env.State, cfg.DC, env.Logger)
-	env.Health.AddReadiness("mysql-master", master.Check)
+	defer ep.NATS.Close()
 	env.Logger.Warn().Msg("applying remote changes is not implemented yet: this collector applies nothing")
-	return master.Run(ctx)
+	return ep.Master.Run(ctx)
 }

@@ -68,10 +68,7 @@ type Token struct {
 }
 
 // Hash returns the hex SHA-256 of a token, as configured in Token.SHA256.
-func Hash(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:])
-}
+func Hash(token string) string { return config.Secret(token).SHA256() }
 
 // Principal is an authenticated caller.
 type Principal struct {

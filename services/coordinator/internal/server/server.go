@@ -85,22 +85,28 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	eo := apierr.Options{Logger: s.o.Logger}
-	gopts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(apierr.UnaryServerInterceptor(eo), s.o.Auth.Unary()),
-		grpc.ChainStreamInterceptor(apierr.StreamServerInterceptor(eo), s.o.Auth.Stream()),
+	// newGRPC builds a server with the error and auth interceptors and every
+	// service registered, plus any transport options.
+	newGRPC := func(extra ...grpc.ServerOption) *grpc.Server {
+		opts := append([]grpc.ServerOption{
+			grpc.ChainUnaryInterceptor(apierr.UnaryServerInterceptor(eo), s.o.Auth.Unary()),
+			grpc.ChainStreamInterceptor(apierr.StreamServerInterceptor(eo), s.o.Auth.Stream()),
+		}, extra...)
+		srv := grpc.NewServer(opts...)
+		drplanev1.RegisterTopologyServiceServer(srv, s.o.Topology)
+		return srv
 	}
+	var transport []grpc.ServerOption
 	if s.o.TLS != nil {
-		gopts = append(gopts, grpc.Creds(credentials.NewTLS(s.o.TLS)))
+		transport = append(transport, grpc.Creds(credentials.NewTLS(s.o.TLS)))
 	}
-	gs := grpc.NewServer(gopts...)
-	drplanev1.RegisterTopologyServiceServer(gs, s.o.Topology)
+	gs := newGRPC(transport...)
 
-	// The gateway reaches the same gRPC server in memory, so that
+	// The gateway reaches an identical gRPC server in memory, so that
 	// interceptors run for REST calls too and no client certificate is needed
 	// on the internal hop.
 	inner := bufconn.Listen(1 << 20)
-	igs := grpc.NewServer(gopts[:2]...)
-	drplanev1.RegisterTopologyServiceServer(igs, s.o.Topology)
+	igs := newGRPC()
 	conn, err := grpc.NewClient("passthrough:///inmemory",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return inner.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -70,7 +70,8 @@ func New(o Options) *Observer {
 	return ob
 }
 
-// Run polls until ctx ends.
+// Run polls until ctx ends. It reads the topology once and then follows
+// its changes with a watch, reading it again only when the watch breaks.
 func (ob *Observer) Run(ctx context.Context) error {
 	defer func() {
 		for _, db := range ob.dbs {
@@ -79,16 +80,33 @@ func (ob *Observer) Run(ctx context.Context) error {
 	}()
 	t := time.NewTicker(ob.o.Interval)
 	defer t.Stop()
+	var topo *topology.Topology
+	var updates <-chan state.Event[topology.Topology]
 	for {
-		topo, _, err := ob.o.Store.Topology(ctx)
-		if err != nil {
-			ob.o.Logger.Warn().Err(err).Msg("read topology")
-		} else {
-			ob.pollAll(ctx, topo)
+		if updates == nil {
+			cur, rev, err := ob.o.Store.Topology(ctx)
+			if err != nil {
+				ob.o.Logger.Warn().Err(err).Msg("read topology")
+			} else {
+				topo = &cur
+				updates = state.Watch[topology.Topology](ctx, ob.o.Store, ob.o.Store.Key("topology"), false, rev+1)
+			}
+		}
+		if topo != nil {
+			ob.pollAll(ctx, *topo)
 		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case ev, ok := <-updates:
+			switch {
+			case !ok:
+				updates = nil
+			case ev.Deleted:
+				topo = nil
+			default:
+				topo = &ev.Value
+			}
 		case <-t.C:
 		}
 	}

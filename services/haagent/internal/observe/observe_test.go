@@ -112,7 +112,7 @@ func TestObserverPublishesRolesAndUnreachable(t *testing.T) {
 
 	reg := prometheus.NewRegistry()
 	ob := observe.New(observe.Options{
-		DC: "dc-a1", ID: "agent-test", User: db.Cluster.Users.AdminUser, Password: db.Cluster.Users.AdminPassword,
+		DC: "dc-a1", ID: "agent-test", User: db.Users.AdminUser, Password: db.Users.AdminPassword,
 		Interval: pollInterval, Republish: time.Hour, Store: st,
 		Lease: func() clientv3.LeaseID { return lease.ID }, Logger: zerolog.Nop(), Registry: reg,
 	})

@@ -45,14 +45,11 @@ NOT implemented yet: it ships nothing.`,
 }
 
 func run(ctx context.Context, cfg *Config, env *daemon.Env) error {
-	nc, err := bus.Connect(ctx, cfg.NATSURL, "reship-"+cfg.DC, env.Logger)
+	ep, err := cfg.Connect(ctx, "reship", env)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	env.Health.AddReadiness("nats", bus.Check(nc))
-	master := cfg.MySQL.Resolver(env.State, cfg.DC, env.Logger)
-	env.Health.AddReadiness("mysql-master", master.Check)
+	defer ep.NATS.Close()
 	env.Logger.Warn().Msg("binlog capture is not implemented yet: this reship ships nothing")
-	return master.Run(ctx)
+	return ep.Master.Run(ctx)
 }
