@@ -124,6 +124,10 @@ func (i *Instance) serverArgs(extraArgs []string) []string {
 		// Acking as a semi-sync replica is harmless on a master, so every
 		// instance acks from its first connection to any master.
 		"--rpl-semi-sync-slave-enabled=ON",
+		// Booting in the replica role makes crash recovery truncate
+		// transactions a killed master wrote to its binlog but never had
+		// acknowledged, so it can rejoin without errant GTIDs.
+		"--init-rpl-role=SLAVE",
 		"--character-set-server=utf8mb4",
 		"--collation-server=utf8mb4_general_ci",
 		"--max-connections=300",

@@ -17,6 +17,8 @@ const (
 	// ErrnoReadOnly is ER_OPTION_PREVENTS_STATEMENT, returned to a user
 	// without READ_ONLY ADMIN writing to a read_only server.
 	ErrnoReadOnly = 1290
+	// errnoNoSuchThread is ER_NO_SUCH_THREAD (KILL of a finished connection).
+	errnoNoSuchThread = 1094
 )
 
 // ErrorNumber returns the MySQL error number carried by err, or 0.

@@ -20,17 +20,23 @@ const (
 // InstanceStatus is one observation of one MySQL instance, published by the
 // DC's HA agent on its lease so that stale observations disappear.
 type InstanceStatus struct {
-	DC              string    `json:"dc"`
-	Cluster         string    `json:"cluster"`
-	Name            string    `json:"name"`
-	Addr            string    `json:"addr"`
-	Role            Role      `json:"role"`
-	Reachable       bool      `json:"reachable"`
-	ReadOnly        bool      `json:"read_only"`
-	GTIDBinlogPos   string    `json:"gtid_binlog_pos"`
-	GTIDSlavePos    string    `json:"gtid_slave_pos"`
-	GTIDCurrentPos  string    `json:"gtid_current_pos"`
-	IORunning       bool      `json:"io_running"`
+	DC             string `json:"dc"`
+	Cluster        string `json:"cluster"`
+	Name           string `json:"name"`
+	Addr           string `json:"addr"`
+	Role           Role   `json:"role"`
+	Reachable      bool   `json:"reachable"`
+	ReadOnly       bool   `json:"read_only"`
+	GTIDBinlogPos  string `json:"gtid_binlog_pos"`
+	GTIDSlavePos   string `json:"gtid_slave_pos"`
+	GTIDCurrentPos string `json:"gtid_current_pos"`
+	// GTIDIOPos is what a replica's IO thread has received (relay log).
+	GTIDIOPos string `json:"gtid_io_pos,omitempty"`
+	IORunning bool   `json:"io_running"`
+	// IOState is Slave_IO_Running verbatim ("Yes", "No", "Connecting").
+	IOState         string    `json:"io_state,omitempty"`
+	IOErrno         int       `json:"io_errno,omitempty"`
+	SQLErrno        int       `json:"sql_errno,omitempty"`
 	SQLRunning      bool      `json:"sql_running"`
 	SecondsBehind   *int64    `json:"seconds_behind_master,omitempty"`
 	LastError       string    `json:"last_error,omitempty"`

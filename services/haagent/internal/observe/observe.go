@@ -113,6 +113,14 @@ func (ob *Observer) Run(ctx context.Context) error {
 }
 
 func (ob *Observer) pollAll(ctx context.Context, topo topology.Topology) {
+	ob.PollAll(ctx, topo)
+}
+
+// PollAll probes every instance of the DC's clusters in parallel, publishes
+// the observations and returns them (in topology order). The observer is
+// not safe for concurrent use: call PollAll from one goroutine, and not
+// while Run runs.
+func (ob *Observer) PollAll(ctx context.Context, topo topology.Topology) []state.InstanceStatus {
 	type job struct {
 		cluster string
 		in      topology.Instance
@@ -139,6 +147,7 @@ func (ob *Observer) pollAll(ctx context.Context, topo topology.Topology) {
 	for _, st := range results {
 		ob.publish(ctx, st)
 	}
+	return results
 }
 
 func (ob *Observer) db(addr string) *sql.DB {
@@ -192,6 +201,8 @@ func (ob *Observer) probe(ctx context.Context, db *sql.DB, cluster string, in to
 	case rs.Configured:
 		st.Role = state.RoleReplica
 		st.IORunning, st.SQLRunning = rs.IORunning, rs.SQLRunning
+		st.IOState, st.IOErrno, st.SQLErrno = rs.IOState, rs.LastIOErrno, rs.LastSQLErrno
+		st.GTIDIOPos = rs.GTIDIOPos
 		st.SecondsBehind = rs.SecondsBehindMaster
 		st.SourceHost = rs.MasterHost
 		if rs.MasterPort != 0 {
@@ -219,7 +230,10 @@ func (ob *Observer) publish(ctx context.Context, st state.InstanceStatus) {
 	if seen && reflect.DeepEqual(cmp, st) && ob.o.Now().Sub(ob.lastPub[st.Name]) < ob.o.Republish {
 		return
 	}
-	if err := ob.o.Store.PutInstanceStatus(ctx, st, ob.o.Lease()); err != nil {
+	// Bounded: without etcd quorum a put waits, and observing must go on.
+	pctx, cancel := context.WithTimeout(ctx, max(ob.o.Interval, 100*time.Millisecond))
+	defer cancel()
+	if err := ob.o.Store.PutInstanceStatus(pctx, st, ob.o.Lease()); err != nil {
 		ob.o.Logger.Warn().Err(err).Str("instance", st.Name).Msg("publish status")
 		return
 	}

@@ -1,0 +1,102 @@
+package failover
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// ErrHookFailed means a hook exited non-zero, could not start or timed out.
+var ErrHookFailed = errors.New("failover: hook failed")
+
+// Hooks are commands run around failovers and switchovers. Each command is
+// an argument vector (no shell) whose arguments may hold {placeholders}:
+// {id} {kind} {dc} {cluster} {old_master} {new_master} {analysis} {error}.
+// The same values are in the environment as DRPLANE_FAILOVER_ID,
+// DRPLANE_KIND, DRPLANE_DC, DRPLANE_CLUSTER, DRPLANE_OLD_MASTER,
+// DRPLANE_NEW_MASTER, DRPLANE_ANALYSIS, DRPLANE_ERROR and DRPLANE_HOOK.
+type Hooks struct {
+	// PreFailover runs before any instance changes; a non-zero exit aborts
+	// the failover or switchover.
+	PreFailover [][]string `yaml:"pre_failover"`
+	// PostSuccess and PostFailure run after the outcome is known; their
+	// exit status is logged and recorded, nothing more.
+	PostSuccess [][]string `yaml:"post_success"`
+	PostFailure [][]string `yaml:"post_failure"`
+	// Timeout bounds each command (default 10s).
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// HookVars are the values substituted into hook commands.
+type HookVars struct {
+	ID, Kind, DC, Cluster, OldMaster, NewMaster, Analysis, Error string
+}
+
+func (v HookVars) pairs() [][2]string {
+	return [][2]string{
+		{"id", v.ID}, {"kind", v.Kind}, {"dc", v.DC}, {"cluster", v.Cluster},
+		{"old_master", v.OldMaster}, {"new_master", v.NewMaster}, {"analysis", v.Analysis}, {"error", v.Error},
+	}
+}
+
+// Expand substitutes the placeholders in args.
+func (v HookVars) Expand(args []string) []string {
+	pairs := v.pairs()
+	repl := make([]string, 0, 2*len(pairs))
+	for _, p := range pairs {
+		repl = append(repl, "{"+p[0]+"}", p[1])
+	}
+	r := strings.NewReplacer(repl...)
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = r.Replace(a)
+	}
+	return out
+}
+
+func (v HookVars) env(hook string) []string {
+	env := append(os.Environ(), "DRPLANE_HOOK="+hook)
+	for _, p := range v.pairs() {
+		name := "DRPLANE_" + strings.ToUpper(p[0])
+		if p[0] == "id" {
+			name = "DRPLANE_FAILOVER_ID"
+		}
+		env = append(env, name+"="+p[1])
+	}
+	return env
+}
+
+// Run runs the commands of one hook in order and stops at the first
+// failure, returning ErrHookFailed with the command's output tail.
+func (h Hooks) Run(ctx context.Context, hook string, cmds [][]string, v HookVars) error {
+	timeout := h.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	for _, c := range cmds {
+		if len(c) == 0 {
+			continue
+		}
+		args := v.Expand(c)
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		cmd := exec.CommandContext(cctx, args[0], args[1:]...)
+		cmd.Env = v.env(hook)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		cancel()
+		if err != nil {
+			tail := strings.TrimSpace(out.String())
+			if len(tail) > 512 {
+				tail = tail[len(tail)-512:]
+			}
+			return fmt.Errorf("%w: %s %q: %w: %s", ErrHookFailed, hook, args[0], err, tail)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,459 @@
+package failover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/drplane/drplane/pkg/audit"
+	"github.com/drplane/drplane/pkg/mysqld"
+	"github.com/drplane/drplane/pkg/state"
+	"github.com/drplane/drplane/pkg/topology"
+)
+
+// Errors of the procedures.
+var (
+	// ErrNoCandidate means no instance could be promoted.
+	ErrNoCandidate = errors.New("failover: no promotable candidate")
+	// ErrNotClaimed means the record could not be written under the fence:
+	// the agent is no longer the leader or etcd has no quorum. Nothing changed.
+	ErrNotClaimed = errors.New("failover: could not claim the cluster")
+	// ErrAborted means a pre-failover hook stopped the procedure.
+	ErrAborted = errors.New("failover: aborted by hook")
+)
+
+// Options configure a Runner.
+type Options struct {
+	DC      string
+	AgentID string
+	Ops     *Ops
+	Store   *state.Store
+	// Audit receives one event per procedure; nil disables auditing.
+	Audit *audit.Outbox
+	Hooks Hooks
+	// ApplyTimeout bounds the wait for a candidate's relay log (default 5s).
+	ApplyTimeout time.Duration
+	// FenceTimeout bounds fencing an old master that may be unreachable
+	// (default 1s).
+	FenceTimeout time.Duration
+	Metrics      *Metrics
+	Logger       zerolog.Logger
+	Now          func() time.Time
+}
+
+// Runner runs failovers and switchovers.
+type Runner struct {
+	o   Options
+	seq atomic.Uint64
+}
+
+// NewRunner returns a Runner.
+func NewRunner(o Options) *Runner {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.ApplyTimeout <= 0 {
+		o.ApplyTimeout = 5 * time.Second
+	}
+	if o.FenceTimeout <= 0 {
+		o.FenceTimeout = time.Second
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+	return &Runner{o: o}
+}
+
+// Ops returns the runner's instance operations.
+func (r *Runner) Ops() *Ops { return r.o.Ops }
+
+// Plan describes an automatic failover.
+type Plan struct {
+	Cluster topology.Cluster
+	// Master is the current master record and MasterRev its revision.
+	Master    state.MasterRecord
+	MasterRev int64
+	// OldPos is the old master's last observed gtid_binlog_pos ("" when
+	// never seen), for the RPO.
+	OldPos     string
+	Analysis   string
+	DetectedAt time.Time
+	// Candidates are the eligible replicas, best first; fresh positions
+	// decide among them.
+	Candidates []string
+}
+
+// procedure tracks one record while it runs.
+type procedure struct {
+	r     *Runner
+	fence state.Fence
+	mu    sync.Mutex // guards rec.Steps: steps may run in parallel
+	rec   state.FailoverRecord
+}
+
+func (r *Runner) start(kind state.FailoverKind, cl topology.Cluster, fence state.Fence) *procedure {
+	now := r.o.Now().UTC()
+	return &procedure{r: r, fence: fence, rec: state.FailoverRecord{
+		ID: state.NewRecordID(now, cl.DC, cl.Name), DC: cl.DC, Cluster: cl.Name, Kind: kind,
+		Outcome: state.OutcomeRunning, StartedAt: now, Agent: r.o.AgentID, FencingRevision: fence.Rev,
+		RPOTransactions: -1,
+	}}
+}
+
+// step runs fn as a named, timed step of the record.
+func (p *procedure) step(name string, fn func() error) error {
+	at := p.r.o.Now()
+	err := fn()
+	s := state.Step{Name: name, At: at.UTC(), Took: state.Duration(p.r.o.Now().Sub(at))}
+	if err != nil {
+		s.Error = err.Error()
+	}
+	p.addStep(s)
+	return err
+}
+
+func (p *procedure) addStep(s state.Step) {
+	p.mu.Lock()
+	p.rec.Steps = append(p.rec.Steps, s)
+	p.mu.Unlock()
+}
+
+func (p *procedure) save(ctx context.Context) error {
+	p.mu.Lock()
+	rec := p.rec
+	rec.Steps = append([]state.Step(nil), p.rec.Steps...)
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	return p.r.o.Store.PutFailover(ctx, rec, &p.fence)
+}
+
+// claim writes the RUNNING record under the fence: the proof that this
+// agent still leads and etcd has quorum, before any instance changes.
+func (p *procedure) claim(ctx context.Context) error {
+	if err := p.save(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotClaimed, err)
+	}
+	return nil
+}
+
+func (p *procedure) vars(errText string) HookVars {
+	return HookVars{ID: p.rec.ID, Kind: string(p.rec.Kind), DC: p.rec.DC, Cluster: p.rec.Cluster,
+		OldMaster: p.rec.OldMaster, NewMaster: p.rec.NewMaster, Analysis: p.rec.Analysis, Error: errText}
+}
+
+// finish records the outcome, runs the post hooks, audits and counts it.
+func (p *procedure) finish(ctx context.Context, err error) (state.FailoverRecord, error) {
+	r := p.r
+	p.rec.FinishedAt = r.o.Now().UTC()
+	switch {
+	case err == nil:
+		p.rec.Outcome = state.OutcomeSucceeded
+	case errors.Is(err, ErrAborted):
+		p.rec.Outcome = state.OutcomeAborted
+	default:
+		p.rec.Outcome = state.OutcomeFailed
+	}
+	if err != nil {
+		p.rec.Error = err.Error()
+	}
+	hook, cmds := "post_success", r.o.Hooks.PostSuccess
+	if err != nil {
+		hook, cmds = "post_failure", r.o.Hooks.PostFailure
+	}
+	hctx := context.WithoutCancel(ctx)
+	if herr := p.step(hook, func() error { return r.o.Hooks.Run(hctx, hook, cmds, p.vars(p.rec.Error)) }); herr != nil {
+		r.o.Logger.Warn().Err(herr).Str("failover", p.rec.ID).Msg("hook failed")
+	}
+	if serr := p.save(ctx); serr != nil {
+		r.o.Logger.Warn().Err(serr).Str("failover", p.rec.ID).Msg("could not save the final failover record")
+	}
+	r.o.Metrics.observe(p.rec)
+	r.audit(ctx, p.rec)
+	ev := r.o.Logger.Info()
+	if err != nil {
+		ev = r.o.Logger.Error().Err(err)
+	}
+	ev.Str("failover", p.rec.ID).Str("kind", string(p.rec.Kind)).Str("cluster", p.rec.Cluster).
+		Str("old_master", p.rec.OldMaster).Str("new_master", p.rec.NewMaster).Str("outcome", string(p.rec.Outcome)).
+		Dur("rto", time.Duration(p.rec.RTO)).Int64("rpo_transactions", p.rec.RPOTransactions).
+		Dur("block_window", time.Duration(p.rec.BlockWindow)).Msg("failover finished")
+	return p.rec, err
+}
+
+func (r *Runner) audit(ctx context.Context, rec state.FailoverRecord) {
+	if r.o.Audit == nil {
+		return
+	}
+	action := "failover.automatic"
+	if rec.Kind == state.KindSwitchover {
+		action = "switchover.run"
+	}
+	outcome := audit.OutcomeOK
+	if rec.Outcome != state.OutcomeSucceeded {
+		outcome = audit.OutcomeFailed
+	}
+	now := r.o.Now()
+	ev := audit.Event{
+		ID: audit.NewID(now, "haagent-"+r.o.AgentID, r.seq.Add(1)), Time: now.UTC(),
+		Actor: "haagent:" + r.o.AgentID, Action: action, Target: rec.DC + "/" + rec.Cluster,
+		Params: map[string]string{
+			"failover_id": rec.ID, "trigger": rec.Trigger, "analysis": rec.Analysis,
+			"old_master": rec.OldMaster, "new_master": rec.NewMaster, "outcome": string(rec.Outcome),
+		},
+		Outcome: outcome, Error: rec.Error,
+		RTOMillis: time.Duration(rec.RTO).Milliseconds(), RPOTransactions: rec.RPOTransactions,
+	}
+	if rec.BlockWindow > 0 {
+		ev.Params["block_window_ms"] = strconv.FormatInt(time.Duration(rec.BlockWindow).Milliseconds(), 10)
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := r.o.Audit.Put(actx, ev); err != nil {
+		r.o.Logger.Warn().Err(err).Str("failover", rec.ID).Msg("could not write the audit event")
+	}
+}
+
+// Failover promotes the best candidate of a cluster whose master died. See
+// the package documentation for the order of the steps.
+func (r *Runner) Failover(ctx context.Context, fence state.Fence, plan Plan) (state.FailoverRecord, error) {
+	p := r.start(state.KindFailover, plan.Cluster, fence)
+	p.rec.Trigger, p.rec.Analysis = "analysis", plan.Analysis
+	p.rec.OldMaster, p.rec.DetectedAt = plan.Master.Instance, plan.DetectedAt.UTC()
+	if err := p.claim(ctx); err != nil {
+		return p.rec, err
+	}
+	if err := p.step("pre_failover", func() error {
+		return r.o.Hooks.Run(ctx, "pre_failover", r.o.Hooks.PreFailover, p.vars(""))
+	}); err != nil {
+		return p.finish(ctx, fmt.Errorf("%w: %w", ErrAborted, err))
+	}
+	// Fence the old master in case it is only partly dead; it is usually
+	// unreachable, so this runs beside the candidate choice, bounded.
+	// The promotion does not wait for it: a paused master cannot ack (its
+	// replicas stop acking), and the analysis fences it when it returns.
+	var fenceWG sync.WaitGroup
+	defer fenceWG.Wait()
+	if old, ok := instance(plan.Cluster, plan.Master.Instance); ok {
+		fenceWG.Add(1)
+		go func() {
+			defer fenceWG.Done()
+			fctx, cancel := context.WithTimeout(ctx, r.o.FenceTimeout)
+			defer cancel()
+			_ = p.step("fence_old_master", func() error { return r.o.Ops.Fence(fctx, old.Addr) })
+		}()
+	}
+	var cand topology.Instance
+	var candPos Position
+	err := p.step("choose_candidate", func() error {
+		var err error
+		cand, candPos, err = r.choose(ctx, plan.Cluster, plan.Candidates)
+		return err
+	})
+	if err != nil {
+		return p.finish(ctx, err)
+	}
+	p.rec.NewMaster = cand.Name
+	if err := p.step("wait_relay_applied", func() error {
+		return r.o.Ops.WaitApplied(ctx, cand.Addr, candPos.Received, r.o.ApplyTimeout)
+	}); err != nil {
+		return p.finish(ctx, err)
+	}
+	if err := p.step("stop_replication", func() error { return r.o.Ops.StopReplication(ctx, cand.Addr) }); err != nil {
+		return p.finish(ctx, err)
+	}
+	if err := r.commit(ctx, p, plan.Master, plan.MasterRev, cand, "failover: "+plan.Analysis); err != nil {
+		return p.finish(ctx, err)
+	}
+	if err := p.step("promote", func() error { return r.o.Ops.MakeMaster(ctx, cand.Addr) }); err != nil {
+		return p.finish(ctx, err)
+	}
+	p.writable()
+	r.repoint(ctx, p, plan.Cluster, cand, plan.Master.Instance)
+	r.rpo(ctx, p, plan.OldPos, cand.Addr)
+	fenceWG.Wait()
+	return p.finish(ctx, nil)
+}
+
+// writable stamps the moment the new master accepted writes.
+func (p *procedure) writable() {
+	p.rec.WritableAt = p.r.o.Now().UTC()
+	p.rec.RTO = state.Duration(p.rec.WritableAt.Sub(p.rec.DetectedAt))
+}
+
+// commit writes the new master record under the fence: from here on the
+// new master is the master, even if this agent dies before the next step.
+func (r *Runner) commit(ctx context.Context, p *procedure, old state.MasterRecord, oldRev int64,
+	to topology.Instance, reason string) error {
+	return p.step("write_master_record", func() error {
+		rec := state.MasterRecord{DC: p.rec.DC, Cluster: p.rec.Cluster, Instance: to.Name, Addr: to.Addr,
+			Term: old.Term + 1, UpdatedAt: r.o.Now().UTC(), Reason: reason}
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := r.o.Store.PutMaster(wctx, rec, oldRev, &p.fence)
+		return err
+	})
+}
+
+// repoint points every other instance at the new master, in parallel.
+// The old master is left to the analysis (it rejoins when it returns).
+// Failures are recorded; the analysis repoints stragglers later.
+func (r *Runner) repoint(ctx context.Context, p *procedure, cl topology.Cluster, to topology.Instance, skip ...string) {
+	var wg sync.WaitGroup
+	for _, in := range cl.Instances {
+		if in.Name == to.Name || contains(skip, in.Name) {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			at := r.o.Now()
+			rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			err := r.o.Ops.Replicate(rctx, in.Addr, to.Addr, mysqld.SlavePos)
+			cancel()
+			s := state.Step{Name: "repoint " + in.Name, At: at.UTC(), Took: state.Duration(r.o.Now().Sub(at))}
+			if err != nil {
+				s.Error = err.Error()
+			}
+			p.addStep(s)
+		}()
+	}
+	wg.Wait()
+}
+
+// rpo counts what the old master had that the new one lacks.
+func (r *Runner) rpo(ctx context.Context, p *procedure, oldPos, newAddr string) {
+	old, err := mysqld.ParseGTIDPos(oldPos)
+	if err != nil || oldPos == "" {
+		return
+	}
+	np, err := r.o.Ops.Read(ctx, newAddr)
+	if err != nil {
+		return
+	}
+	p.rec.RPOTransactions, p.rec.LostGTIDs = Missing(old, np.Binlog)
+}
+
+// Missing counts the transactions in old beyond new, per domain, and names
+// old's position in those domains.
+func Missing(old, new mysqld.GTIDPos) (int64, string) {
+	var n int64
+	var lost mysqld.GTIDPos
+	for _, g := range old {
+		seq, _ := new.Seq(g.Domain)
+		if g.Seq > seq {
+			n += int64(g.Seq - seq)
+			lost = append(lost, g)
+		}
+	}
+	return n, lost.String()
+}
+
+// choose reads the candidates now and returns the most advanced by what it
+// has received, keeping the given order among equals.
+func (r *Runner) choose(ctx context.Context, cl topology.Cluster, names []string) (topology.Instance, Position, error) {
+	type read struct {
+		in  topology.Instance
+		pos Position
+		err error
+	}
+	reads := make([]read, 0, len(names))
+	for _, n := range names {
+		if in, ok := instance(cl, n); ok {
+			reads = append(reads, read{in: in})
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range reads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reads[i].pos, reads[i].err = r.o.Ops.Read(ctx, reads[i].in.Addr)
+		}()
+	}
+	wg.Wait()
+	best := -1
+	for i, rd := range reads {
+		if rd.err != nil {
+			continue
+		}
+		if best < 0 || (rd.pos.Received.Contains(reads[best].pos.Received) && !reads[best].pos.Received.Contains(rd.pos.Received)) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return topology.Instance{}, Position{}, fmt.Errorf("%w among %v", ErrNoCandidate, names)
+	}
+	return reads[best].in, reads[best].pos, nil
+}
+
+func instance(cl topology.Cluster, name string) (topology.Instance, bool) {
+	for _, in := range cl.Instances {
+		if in.Name == name {
+			return in, true
+		}
+	}
+	return topology.Instance{}, false
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Metrics are the procedures' Prometheus metrics.
+type Metrics struct {
+	total *prometheus.CounterVec
+	rto   *prometheus.HistogramVec
+	block prometheus.Histogram
+	rpo   *prometheus.CounterVec
+}
+
+// NewMetrics creates the metrics and registers them on reg (nil: not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		total: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drplane_haagent_failovers_total", Help: "Failovers and switchovers by kind and outcome.",
+		}, []string{"cluster", "kind", "outcome"}),
+		rto: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "drplane_haagent_failover_rto_seconds", Help: "Failure detected (or switchover requested) to new master writable.",
+			Buckets: []float64{.1, .25, .5, .75, 1, 1.5, 2, 3, 5, 10, 30},
+		}, []string{"kind"}),
+		block: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "drplane_haagent_switchover_block_seconds", Help: "Switchover write-block window.",
+			Buckets: []float64{.025, .05, .1, .25, .5, 1, 2, 5},
+		}),
+		rpo: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drplane_haagent_failover_lost_transactions_total", Help: "Transactions the old master had that the new one lacks, by GTID.",
+		}, []string{"cluster"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.total, m.rto, m.block, m.rpo)
+	}
+	return m
+}
+
+func (m *Metrics) observe(rec state.FailoverRecord) {
+	m.total.WithLabelValues(rec.Cluster, string(rec.Kind), string(rec.Outcome)).Inc()
+	if rec.Outcome != state.OutcomeSucceeded {
+		return
+	}
+	m.rto.WithLabelValues(string(rec.Kind)).Observe(time.Duration(rec.RTO).Seconds())
+	if rec.Kind == state.KindSwitchover {
+		m.block.Observe(time.Duration(rec.BlockWindow).Seconds())
+	}
+	if rec.RPOTransactions > 0 {
+		m.rpo.WithLabelValues(rec.Cluster).Add(float64(rec.RPOTransactions))
+	}
+}
