@@ -7,6 +7,13 @@
 // field names).
 //
 //	drctl status [--dc DC]      DCs, MySQL clusters and instances, services
+//	drctl switchover DC/CLUSTER [--to INSTANCE] [--timeout 30s]
+//	                            graceful switchover, run by the DC's HA agent
+//	drctl failovers [--dc DC] [--cluster C] [--limit N]
+//	                            failover and switchover history, newest first
+//	drctl killswitch set [--dc DC] [--cluster C] --reason R
+//	drctl killswitch clear [--dc DC] [--cluster C]
+//	drctl killswitch list       kill switches that stop automatic failover
 //	drctl completion SHELL      shell completion script (bash, zsh, fish, powershell)
 //
 // Exit codes: 0 success; 1 the API or drctl itself failed; 2 usage error

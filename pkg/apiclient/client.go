@@ -45,6 +45,8 @@ type Client struct {
 
 	// Topology answers topology and status questions.
 	Topology drplanev1.TopologyServiceClient
+	// Failover runs switchovers and lists failovers and kill switches.
+	Failover drplanev1.FailoverServiceClient
 }
 
 // Dial returns a client for the API at o.Addr. The connection is made in
@@ -76,6 +78,7 @@ func Dial(ctx context.Context, o Options) (*Client, error) {
 	conn.Connect()
 	c.conn = conn
 	c.Topology = drplanev1.NewTopologyServiceClient(conn)
+	c.Failover = drplanev1.NewFailoverServiceClient(conn)
 	return c, nil
 }
 

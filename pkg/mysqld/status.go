@@ -109,6 +109,8 @@ type GTIDState struct {
 	SlavePos   string // @@gtid_slave_pos: what replication applied
 	CurrentPos string // @@gtid_current_pos
 	ReadOnly   bool
+	// ServerID is @@server_id.
+	ServerID uint32
 	// SemiSyncMasterEnabled is @@rpl_semi_sync_master_enabled.
 	SemiSyncMasterEnabled bool
 	// SemiSyncMasterActive is Rpl_semi_sync_master_status: semi-sync is
@@ -127,7 +129,7 @@ type GTIDState struct {
 // in one round trip. The status variables come from one pass over
 // information_schema.GLOBAL_STATUS; a variable the server lacks reads as NULL.
 const gtidStateQuery = `SELECT @@GLOBAL.gtid_binlog_pos, @@GLOBAL.gtid_slave_pos, @@GLOBAL.gtid_current_pos,
-	@@GLOBAL.read_only, @@GLOBAL.rpl_semi_sync_master_enabled, @@GLOBAL.rpl_semi_sync_slave_enabled,
+	@@GLOBAL.read_only, @@GLOBAL.server_id, @@GLOBAL.rpl_semi_sync_master_enabled, @@GLOBAL.rpl_semi_sync_slave_enabled,
 	s.master_status, s.master_clients, s.slave_status
 FROM (SELECT
 	MAX(IF(VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_STATUS', VARIABLE_VALUE, NULL)) AS master_status,
@@ -144,7 +146,7 @@ func ReadGTIDState(ctx context.Context, db *sql.DB) (GTIDState, error) {
 	var st GTIDState
 	var masterStatus, masterClients, slaveStatus sql.NullString
 	err := db.QueryRowContext(ctx, gtidStateQuery).Scan(&st.BinlogPos, &st.SlavePos, &st.CurrentPos,
-		&st.ReadOnly, &st.SemiSyncMasterEnabled, &st.SemiSyncSlaveEnabled,
+		&st.ReadOnly, &st.ServerID, &st.SemiSyncMasterEnabled, &st.SemiSyncSlaveEnabled,
 		&masterStatus, &masterClients, &slaveStatus)
 	if err != nil {
 		return GTIDState{}, fmt.Errorf("mysqld: read GTID state: %w", err)

@@ -34,17 +34,23 @@ type InstanceStatus struct {
 	GTIDIOPos string `json:"gtid_io_pos,omitempty"`
 	IORunning bool   `json:"io_running"`
 	// IOState is Slave_IO_Running verbatim ("Yes", "No", "Connecting").
-	IOState         string    `json:"io_state,omitempty"`
-	IOErrno         int       `json:"io_errno,omitempty"`
-	SQLErrno        int       `json:"sql_errno,omitempty"`
-	SQLRunning      bool      `json:"sql_running"`
-	SecondsBehind   *int64    `json:"seconds_behind_master,omitempty"`
-	LastError       string    `json:"last_error,omitempty"`
-	SemiSyncMaster  bool      `json:"semi_sync_master"`
-	SemiSyncClients int       `json:"semi_sync_clients"`
-	SourceHost      string    `json:"source_host,omitempty"`
-	ObservedAt      time.Time `json:"observed_at"`
-	ObservedBy      string    `json:"observed_by"`
+	IOState         string `json:"io_state,omitempty"`
+	IOErrno         int    `json:"io_errno,omitempty"`
+	SQLErrno        int    `json:"sql_errno,omitempty"`
+	SQLRunning      bool   `json:"sql_running"`
+	SecondsBehind   *int64 `json:"seconds_behind_master,omitempty"`
+	LastError       string `json:"last_error,omitempty"`
+	SemiSyncMaster  bool   `json:"semi_sync_master"`
+	SemiSyncClients int    `json:"semi_sync_clients"`
+	SourceHost      string `json:"source_host,omitempty"`
+	// ServerID is the instance's server_id; SourceServerID the server_id of
+	// the master it last connected to (0: never). Replicas are matched to
+	// their master by address or by server id, so an instance reached
+	// under another address (a proxy, a DNS name) is still recognized.
+	ServerID       uint32    `json:"server_id,omitempty"`
+	SourceServerID uint32    `json:"source_server_id,omitempty"`
+	ObservedAt     time.Time `json:"observed_at"`
+	ObservedBy     string    `json:"observed_by"`
 }
 
 // PutInstanceStatus publishes an observation on the observer's lease.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 
 	"github.com/drplane/drplane/pkg/config"
 	"github.com/drplane/drplane/pkg/daemon"
@@ -80,11 +81,12 @@ func Spec(cfg *Config) daemon.Spec {
 	return daemon.Spec{
 		Name:  "coordinator",
 		Short: "drplane control API and shard-routing brain",
-		Long: `STATUS: serves TopologyService (GetTopology, GetStatus) over gRPC and REST
-(grpc-gateway, /openapi.json), reading topology, HA-agent observations, master
-records and service registrations from etcd, with bearer-token roles. Shard
-routing, leader election, evacuation, city failover and audit are NOT
-implemented yet.`,
+		Long: `STATUS: serves TopologyService (GetTopology, GetStatus) and FailoverService
+(Switchover, ListFailovers, kill switches) over gRPC and REST (grpc-gateway,
+/openapi.json), reading and writing etcd, with bearer-token roles; mutating
+calls are audited into the etcd outbox. Shard routing, leader election,
+evacuation, city failover and indexing the audit outbox are NOT implemented
+yet.`,
 		Config:           cfg,
 		Flags:            cfg.Flags,
 		LogicImplemented: false,
@@ -101,9 +103,11 @@ func run(ctx context.Context, cfg *Config, env *daemon.Env) error {
 	if err != nil {
 		return err
 	}
+	failover := control.NewFailover(control.FailoverOptions{Store: env.State, Source: env.Record.ID, Logger: env.Logger})
 	srv := server.New(server.Options{
 		GRPCAddr: cfg.API.GRPCAddr, HTTPAddr: cfg.API.HTTPAddr, TLS: tlsCfg, Auth: authn,
-		Topology: &control.Topology{Store: env.State}, Logger: env.Logger,
+		Topology: &control.Topology{Store: env.State}, Failover: failover,
+		PreAuth: []grpc.UnaryServerInterceptor{failover.AuditDenied(authn)}, Logger: env.Logger,
 	})
 	if err := srv.Listen(); err != nil {
 		return err

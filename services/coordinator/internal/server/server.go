@@ -35,7 +35,12 @@ type Options struct {
 	TLS      *tls.Config
 	Auth     *auth.Authenticator
 	Topology drplanev1.TopologyServiceServer
-	Logger   zerolog.Logger
+	// Failover, when non-nil, serves FailoverService.
+	Failover drplanev1.FailoverServiceServer
+	// PreAuth are unary interceptors that run after the error mapping and
+	// before authentication, e.g. to audit refused calls.
+	PreAuth []grpc.UnaryServerInterceptor
+	Logger  zerolog.Logger
 }
 
 // Server is the API server.
@@ -74,6 +79,12 @@ func Policy() map[string]auth.Role {
 	return map[string]auth.Role{
 		drplanev1.TopologyService_GetTopology_FullMethodName: auth.RoleViewer,
 		drplanev1.TopologyService_GetStatus_FullMethodName:   auth.RoleViewer,
+
+		drplanev1.FailoverService_ListFailovers_FullMethodName:    auth.RoleViewer,
+		drplanev1.FailoverService_ListKillSwitches_FullMethodName: auth.RoleViewer,
+		drplanev1.FailoverService_Switchover_FullMethodName:       auth.RoleOperator,
+		drplanev1.FailoverService_SetKillSwitch_FullMethodName:    auth.RoleAdmin,
+		drplanev1.FailoverService_ClearKillSwitch_FullMethodName:  auth.RoleAdmin,
 	}
 }
 
@@ -87,13 +98,18 @@ func (s *Server) Run(ctx context.Context) error {
 	eo := apierr.Options{Logger: s.o.Logger}
 	// newGRPC builds a server with the error and auth interceptors and every
 	// service registered, plus any transport options.
+	unary := append([]grpc.UnaryServerInterceptor{apierr.UnaryServerInterceptor(eo)}, s.o.PreAuth...)
+	unary = append(unary, s.o.Auth.Unary())
 	newGRPC := func(extra ...grpc.ServerOption) *grpc.Server {
 		opts := append([]grpc.ServerOption{
-			grpc.ChainUnaryInterceptor(apierr.UnaryServerInterceptor(eo), s.o.Auth.Unary()),
+			grpc.ChainUnaryInterceptor(unary...),
 			grpc.ChainStreamInterceptor(apierr.StreamServerInterceptor(eo), s.o.Auth.Stream()),
 		}, extra...)
 		srv := grpc.NewServer(opts...)
 		drplanev1.RegisterTopologyServiceServer(srv, s.o.Topology)
+		if s.o.Failover != nil {
+			drplanev1.RegisterFailoverServiceServer(srv, s.o.Failover)
+		}
 		return srv
 	}
 	var transport []grpc.ServerOption
@@ -122,6 +138,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}),
 	)
 	if err := drplanev1.RegisterTopologyServiceHandlerClient(ctx, gw, drplanev1.NewTopologyServiceClient(conn)); err != nil {
+		return err
+	}
+	if err := drplanev1.RegisterFailoverServiceHandlerClient(ctx, gw, drplanev1.NewFailoverServiceClient(conn)); err != nil {
 		return err
 	}
 	mux := http.NewServeMux()

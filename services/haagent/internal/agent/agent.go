@@ -1,18 +1,26 @@
-// Package agent is the HA agent service: configuration and wiring of its
-// parts. In this release the agent observes its DC's instances and
-// publishes their state; failure analysis, failover and fencing are not
-// implemented yet.
+// Package agent is the HA agent service: its configuration and the wiring
+// of its parts — the elector (one active agent per DC, fenced by the
+// election revision), the observer, the failure analysis and the recovery
+// runner, driven by the supervisor while this agent leads.
 package agent
 
 import (
 	"context"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/drplane/drplane/pkg/audit"
 	"github.com/drplane/drplane/pkg/config"
 	"github.com/drplane/drplane/pkg/daemon"
+	"github.com/drplane/drplane/pkg/state"
+	"github.com/drplane/drplane/services/haagent/internal/elect"
+	"github.com/drplane/drplane/services/haagent/internal/failover"
 	"github.com/drplane/drplane/services/haagent/internal/observe"
+	"github.com/drplane/drplane/services/haagent/internal/supervise"
 )
 
 // Config is the agent's configuration.
@@ -21,19 +29,52 @@ type Config struct {
 	MySQL         MySQL `yaml:"mysql"`
 	// PollInterval is the time between polls of every instance.
 	PollInterval time.Duration `yaml:"poll_interval"`
+	// SemiSyncTimeout is rpl_semi_sync_master_timeout set on a promoted
+	// master. It must exceed the longest pause a deposed master could
+	// survive unnoticed plus the time to fence it: past it, a master cut
+	// off from its replicas acknowledges writes asynchronously.
+	SemiSyncTimeout time.Duration `yaml:"semi_sync_timeout"`
+	// MaxLag: replicas lagging more are not promoted.
+	MaxLag time.Duration `yaml:"max_lag"`
+	// AntiFlap: no automatic failover of a cluster within this window
+	// after its master changed.
+	AntiFlap time.Duration `yaml:"anti_flap"`
+	// ApplyTimeout bounds the wait for a candidate to apply its relay log
+	// (failover) or to catch up with the old master (switchover).
+	ApplyTimeout time.Duration  `yaml:"apply_timeout"`
+	Election     Election       `yaml:"election"`
+	Hooks        failover.Hooks `yaml:"hooks"`
 }
 
-// MySQL is the account the agent observes (and later fences and promotes)
-// instances with. It needs SUPER (or READ_ONLY ADMIN), REPLICATION SLAVE ADMIN
-// and PROCESS.
+// Election configures the active-agent election.
+type Election struct {
+	// TTL of the agent's election lease: a crashed active agent is
+	// replaced after about this long.
+	TTL time.Duration `yaml:"ttl"`
+	// FenceBefore: an active agent that cannot renew its lease fences its
+	// masters when this much of the TTL is left.
+	FenceBefore time.Duration `yaml:"fence_before"`
+}
+
+// MySQL holds the accounts the agent uses. User needs SUPER (or READ_ONLY
+// ADMIN), REPLICATION SLAVE ADMIN, CONNECTION ADMIN and PROCESS; ReplUser
+// is the account replicas connect to their master with.
 type MySQL struct {
-	User     string        `yaml:"user"`
-	Password config.Secret `yaml:"password"`
+	User         string        `yaml:"user"`
+	Password     config.Secret `yaml:"password"`
+	ReplUser     string        `yaml:"repl_user"`
+	ReplPassword config.Secret `yaml:"repl_password"`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() *Config {
-	return &Config{Common: daemon.DefaultCommon(), PollInterval: time.Second}
+	return &Config{
+		Common: daemon.DefaultCommon(), PollInterval: 200 * time.Millisecond,
+		MySQL:           MySQL{ReplUser: "repl"},
+		SemiSyncTimeout: 30 * time.Second, MaxLag: 10 * time.Second, AntiFlap: 30 * time.Second,
+		ApplyTimeout: 5 * time.Second, Election: Election{TTL: 5 * time.Second, FenceBefore: 2 * time.Second},
+		Hooks: failover.Hooks{Timeout: 10 * time.Second},
+	}
 }
 
 // Validate checks the configuration, naming the field.
@@ -41,19 +82,43 @@ func (c *Config) Validate() error {
 	if err := c.Common.Validate(); err != nil {
 		return err
 	}
-	if c.MySQL.User == "" {
+	switch {
+	case c.MySQL.User == "":
 		return config.Invalid("mysql.user", "required")
-	}
-	if c.PollInterval < 50*time.Millisecond || c.PollInterval > time.Minute {
+	case c.MySQL.ReplUser == "":
+		return config.Invalid("mysql.repl_user", "required")
+	case c.PollInterval < 50*time.Millisecond || c.PollInterval > time.Minute:
 		return config.Invalid("poll_interval", "%s out of range 50ms-1m", c.PollInterval)
+	case c.SemiSyncTimeout < time.Second:
+		return config.Invalid("semi_sync_timeout", "must be at least 1s, got %s", c.SemiSyncTimeout)
+	case c.MaxLag <= 0:
+		return config.Invalid("max_lag", "must be > 0")
+	case c.AntiFlap < 0:
+		return config.Invalid("anti_flap", "must be >= 0")
+	case c.ApplyTimeout < 100*time.Millisecond:
+		return config.Invalid("apply_timeout", "must be at least 100ms, got %s", c.ApplyTimeout)
+	case c.Election.TTL < 2*time.Second:
+		return config.Invalid("election.ttl", "must be at least 2s, got %s", c.Election.TTL)
+	case c.Election.FenceBefore <= 0 || c.Election.FenceBefore >= c.Election.TTL:
+		return config.Invalid("election.fence_before", "must be between 0 and election.ttl (%s), got %s", c.Election.TTL, c.Election.FenceBefore)
+	case c.Hooks.Timeout <= 0:
+		return config.Invalid("hooks.timeout", "must be > 0")
+	}
+	for name, hs := range map[string][][]string{"pre_failover": c.Hooks.PreFailover, "post_success": c.Hooks.PostSuccess, "post_failure": c.Hooks.PostFailure} {
+		for i, h := range hs {
+			if len(h) == 0 || h[0] == "" {
+				return config.Invalid("hooks."+name, "command %d is empty", i)
+			}
+		}
 	}
 	return nil
 }
 
 // Flags binds the agent's flags.
 func (c *Config) Flags(fs *pflag.FlagSet) {
-	fs.StringVar(&c.MySQL.User, "mysql-user", c.MySQL.User, "MySQL account used to observe instances")
+	fs.StringVar(&c.MySQL.User, "mysql-user", c.MySQL.User, "MySQL account used to observe, fence and promote instances")
 	fs.DurationVar(&c.PollInterval, "poll-interval", c.PollInterval, "time between polls of every instance")
+	fs.DurationVar(&c.AntiFlap, "anti-flap", c.AntiFlap, "no automatic failover of a cluster within this window after its master changed")
 }
 
 // Spec is the service description handed to daemon.Main.
@@ -61,23 +126,89 @@ func Spec(cfg *Config) daemon.Spec {
 	return daemon.Spec{
 		Name:  "haagent",
 		Short: "per-DC MySQL HA agent",
-		Long: `STATUS: observation only. haagent polls every MySQL instance of its DC's
-clusters (reachability, role, read_only, GTID positions, replication threads,
-lag, semi-sync) and publishes the observations to etcd on its lease, where the
-coordinator and 'drctl status' read them. Failure analysis, automatic failover,
-fencing and switchover are NOT implemented yet: this agent never changes a
-MySQL instance.`,
+		Long: `haagent keeps exactly one writable MySQL master per (dc, cluster).
+
+Run two or more per DC: they elect one active agent through etcd, and the
+election revision fences every master-record write. The active agent polls
+every instance, runs the failure analysis (see docs/failure-modes.md) and
+carries out the recoveries: automatic failover of a dead master to the most
+advanced eligible replica, fencing of deposed or extra writable masters,
+repointing and rejoining replicas, quarantining instances with errant
+transactions, and the switchovers operators request with 'drctl switchover'.
+An active agent that cannot renew its etcd lease fences its masters before
+the lease expires; without etcd quorum nothing is promoted and the masters
+keep serving.`,
 		Config:           cfg,
 		Flags:            cfg.Flags,
-		LogicImplemented: false,
-		Run: func(ctx context.Context, env *daemon.Env) error {
-			ob := observe.New(observe.Options{
-				DC: cfg.DC, ID: cfg.ID, User: cfg.MySQL.User, Password: cfg.MySQL.Password.Reveal(),
-				Interval: cfg.PollInterval, Republish: 5 * time.Second, Store: env.State, Lease: env.Lease,
-				Logger: env.Logger, Registry: env.Registry,
-			})
-			env.Logger.Warn().Msg("automatic failover is not implemented yet: this agent only observes")
-			return ob.Run(ctx)
-		},
+		LogicImplemented: true,
+		Run:              func(ctx context.Context, env *daemon.Env) error { return run(ctx, cfg, env) },
 	}
 }
+
+func run(ctx context.Context, cfg *Config, env *daemon.Env) error {
+	a, err := New(cfg, Parts{Store: env.State, Lease: env.Lease, Logger: env.Logger, Registry: env.Registry})
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+// Parts are what an Agent runs on: the etcd store, the process lease its
+// observations are published on, a logger and a metrics registry.
+type Parts struct {
+	Store    *state.Store
+	Lease    func() clientv3.LeaseID
+	Logger   zerolog.Logger
+	Registry prometheus.Registerer
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Agent is one HA agent: it campaigns, and supervises the DC while it leads.
+type Agent struct {
+	ops        *failover.Ops
+	elector    *elect.Elector
+	supervisor *supervise.Supervisor
+}
+
+// New wires an agent from its configuration.
+func New(cfg *Config, p Parts) (*Agent, error) {
+	ob := observe.New(observe.Options{
+		DC: cfg.DC, ID: cfg.ID, User: cfg.MySQL.User, Password: cfg.MySQL.Password.Reveal(),
+		Interval: cfg.PollInterval, Republish: 5 * time.Second, Store: p.Store, Lease: p.Lease,
+		Logger: p.Logger, Registry: p.Registry, Now: p.Now,
+	})
+	ops := failover.NewOps(failover.Creds{
+		User: cfg.MySQL.User, Password: cfg.MySQL.Password.Reveal(),
+		ReplUser: cfg.MySQL.ReplUser, ReplPassword: cfg.MySQL.ReplPassword.Reveal(),
+	}, cfg.SemiSyncTimeout, 2*time.Second)
+	outbox := audit.NewOutbox(p.Store)
+	runner := failover.NewRunner(failover.Options{
+		DC: cfg.DC, AgentID: cfg.ID, Ops: ops, Store: p.Store, Audit: outbox, Hooks: cfg.Hooks,
+		ApplyTimeout: cfg.ApplyTimeout, Metrics: failover.NewMetrics(p.Registry), Logger: p.Logger, Now: p.Now,
+	})
+	sup := supervise.New(supervise.Options{
+		DC: cfg.DC, ID: cfg.ID, Store: p.Store, Observer: ob, Runner: runner, Audit: outbox,
+		Interval: cfg.PollInterval, MaxLag: cfg.MaxLag, AntiFlap: cfg.AntiFlap,
+		Logger: p.Logger, Registry: p.Registry, Now: p.Now,
+	})
+	el, err := elect.New(elect.Options{
+		Client: p.Store.Client(), Store: p.Store, DC: cfg.DC, ID: cfg.ID,
+		TTL: cfg.Election.TTL, FenceBefore: cfg.Election.FenceBefore, SelfFence: sup.SelfFence,
+		Logger: p.Logger, Registry: p.Registry, Now: p.Now,
+	})
+	if err != nil {
+		ops.Close()
+		return nil, err
+	}
+	return &Agent{ops: ops, elector: el, supervisor: sup}, nil
+}
+
+// Run campaigns and supervises until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.ops.Close()
+	return a.elector.Run(ctx, a.supervisor.Lead)
+}
+
+// Elector returns the agent's elector (leadership state).
+func (a *Agent) Elector() *elect.Elector { return a.elector }

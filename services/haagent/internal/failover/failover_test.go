@@ -50,7 +50,6 @@ func replicating(t *testing.T, e *hatest.Env, in *mysqld.Instance, master string
 	return err == nil && rs.Healthy() && net.JoinHostPort(rs.MasterHost, strconv.Itoa(rs.MasterPort)) == master
 }
 
-
 // TestFailoverAfterKill: the master is killed under writes; the runner
 // promotes a replica, repoints the other, and every acknowledged write is
 // on the new master. The old master, restarted, rejoins as a replica.

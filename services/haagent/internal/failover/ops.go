@@ -179,10 +179,11 @@ func (o *Ops) WaitApplied(ctx context.Context, addr string, pos mysqld.GTIDPos, 
 	return mysqld.WaitForGTID(ctx, o.db(addr), pos.String(), timeout)
 }
 
-// StopReplication stops both replication threads, bounded by the step
-// timeout (STOP SLAVE may try to reach a dead master).
+// StopReplication stops both replication threads, bounded by 2.5 step
+// timeouts: STOP SLAVE waits for an IO thread that is reconnecting to a
+// paused master, up to slave_net_timeout (2s as set by ChangeMaster).
 func (o *Ops) StopReplication(ctx context.Context, addr string) error {
-	ctx, cancel := context.WithTimeout(ctx, o.step)
+	ctx, cancel := context.WithTimeout(ctx, o.step*5/2)
 	defer cancel()
 	return mysqld.StopSlave(ctx, o.db(addr))
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/drplane/drplane/pkg/mysqld"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/pkg/topology"
+	"github.com/drplane/drplane/services/haagent/internal/analysis"
 )
 
 // Errors of the procedures.
@@ -338,22 +339,7 @@ func (r *Runner) rpo(ctx context.Context, p *procedure, oldPos, newAddr string) 
 	if err != nil {
 		return
 	}
-	p.rec.RPOTransactions, p.rec.LostGTIDs = Missing(old, np.Binlog)
-}
-
-// Missing counts the transactions in old beyond new, per domain, and names
-// old's position in those domains.
-func Missing(old, new mysqld.GTIDPos) (int64, string) {
-	var n int64
-	var lost mysqld.GTIDPos
-	for _, g := range old {
-		seq, _ := new.Seq(g.Domain)
-		if g.Seq > seq {
-			n += int64(g.Seq - seq)
-			lost = append(lost, g)
-		}
-	}
-	return n, lost.String()
+	p.rec.RPOTransactions, p.rec.LostGTIDs = analysis.Missing(old, np.Binlog)
 }
 
 // choose reads the candidates now and returns the most advanced by what it

@@ -189,6 +189,7 @@ func (ob *Observer) probe(ctx context.Context, db *sql.DB, cluster string, in to
 	ob.reach.WithLabelValues(cluster, in.Name).Set(1)
 	st.Reachable = true
 	st.ReadOnly = g.ReadOnly
+	st.ServerID = g.ServerID
 	st.GTIDBinlogPos, st.GTIDSlavePos, st.GTIDCurrentPos = g.BinlogPos, g.SlavePos, g.CurrentPos
 	st.SemiSyncMaster = g.SemiSyncMasterActive
 	st.SemiSyncClients = g.SemiSyncMasterClients
@@ -203,6 +204,7 @@ func (ob *Observer) probe(ctx context.Context, db *sql.DB, cluster string, in to
 		st.IORunning, st.SQLRunning = rs.IORunning, rs.SQLRunning
 		st.IOState, st.IOErrno, st.SQLErrno = rs.IOState, rs.LastIOErrno, rs.LastSQLErrno
 		st.GTIDIOPos = rs.GTIDIOPos
+		st.SourceServerID = rs.MasterServerID
 		st.SecondsBehind = rs.SecondsBehindMaster
 		st.SourceHost = rs.MasterHost
 		if rs.MasterPort != 0 {

@@ -1,0 +1,29 @@
+package server_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"google.golang.org/grpc"
+
+	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
+	"github.com/drplane/drplane/services/coordinator/internal/auth"
+	"github.com/drplane/drplane/services/coordinator/internal/server"
+)
+
+// TestPolicyCoversEveryMethod keeps the policy in step with the services:
+// a method missing from it would silently need the admin role.
+func TestPolicyCoversEveryMethod(t *testing.T) {
+	p := server.Policy()
+	for _, sd := range []grpc.ServiceDesc{drplanev1.TopologyService_ServiceDesc, drplanev1.FailoverService_ServiceDesc} {
+		for _, m := range sd.Methods {
+			name := "/" + sd.ServiceName + "/" + m.MethodName
+			assert.Contains(t, p, name, "no role for %s", name)
+		}
+	}
+	assert.Equal(t, auth.RoleViewer, p[drplanev1.FailoverService_ListFailovers_FullMethodName])
+	assert.Equal(t, auth.RoleViewer, p[drplanev1.FailoverService_ListKillSwitches_FullMethodName])
+	assert.Equal(t, auth.RoleOperator, p[drplanev1.FailoverService_Switchover_FullMethodName])
+	assert.Equal(t, auth.RoleAdmin, p[drplanev1.FailoverService_SetKillSwitch_FullMethodName])
+	assert.Equal(t, auth.RoleAdmin, p[drplanev1.FailoverService_ClearKillSwitch_FullMethodName])
+}

@@ -1,0 +1,208 @@
+package agent_test
+
+import (
+	"context"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/drplane/drplane/pkg/harness"
+	"github.com/drplane/drplane/pkg/mysqld"
+	"github.com/drplane/drplane/pkg/state"
+	"github.com/drplane/drplane/services/haagent/internal/hatest"
+)
+
+// TestKillMasterUnderWrites: kill -9 the master under continuous writes:
+// every acknowledged write is on the new master, two instances are never
+// writable at once, the new master takes writes, and the old master,
+// restarted, rejoins as a replica.
+func TestKillMasterUnderWrites(t *testing.T) {
+	e := hatest.Start(t, hatest.Options{})
+	a1 := startAgent(t, e, testConfig(e, "agent-1"), nil)
+	a2 := startAgent(t, e, testConfig(e, "agent-2"), nil)
+	leader(t, a1, a2)
+	w := e.StartWriter()
+	s := e.StartSampler()
+	hatest.Poll(t, 10*time.Second, "acknowledged writes", func() bool { return w.Acked() >= 50 })
+
+	old := e.DB.Master
+	require.NoError(t, old.Kill())
+	killed := time.Now()
+	rec := masterChanged(t, e, old.Name(), 10*time.Second)
+	var firstOK time.Time
+	hatest.Poll(t, 10*time.Second, "a write acknowledged by the new master", func() bool {
+		firstOK = w.FirstOKAfter(killed)
+		return !firstOK.IsZero()
+	})
+	t.Logf("kill -9 → first acknowledged write on %s: %s", rec.Instance, firstOK.Sub(killed))
+	hatest.Poll(t, 5*time.Second, "more writes", func() bool { return w.Acked() >= 100 })
+	acked, failed := w.Stop()
+	samples, violations := s.Stop()
+	assert.Empty(t, violations, "two writable instances")
+	missing, err := e.MissingAcked(rec.Addr, acked)
+	require.NoError(t, err)
+	assert.Empty(t, missing, "acknowledged writes lost")
+	t.Logf("%d acknowledged, %d failed attempts, %d split-brain samples, 0 violations", len(acked), failed, samples)
+
+	recs := failovers(t, e)
+	require.NotEmpty(t, recs)
+	last := recs[len(recs)-1]
+	assert.Equal(t, state.OutcomeSucceeded, last.Outcome)
+	assert.Equal(t, "DeadMaster", last.Analysis)
+	t.Logf("failover record: RTO %s, RPO %d", time.Duration(last.RTO), last.RPOTransactions)
+
+	// The old master comes back read-only and the agent rejoins it.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	require.NoError(t, old.Start(ctx))
+	hatest.Poll(t, 20*time.Second, "the old master rejoined", func() bool { return replicatesFrom(e, old, rec.Addr) })
+	ro, err := readOnly(old)
+	require.NoError(t, err)
+	assert.True(t, ro)
+	missing, err = e.MissingAcked(old.Addr(), acked)
+	require.NoError(t, err)
+	hatest.Poll(t, 10*time.Second, "the old master caught up", func() bool {
+		missing, err = e.MissingAcked(old.Addr(), acked)
+		return err == nil && len(missing) == 0
+	})
+}
+
+// TestPausedMasterIsFenced: SIGSTOP the master past the agent's lease
+// TTL; the agent fails over; after SIGCONT the old master is fenced and
+// acknowledges no write, neither one in flight nor a new one.
+func TestPausedMasterIsFenced(t *testing.T) {
+	e := hatest.Start(t, hatest.Options{})
+	a1 := startAgent(t, e, testConfig(e, "agent-1"), nil)
+	leader(t, a1)
+	old := e.DB.Master
+	oldDB := e.AppDB(old.Addr(), 10*time.Second)
+	conn, err := oldDB.Conn(context.Background())
+	require.NoError(t, err)
+	defer func() { _ = conn.Close() }()
+	_, err = conn.ExecContext(context.Background(), "INSERT INTO "+hatest.Table+" (id) VALUES (1000001)")
+	require.NoError(t, err)
+
+	require.NoError(t, old.Signal(syscall.SIGSTOP))
+	paused := time.Now()
+	resumed := false
+	defer func() {
+		if !resumed {
+			_ = old.Signal(syscall.SIGCONT)
+		}
+	}()
+	rec := masterChanged(t, e, old.Name(), 20*time.Second)
+	t.Logf("SIGSTOP → new master record (%s): %s", rec.Instance, time.Since(paused))
+	// Stay paused past the election TTL, then send a write on the old
+	// connection: it sits in the socket until the process resumes.
+	time.Sleep(max(0, 2*time.Second-time.Since(paused))) // the pause length is the scenario, not a wait for a condition
+	inflight := make(chan error, 1)
+	go func() {
+		_, err := conn.ExecContext(context.Background(), "INSERT INTO "+hatest.Table+" (id) VALUES (1000002)")
+		inflight <- err
+	}()
+	require.NoError(t, old.Signal(syscall.SIGCONT))
+	resumed = true
+
+	select {
+	case err := <-inflight:
+		require.Error(t, err, "a deposed master acknowledged an in-flight write")
+		t.Logf("in-flight write on the deposed master: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the in-flight write neither failed nor succeeded")
+	}
+	hatest.Poll(t, 10*time.Second, "the old master read-only", func() bool {
+		ro, err := readOnly(old)
+		return err == nil && ro
+	})
+	for i := range 5 {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_, err := oldDB.ExecContext(ctx, "INSERT INTO "+hatest.Table+" (id) VALUES (?)", 2000000+i)
+		cancel()
+		require.Error(t, err, "the fenced master accepted an app write")
+		assert.True(t, mysqld.IsReadOnly(err), "want 1290, got %v", err)
+	}
+}
+
+// TestUnreachableMasterNoFailover: the agent loses sight of the master
+// while its replicas still replicate from it: no failover.
+func TestUnreachableMasterNoFailover(t *testing.T) {
+	var proxy *harness.Proxy
+	e := hatest.Start(t, hatest.Options{Addr: func(name, real string) string {
+		if name != "db1" {
+			return real
+		}
+		proxy = harness.Toxiproxy(t, "db1", real)
+		return proxy.Listen()
+	}})
+	a1 := startAgent(t, e, testConfig(e, "agent-1"), nil)
+	leader(t, a1)
+	before, _ := e.Master()
+	proxy.Cut()
+	hatest.Poll(t, 10*time.Second, "the agent to see the master unreachable", func() bool {
+		sts, err := e.Store.InstanceStatuses(context.Background(), hatest.DC)
+		if err != nil {
+			return false
+		}
+		for _, st := range sts {
+			if st.Name == "db1" && !st.Reachable {
+				return true
+			}
+		}
+		return false
+	})
+	// Hold the cut for several detection cycles; the replicas keep
+	// replicating from the master all along.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		after, _ := e.Master()
+		require.Equal(t, before.Instance, after.Instance, "failed over on one observer's view")
+		require.True(t, replicatesFrom(e, e.DB.Replicas[0], e.DB.Master.Addr()))
+		time.Sleep(100 * time.Millisecond) // sampling interval of an invariant that must hold throughout
+	}
+	assert.Empty(t, failovers(t, e))
+	ro, err := readOnly(e.DB.Master)
+	require.NoError(t, err)
+	assert.False(t, ro, "the master must stay writable")
+	proxy.Restore()
+}
+
+// TestQuorumLossNoPromotion: without etcd quorum nothing is promoted, the
+// agent does not fence, and the master keeps taking writes; with quorum
+// back, the same master and agent carry on.
+func TestQuorumLossNoPromotion(t *testing.T) {
+	e := hatest.Start(t, hatest.Options{EtcdMembers: 3})
+	a1 := startAgent(t, e, testConfig(e, "agent-1"), nil)
+	l := leader(t, a1)
+	w := e.StartWriter()
+	hatest.Poll(t, 10*time.Second, "acknowledged writes", func() bool { return w.Acked() >= 20 })
+	require.NoError(t, e.Etcd.StopMember(1))
+	require.NoError(t, e.Etcd.StopMember(2))
+	lost := time.Now()
+	hatest.Poll(t, 10*time.Second, "single-point-primary mode", func() bool { return l.a.Elector().SinglePointPrimary() })
+	base := w.Acked()
+	// Three election TTLs without quorum: writes keep being acknowledged.
+	deadline := lost.Add(6 * time.Second)
+	for time.Now().Before(deadline) {
+		ro, err := readOnly(e.DB.Master)
+		require.NoError(t, err)
+		require.False(t, ro, "the master was fenced without quorum")
+		time.Sleep(200 * time.Millisecond) // sampling interval of an invariant that must hold throughout
+	}
+	assert.Greater(t, w.Acked(), base+50, "the master stopped taking writes")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, e.Etcd.RestartMember(ctx, 1))
+	require.NoError(t, e.Etcd.RestartMember(ctx, 2))
+	hatest.Poll(t, 20*time.Second, "quorum back", func() bool { return !l.a.Elector().SinglePointPrimary() })
+	rec, _ := e.Master()
+	assert.Equal(t, e.DB.Master.Name(), rec.Instance)
+	assert.True(t, l.a.Elector().IsLeader())
+	acked, _ := w.Stop()
+	missing, err := e.MissingAcked(rec.Addr, acked)
+	require.NoError(t, err)
+	assert.Empty(t, missing)
+	assert.Empty(t, failovers(t, e))
+}

@@ -1,0 +1,111 @@
+package analysis
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/drplane/drplane/pkg/mysqld"
+	"github.com/drplane/drplane/pkg/state"
+)
+
+// Candidate is an instance that may be promoted, with the position it has
+// received: its GTIDIOPos when set, else its GTIDCurrentPos.
+type Candidate struct {
+	Instance Instance
+	Pos      mysqld.GTIDPos
+}
+
+// Candidates returns the instances eligible for promotion, best first, and
+// the reason every other instance of the cluster was left out, by name.
+//
+// Eligible: reachable, not the recorded master, not NoMaster, not
+// Quarantined, a replica (Role REPLICA), no SQL error, not lagging more than
+// c.MaxLag, and no errant GTIDs against the master's last known binlog
+// position (checked only when it is known). Order: the most advanced received
+// position (see comparePos), then Priority (higher first), then Name.
+func Candidates(c Cluster) (ok []Candidate, excluded map[string]string) {
+	return newView(c).candidates()
+}
+
+func (v view) candidates() ([]Candidate, map[string]string) {
+	mpos, mknown := v.masterPos()
+	ok := []Candidate{}
+	excluded := map[string]string{}
+	for _, in := range v.c.Instances {
+		pos, why := v.eligible(in, mpos, mknown)
+		if why != "" {
+			excluded[in.Name] = why
+			continue
+		}
+		ok = append(ok, Candidate{Instance: in, Pos: pos})
+	}
+	sort.SliceStable(ok, func(i, j int) bool {
+		if c := comparePos(ok[i].Pos, ok[j].Pos); c != 0 {
+			return c > 0
+		}
+		if ok[i].Instance.Priority != ok[j].Instance.Priority {
+			return ok[i].Instance.Priority > ok[j].Instance.Priority
+		}
+		return ok[i].Instance.Name < ok[j].Instance.Name
+	})
+	return ok, excluded
+}
+
+// eligible returns in's received position, or why it cannot be promoted.
+func (v view) eligible(in Instance, mpos mysqld.GTIDPos, mknown bool) (mysqld.GTIDPos, string) {
+	st := in.Status
+	switch {
+	case v.isM(in):
+		return nil, "is the recorded master"
+	case in.Quarantined:
+		return nil, "quarantined"
+	case in.NoMaster:
+		return nil, "marked no-master"
+	case !st.Reachable:
+		return nil, "unreachable"
+	case st.Role != state.RoleReplica:
+		return nil, fmt.Sprintf("not a replica (role %s)", st.Role)
+	case st.SQLErrno != 0:
+		return nil, fmt.Sprintf("SQL thread error %d", st.SQLErrno)
+	case lagging(in, v.c.MaxLag):
+		return nil, fmt.Sprintf("lagging %ds behind, more than %s", *st.SecondsBehind, v.c.MaxLag)
+	}
+	recv := st.GTIDIOPos
+	if recv == "" {
+		recv = st.GTIDCurrentPos
+	}
+	pos, err := mysqld.ParseGTIDPos(recv)
+	if err != nil {
+		return nil, "unreadable received position: " + err.Error()
+	}
+	if mknown {
+		e, err := v.errantOf(in, mpos)
+		if err != nil {
+			return nil, "unreadable binlog position: " + err.Error()
+		}
+		if len(e) > 0 {
+			return nil, fmt.Sprintf("errant GTIDs %s (master at %s)", e, mpos)
+		}
+	}
+	return pos, ""
+}
+
+// exclusions renders the reasons, by name, leaving out the recorded master.
+func (v view) exclusions(excluded map[string]string) string {
+	names := make([]string, 0, len(excluded))
+	for n := range excluded {
+		if !v.hasM || n != v.m.Name {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return "no other instance"
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = n + ": " + excluded[n]
+	}
+	return strings.Join(parts, "; ")
+}

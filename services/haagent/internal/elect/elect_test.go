@@ -1,0 +1,196 @@
+package elect_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/drplane/drplane/pkg/harness"
+	"github.com/drplane/drplane/pkg/state"
+	"github.com/drplane/drplane/services/haagent/internal/elect"
+)
+
+func TestHandoffOnShutdown(t *testing.T) {
+	c := harness.StartEtcd(t, 1)
+	g := newGroup(t, harness.EtcdClientFor(t, c))
+	a := g.start("agent-a", harness.EtcdClientFor(t, c), nil)
+	b := g.start("agent-b", harness.EtcdClientFor(t, c), nil)
+	leader, standby := g.oneLeader(a, b)
+	old := leader.last()
+	require.NotNil(t, old)
+	assert.Equal(t, 1.0, leader.metric("drplane_haagent_leader"))
+	assert.Equal(t, 0.0, standby.metric("drplane_haagent_leader"))
+
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	key := g.st.Key("test", "fenced")
+	_, err := state.Put(ctx, g.st, key, "by the first leader", state.PutOptions{PrevRev: -1, Fence: &old.l.Fence})
+	require.NoError(t, err)
+
+	leader.cancel(nil)
+	handoff := waitFor(t, 5*time.Second, time.Millisecond, "standby leads after a shutdown", standby.el.IsLeader)
+	t.Logf("handoff after a normal shutdown: %v", handoff)
+	leader.wait()
+	select {
+	case <-old.ended:
+	default:
+		t.Fatal("the old leader's lead is still running")
+	}
+	assert.Equal(t, 0, len(leader.fenceCalls()))
+
+	cur := standby.last()
+	require.NotNil(t, cur)
+	require.NotEqual(t, old.l.Fence, cur.l.Fence, "a new tenure has a new fencing token")
+	require.Greater(t, cur.l.Fence.Rev, old.l.Fence.Rev)
+	require.NotEqual(t, old.l.Lease, cur.l.Lease)
+	assert.Equal(t, standby.id, g.leader(standby))
+
+	_, err = state.Put(ctx, g.st, key, "by the deposed leader", state.PutOptions{PrevRev: -1, Fence: &old.l.Fence})
+	require.ErrorIs(t, err, state.ErrFenced)
+	_, err = state.Put(ctx, g.st, key, "by the new leader", state.PutOptions{PrevRev: -1, Fence: &cur.l.Fence})
+	require.NoError(t, err)
+	got, _, err := state.Get[string](ctx, g.st, key)
+	require.NoError(t, err)
+	assert.Equal(t, "by the new leader", got)
+
+	// The old leader revoked its lease on the way out.
+	ttl, err := g.checker.TimeToLive(ctx, old.l.Lease)
+	require.NoError(t, err)
+	assert.Equal(t, int64(-1), ttl.TTL, "lease revoked at shutdown")
+}
+
+func TestCrashStandbyWaitsForLease(t *testing.T) {
+	c := harness.StartEtcd(t, 1)
+	g := newGroup(t, harness.EtcdClientFor(t, c))
+	a := g.start("agent-a", harness.EtcdClientFor(t, c), nil)
+	b := g.start("agent-b", harness.EtcdClientFor(t, c), nil)
+	leader, standby := g.oneLeader(a, b)
+	old := leader.last()
+
+	began := time.Now()
+	leader.stop(elect.ErrAbandon)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	ttl, err := g.checker.TimeToLive(ctx, old.l.Lease)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, ttl.TTL, int64(0), "an abandoned lease is not revoked")
+	require.Contains(t, g.candidacies(), old.l.Fence.Key, "an abandoned candidacy is not resigned")
+	require.False(t, standby.el.IsLeader(), "the standby waits for the lease")
+
+	took := waitFor(t, 10*time.Second, time.Millisecond, "standby leads after the crashed leader's lease", standby.el.IsLeader)
+	t.Logf("handoff after a crash (lease TTL %ds): %v", ttl.GrantedTTL, took)
+	ttl, err = g.checker.TimeToLive(ctx, old.l.Lease)
+	require.NoError(t, err)
+	assert.Equal(t, int64(-1), ttl.TTL, "the standby led only once the lease had expired")
+	assert.GreaterOrEqual(t, time.Since(began), 500*time.Millisecond)
+	assert.NotEqual(t, old.l.Fence, standby.last().l.Fence)
+}
+
+func TestSelfFenceWhenCutOff(t *testing.T) {
+	const ttl, fenceBefore = 5 * time.Second, 2500 * time.Millisecond
+	tune := func(o *elect.Options) { o.TTL, o.FenceBefore = ttl, fenceBefore }
+	c := harness.StartEtcd(t, 1)
+	g := newGroup(t, harness.EtcdClientFor(t, c))
+	proxy := harness.Toxiproxy(t, "etcd-agent-a", strings.TrimPrefix(c.Members()[0].ClientURL(), "http://"))
+	a := g.start("agent-a", dial(t, "http://"+proxy.Listen()), tune)
+	waitFor(t, 10*time.Second, 5*time.Millisecond, "agent-a leads", a.el.IsLeader)
+	b := g.start("agent-b", harness.EtcdClientFor(t, c), tune)
+	leader, standby := g.oneLeader(a, b)
+	require.Equal(t, a, leader)
+	old := a.last()
+
+	cut := time.Now()
+	proxy.Cut()
+	waitFor(t, ttl, 5*time.Millisecond, "SelfFence called", func() bool { return len(a.fenceCalls()) > 0 })
+	fc := a.fenceCalls()[0]
+	t.Logf("cut → SelfFence: %v (reason: %s)", fc.at.Sub(cut), fc.reason)
+	require.NoError(t, fc.ttlErr)
+	require.Equal(t, old.l.Lease, fc.lease)
+	require.Greater(t, fc.ttl, int64(0), "the lease still stood when SelfFence was called")
+	assert.Contains(t, fc.reason, "out of reach")
+
+	waitFor(t, 2*ttl, 5*time.Millisecond, "standby leads after the cut", standby.el.IsLeader)
+	t.Logf("cut → standby leads: %v", time.Since(cut))
+	require.False(t, a.el.IsLeader())
+	select {
+	case <-old.ended:
+	default:
+		t.Fatal("the cut-off leader's tenure did not end")
+	}
+	require.ErrorIs(t, context.Cause(old.l.Ctx), elect.ErrSelfFenced)
+	require.True(t, fc.at.Before(standby.last().l.Since), "fenced before the standby was elected")
+	assert.Equal(t, 1.0, a.metric("drplane_haagent_self_fence_total"))
+	assert.Equal(t, 0.0, a.metric("drplane_haagent_leader"))
+
+	restored := time.Now()
+	proxy.Restore()
+	bKey := standby.last().l.Fence.Key
+	waitFor(t, 15*time.Second, 20*time.Millisecond, "agent-a campaigns again", func() bool {
+		keys := g.candidacies()
+		return len(keys) == 2 && slices.Contains(keys, bKey) && !slices.Contains(keys, old.l.Fence.Key)
+	})
+	t.Logf("restore → agent-a a candidate again: %v", time.Since(restored))
+	assert.False(t, a.el.IsLeader(), "the fenced agent comes back as a follower")
+	assert.Equal(t, 1, a.tenureCount())
+	assert.Equal(t, b.id, g.leader(a))
+	assert.Len(t, a.fenceCalls(), 1)
+}
+
+func TestQuorumLossSinglePointPrimary(t *testing.T) {
+	// The renewal age that starts the watchdog (TTL − FenceBefore = 3s) must
+	// exceed the client's renewal period (TTL/3 on a 500 ms grid), and the
+	// decision must end (by TTL − FenceBefore/2 after the last renewal) after
+	// the lone member has noticed its leader is gone (≤ ~1 s here).
+	const ttl, fenceBefore = 4 * time.Second, time.Second
+	tune := func(o *elect.Options) { o.TTL, o.FenceBefore = ttl, fenceBefore }
+	c := harness.StartEtcd(t, 3)
+	g := newGroup(t, harness.EtcdClientFor(t, c))
+	a := g.start("agent-a", dial(t, c.Members()[0].ClientURL()), tune)
+	waitFor(t, 10*time.Second, 5*time.Millisecond, "agent-a leads", a.el.IsLeader)
+	b := g.start("agent-b", dial(t, c.Endpoints()...), tune)
+	leader, _ := g.oneLeader(a, b)
+	require.Equal(t, a, leader)
+	ten := a.last()
+
+	stopped := time.Now()
+	require.NoError(t, c.StopMember(1))
+	require.NoError(t, c.StopMember(2))
+	spp := waitFor(t, 2*ttl, 5*time.Millisecond, "single-point primary", a.el.SinglePointPrimary)
+	t.Logf("quorum lost → single-point primary: %v", spp)
+	assert.Equal(t, 1.0, a.metric("drplane_haagent_single_point_primary"))
+	// Hold the outage for 2×TTL: the leader must neither fence nor lose its tenure.
+	waitFor(t, 3*ttl, 20*time.Millisecond, "2×TTL without quorum", func() bool {
+		require.Empty(t, a.fenceCalls(), "no self-fence while etcd has no quorum")
+		require.True(t, a.el.IsLeader())
+		require.True(t, a.el.SinglePointPrimary())
+		require.NoError(t, ten.l.Ctx.Err(), "the tenure goes on")
+		require.False(t, b.el.IsLeader())
+		return time.Since(stopped) >= 2*ttl
+	})
+
+	restarted := time.Now()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, c.RestartMember(ctx, 1))
+	require.NoError(t, c.RestartMember(ctx, 2))
+	t.Logf("members restarted in %v", time.Since(restarted))
+	back := waitFor(t, 3*ttl, 5*time.Millisecond, "single-point primary over", func() bool { return !a.el.SinglePointPrimary() })
+	t.Logf("→ single-point primary over %v later, %v after the restart began", back, time.Since(restarted))
+	require.True(t, a.el.IsLeader())
+	require.NoError(t, ten.l.Ctx.Err())
+	assert.Equal(t, 1, a.tenureCount(), "the same tenure throughout")
+	assert.Equal(t, a.id, g.leader(a))
+	assert.Empty(t, a.fenceCalls())
+	assert.Equal(t, 0.0, a.metric("drplane_haagent_single_point_primary"))
+	assert.Equal(t, 0.0, a.metric("drplane_haagent_self_fence_total"))
+	// The lease really is renewed again.
+	lease, err := g.checker.TimeToLive(ctx, ten.l.Lease)
+	require.NoError(t, err)
+	assert.Greater(t, lease.TTL, int64(0))
+	assert.False(t, b.el.IsLeader())
+}
