@@ -64,7 +64,7 @@ func drctl(t *testing.T, bin, labJSON string, args ...string) (string, string, i
 // status, replication with the app user, and a clean stop.
 func TestLabUpStatusDown(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts 9 mysqld and 12 services")
+		t.Skip("starts 9 mysqld and 15 services")
 	}
 	bin := bins(t)
 	dir := filepath.Join(t.TempDir(), "lab")
@@ -188,6 +188,28 @@ func TestLabUpStatusDown(t *testing.T) {
 		require.True(t, errors.As(err, &me) && me.Number == 1290, "replica %s accepted an app write: %v", r.Name, err)
 	}
 
+	// A switchover through the API: the DC's active HA agent moves the
+	// master; the old one then refuses the app user's writes.
+	soJSON, stderr, code := drctl(t, bin, labJSON, "switchover", "dc-a1/main", "-o", "json")
+	require.Equal(t, 0, code, stderr)
+	var so struct {
+		Record struct {
+			OldMaster string `json:"old_master"`
+			NewMaster string `json:"new_master"`
+			Outcome   string `json:"outcome"`
+		} `json:"record"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(soJSON), &so), soJSON)
+	require.Equal(t, dc.MySQL[0].Name, so.Record.OldMaster)
+	require.NotEqual(t, so.Record.OldMaster, so.Record.NewMaster)
+	require.Equal(t, "FAILOVER_OUTCOME_SUCCEEDED", so.Record.Outcome)
+	_, err = master.Exec("INSERT INTO orders (id, user_id, amount_cents) VALUES (3, 1, 1)")
+	var me *mysql.MySQLError
+	require.True(t, errors.As(err, &me) && me.Number == 1290, "the old master accepted an app write: %v", err)
+	fos, _, code := drctl(t, bin, labJSON, "failovers")
+	require.Equal(t, 0, code)
+	require.Contains(t, fos, "switchover")
+
 	// SIGTERM stops every process the lab started.
 	require.NoError(t, up.Process.Signal(syscall.SIGTERM))
 	select {
@@ -207,7 +229,7 @@ func TestLabUpStatusDown(t *testing.T) {
 			pids = append(pids, s.Pid)
 		}
 	}
-	require.Len(t, pids, 21)
+	require.Len(t, pids, 24)
 	for _, pid := range pids {
 		require.Falsef(t, processAlive(pid), "pid %d still alive after drlab stopped", pid)
 	}

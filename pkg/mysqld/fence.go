@@ -9,7 +9,10 @@ import (
 )
 
 // KillConnections kills every client connection except the caller's own,
-// the server's internal threads and the sessions of the spared accounts. The
+// the server's internal threads, the binlog dump threads that feed
+// replicas (killing one mid-event can stop the replica's IO thread with
+// error 1595 instead of letting it reconnect) and the sessions of the
+// spared accounts. The
 // killed clients see the connection drop; none of them is told its
 // statement succeeded (KILL QUERY would report a waiting commit as done).
 // It returns how many connections it killed; a connection that ended on
@@ -18,7 +21,7 @@ func KillConnections(ctx context.Context, db *sql.DB, spared ...string) (int, er
 	q := `SELECT ID FROM information_schema.PROCESSLIST
 WHERE ID <> CONNECTION_ID()
   AND USER NOT IN ('system user', 'event_scheduler', '')
-  AND COMMAND NOT IN ('Daemon', 'Slave_IO', 'Slave_SQL', 'Slave_worker')`
+  AND COMMAND NOT IN ('Daemon', 'Slave_IO', 'Slave_SQL', 'Slave_worker', 'Binlog Dump', 'Binlog Dump GTID')`
 	if len(spared) > 0 {
 		quoted := make([]string, len(spared))
 		for i, u := range spared {

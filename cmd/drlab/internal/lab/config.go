@@ -27,6 +27,8 @@ type Config struct {
 	Shards int `yaml:"shards"`
 	// PollInterval of the HA agents.
 	PollInterval time.Duration `yaml:"poll_interval"`
+	// Agents is the number of HA agent processes per DC (one is active).
+	Agents int `yaml:"agents"`
 	// SemiSyncTimeout of every master.
 	SemiSyncTimeout time.Duration `yaml:"semi_sync_timeout"`
 	// ReadyTimeout bounds the whole start.
@@ -49,7 +51,7 @@ func DefaultConfig() Config {
 			{Name: "dc-a1", City: "city-a"}, {Name: "dc-a2", City: "city-a"}, {Name: "dc-b1", City: "city-b"},
 		},
 		Replicas: 2, Cluster: "main", Shards: 64,
-		PollInterval: 500 * time.Millisecond, SemiSyncTimeout: 30 * time.Second, ReadyTimeout: 90 * time.Second,
+		PollInterval: 200 * time.Millisecond, Agents: 2, SemiSyncTimeout: 30 * time.Second, ReadyTimeout: 90 * time.Second,
 	}
 }
 
@@ -83,6 +85,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Shards < 1 {
 		return config.Invalid("shards", "must be positive")
+	}
+	if c.Agents < 1 || c.Agents > 5 {
+		return config.Invalid("agents", "%d out of range 1-5", c.Agents)
 	}
 	if c.PollInterval < 50*time.Millisecond {
 		return config.Invalid("poll_interval", "%s is below 50ms", c.PollInterval)

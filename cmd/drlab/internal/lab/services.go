@@ -18,12 +18,37 @@ import (
 // Services started in every DC, in start order.
 func serviceNames() []string { return []string{"coordinator", "haagent", "reship", "collector"} }
 
+// unit is one service process of a DC: the service and its ordinal.
+type unit struct {
+	svc string
+	n   int
+}
+
+// units lists a DC's service processes: one of each, and cfg.Agents HA agents.
+func (l *Lab) units() []unit {
+	var out []unit
+	for _, svc := range serviceNames() {
+		count := 1
+		if svc == "haagent" {
+			count = l.o.Config.Agents
+		}
+		for n := 1; n <= count; n++ {
+			out = append(out, unit{svc, n})
+		}
+	}
+	return out
+}
+
+// base names a unit's files and its service id: dc-svc-n.
+func (u unit) base(dc string) string { return dc + "-" + u.svc + "-" + strconv.Itoa(u.n) }
+
 // serviceConfig renders a service's YAML configuration (it holds secrets:
 // written 0600, never passed on the command line).
-func (l *Lab) serviceConfig(dc, svc, healthAddr string, api labfile.API, tokenHash string) (map[string]any, error) {
+func (l *Lab) serviceConfig(dc string, u unit, healthAddr string, api labfile.API, tokenHash string) (map[string]any, error) {
 	users := l.users[dc]
+	svc := u.svc
 	c := map[string]any{
-		"dc": dc, "id": dc + "-" + svc + "-1", "health_addr": healthAddr,
+		"dc": dc, "id": u.base(dc), "health_addr": healthAddr,
 		"etcd": map[string]any{"endpoints": l.etcd.Endpoints()},
 		"log":  map[string]any{"level": "info", "format": "console"},
 	}
@@ -32,8 +57,11 @@ func (l *Lab) serviceConfig(dc, svc, healthAddr string, api labfile.API, tokenHa
 		c["api"] = map[string]any{"grpc_addr": api.GRPC, "http_addr": api.HTTP}
 		c["auth"] = map[string]any{"tokens": []map[string]any{{"name": "lab-admin", "role": "admin", "sha256": tokenHash}}}
 	case "haagent":
-		c["mysql"] = map[string]any{"user": users.AdminUser, "password": users.AdminPassword}
+		c["mysql"] = map[string]any{"user": users.AdminUser, "password": users.AdminPassword,
+			"repl_user": users.ReplUser, "repl_password": users.ReplPassword}
 		c["poll_interval"] = l.o.Config.PollInterval.String()
+		c["semi_sync_timeout"] = l.o.Config.SemiSyncTimeout.String()
+		c["election"] = map[string]any{"ttl": "3s", "fence_before": "1s"}
 	case "reship", "collector":
 		c["nats_url"] = l.nats.URL(dc)
 		c["mysql"] = map[string]any{"cluster": l.o.Config.Cluster, "user": users.AdminUser, "password": users.AdminPassword}
@@ -45,9 +73,9 @@ func (l *Lab) serviceConfig(dc, svc, healthAddr string, api labfile.API, tokenHa
 
 func (l *Lab) startServices(ctx context.Context) error {
 	token := config.Secret(secret(24))
-	names := serviceNames()
-	// Per DC: a health port per service, plus the coordinator's gRPC and REST ports.
-	perDC := len(names) + 2
+	units := l.units()
+	// Per DC: a health port per process, plus the coordinator's gRPC and REST ports.
+	perDC := len(units) + 2
 	ports, err := freeport.Pick(perDC * len(l.o.Config.DCs))
 	if err != nil {
 		return err
@@ -55,17 +83,17 @@ func (l *Lab) startServices(ctx context.Context) error {
 	addr := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
 	for d, dc := range l.o.Config.DCs {
 		dcPorts := ports[d*perDC : (d+1)*perDC]
-		api := labfile.API{GRPC: addr(dcPorts[len(names)]), HTTP: addr(dcPorts[len(names)+1])}
+		api := labfile.API{GRPC: addr(dcPorts[len(units)]), HTTP: addr(dcPorts[len(units)+1])}
 		if d == 0 {
 			l.file.API = labfile.API{GRPC: api.GRPC, HTTP: "http://" + api.HTTP, Token: token.Reveal()}
 		}
-		for i, svc := range names {
+		for i, u := range units {
 			health := addr(dcPorts[i])
-			cfg, err := l.serviceConfig(dc.Name, svc, health, api, token.SHA256())
+			cfg, err := l.serviceConfig(dc.Name, u, health, api, token.SHA256())
 			if err != nil {
 				return err
 			}
-			if err := l.spawnService(dc.Name, svc, health, cfg); err != nil {
+			if err := l.spawnService(dc.Name, u, health, cfg); err != nil {
 				return err
 			}
 		}
@@ -77,16 +105,16 @@ func (l *Lab) startServices(ctx context.Context) error {
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	l.say("services: %d processes ready (%v per DC)", len(l.procs), names)
+	l.say("services: %d processes ready (%v per DC, %d HA agents each)", len(l.procs), serviceNames(), l.o.Config.Agents)
 	return nil
 }
 
-func (l *Lab) spawnService(dc, svc, health string, cfg map[string]any) error {
+func (l *Lab) spawnService(dc string, u unit, health string, cfg map[string]any) error {
 	data, err := yaml.Marshal(cfg)
 	if err != nil {
 		return err
 	}
-	base := dc + "-" + svc
+	svc, base := u.svc, u.base(dc)
 	confPath := filepath.Join(l.dir, "conf", base+".yaml")
 	if err := os.WriteFile(confPath, data, 0o600); err != nil {
 		return err

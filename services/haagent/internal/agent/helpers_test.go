@@ -18,7 +18,6 @@ import (
 	"github.com/drplane/drplane/pkg/mysqld"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/services/haagent/internal/agent"
-	"github.com/drplane/drplane/services/haagent/internal/elect"
 	"github.com/drplane/drplane/services/haagent/internal/hatest"
 )
 
@@ -30,9 +29,6 @@ type running struct {
 	done  chan error
 	store *state.Store
 }
-
-// crash stops the agent the way kill -9 would: no resign, no revoke.
-func (r *running) crash() { r.stop(elect.ErrAbandon); <-r.done }
 
 // testConfig is the agents' configuration in these tests.
 func testConfig(e *hatest.Env, id string) *agent.Config {

@@ -33,7 +33,7 @@ type Options struct {
 	// MaxLag: replicas lagging more are not promoted (default 10s).
 	MaxLag time.Duration
 	// AntiFlap: no automatic failover of a cluster within this window after
-	// its master last changed (default 30s).
+	// its master last changed (0: no window).
 	AntiFlap time.Duration
 	// RetryBackoff: the wait after a failed failover before the next try
 	// (default 1s).
@@ -79,7 +79,6 @@ func New(o Options) *Supervisor {
 	}
 	def(&o.Interval, 200*time.Millisecond)
 	def(&o.MaxLag, 10*time.Second)
-	def(&o.AntiFlap, 30*time.Second)
 	def(&o.RetryBackoff, time.Second)
 	def(&o.ReadTimeout, 500*time.Millisecond)
 	def(&o.ActionTimeout, 5*time.Second)
