@@ -61,7 +61,6 @@ func (l *Lab) serviceConfig(dc string, u unit, healthAddr string, api labfile.AP
 			"repl_user": users.ReplUser, "repl_password": users.ReplPassword}
 		c["poll_interval"] = l.o.Config.PollInterval.String()
 		c["semi_sync_timeout"] = l.o.Config.SemiSyncTimeout.String()
-		c["election"] = map[string]any{"ttl": "3s", "fence_before": "1s"}
 	case "reship", "collector":
 		c["nats_url"] = l.nats.URL(dc)
 		c["mysql"] = map[string]any{"cluster": l.o.Config.Cluster, "user": users.AdminUser, "password": users.AdminPassword}

@@ -41,7 +41,7 @@ func testConfig(e *hatest.Env, id string) *agent.Config {
 	cfg.PollInterval = 100 * time.Millisecond
 	cfg.SemiSyncTimeout = 60 * time.Second
 	cfg.AntiFlap = 0
-	cfg.Election = agent.Election{TTL: 2 * time.Second, FenceBefore: 700 * time.Millisecond}
+	cfg.Election = agent.Election{TTL: 4 * time.Second, FenceBefore: time.Second}
 	return cfg
 }
 

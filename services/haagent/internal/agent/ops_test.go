@@ -127,8 +127,10 @@ func TestActiveAgentCrashMidRecovery(t *testing.T) {
 	rec := masterChanged(t, e, old.Name(), 20*time.Second)
 	t.Logf("standby promoted %s %s after the active agent was killed", rec.Instance, time.Since(crashed))
 	assert.True(t, standby.a.Elector().IsLeader())
-	recs = failovers(t, e)
-	require.Len(t, recs, 2)
+	hatest.Poll(t, 10*time.Second, "the standby's failover record finished", func() bool {
+		recs = failovers(t, e)
+		return len(recs) == 2 && recs[1].Done()
+	})
 	assert.Equal(t, state.OutcomeFailed, recs[0].Outcome)
 	assert.Contains(t, recs[0].Error, "interrupted")
 	assert.Equal(t, state.OutcomeSucceeded, recs[1].Outcome)

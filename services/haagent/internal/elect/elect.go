@@ -119,7 +119,6 @@ func (e *Elector) Run(ctx context.Context, lead func(l Leadership) error) error 
 				continue
 			}
 			e.log.Info().Str("lease", leaseHex(leftover)).Msg("etcd answers again; released the abandoned lease")
-			leftover = 0
 		}
 		lease, err := e.term(ctx, lead)
 		leftover = lease
@@ -162,6 +161,9 @@ func (e *Elector) term(ctx context.Context, lead func(Leadership) error) (client
 	t.renewed(e.o.Now())
 	log := e.log.With().Str("lease", leaseHex(g.ID)).Dur("ttl", t.tm.ttl).Logger()
 	t.log = &log
+	if g.TTL != ttlSeconds(e.o.TTL) {
+		log.Info().Dur("requested_ttl", e.o.TTL).Msg("etcd granted a longer lease TTL than requested")
+	}
 
 	// The keepalives stop when the term ends, not when ctx does: a leader
 	// shutting down keeps its lease until lead has returned and it resigned.
@@ -250,6 +252,12 @@ func (t *term) lead(ctx context.Context, sess *concurrency.Session, el *concurre
 	e.setLeader(false)
 	t.setSPP(false)
 	lcancel(out.cause(ctx))
+	if out == endLeaseLost {
+		// The lease is gone and a standby may be elected any moment: the tenure
+		// ended at once above, and the masters are fenced as when etcd is out
+		// of reach.
+		t.fence(ctx, t.lost)
+	}
 	if out != endLeadReturned {
 		leadErr = <-leadDone
 	}

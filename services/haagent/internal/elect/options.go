@@ -65,11 +65,13 @@ type Options struct {
 	// refused a lease (default TTL/4).
 	Backoff time.Duration
 	// SelfFence is called, while leading, when the lease could not be renewed
-	// for TTL − FenceBefore and etcd cannot be reached (or the lease turned
-	// out to be gone), before the lease can expire; the leadership context is
-	// cancelled right after it returns, while lead may still be running, so
-	// the callback must serialize with lead's own actions. Its context expires
-	// when the lease may have expired (at least FenceBefore). Required.
+	// for TTL − FenceBefore and etcd cannot be reached, before the lease can
+	// expire; the leadership context is cancelled right after it returns, so
+	// lead may still be running and the callback must serialize with lead's
+	// own actions. It is also called, just after the leadership context was
+	// cancelled, when the lease turns out to be gone already (expired during a
+	// stall of this process, or revoked). At most once per tenure. Its context
+	// expires when the lease may expire (at least FenceBefore). Required.
 	SelfFence func(ctx context.Context, reason string)
 	Logger    zerolog.Logger
 	// Registry receives the gauges drplane_haagent_leader and
@@ -111,8 +113,8 @@ func (o *Options) validate() error {
 		bad = append(bad, fmt.Sprintf("TTL %s must be at least 1s", o.TTL))
 	} else {
 		o.TTL = time.Duration(ttlSeconds(o.TTL)) * time.Second
-		if err := o.timingDefaults(); err != nil {
-			bad = append(bad, err.Error())
+		if problem := o.checkTiming(); problem != "" {
+			bad = append(bad, problem)
 		}
 	}
 	if o.Backoff < 0 {
@@ -130,18 +132,19 @@ func (o *Options) validate() error {
 	return nil
 }
 
-func (o *Options) timingDefaults() error {
+// checkTiming returns what is wrong with FenceBefore and Check, or "".
+func (o *Options) checkTiming() string {
 	switch {
 	case o.FenceBefore < 0 || o.FenceBefore >= o.TTL:
-		return fmt.Errorf("FenceBefore %s must be between 0 and TTL %s", o.FenceBefore, o.TTL)
+		return fmt.Sprintf("FenceBefore %s must be between 0 and TTL %s", o.FenceBefore, o.TTL)
 	case o.Check < 0:
-		return fmt.Errorf("Check %s must not be negative", o.Check)
+		return fmt.Sprintf("Check %s must not be negative", o.Check)
 	}
 	t := o.timing(o.TTL)
 	if t.check >= t.window() {
-		return fmt.Errorf("Check %s must be below FenceBefore/2 (%s)", t.check, t.window())
+		return fmt.Sprintf("Check %s must be below FenceBefore/2 (%s)", t.check, t.window())
 	}
-	return nil
+	return ""
 }
 
 // timing returns the timing for a lease granted with ttl: defaults follow

@@ -26,6 +26,7 @@ type term struct {
 	rev    int64  // its create revision: the fencing token
 	spp    bool
 	fenced bool
+	lost   string // why the lease counts as lost
 }
 
 // outcome says why a tenure ended.
@@ -111,6 +112,11 @@ func (t *term) supervise(ctx context.Context, sess *concurrency.Session, leadDon
 	tick := time.NewTicker(t.tm.check)
 	defer tick.Stop()
 	sessDone := sess.Done()
+	// The candidacy key goes when the lease is revoked or expires; the watch
+	// says so before the next renewal attempt would.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	keyEvents := t.e.o.Client.Watch(wctx, t.key, clientv3.WithRev(t.rev+1))
 	for {
 		select {
 		case <-ctx.Done():
@@ -120,6 +126,17 @@ func (t *term) supervise(ctx context.Context, sess *concurrency.Session, leadDon
 			return endStop, nil
 		case err := <-leadDone:
 			return endLeadReturned, err
+		case wr, ok := <-keyEvents:
+			if !ok || wr.Err() != nil {
+				keyEvents = nil // compacted or cancelled: the watchdog still judges the lease
+				continue
+			}
+			for _, ev := range wr.Events {
+				if ev.Type == clientv3.EventTypeDelete {
+					t.lost = "election lease lost: candidacy key deleted"
+					return endLeaseLost, nil
+				}
+			}
 		case <-sessDone:
 			if t.spp {
 				// The client gave the keepalive up after a TTL without answers, as it
@@ -129,7 +146,7 @@ func (t *term) supervise(ctx context.Context, sess *concurrency.Session, leadDon
 				t.log.Debug().Msg("session keepalive closed while etcd has no quorum")
 				continue
 			}
-			t.fence(ctx, "election lease lost: the etcd session ended")
+			t.lost = "election lease lost: the etcd session ended"
 			return endLeaseLost, nil
 		case <-tick.C:
 			if reason := t.watch(ctx); reason != "" {
