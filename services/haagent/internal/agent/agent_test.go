@@ -2,12 +2,15 @@ package agent_test
 
 import (
 	"context"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/drplane/drplane/pkg/harness"
 	"github.com/drplane/drplane/pkg/mysqld"
@@ -205,4 +208,40 @@ func TestQuorumLossNoPromotion(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, missing)
 	assert.Empty(t, failovers(t, e))
+}
+
+// TestCutOffAgentFencesItsMaster: the active agent loses etcd while etcd
+// keeps quorum. It fences its master (read_only, connections killed)
+// before its lease can expire; the standby then leads, finds the master
+// read-only and makes it writable again under its own fencing token. At no
+// point is another instance promoted.
+func TestCutOffAgentFencesItsMaster(t *testing.T) {
+	e := hatest.Start(t, hatest.Options{})
+	proxy := harness.Toxiproxy(t, "etcd-agent-1", strings.TrimPrefix(e.Etcd.Endpoints()[0], "http://"))
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://" + proxy.Listen()}, DialTimeout: time.Second,
+		DialKeepAliveTime: time.Second, DialKeepAliveTimeout: time.Second, Logger: zap.NewNop()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cli.Close() })
+	a1 := startAgent(t, e, testConfig(e, "agent-1"), cli)
+	require.Same(t, a1, leader(t, a1))
+	a2 := startAgent(t, e, testConfig(e, "agent-2"), nil)
+	master := e.DB.Master
+
+	proxy.Cut()
+	cut := time.Now()
+	hatest.Poll(t, 15*time.Second, "the master fenced by the cut-off agent", func() bool {
+		ro, err := readOnly(master)
+		return err == nil && ro
+	})
+	fenced := time.Since(cut)
+	hatest.Poll(t, 15*time.Second, "the standby leading", func() bool { return a2.a.Elector().IsLeader() })
+	hatest.Poll(t, 15*time.Second, "the master writable again", func() bool {
+		ro, err := readOnly(master)
+		return err == nil && !ro
+	})
+	t.Logf("cut → master fenced %s; cut → writable again under the standby %s", fenced, time.Since(cut))
+	rec, _ := e.Master()
+	assert.Equal(t, master.Name(), rec.Instance, "nothing else was promoted")
+	assert.Empty(t, failovers(t, e))
+	proxy.Restore()
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/drplane/drplane/pkg/config"
@@ -53,7 +54,7 @@ func startAgent(t testing.TB, e *hatest.Env, cfg *agent.Config, cli *clientv3.Cl
 	if cli == nil {
 		var err error
 		cli, err = clientv3.New(clientv3.Config{Endpoints: e.Etcd.Endpoints(), DialTimeout: 2 * time.Second,
-			DialKeepAliveTime: time.Second, DialKeepAliveTimeout: time.Second})
+			DialKeepAliveTime: time.Second, DialKeepAliveTimeout: time.Second, Logger: zap.NewNop()})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = cli.Close() })
 	}
