@@ -127,6 +127,47 @@ func TestPausedMasterIsFenced(t *testing.T) {
 		require.Error(t, err, "the fenced master accepted an app write")
 		assert.True(t, mysqld.IsReadOnly(err), "want 1290, got %v", err)
 	}
+	// The deposed master ends up rejoined as a replica, or quarantined when
+	// the killed in-flight commit left it an errant transaction.
+	qkey := e.Store.Key("quarantine", hatest.DC, hatest.Cluster, old.Name())
+	outcome := ""
+	hatest.Poll(t, 20*time.Second, "the old master rejoined or quarantined", func() bool {
+		if replicatesFrom(e, old, rec.Addr) {
+			outcome = "rejoined"
+			return true
+		}
+		resp, err := e.Cli.Get(context.Background(), qkey)
+		if err == nil && len(resp.Kvs) > 0 {
+			outcome = "quarantined"
+			return true
+		}
+		return false
+	})
+	t.Logf("deposed master %s", outcome)
+}
+
+// TestAntiFlapHoldsSecondFailover: within the anti-flap window after a
+// failover, a second dead master is not failed over.
+func TestAntiFlapHoldsSecondFailover(t *testing.T) {
+	e := hatest.Start(t, hatest.Options{})
+	cfg := testConfig(e, "agent-1")
+	cfg.AntiFlap = time.Minute
+	leader(t, startAgent(t, e, cfg, nil))
+	first := e.DB.Master
+	require.NoError(t, first.Kill())
+	rec := masterChanged(t, e, first.Name(), 10*time.Second)
+	hatest.Poll(t, 10*time.Second, "the first failover recorded", func() bool {
+		recs := failovers(t, e)
+		return len(recs) == 1 && recs[0].Done()
+	})
+	require.NoError(t, e.Instance(rec.Instance).Kill())
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		now, _ := e.Master()
+		require.Equal(t, rec.Instance, now.Instance, "failed over again inside the anti-flap window")
+		time.Sleep(100 * time.Millisecond) // sampling interval of an invariant that must hold throughout
+	}
+	assert.Len(t, failovers(t, e), 1)
 }
 
 // TestUnreachableMasterNoFailover: the agent loses sight of the master
