@@ -79,6 +79,9 @@ const (
 	// The caller canceled the request before it completed. Its effect is
 	// unknown: check the state before retrying.
 	ErrorCode_ERROR_CODE_CANCELED ErrorCode = 15
+	// The method exists in the API contract but this release does not
+	// implement it yet (for example EvacuationService). Not retryable.
+	ErrorCode_ERROR_CODE_UNIMPLEMENTED ErrorCode = 16
 )
 
 // Enum value maps for ErrorCode.
@@ -100,6 +103,7 @@ var (
 		13: "ERROR_CODE_INTERNAL",
 		14: "ERROR_CODE_DEADLINE_EXCEEDED",
 		15: "ERROR_CODE_CANCELED",
+		16: "ERROR_CODE_UNIMPLEMENTED",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":         0,
@@ -118,6 +122,7 @@ var (
 		"ERROR_CODE_INTERNAL":            13,
 		"ERROR_CODE_DEADLINE_EXCEEDED":   14,
 		"ERROR_CODE_CANCELED":            15,
+		"ERROR_CODE_UNIMPLEMENTED":       16,
 	}
 )
 
@@ -153,7 +158,7 @@ var File_drplane_v1_errors_proto protoreflect.FileDescriptor
 const file_drplane_v1_errors_proto_rawDesc = "" +
 	"\n" +
 	"\x17drplane/v1/errors.proto\x12\n" +
-	"drplane.v1*\xe6\x03\n" +
+	"drplane.v1*\x84\x04\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bERROR_CODE_INVALID_ARGUMENT\x10\x01\x12\x18\n" +
@@ -171,7 +176,8 @@ const file_drplane_v1_errors_proto_rawDesc = "" +
 	"\x1eERROR_CODE_KILL_SWITCH_ENGAGED\x10\f\x12\x17\n" +
 	"\x13ERROR_CODE_INTERNAL\x10\r\x12 \n" +
 	"\x1cERROR_CODE_DEADLINE_EXCEEDED\x10\x0e\x12\x17\n" +
-	"\x13ERROR_CODE_CANCELED\x10\x0fB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
+	"\x13ERROR_CODE_CANCELED\x10\x0f\x12\x1c\n" +
+	"\x18ERROR_CODE_UNIMPLEMENTED\x10\x10B7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
 
 var (
 	file_drplane_v1_errors_proto_rawDescOnce sync.Once
