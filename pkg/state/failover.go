@@ -120,7 +120,7 @@ func (s *Store) Failovers(ctx context.Context, dc, cluster string) ([]FailoverRe
 	return recs, err
 }
 
-// KillSwitch, when present, stops automatic failovers in its scope.
+// KillSwitch stops automatic failovers in its scope while it is set.
 // Switchovers requested by an operator are not stopped by it.
 type KillSwitch struct {
 	// Scope is "global", "dc/<dc>" or "cluster/<dc>/<cluster>".
@@ -145,15 +145,18 @@ func KillSwitchScope(dc, cluster string) string {
 	return "cluster/" + dc + "/" + cluster
 }
 
+// KillSwitchKey is the etcd key of the kill switch of scope.
+func (s *Store) KillSwitchKey(scope string) string { return s.Key("killswitches", scope) }
+
 // PutKillSwitch sets a kill switch.
 func (s *Store) PutKillSwitch(ctx context.Context, ks KillSwitch) error {
-	_, err := Put(ctx, s, s.Key("killswitches", ks.Scope), ks, PutOptions{PrevRev: -1})
+	_, err := Put(ctx, s, s.KillSwitchKey(ks.Scope), ks, PutOptions{PrevRev: -1})
 	return err
 }
 
 // DeleteKillSwitch clears a kill switch; clearing an absent one is not an error.
 func (s *Store) DeleteKillSwitch(ctx context.Context, scope string) error {
-	if _, err := s.cli.Delete(ctx, s.Key("killswitches", scope)); err != nil {
+	if _, err := s.cli.Delete(ctx, s.KillSwitchKey(scope)); err != nil {
 		return fmt.Errorf("state: clear kill switch %s: %w", scope, err)
 	}
 	return nil
