@@ -14,6 +14,15 @@
 //	drctl killswitch set [--dc DC] [--cluster C] --reason R
 //	drctl killswitch clear [--dc DC] [--cluster C]
 //	drctl killswitch list       kill switches that stop automatic failover
+//	drctl route KEYSPACE KEY    a key's shard, owner DC and that DC's master
+//	drctl shards list KEYSPACE  the shard map with owners, backups, states
+//	drctl shards show KEYSPACE SHARD
+//	drctl shards move KEYSPACE SHARD --to DC [--backup DC] --reason R
+//	drctl shards set-state KEYSPACE SHARD ACTIVE|FROZEN|MOVING --reason R
+//	drctl dc set-state DC ACTIVE|DRAINING|EVACUATED|DOWN --reason R
+//	                            changes, queued and applied by the leader
+//	drctl audit search [QUERY] [--since 1h] [--until T] [--actor A] [--action X] [--limit N] [--page-token T]
+//	                            audit events, newest first
 //	drctl completion SHELL      shell completion script (bash, zsh, fish, powershell)
 //
 // Exit codes: 0 success; 1 the API or drctl itself failed; 2 usage error

@@ -162,6 +162,23 @@ func TestLabUpStatusDown(t *testing.T) {
 		require.Contains(t, table, want)
 	}
 
+	// Routing: user id 42 of the orders keyspace is in shard 27 of the
+	// default 64-shard map (XXH64("42") >> 58), owned by dc-a1, and the
+	// route names dc-a1's current master.
+	masterOf := map[string]string{}
+	for _, d := range st.Dcs {
+		masterOf[d.Name] = d.Clusters[0].Master
+	}
+	rt := requireRoute(t, bin, labJSON, "orders", "42", func(r route) bool { return r.Master.Instance == masterOf["dc-a1"] })
+	require.Equal(t, "orders", rt.Keyspace)
+	require.Equal(t, 27, rt.Shard)
+	require.Equal(t, "dc-a1", rt.OwnerDC)
+	require.Equal(t, "dc-b1", rt.BackupDC, "the backup is in the other city")
+	require.Equal(t, "SHARD_STATE_ACTIVE", rt.State)
+	require.Equal(t, "dc-a1", rt.Master.DC)
+	require.Equal(t, lab.DCs[0].MySQL[0].Addr, rt.Master.Addr)
+	require.NotEmpty(t, rt.MapRevision)
+
 	// The app user writes on a master and the row reaches the replicas; a
 	// replica refuses the app user's write.
 	dc := lab.DCs[0]
@@ -209,6 +226,12 @@ func TestLabUpStatusDown(t *testing.T) {
 	fos, _, code := drctl(t, bin, labJSON, "failovers")
 	require.Equal(t, 0, code)
 	require.Contains(t, fos, "switchover")
+	// The route follows the new master.
+	requireRoute(t, bin, labJSON, "orders", "42", func(r route) bool { return r.Master.Instance == so.Record.NewMaster })
+
+	// Both halves of the switchover reach the audit log: the API's request
+	// and the HA agent's run.
+	requireSwitchoverAudited(t, bin, labJSON, "dc-a1/main")
 
 	// SIGTERM stops every process the lab started.
 	require.NoError(t, up.Process.Signal(syscall.SIGTERM))
@@ -233,6 +256,42 @@ func TestLabUpStatusDown(t *testing.T) {
 	for _, pid := range pids {
 		require.Falsef(t, processAlive(pid), "pid %d still alive after drlab stopped", pid)
 	}
+}
+
+// route is the part of `drctl route -o json` the test reads.
+type route struct {
+	Keyspace string `json:"keyspace"`
+	Shard    int    `json:"shard"`
+	OwnerDC  string `json:"owner_dc"`
+	BackupDC string `json:"backup_dc"`
+	State    string `json:"state"`
+	Master   struct {
+		DC       string `json:"dc"`
+		Instance string `json:"instance"`
+		Addr     string `json:"addr"`
+	} `json:"master"`
+	MapRevision string `json:"map_revision"`
+}
+
+// requireRoute runs `drctl route KEYSPACE KEY -o json` until ok accepts the
+// answer, and returns it.
+func requireRoute(t *testing.T, bin, labJSON, keyspace, key string, ok func(route) bool) route {
+	t.Helper()
+	var last route
+	require.Eventually(t, func() bool {
+		stdout, stderr, code := drctl(t, bin, labJSON, "route", keyspace, key, "-o", "json")
+		if code != 0 {
+			t.Logf("drctl route: exit %d: %s", code, stderr)
+			return false
+		}
+		var resp struct {
+			Route route `json:"route"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(stdout), &resp), stdout)
+		last = resp.Route
+		return ok(last)
+	}, 30*time.Second, 200*time.Millisecond, "route of %s/%s: %+v", keyspace, key, &last)
+	return last
 }
 
 func processAlive(pid int) bool {

@@ -47,6 +47,13 @@ type Client struct {
 	Topology drplanev1.TopologyServiceClient
 	// Failover runs switchovers and lists failovers and kill switches.
 	Failover drplanev1.FailoverServiceClient
+	// Shard routes keys, watches routing tables and changes the shard map
+	// and DC states.
+	Shard drplanev1.ShardServiceClient
+	// Evacuation drains and restores DCs (reserved: UNIMPLEMENTED for now).
+	Evacuation drplanev1.EvacuationServiceClient
+	// Audit searches the audit log.
+	Audit drplanev1.AuditServiceClient
 }
 
 // Dial returns a client for the API at o.Addr. The connection is made in
@@ -79,6 +86,9 @@ func Dial(ctx context.Context, o Options) (*Client, error) {
 	c.conn = conn
 	c.Topology = drplanev1.NewTopologyServiceClient(conn)
 	c.Failover = drplanev1.NewFailoverServiceClient(conn)
+	c.Shard = drplanev1.NewShardServiceClient(conn)
+	c.Evacuation = drplanev1.NewEvacuationServiceClient(conn)
+	c.Audit = drplanev1.NewAuditServiceClient(conn)
 	return c, nil
 }
 

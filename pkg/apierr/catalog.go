@@ -53,6 +53,8 @@ func lookup(code drplanev1.ErrorCode) (e entry, ok bool) {
 		return entry{grpc: codes.DeadlineExceeded, message: "deadline exceeded"}, true
 	case drplanev1.ErrorCode_ERROR_CODE_CANCELED:
 		return entry{grpc: codes.Canceled, message: "canceled"}, true
+	case drplanev1.ErrorCode_ERROR_CODE_UNIMPLEMENTED:
+		return entry{grpc: codes.Unimplemented, message: "not implemented"}, true
 	}
 	return entry{}, false
 }

@@ -59,9 +59,13 @@ func (e Event) Validate() error {
 	return nil
 }
 
+// idTimeLayout is the time stamp at the start of every event id: fixed
+// width, so ids (and outbox keys) sort by time.
+const idTimeLayout = "20060102T150405.000000000Z"
+
 // NewID returns a time-sortable event id unique within source.
 func NewID(t time.Time, source string, seq uint64) string {
-	return fmt.Sprintf("%s-%s-%d", t.UTC().Format("20060102T150405.000000000Z"), strings.ReplaceAll(source, "/", "_"), seq)
+	return fmt.Sprintf("%s-%s-%d", t.UTC().Format(idTimeLayout), strings.ReplaceAll(source, "/", "_"), seq)
 }
 
 // Outbox is the etcd hand-off of events: writers put them under

@@ -185,9 +185,12 @@ func Watch[T any](ctx context.Context, s *Store, key string, prefix bool, fromRe
 	return out
 }
 
+// TopologyKey is the etcd key of the topology.
+func (s *Store) TopologyKey() string { return s.Key("topology") }
+
 // Topology returns the stored topology and its revision.
 func (s *Store) Topology(ctx context.Context) (topology.Topology, int64, error) {
-	return Get[topology.Topology](ctx, s, s.Key("topology"))
+	return Get[topology.Topology](ctx, s, s.TopologyKey())
 }
 
 // PutTopology validates t and stores it; prevRev as in PutOptions.
@@ -195,7 +198,7 @@ func (s *Store) PutTopology(ctx context.Context, t topology.Topology, prevRev in
 	if err := t.Validate(); err != nil {
 		return 0, err
 	}
-	return Put(ctx, s, s.Key("topology"), t, PutOptions{PrevRev: prevRev})
+	return Put(ctx, s, s.TopologyKey(), t, PutOptions{PrevRev: prevRev})
 }
 
 // ServiceRecord announces one running drplane process.

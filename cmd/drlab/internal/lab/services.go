@@ -56,6 +56,8 @@ func (l *Lab) serviceConfig(dc string, u unit, healthAddr string, api labfile.AP
 	case "coordinator":
 		c["api"] = map[string]any{"grpc_addr": api.GRPC, "http_addr": api.HTTP}
 		c["auth"] = map[string]any{"tokens": []map[string]any{{"name": "lab-admin", "role": "admin", "sha256": tokenHash}}}
+		// Each coordinator indexes every audit event into its own embedded store.
+		c["audit"] = map[string]any{"store": "embedded", "dir": filepath.Join(l.dir, "data", dc+"-coordinator-audit")}
 	case "haagent":
 		c["mysql"] = map[string]any{"user": users.AdminUser, "password": users.AdminPassword,
 			"repl_user": users.ReplUser, "repl_password": users.ReplPassword}

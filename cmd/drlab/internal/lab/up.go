@@ -21,6 +21,7 @@ import (
 	"github.com/drplane/drplane/pkg/embednats"
 	"github.com/drplane/drplane/pkg/labfile"
 	"github.com/drplane/drplane/pkg/mysqld"
+	"github.com/drplane/drplane/pkg/shardmap"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/pkg/topology"
 )
@@ -251,6 +252,13 @@ func (l *Lab) publishTopology(ctx context.Context) (topology.Topology, error) {
 	if _, err := st.PutTopology(ctx, t, -1); err != nil {
 		return t, fmt.Errorf("store topology: %w", err)
 	}
+	// Each keyspace's default shard map: owners round-robin over the DCs,
+	// backups in the other city.
+	for _, ks := range t.Keyspaces {
+		if _, err := shardmap.Save(ctx, st, shardmap.New(ks, t), 0, nil, t); err != nil {
+			return t, fmt.Errorf("store the shard map of keyspace %s: %w", ks.Name, err)
+		}
+	}
 	for _, dc := range cfg.DCs {
 		m := l.mysql[dc.Name][0]
 		rec := state.MasterRecord{DC: dc.Name, Cluster: cfg.Cluster, Instance: m.Name(), Addr: m.Addr(), Term: 1,
@@ -259,7 +267,7 @@ func (l *Lab) publishTopology(ctx context.Context) (topology.Topology, error) {
 			return t, fmt.Errorf("store master record: %w", err)
 		}
 	}
-	l.say("etcd: topology and master records stored")
+	l.say("etcd: topology, shard maps and master records stored")
 	return t, nil
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -17,6 +16,7 @@ import (
 	"github.com/drplane/drplane/pkg/topology"
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/drplane/drplane/services/coordinator/internal/auth"
+	"github.com/drplane/drplane/services/coordinator/internal/ops"
 )
 
 // Switchover waiting bounds and ListFailovers limits.
@@ -44,6 +44,8 @@ const rewatchDelay = 200 * time.Millisecond
 // FailoverOptions configures a Failover service.
 type FailoverOptions struct {
 	Store *state.Store
+	// Queue carries kill-switch changes to the leader.
+	Queue *ops.Queue
 	// Source names this coordinator process in audit event ids; it must be
 	// unique among the processes writing to the outbox (the service id).
 	Source string
@@ -54,12 +56,12 @@ type FailoverOptions struct {
 
 // Failover serves FailoverService: switchover requests (carried out by the
 // DC's HA agent through a switchover intent in etcd), failover records and
-// kill switches. Every mutating call is audited through the etcd outbox.
+// kill switches (changed through the operations queue, by the leader).
+// Every mutating call is audited through the etcd outbox.
 type Failover struct {
 	drplanev1.UnimplementedFailoverServiceServer
-	o      FailoverOptions
-	outbox *audit.Outbox
-	seq    atomic.Uint64
+	o   FailoverOptions
+	aud *auditor
 }
 
 // NewFailover returns the service.
@@ -70,7 +72,7 @@ func NewFailover(o FailoverOptions) *Failover {
 	if o.Source == "" {
 		o.Source = "coordinator"
 	}
-	return &Failover{o: o, outbox: audit.NewOutbox(o.Store)}
+	return &Failover{o: o, aud: newAuditor(o.Store, o.Source, o.Now, o.Logger, describe)}
 }
 
 // caller returns the authenticated caller's token name.
@@ -143,9 +145,9 @@ func (f *Failover) Switchover(ctx context.Context, req *drplanev1.SwitchoverRequ
 	if err != nil {
 		return nil, err
 	}
-	ev := f.newEvent(who, req)
+	ev := f.aud.newEvent(who, req)
 	resp, err := f.switchover(ctx, who, req, ev)
-	f.finish(ctx, ev, err)
+	f.aud.finish(ctx, ev, err)
 	if err != nil {
 		return nil, err
 	}

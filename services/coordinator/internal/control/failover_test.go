@@ -26,6 +26,8 @@ import (
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/drplane/drplane/services/coordinator/internal/auth"
 	"github.com/drplane/drplane/services/coordinator/internal/control"
+	"github.com/drplane/drplane/services/coordinator/internal/leader"
+	"github.com/drplane/drplane/services/coordinator/internal/ops"
 	"github.com/drplane/drplane/services/coordinator/internal/server"
 )
 
@@ -71,7 +73,12 @@ func startAPI(t *testing.T) *api {
 		{Name: "dashboard", Role: "viewer", SHA256: auth.Hash(viewerToken)},
 	}, server.Policy())
 	require.NoError(t, err)
-	fo := control.NewFailover(control.FailoverOptions{Store: st, Source: "coordinator-test", Logger: zerolog.Nop()})
+	// Kill switches are changed through the operations queue: run a leader
+	// that applies it.
+	l, err := leader.New(leader.Options{Store: st, ID: "coordinator-test", Logger: zerolog.Nop()})
+	require.NoError(t, err)
+	q := ops.New(ops.Options{Store: st, Leader: l, Logger: zerolog.Nop()})
+	fo := control.NewFailover(control.FailoverOptions{Store: st, Queue: q, Source: "coordinator-test", Logger: zerolog.Nop()})
 	srv := server.New(server.Options{
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Auth: authn,
 		Topology: &control.Topology{Store: st}, Failover: fo,
@@ -79,15 +86,20 @@ func startAPI(t *testing.T) *api {
 	})
 	require.NoError(t, srv.Listen())
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	done := make(chan error, 3)
 	go func() { done <- srv.Run(ctx) }()
+	go func() { done <- l.Run(ctx) }()
+	go func() { done <- q.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		select {
-		case err := <-done:
-			assert.NoError(t, err)
-		case <-time.After(callTimeout):
-			t.Error("server did not stop")
+		for range 3 {
+			select {
+			case err := <-done:
+				assert.NoError(t, err)
+			case <-time.After(callTimeout):
+				t.Error("server did not stop")
+				return
+			}
 		}
 	})
 	conn, err := grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))

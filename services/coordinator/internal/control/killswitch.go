@@ -3,12 +3,12 @@ package control
 import (
 	"context"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/drplane/drplane/pkg/apierr"
 	"github.com/drplane/drplane/pkg/state"
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
+	"github.com/drplane/drplane/services/coordinator/internal/ops"
 )
 
 // ListKillSwitches returns every kill switch that is set, global first.
@@ -31,86 +31,90 @@ func (f *Failover) ListKillSwitches(ctx context.Context, _ *drplanev1.ListKillSw
 	return resp, nil
 }
 
-// SetKillSwitch sets (or replaces) the kill switch of a scope.
+// SetKillSwitch sets (or replaces) the kill switch of a scope. The request
+// is checked here and applied by the leader through the operations queue.
 func (f *Failover) SetKillSwitch(ctx context.Context, req *drplanev1.SetKillSwitchRequest) (*drplanev1.SetKillSwitchResponse, error) {
 	who, err := caller(ctx)
 	if err != nil {
 		return nil, err
 	}
-	ev := f.newEvent(who, req)
-	resp, err := f.setKillSwitch(ctx, who, req)
-	f.finish(ctx, ev, err)
+	ks, err := f.checkSetKillSwitch(ctx, who, req)
 	if err != nil {
-		return nil, err
+		return nil, f.aud.refused(ctx, who, req, err)
 	}
-	return resp, nil
-}
-
-func (f *Failover) setKillSwitch(ctx context.Context, who string, req *drplanev1.SetKillSwitchRequest) (*drplanev1.SetKillSwitchResponse, error) {
-	if err := scopeShape(req.GetDc(), req.GetCluster()); err != nil {
-		return nil, err
+	op, err := f.o.Queue.Submit(ctx, ops.KindSetKillSwitch, ops.Params{KillSwitch: &ks}, who)
+	if err != nil {
+		return nil, f.aud.queueError(ctx, who, req, err)
 	}
-	reason := strings.TrimSpace(req.GetReason())
-	if reason == "" {
-		return nil, apierr.InvalidArgument("reason", "a reason is required: say why automatic failover is stopped")
+	if op.Result != nil && op.Result.KillSwitch != nil {
+		ks = *op.Result.KillSwitch
 	}
-	if err := f.checkScope(ctx, req.GetDc(), req.GetCluster()); err != nil {
-		return nil, err
-	}
-	ks := state.KillSwitch{
-		Scope: state.KillSwitchScope(req.GetDc(), req.GetCluster()), Reason: reason, SetBy: who, SetAt: f.o.Now().UTC(),
-	}
-	if err := f.o.Store.PutKillSwitch(ctx, ks); err != nil {
-		return nil, apierr.Wrap(err, drplanev1.ErrorCode_ERROR_CODE_UNAVAILABLE, "store the kill switch in etcd")
-	}
-	f.o.Logger.Info().Str("scope", ks.Scope).Str("by", who).Str("reason", reason).Msg("kill switch set")
+	f.o.Logger.Info().Str("scope", ks.Scope).Str("by", who).Str("reason", ks.Reason).Str("op", op.ID).Msg("kill switch set")
 	return &drplanev1.SetKillSwitchResponse{KillSwitch: killSwitchToProto(ks)}, nil
 }
 
-// ClearKillSwitch removes the kill switch of a scope.
+// checkSetKillSwitch validates a request and returns the switch to set.
+func (f *Failover) checkSetKillSwitch(ctx context.Context, who string, req *drplanev1.SetKillSwitchRequest) (state.KillSwitch, error) {
+	if err := scopeShape(req.GetDc(), req.GetCluster()); err != nil {
+		return state.KillSwitch{}, err
+	}
+	reason := strings.TrimSpace(req.GetReason())
+	if reason == "" {
+		return state.KillSwitch{}, apierr.InvalidArgument("reason", "a reason is required: say why automatic failover is stopped")
+	}
+	if err := f.checkScope(ctx, req.GetDc(), req.GetCluster()); err != nil {
+		return state.KillSwitch{}, err
+	}
+	return state.KillSwitch{
+		Scope: state.KillSwitchScope(req.GetDc(), req.GetCluster()), Reason: reason, SetBy: who, SetAt: f.o.Now().UTC(),
+	}, nil
+}
+
+// ClearKillSwitch removes the kill switch of a scope, through the
+// operations queue like SetKillSwitch.
 func (f *Failover) ClearKillSwitch(ctx context.Context, req *drplanev1.ClearKillSwitchRequest) (*drplanev1.ClearKillSwitchResponse, error) {
 	who, err := caller(ctx)
 	if err != nil {
 		return nil, err
 	}
-	ev := f.newEvent(who, req)
-	resp, err := f.clearKillSwitch(ctx, req)
-	if resp != nil {
-		ev.Params["cleared"] = strconv.FormatBool(resp.GetCleared())
+	dc, cluster := req.GetDc(), req.GetCluster()
+	if err := f.checkClear(ctx, dc, cluster); err != nil {
+		return nil, f.aud.refused(ctx, who, req, err)
 	}
-	f.finish(ctx, ev, err)
+	op, err := f.o.Queue.Submit(ctx, ops.KindClearKillSwitch, ops.Params{DC: dc, Cluster: cluster}, who)
 	if err != nil {
-		return nil, err
+		return nil, f.aud.queueError(ctx, who, req, err)
 	}
-	f.o.Logger.Info().Str("scope", ev.Target).Str("by", who).Bool("cleared", resp.GetCleared()).Msg("kill switch cleared")
+	resp := &drplanev1.ClearKillSwitchResponse{}
+	if r := op.Result; r != nil && r.Cleared {
+		resp.Cleared = true
+		if r.KillSwitch != nil {
+			resp.KillSwitch = killSwitchToProto(*r.KillSwitch)
+		}
+	}
+	f.o.Logger.Info().Str("scope", state.KillSwitchScope(dc, cluster)).Str("by", who).Bool("cleared", resp.GetCleared()).
+		Str("op", op.ID).Msg("kill switch cleared")
 	return resp, nil
 }
 
-func (f *Failover) clearKillSwitch(ctx context.Context, req *drplanev1.ClearKillSwitchRequest) (*drplanev1.ClearKillSwitchResponse, error) {
-	dc, cluster := req.GetDc(), req.GetCluster()
+// checkClear validates a clear request. A switch that is set can always be
+// cleared, even if its DC or cluster has left the topology since; clearing
+// one that is not set needs a scope the topology knows.
+func (f *Failover) checkClear(ctx context.Context, dc, cluster string) error {
 	if err := scopeShape(dc, cluster); err != nil {
-		return nil, err
+		return err
 	}
 	scope := state.KillSwitchScope(dc, cluster)
 	sws, err := f.o.Store.KillSwitches(ctx)
 	if err != nil {
-		return nil, apierr.Wrap(err, drplanev1.ErrorCode_ERROR_CODE_UNAVAILABLE, "read kill switches from etcd")
+		return apierr.Wrap(err, drplanev1.ErrorCode_ERROR_CODE_UNAVAILABLE, "read kill switches from etcd")
 	}
 	for _, ks := range sws {
-		if ks.Scope != scope {
-			continue
+		if ks.Scope == scope {
+			return nil
 		}
-		// A switch that is set can always be cleared, even if its DC or
-		// cluster has left the topology since.
-		if err := f.o.Store.DeleteKillSwitch(ctx, scope); err != nil {
-			return nil, apierr.Wrap(err, drplanev1.ErrorCode_ERROR_CODE_UNAVAILABLE, "remove the kill switch from etcd")
-		}
-		return &drplanev1.ClearKillSwitchResponse{Cleared: true, KillSwitch: killSwitchToProto(ks)}, nil
 	}
-	if err := f.checkScope(ctx, dc, cluster); err != nil {
-		return nil, err
-	}
-	return &drplanev1.ClearKillSwitchResponse{}, nil
+	return f.checkScope(ctx, dc, cluster)
 }
 
 // scopeShape checks that a cluster scope names its DC.

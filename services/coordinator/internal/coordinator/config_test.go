@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -18,6 +19,7 @@ func validConfig() *coordinator.Config {
 	c.DC = "dc-a1"
 	c.Etcd.Endpoints = []string{"http://127.0.0.1:2379"}
 	c.Auth.Tokens = []auth.Token{{Name: "ops", Role: "admin", SHA256: auth.Hash("t")}}
+	c.Audit.Dir = "/var/lib/drplane/audit"
 	return c
 }
 
@@ -55,6 +57,16 @@ func TestConfigValidate(t *testing.T) {
 			mutate: func(c *coordinator.Config) { c.DC = ""; c.Auth.Tokens = nil }},
 		{name: "etcd endpoints", field: "etcd.endpoints", msg: "at least one etcd endpoint",
 			mutate: func(c *coordinator.Config) { c.Etcd.Endpoints = nil }},
+		{name: "leader session too short", field: "leader.session_ttl", msg: "at least 2s",
+			mutate: func(c *coordinator.Config) { c.Leader.SessionTTL = time.Second }},
+		{name: "no ops wait", field: "ops.wait_timeout", msg: "between",
+			mutate: func(c *coordinator.Config) { c.Ops.WaitTimeout = 0 }},
+		{name: "ops retention too short", field: "ops.retention", msg: "at least 1m",
+			mutate: func(c *coordinator.Config) { c.Ops.Retention = time.Second }},
+		{name: "embedded audit store needs a dir", field: "audit.dir", msg: "required for the embedded store",
+			mutate: func(c *coordinator.Config) { c.Audit.Dir = "" }},
+		{name: "audit in elasticsearch needs addresses", field: "audit.elasticsearch.addresses", msg: "at least one node URL",
+			mutate: func(c *coordinator.Config) { c.Audit.Store = "elasticsearch" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -82,4 +94,6 @@ func TestSpec(t *testing.T) {
 	assert.Same(t, &cfg.Common, spec.Config.Base())
 	require.NotNil(t, spec.Run)
 	require.NotNil(t, spec.Flags)
+	assert.True(t, spec.LogicImplemented)
+	assert.Contains(t, spec.Long, "EvacuationService answers UNIMPLEMENTED")
 }

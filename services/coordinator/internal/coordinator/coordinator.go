@@ -1,21 +1,20 @@
 // Package coordinator wires the coordinator service: configuration, the
-// control API server and its dependencies.
+// control API server and its dependencies — the leader election, the
+// operations queue and the routing cache.
 package coordinator
 
 import (
 	"context"
 	"net"
+	"time"
 
 	"github.com/spf13/pflag"
-	"golang.org/x/sync/errgroup"
-	"google.golang.org/grpc"
 
 	"github.com/drplane/drplane/pkg/config"
 	"github.com/drplane/drplane/pkg/daemon"
 	"github.com/drplane/drplane/pkg/mtls"
+	"github.com/drplane/drplane/services/coordinator/internal/auditlog"
 	"github.com/drplane/drplane/services/coordinator/internal/auth"
-	"github.com/drplane/drplane/services/coordinator/internal/control"
-	"github.com/drplane/drplane/services/coordinator/internal/server"
 )
 
 // Config is the coordinator's configuration.
@@ -25,6 +24,27 @@ type Config struct {
 	Auth          struct {
 		Tokens []auth.Token `yaml:"tokens"`
 	} `yaml:"auth"`
+	Leader Leader `yaml:"leader"`
+	Ops    Ops    `yaml:"ops"`
+	// Audit is where the audit log is indexed and searched.
+	Audit auditlog.Config `yaml:"audit"`
+}
+
+// Leader configures the coordinator leader election.
+type Leader struct {
+	// SessionTTL is the election session's TTL: how long the leadership of
+	// a coordinator that died without resigning lasts.
+	SessionTTL time.Duration `yaml:"session_ttl"`
+}
+
+// Ops configures the operations queue.
+type Ops struct {
+	// WaitTimeout is how long a mutating call waits for the leader to apply
+	// its operation before answering UNAVAILABLE (the operation stays
+	// queued).
+	WaitTimeout time.Duration `yaml:"wait_timeout"`
+	// Retention is how long finished operations are kept as history.
+	Retention time.Duration `yaml:"retention"`
 }
 
 // API is where the control API listens.
@@ -36,7 +56,12 @@ type API struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() *Config {
-	return &Config{Common: daemon.DefaultCommon(), API: API{GRPCAddr: "127.0.0.1:7700", HTTPAddr: "127.0.0.1:7701"}}
+	return &Config{
+		Common: daemon.DefaultCommon(), API: API{GRPCAddr: "127.0.0.1:7700", HTTPAddr: "127.0.0.1:7701"},
+		Leader: Leader{SessionTTL: 5 * time.Second},
+		Ops:    Ops{WaitTimeout: 10 * time.Second, Retention: 24 * time.Hour},
+		Audit:  auditlog.DefaultConfig(),
+	}
 }
 
 // Validate checks the configuration, naming the field.
@@ -67,6 +92,18 @@ func (c *Config) Validate() error {
 	if _, err := auth.New(c.Auth.Tokens, nil); err != nil {
 		return err
 	}
+	if c.Leader.SessionTTL < 2*time.Second {
+		return config.Invalid("leader.session_ttl", "must be at least 2s, got %s", c.Leader.SessionTTL)
+	}
+	if c.Ops.WaitTimeout <= 0 || c.Ops.WaitTimeout > 5*time.Minute {
+		return config.Invalid("ops.wait_timeout", "must be between 1ms and 5m, got %s", c.Ops.WaitTimeout)
+	}
+	if c.Ops.Retention < time.Minute {
+		return config.Invalid("ops.retention", "must be at least 1m, got %s", c.Ops.Retention)
+	}
+	if err := c.Audit.Validate("audit"); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -81,38 +118,54 @@ func Spec(cfg *Config) daemon.Spec {
 	return daemon.Spec{
 		Name:  "coordinator",
 		Short: "drplane control API and shard-routing brain",
-		Long: `STATUS: serves TopologyService (GetTopology, GetStatus) and FailoverService
-(Switchover, ListFailovers, kill switches) over gRPC and REST (grpc-gateway,
-/openapi.json), reading and writing etcd, with bearer-token roles; mutating
-calls are audited into the etcd outbox. Shard routing, leader election,
-evacuation, city failover and indexing the audit outbox are NOT implemented
-yet.`,
+		Long: `STATUS: serves over gRPC and REST (grpc-gateway, /openapi.json), with
+bearer-token roles:
+  - ShardService: routing (Route, BatchRoute, WatchRoutes, ListShards,
+    GetShard) from an in-memory cache every coordinator keeps current with
+    etcd watches; mutations (MoveShard, SetShardState, SetDCState) queued in
+    etcd and applied by the one leader coordinator;
+  - TopologyService (GetTopology, GetStatus);
+  - FailoverService (Switchover through the DC's HA agent, ListFailovers,
+    kill switches, which are changed through the same queue).
+One coordinator is the leader (etcd election, session leader.session_ttl);
+it applies queued operations oldest first, each in one transaction fenced by
+its election revision, so an operation is applied at most once and a new
+leader finishes what the old one left queued. Mutating calls, and calls
+refused as unauthenticated (rate-limited), are audited into the etcd outbox;
+every coordinator indexes the outbox into its audit store (audit.store:
+embedded or elasticsearch) and serves AuditService.SearchAudit from it.
+EvacuationService answers UNIMPLEMENTED: evacuation and city failover
+workflows are NOT implemented yet.`,
 		Config:           cfg,
 		Flags:            cfg.Flags,
-		LogicImplemented: false,
+		LogicImplemented: true,
 		Run:              func(ctx context.Context, env *daemon.Env) error { return run(ctx, cfg, env) },
 	}
 }
 
 func run(ctx context.Context, cfg *Config, env *daemon.Env) error {
-	authn, err := auth.New(cfg.Auth.Tokens, server.Policy())
-	if err != nil {
-		return err
-	}
 	tlsCfg, err := cfg.API.TLS.Server()
 	if err != nil {
 		return err
 	}
-	failover := control.NewFailover(control.FailoverOptions{Store: env.State, Source: env.Record.ID, Logger: env.Logger})
-	srv := server.New(server.Options{
-		GRPCAddr: cfg.API.GRPCAddr, HTTPAddr: cfg.API.HTTPAddr, TLS: tlsCfg, Auth: authn,
-		Topology: &control.Topology{Store: env.State}, Failover: failover,
-		PreAuth: []grpc.UnaryServerInterceptor{failover.AuditDenied(authn)}, Logger: env.Logger,
-	})
-	if err := srv.Listen(); err != nil {
+	docs, err := cfg.Audit.Open(env.Logger.With().Str("component", "auditstore").Logger())
+	if err != nil {
 		return err
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return srv.Run(gctx) })
-	return g.Wait()
+	defer func() {
+		if cerr := docs.Close(); cerr != nil {
+			env.Logger.Warn().Err(cerr).Msg("closing the audit store")
+		}
+	}()
+	n, err := NewNode(NodeOptions{
+		Store: env.State, ID: env.Record.ID, GRPCAddr: cfg.API.GRPCAddr, HTTPAddr: cfg.API.HTTPAddr, TLS: tlsCfg,
+		Tokens: cfg.Auth.Tokens, LeaderTTL: cfg.Leader.SessionTTL, OpsWait: cfg.Ops.WaitTimeout, OpsRetention: cfg.Ops.Retention,
+		Audit:      AuditOptions{Docs: docs, Index: cfg.Audit.Index, Retention: cfg.Audit.OutboxRetention},
+		Registerer: env.Registry, Logger: env.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	env.Health.AddReadiness("routes", func(context.Context) error { return n.CacheReady() })
+	return n.Run(ctx)
 }

@@ -15,10 +15,18 @@ import (
 // a method missing from it would silently need the admin role.
 func TestPolicyCoversEveryMethod(t *testing.T) {
 	p := server.Policy()
-	for _, sd := range []grpc.ServiceDesc{drplanev1.TopologyService_ServiceDesc, drplanev1.FailoverService_ServiceDesc} {
+	for _, sd := range []grpc.ServiceDesc{
+		drplanev1.TopologyService_ServiceDesc, drplanev1.FailoverService_ServiceDesc,
+		drplanev1.ShardService_ServiceDesc, drplanev1.EvacuationService_ServiceDesc,
+		drplanev1.AuditService_ServiceDesc,
+	} {
 		for _, m := range sd.Methods {
 			name := "/" + sd.ServiceName + "/" + m.MethodName
 			assert.Contains(t, p, name, "no role for %s", name)
+		}
+		for _, m := range sd.Streams {
+			name := "/" + sd.ServiceName + "/" + m.StreamName
+			assert.Contains(t, p, name, "no role for stream %s", name)
 		}
 	}
 	assert.Equal(t, auth.RoleViewer, p[drplanev1.FailoverService_ListFailovers_FullMethodName])
@@ -26,4 +34,10 @@ func TestPolicyCoversEveryMethod(t *testing.T) {
 	assert.Equal(t, auth.RoleOperator, p[drplanev1.FailoverService_Switchover_FullMethodName])
 	assert.Equal(t, auth.RoleAdmin, p[drplanev1.FailoverService_SetKillSwitch_FullMethodName])
 	assert.Equal(t, auth.RoleAdmin, p[drplanev1.FailoverService_ClearKillSwitch_FullMethodName])
+	assert.Equal(t, auth.RoleViewer, p[drplanev1.ShardService_Route_FullMethodName])
+	assert.Equal(t, auth.RoleViewer, p[drplanev1.ShardService_WatchRoutes_FullMethodName])
+	assert.Equal(t, auth.RoleAdmin, p[drplanev1.ShardService_MoveShard_FullMethodName])
+	assert.Equal(t, auth.RoleAdmin, p[drplanev1.ShardService_SetDCState_FullMethodName])
+	assert.Equal(t, auth.RoleOperator, p[drplanev1.EvacuationService_Evacuate_FullMethodName])
+	assert.Equal(t, auth.RoleViewer, p[drplanev1.AuditService_SearchAudit_FullMethodName])
 }

@@ -37,10 +37,18 @@ type Options struct {
 	Topology drplanev1.TopologyServiceServer
 	// Failover, when non-nil, serves FailoverService.
 	Failover drplanev1.FailoverServiceServer
+	// Shards, when non-nil, serves ShardService.
+	Shards drplanev1.ShardServiceServer
+	// Evacuation, when non-nil, serves EvacuationService.
+	Evacuation drplanev1.EvacuationServiceServer
+	// Audit, when non-nil, serves AuditService.
+	Audit drplanev1.AuditServiceServer
 	// PreAuth are unary interceptors that run after the error mapping and
 	// before authentication, e.g. to audit refused calls.
 	PreAuth []grpc.UnaryServerInterceptor
-	Logger  zerolog.Logger
+	// PreAuthStream are the stream interceptors in the same place.
+	PreAuthStream []grpc.StreamServerInterceptor
+	Logger        zerolog.Logger
 }
 
 // Server is the API server.
@@ -85,6 +93,20 @@ func Policy() map[string]auth.Role {
 		drplanev1.FailoverService_Switchover_FullMethodName:       auth.RoleOperator,
 		drplanev1.FailoverService_SetKillSwitch_FullMethodName:    auth.RoleAdmin,
 		drplanev1.FailoverService_ClearKillSwitch_FullMethodName:  auth.RoleAdmin,
+
+		drplanev1.ShardService_Route_FullMethodName:         auth.RoleViewer,
+		drplanev1.ShardService_BatchRoute_FullMethodName:    auth.RoleViewer,
+		drplanev1.ShardService_WatchRoutes_FullMethodName:   auth.RoleViewer,
+		drplanev1.ShardService_ListShards_FullMethodName:    auth.RoleViewer,
+		drplanev1.ShardService_GetShard_FullMethodName:      auth.RoleViewer,
+		drplanev1.ShardService_MoveShard_FullMethodName:     auth.RoleAdmin,
+		drplanev1.ShardService_SetShardState_FullMethodName: auth.RoleAdmin,
+		drplanev1.ShardService_SetDCState_FullMethodName:    auth.RoleAdmin,
+
+		drplanev1.EvacuationService_Evacuate_FullMethodName: auth.RoleOperator,
+		drplanev1.EvacuationService_Restore_FullMethodName:  auth.RoleOperator,
+
+		drplanev1.AuditService_SearchAudit_FullMethodName: auth.RoleViewer,
 	}
 }
 
@@ -100,15 +122,26 @@ func (s *Server) Run(ctx context.Context) error {
 	// service registered, plus any transport options.
 	unary := append([]grpc.UnaryServerInterceptor{apierr.UnaryServerInterceptor(eo)}, s.o.PreAuth...)
 	unary = append(unary, s.o.Auth.Unary())
+	stream := append([]grpc.StreamServerInterceptor{apierr.StreamServerInterceptor(eo)}, s.o.PreAuthStream...)
+	stream = append(stream, s.o.Auth.Stream())
 	newGRPC := func(extra ...grpc.ServerOption) *grpc.Server {
 		opts := append([]grpc.ServerOption{
 			grpc.ChainUnaryInterceptor(unary...),
-			grpc.ChainStreamInterceptor(apierr.StreamServerInterceptor(eo), s.o.Auth.Stream()),
+			grpc.ChainStreamInterceptor(stream...),
 		}, extra...)
 		srv := grpc.NewServer(opts...)
 		drplanev1.RegisterTopologyServiceServer(srv, s.o.Topology)
 		if s.o.Failover != nil {
 			drplanev1.RegisterFailoverServiceServer(srv, s.o.Failover)
+		}
+		if s.o.Shards != nil {
+			drplanev1.RegisterShardServiceServer(srv, s.o.Shards)
+		}
+		if s.o.Evacuation != nil {
+			drplanev1.RegisterEvacuationServiceServer(srv, s.o.Evacuation)
+		}
+		if s.o.Audit != nil {
+			drplanev1.RegisterAuditServiceServer(srv, s.o.Audit)
 		}
 		return srv
 	}
@@ -142,6 +175,17 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	if err := drplanev1.RegisterFailoverServiceHandlerClient(ctx, gw, drplanev1.NewFailoverServiceClient(conn)); err != nil {
 		return err
+	}
+	if err := drplanev1.RegisterShardServiceHandlerClient(ctx, gw, drplanev1.NewShardServiceClient(conn)); err != nil {
+		return err
+	}
+	if err := drplanev1.RegisterEvacuationServiceHandlerClient(ctx, gw, drplanev1.NewEvacuationServiceClient(conn)); err != nil {
+		return err
+	}
+	if s.o.Audit != nil {
+		if err := drplanev1.RegisterAuditServiceHandlerClient(ctx, gw, drplanev1.NewAuditServiceClient(conn)); err != nil {
+			return err
+		}
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/openapi.json", openapi.Handler())

@@ -1,0 +1,148 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	"github.com/drplane/drplane/pkg/docstore"
+	"github.com/drplane/drplane/pkg/state"
+	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
+	"github.com/drplane/drplane/services/coordinator/internal/auditlog"
+	"github.com/drplane/drplane/services/coordinator/internal/auth"
+	"github.com/drplane/drplane/services/coordinator/internal/control"
+	"github.com/drplane/drplane/services/coordinator/internal/leader"
+	"github.com/drplane/drplane/services/coordinator/internal/ops"
+	"github.com/drplane/drplane/services/coordinator/internal/routes"
+	"github.com/drplane/drplane/services/coordinator/internal/server"
+)
+
+// errCacheLoading is the readiness error while the routing cache loads.
+var errCacheLoading = errors.New("coordinator: routing cache not loaded yet")
+
+// NodeOptions is what one coordinator process runs with.
+type NodeOptions struct {
+	Store *state.Store
+	// ID names the coordinator: its election value, the leader named in
+	// mutations, the source of its audit events.
+	ID                 string
+	GRPCAddr, HTTPAddr string
+	TLS                *tls.Config
+	Tokens             []auth.Token
+	// LeaderTTL, OpsWait and OpsRetention default as in packages leader and
+	// ops when zero.
+	LeaderTTL    time.Duration
+	OpsWait      time.Duration
+	OpsRetention time.Duration
+	// Audit is the audit store; without one the coordinator neither
+	// indexes the outbox nor serves AuditService.
+	Audit AuditOptions
+	// Registerer receives the coordinator's metrics; nil registers none.
+	Registerer prometheus.Registerer
+	Logger     zerolog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// AuditOptions say where the audit log is indexed.
+type AuditOptions struct {
+	// Docs is the document store; the caller closes it after Run.
+	Docs docstore.Store
+	// Index and Retention default as in package auditlog.
+	Index     string
+	Retention time.Duration
+}
+
+// Node is one coordinator: the API server, the routing cache that answers
+// reads, the leader candidate, the operations queue and the audit indexer.
+type Node struct {
+	Leader *leader.Leader
+	Queue  *ops.Queue
+	Cache  *routes.Cache
+	Server *server.Server
+	// Indexer is nil without an audit store.
+	Indexer *auditlog.Indexer
+}
+
+// NewNode builds a coordinator and binds its API ports.
+func NewNode(o NodeOptions) (*Node, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	authn, err := auth.New(o.Tokens, server.Policy())
+	if err != nil {
+		return nil, err
+	}
+	l, err := leader.New(leader.Options{
+		Store: o.Store, ID: o.ID, TTL: o.LeaderTTL, Registerer: o.Registerer,
+		Logger: o.Logger.With().Str("component", "leader").Logger(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	q := ops.New(ops.Options{
+		Store: o.Store, Leader: l, WaitTimeout: o.OpsWait, Retention: o.OpsRetention, Now: o.Now,
+		Logger: o.Logger.With().Str("component", "ops").Logger(),
+	})
+	cache := routes.New(routes.Options{Store: o.Store, Logger: o.Logger.With().Str("component", "routes").Logger()})
+	failover := control.NewFailover(control.FailoverOptions{Store: o.Store, Queue: q, Source: o.ID, Logger: o.Logger, Now: o.Now})
+	shards := control.NewShards(control.ShardsOptions{Cache: cache, Queue: q, Store: o.Store, Source: o.ID, Logger: o.Logger, Now: o.Now})
+	unauth := auditlog.NewUnauthenticated(auditlog.UnauthenticatedOptions{
+		Store: o.Store, Source: o.ID, Registerer: o.Registerer, Logger: o.Logger, Now: o.Now,
+	})
+	var (
+		indexer *auditlog.Indexer
+		search  drplanev1.AuditServiceServer
+	)
+	if o.Audit.Docs != nil {
+		indexer, err = auditlog.New(auditlog.Options{
+			Store: o.Store, Docs: o.Audit.Docs, Index: o.Audit.Index, ID: o.ID, Retention: o.Audit.Retention,
+			Registerer: o.Registerer, Logger: o.Logger.With().Str("component", "auditlog").Logger(), Now: o.Now,
+		})
+		if err != nil {
+			return nil, err
+		}
+		search = auditlog.NewSearch(o.Audit.Docs, o.Audit.Index)
+	}
+	srv := server.New(server.Options{
+		GRPCAddr: o.GRPCAddr, HTTPAddr: o.HTTPAddr, TLS: o.TLS, Auth: authn,
+		Topology: &control.Topology{Store: o.Store}, Failover: failover, Shards: shards, Evacuation: control.Evacuation{},
+		Audit:         search,
+		PreAuth:       []grpc.UnaryServerInterceptor{unauth.Unary(), failover.AuditDenied(authn), shards.AuditDenied(authn)},
+		PreAuthStream: []grpc.StreamServerInterceptor{unauth.Stream()},
+		Logger:        o.Logger,
+	})
+	if err := srv.Listen(); err != nil {
+		return nil, err
+	}
+	return &Node{Leader: l, Queue: q, Cache: cache, Server: srv, Indexer: indexer}, nil
+}
+
+// CacheReady is nil once the routing cache has loaded.
+func (n *Node) CacheReady() error {
+	select {
+	case <-n.Cache.Ready():
+		return nil
+	default:
+		return errCacheLoading
+	}
+}
+
+// Run runs every part until ctx ends or one fails.
+func (n *Node) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return n.Cache.Run(gctx) })
+	g.Go(func() error { return n.Leader.Run(gctx) })
+	g.Go(func() error { return n.Queue.Run(gctx) })
+	g.Go(func() error { return n.Server.Run(gctx) })
+	if n.Indexer != nil {
+		g.Go(func() error { return n.Indexer.Run(gctx) })
+	}
+	return g.Wait()
+}
