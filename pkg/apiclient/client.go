@@ -98,6 +98,10 @@ func (c *Client) Addr() string { return c.addr }
 // Close closes the connection.
 func (c *Client) Close() error { return c.conn.Close() }
 
+// Conn is the client's connection, carrying the bearer token and TLS, for
+// other stubs such as the router SDK (pkg/router).
+func (c *Client) Conn() grpc.ClientConnInterface { return c.conn }
+
 // unary applies the default deadline and names the address in transport
 // failures.
 func (c *Client) unary(timeout time.Duration) grpc.UnaryClientInterceptor {
