@@ -1,0 +1,56 @@
+package reship
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the capture side's Prometheus metrics (the shipping side's
+// are in package ship).
+type metrics struct {
+	txns        prometheus.Counter
+	rows        prometheus.Counter
+	events      prometheus.Counter
+	skippedTxns *prometheus.CounterVec
+	skippedRows *prometheus.CounterVec
+	lag         prometheus.Histogram
+	lastCommit  prometheus.Gauge
+	restarts    *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		txns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "drplane_reship_transactions_total",
+			Help: "Committed transactions read from the binlog (shipped or skipped).",
+		}),
+		rows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "drplane_reship_rows_total",
+			Help: "Changed rows put into ChangeEvents.",
+		}),
+		events: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "drplane_reship_events_total",
+			Help: "ChangeEvents built (one per transaction and shard).",
+		}),
+		skippedTxns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drplane_reship_skipped_transactions_total",
+			Help: "Transactions that shipped nothing, by reason: loop (applied by a collector), ddl, unmapped (no row of any keyspace).",
+		}, []string{"reason"}),
+		skippedRows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drplane_reship_skipped_rows_total",
+			Help: "Rows not shipped, by reason: unmapped (table outside every keyspace), bad_key (shard key missing, NULL or outside the map's key space).",
+		}, []string{"reason"}),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "drplane_reship_capture_lag_seconds",
+			Help:    "Capture time minus commit time of each transaction (the binlog's commit time has whole-second resolution).",
+			Buckets: []float64{0.5, 1, 2, 5, 10, 30, 60, 300, 1800},
+		}),
+		lastCommit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "drplane_reship_last_commit_timestamp_seconds",
+			Help: "Commit time (Unix seconds) of the last transaction captured; time() minus it is the capture lag while writes flow.",
+		}),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drplane_reship_syncer_restarts_total",
+			Help: "Binlog capture restarts from the checkpoint, by reason: master_change, stream_error, publish_error, error.",
+		}, []string{"reason"}),
+	}
+	reg.MustRegister(m.txns, m.rows, m.events, m.skippedTxns, m.skippedRows, m.lag, m.lastCommit, m.restarts)
+	return m
+}
