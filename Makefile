@@ -18,7 +18,7 @@ help: ## list targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: deps
-deps: deps-mariadb tools ## install what the build and tests need (MariaDB via apt-get, pinned tools via go install)
+deps: deps-mariadb deps-java tools ## install what the build and tests need (MariaDB, a JDK and Maven via apt-get, pinned tools via go install)
 
 .PHONY: deps-mariadb
 deps-mariadb: ## install MariaDB server and client if mariadbd is missing
@@ -28,6 +28,15 @@ deps-mariadb: ## install MariaDB server and client if mariadbd is missing
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mariadb-server mariadb-client >/dev/null; \
 	fi
 	@/usr/sbin/mariadbd --version 2>/dev/null || mariadbd --version
+
+.PHONY: deps-java
+deps-java: ## install a JDK and Maven if missing (for the test Elasticsearch node)
+	@if ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then \
+		echo "deps: installing a JDK and Maven"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq default-jdk-headless maven >/dev/null; \
+	fi
+	@java -version 2>&1 | head -1
 
 .PHONY: tools
 tools: ## install the pinned code generators and linters into .tools/
@@ -42,8 +51,13 @@ build: ## build every binary into ./bin
 	@echo "built: $(SERVICES) drctl drlab in ./bin"
 
 .PHONY: test
-test: deps-mariadb build ## install deps, then run unit and integration tests (real mariadbd, etcd, NATS)
+test: deps-mariadb deps-java build ## install deps, then run unit and integration tests (real mariadbd, etcd, NATS, Elasticsearch)
 	DRPLANE_BIN=$(BIN) $(GO) test $(TEST_FLAGS) $(PKGS)
+	GO=$(GO) scripts/test-es.sh
+
+.PHONY: test-es
+test-es: deps-java ## the Elasticsearch backends against a real single-node Elasticsearch (scripts/es-node.sh)
+	GO=$(GO) scripts/test-es.sh
 
 .PHONY: test-short
 test-short: ## skip the whole-lab end-to-end test
