@@ -43,6 +43,35 @@ const (
 // Mapping maps field names (dotted for nested objects) to their types.
 type Mapping map[string]FieldType
 
+// Extend returns cur with the fields of add it lacks, and whether any were
+// added. A field of add that cur has with another type is
+// ErrMappingConflict (index names the index in the error), and so is a
+// union that does not validate.
+func (m Mapping) Extend(index string, add Mapping) (Mapping, bool, error) {
+	union := Mapping{}
+	for f, t := range m {
+		union[f] = t
+	}
+	added := false
+	for f, t := range add {
+		old, ok := m[f]
+		switch {
+		case ok && old != t:
+			return nil, false, fmt.Errorf("%w: index %q field %q is %s, not %s", ErrMappingConflict, index, f, old, t)
+		case !ok:
+			union[f] = t
+			added = true
+		}
+	}
+	if !added {
+		return m, false, nil
+	}
+	if err := union.Validate(); err != nil {
+		return nil, false, fmt.Errorf("%w: index %q: %w", ErrMappingConflict, index, err)
+	}
+	return union, true, nil
+}
+
 // Validate checks the field names and types.
 func (m Mapping) Validate() error {
 	if len(m) == 0 {

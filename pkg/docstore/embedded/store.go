@@ -162,26 +162,9 @@ func (s *Store) EnsureIndex(ctx context.Context, name string, m docstore.Mapping
 
 	ix.wmu.Lock()
 	defer ix.wmu.Unlock()
-	union := docstore.Mapping{}
-	for f, t := range ix.m {
-		union[f] = t
-	}
-	added := false
-	for f, t := range m {
-		old, ok := ix.m[f]
-		switch {
-		case ok && old != t:
-			return fmt.Errorf("%w: index %q field %q is %s, not %s", docstore.ErrMappingConflict, name, f, old, t)
-		case !ok:
-			union[f] = t
-			added = true
-		}
-	}
-	if !added {
-		return nil
-	}
-	if err := union.Validate(); err != nil {
-		return fmt.Errorf("%w: index %q: %w", docstore.ErrMappingConflict, name, err)
+	union, added, err := ix.m.Extend(name, m)
+	if err != nil || !added {
+		return err
 	}
 	return s.rebuild(ctx, ix, union)
 }

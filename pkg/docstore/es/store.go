@@ -242,26 +242,9 @@ func (s *Store) create(ctx context.Context, index string, m docstore.Mapping) er
 
 // extend adds the fields of m missing from the index's current mapping.
 func (s *Store) extend(ctx context.Context, index string, cur, m docstore.Mapping) error {
-	union := docstore.Mapping{}
-	for f, t := range cur {
-		union[f] = t
-	}
-	added := false
-	for f, t := range m {
-		old, ok := cur[f]
-		switch {
-		case ok && old != t:
-			return fmt.Errorf("%w: index %q field %q is %s, not %s", docstore.ErrMappingConflict, index, f, old, t)
-		case !ok:
-			union[f] = t
-			added = true
-		}
-	}
-	if !added {
-		return nil
-	}
-	if err := union.Validate(); err != nil {
-		return fmt.Errorf("%w: index %q: %w", docstore.ErrMappingConflict, index, err)
+	union, added, err := cur.Extend(index, m)
+	if err != nil || !added {
+		return err
 	}
 	body, _ := json.Marshal(mappingBody(union))
 	r, err := s.do(ctx, http.MethodPut, "/"+index+"/_mapping", nil, body, false)
