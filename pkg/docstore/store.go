@@ -43,8 +43,8 @@ const (
 // Mapping maps field names (dotted for nested objects) to their types.
 type Mapping map[string]FieldType
 
-// Extend returns cur with the fields of add it lacks, and whether any were
-// added. A field of add that cur has with another type is
+// Extend returns m with the fields of add it lacks, and whether any were
+// added. A field of add that m has with another type is
 // ErrMappingConflict (index names the index in the error), and so is a
 // union that does not validate.
 func (m Mapping) Extend(index string, add Mapping) (Mapping, bool, error) {
