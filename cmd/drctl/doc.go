@@ -23,6 +23,12 @@
 //	                            changes, queued and applied by the leader
 //	drctl audit search [QUERY] [--since 1h] [--until T] [--actor A] [--action X] [--limit N] [--page-token T]
 //	                            audit events, newest first
+//	drctl repl status [--dc DC] replication per DC pair, ledger backlog per DC
+//	drctl repl request ORIGIN-DC:REQUEST-ID
+//	                            where one request is (the request ledger)
+//	drctl repl dlq list [--dc DC] [--origin DC] [--limit N] [--after SEQ]
+//	drctl repl dlq retry --dc DC (SEQ... | --all)
+//	                            dead letters, and putting them back
 //	drctl completion SHELL      shell completion script (bash, zsh, fish, powershell)
 //
 // Exit codes: 0 success; 1 the API or drctl itself failed; 2 usage error

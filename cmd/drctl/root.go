@@ -48,7 +48,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 func (a *app) rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "drctl",
-		Short: "Operate drplane: status, routing, shards, DC states, switchovers, failover history and kill switches",
+		Short: "Operate drplane: status, routing, shards, DC states, switchovers, failover history, kill switches and replication",
 		Long: `drctl talks to the drplane control API.
 
 The endpoint and token come from --api/--token, else DRPLANE_API/DRPLANE_TOKEN,
@@ -86,7 +86,7 @@ permission denied, 4 API unreachable.`,
 	}
 	_ = root.MarkPersistentFlagFilename("lab", "json")
 
-	root.AddCommand(a.statusCmd(), a.switchoverCmd(), a.failoversCmd(), a.killSwitchCmd(), a.routeCmd(), a.shardsCmd(), a.dcCmd(), a.auditCmd())
+	root.AddCommand(a.statusCmd(), a.switchoverCmd(), a.failoversCmd(), a.killSwitchCmd(), a.routeCmd(), a.shardsCmd(), a.dcCmd(), a.auditCmd(), a.replCmd())
 	return root
 }
 

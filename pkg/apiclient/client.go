@@ -54,6 +54,9 @@ type Client struct {
 	Evacuation drplanev1.EvacuationServiceClient
 	// Audit searches the audit log.
 	Audit drplanev1.AuditServiceClient
+	// Replication reports cross-DC replication, finds requests in the
+	// ledger and lists and retries dead letters.
+	Replication drplanev1.ReplicationServiceClient
 }
 
 // Dial returns a client for the API at o.Addr. The connection is made in
@@ -89,6 +92,7 @@ func Dial(ctx context.Context, o Options) (*Client, error) {
 	c.Shard = drplanev1.NewShardServiceClient(conn)
 	c.Evacuation = drplanev1.NewEvacuationServiceClient(conn)
 	c.Audit = drplanev1.NewAuditServiceClient(conn)
+	c.Replication = drplanev1.NewReplicationServiceClient(conn)
 	return c, nil
 }
 

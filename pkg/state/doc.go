@@ -10,4 +10,6 @@
 //	/status/<dc>/<cluster>/<instance>      InstanceStatus, on the observer's lease
 //	/masters/<dc>/<cluster>                MasterRecord, fenced
 //	/elections/<name>                      concurrency.Election prefixes
+//	/watermarks/<dc>/<origin>/<ks>/<shard> Watermark, by the DC's collector
+//	/repl/<dc>/<origin>                    ReplStats, on the collector's lease
 package state

@@ -56,16 +56,28 @@ func (l *Lab) serviceConfig(dc string, u unit, healthAddr string, api labfile.AP
 	case "coordinator":
 		c["api"] = map[string]any{"grpc_addr": api.GRPC, "http_addr": api.HTTP}
 		c["auth"] = map[string]any{"tokens": []map[string]any{{"name": "lab-admin", "role": "admin", "sha256": tokenHash}}}
-		// Each coordinator indexes every audit event into its own embedded store.
+		// Each coordinator indexes every audit event, and every DC's request
+		// ledger, into its own embedded store.
 		c["audit"] = map[string]any{"store": "embedded", "dir": filepath.Join(l.dir, "data", dc+"-coordinator-audit")}
+		// Its DC's NATS: the ledger streams of every DC (in their JetStream
+		// domains), its DC's reship for retries, the dead letters.
+		c["nats_url"] = l.nats.URL(dc)
 	case "haagent":
 		c["mysql"] = map[string]any{"user": users.AdminUser, "password": users.AdminPassword,
 			"repl_user": users.ReplUser, "repl_password": users.ReplPassword}
 		c["poll_interval"] = l.o.Config.PollInterval.String()
 		c["semi_sync_timeout"] = l.o.Config.SemiSyncTimeout.String()
-	case "reship", "collector":
+	case "reship":
+		// Binlog capture needs REPLICATION SLAVE only; the keyspaces come
+		// from the topology in etcd.
 		c["nats_url"] = l.nats.URL(dc)
-		c["mysql"] = map[string]any{"cluster": l.o.Config.Cluster, "user": users.AdminUser, "password": users.AdminPassword}
+		c["mysql"] = map[string]any{"cluster": l.o.Config.Cluster, "user": users.ReplUser, "password": users.ReplPassword}
+	case "collector":
+		// Applies as the application account, so a read-only (fenced)
+		// master refuses it like any client.
+		c["nats_url"] = l.nats.URL(dc)
+		c["mysql"] = map[string]any{"cluster": l.o.Config.Cluster, "database": "shop",
+			"user": appUser, "password": l.appPasswords[dc]}
 	default:
 		return nil, fmt.Errorf("unknown service %q", svc)
 	}

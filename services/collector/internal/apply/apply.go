@@ -231,6 +231,13 @@ func (a *Applier) consumeOnce(ctx context.Context) error {
 	seq := &sequencer{next: reset.ResetSeq, log: a.log}
 	if s, err := a.js.Stream(ctx, stream); err == nil {
 		seq.next = max(seq.next, s.CachedInfo().State.FirstSeq)
+		seq.stored = func(n uint64) (bool, error) {
+			_, err := s.GetMsg(ctx, n)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				return false, nil
+			}
+			return err == nil, err
+		}
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(a.o.BatchSize))
 	if err != nil {
@@ -269,12 +276,14 @@ func (a *Applier) consumeOnce(ctx context.Context) error {
 		// Redeliver from the first missing message, in order.
 		a.m.retries.WithLabelValues("gap").Inc()
 		a.log.Info().Uint64("from", seq.next).Msg("gap in delivery; resetting the consumer")
-		it.Stop()
+		// The same subscription goes on: a stopped one's last pull request
+		// would keep taking deliveries for a while on a server with
+		// leafnodes or gateways, and they would be lost to it.
 		if _, err := a.js.ResetConsumerToSequence(ctx, stream, ConsumerName, seq.next); err != nil {
 			return fmt.Errorf("reset consumer %s on %s to %d: %w", ConsumerName, stream, seq.next, err)
 		}
-		if it, err = cons.Messages(jetstream.PullMaxMessages(a.o.BatchSize)); err != nil {
-			return fmt.Errorf("consume %s: %w", stream, err)
+		if !sleep(ctx, minBackoff) {
+			return nil
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/drplane/drplane/pkg/embednats"
 	"github.com/drplane/drplane/pkg/topology"
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
 )
@@ -23,16 +24,17 @@ var (
 	ErrOptions         = errors.New("apply: invalid options")
 )
 
-// Header names the collector sets on the messages it publishes.
+// Header names the collector sets on the messages it publishes (see
+// package embednats, where the coordinator reads them too).
 const (
-	HeaderError     = "Drplane-Error"
-	HeaderOrigin    = "Drplane-Origin"
-	HeaderRequestID = "Drplane-Request-Id"
-	HeaderSubject   = "Drplane-Subject"
-	HeaderStream    = "Drplane-Stream"
-	HeaderSequence  = "Drplane-Stream-Seq"
+	HeaderError     = embednats.HeaderError
+	HeaderOrigin    = embednats.HeaderOrigin
+	HeaderRequestID = embednats.HeaderRequestID
+	HeaderSubject   = embednats.HeaderSubject
+	HeaderStream    = embednats.HeaderStream
+	HeaderSequence  = embednats.HeaderSequence
 	// HeaderDuplicate marks a copy made by the duplicate-delivery test hook.
-	HeaderDuplicate = "Drplane-Duplicate"
+	HeaderDuplicate = embednats.HeaderDuplicate
 )
 
 // item is one consumed message and what became of it.

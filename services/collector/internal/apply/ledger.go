@@ -3,6 +3,7 @@ package apply
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -100,8 +101,13 @@ func (l *ledger) publish(u *drplanev1.LedgerUpdate) {
 	msg := nats.NewMsg(embednats.LedgerSubject(l.dc) + "." + suffix)
 	msg.Data = data
 	// The same fact reported twice (a redelivered request) is stored once
-	// within the stream's dedup window.
-	msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s:%s:%s:%s", u.GetOriginDc(), u.GetRequestId(), suffix, u.GetDc()))
+	// within the stream's dedup window. A dead letter can recur after an
+	// operator's retry, so its time is part of its id.
+	id := fmt.Sprintf("%s:%s:%s:%s", u.GetOriginDc(), u.GetRequestId(), suffix, u.GetDc())
+	if u.GetKind() == drplanev1.LedgerUpdate_KIND_DEAD_LETTERED {
+		id += ":" + strconv.FormatInt(u.GetAt().AsTime().UnixNano(), 10)
+	}
+	msg.Header.Set(jetstream.MsgIDHeader, id)
 	if _, err := l.js.PublishMsgAsync(msg); err != nil {
 		l.m.ledgerErrors.Inc()
 		l.log.Debug().Err(err).Msg("ledger publish")

@@ -233,6 +233,32 @@ func TestSequencer(t *testing.T) {
 	assert.EqualValues(t, 22, s.next)
 }
 
+// TestSequencerKeepsStoredGap: a gap that every reset delivers the same way
+// is not skipped while the stream still holds its first message (its
+// deliveries went to a pull request nobody reads any more).
+func TestSequencerKeepsStoredGap(t *testing.T) {
+	held := true
+	s := &sequencer{next: 5, log: zerolog.Nop(), stored: func(seq uint64) (bool, error) {
+		assert.EqualValues(t, 5, seq)
+		return held, nil
+	}}
+	for range 3 * gapConfirmations {
+		keep, _, gap := s.filter(msgs(7, 8))
+		assert.Empty(t, keep)
+		assert.True(t, gap)
+		assert.EqualValues(t, 5, s.next)
+	}
+	// Once the stream no longer holds it, the gap is accepted.
+	held = false
+	for range gapConfirmations - 1 {
+		_, _, gap := s.filter(msgs(7, 8))
+		assert.True(t, gap)
+	}
+	keep, _, gap := s.filter(msgs(7, 8))
+	assert.Equal(t, []uint64{7, 8}, seqsOf(keep))
+	assert.False(t, gap)
+}
+
 func TestLedgerSuffixes(t *testing.T) {
 	for k, want := range map[drplanev1.LedgerUpdate_Kind]string{
 		drplanev1.LedgerUpdate_KIND_APPLIED: "applied", drplanev1.LedgerUpdate_KIND_DEAD_LETTERED: "dead_lettered",

@@ -7,7 +7,8 @@ import (
 
 // gapConfirmations is how many times a reset must deliver the same later
 // message first before the sequences in between count as deleted from the
-// stream rather than lost in transit.
+// stream rather than lost in transit; the stream must also no longer hold
+// the first of them (see sequencer.stored).
 const gapConfirmations = 3
 
 // sequencer keeps the apply in stream order, whatever JetStream redelivers
@@ -23,7 +24,10 @@ type sequencer struct {
 	// The last gap seen, and how many resets in a row ended at it.
 	gapFrom, gapTo uint64
 	gapSeen        int
-	log            zerolog.Logger
+	// stored, when set, reports whether the stream still holds a
+	// sequence: a gap is only accepted as deleted when it does not.
+	stored func(seq uint64) (bool, error)
+	log    zerolog.Logger
 }
 
 // filter splits fetched messages into those to apply (in order, next
@@ -45,6 +49,15 @@ func (s *sequencer) filter(msgs []jetstream.Msg) (keep, stale []jetstream.Msg, g
 		case seq > s.next:
 			if !s.confirmGap(seq) {
 				return keep, stale, true
+			}
+			if s.stored != nil {
+				if held, err := s.stored(s.next); err != nil || held {
+					// Not deleted: its delivery went astray (for example
+					// to a pull request of a stopped subscription); the
+					// reset will bring it.
+					s.gapSeen = 0
+					return keep, stale, true
+				}
 			}
 			s.log.Warn().Uint64("from", s.next).Uint64("to", seq-1).
 				Msg("inbound stream messages missing (deleted from the stream); going on after them")

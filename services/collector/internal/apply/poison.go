@@ -40,9 +40,11 @@ func (a *Applier) deadLetter(ctx context.Context, it *item) bool {
 	msg.Header.Set(HeaderSubject, it.msg.Subject())
 	msg.Header.Set(HeaderStream, embednats.InStream(a.o.DC))
 	msg.Header.Set(HeaderSequence, strconv.FormatUint(it.streamSeq(), 10))
-	// Dead-lettering the same request again (a crash before the ack) is
-	// stored once within the DLQ's dedup window.
-	dlqID := origin + ":" + rid
+	// Dead-lettering the same inbound message again (a crash before the
+	// ack) is stored once within the DLQ's dedup window; the same request
+	// failing again after an operator's retry arrives under a new inbound
+	// sequence and is stored again.
+	dlqID := fmt.Sprintf("%s:%s:%d", origin, rid, it.streamSeq())
 	if rid == "" {
 		dlqID = fmt.Sprintf("%s:%d", embednats.InStream(a.o.DC), it.streamSeq())
 	}

@@ -17,47 +17,13 @@ import (
 )
 
 // Watermark is the last request applied in a DC from one origin, keyspace
-// and shard, stored at /drplane/watermarks/<dc>/<origin>/<keyspace>/<shard>.
-// A shard's watermark only moves forward (by GTID sequence within a
-// domain), also when an old request is delivered again.
-type Watermark struct {
-	DC        string `json:"dc"`
-	Origin    string `json:"origin"`
-	Keyspace  string `json:"keyspace"`
-	Shard     int32  `json:"shard"`
-	RequestID string `json:"request_id"`
-	GTID      string `json:"gtid"`
-	// Position is the origin's binlog position after the request.
-	Position   string    `json:"position,omitempty"`
-	CommitTime time.Time `json:"commit_time"`
-	AppliedAt  time.Time `json:"applied_at"`
-}
+// and shard; the record type lives in package state.
+type Watermark = state.Watermark
 
 // Stats is one origin's replication into a DC as its collector sees it,
-// stored at /drplane/repl/<dc>/<origin> on the collector's lease and
-// rewritten every Options.StatsInterval.
-type Stats struct {
-	DC        string `json:"dc"`
-	Origin    string `json:"origin"`
-	Collector string `json:"collector"`
-	// Applied, Rows, Duplicates, Redelivered and DeadLettered count since
-	// the collector started.
-	Applied      uint64  `json:"applied"`
-	Rows         uint64  `json:"rows"`
-	EventsPerSec float64 `json:"events_per_sec"`
-	// LagP50Ms and LagP99Ms are over the requests applied in the last
-	// LagWindow (apply time − origin commit time); 0 when there were none.
-	LagP50Ms     float64 `json:"lag_p50_ms"`
-	LagP99Ms     float64 `json:"lag_p99_ms"`
-	Duplicates   uint64  `json:"duplicates"`
-	Redelivered  uint64  `json:"redelivered"`
-	DeadLettered uint64  `json:"dead_lettered"`
-	// Pending is the inbound stream's backlog for the whole DC (all
-	// origins): messages not yet delivered plus delivered and not acked.
-	Pending       uint64    `json:"pending"`
-	LastAppliedAt time.Time `json:"last_applied_at,omitzero"`
-	UpdatedAt     time.Time `json:"updated_at"`
-}
+// rewritten every Options.StatsInterval; the record type lives in package
+// state.
+type Stats = state.ReplStats
 
 // LagWindow is the span of the lag percentiles in Stats.
 const LagWindow = 10 * time.Second
@@ -111,13 +77,14 @@ func (p *progress) origin(name string) *originStats {
 	return o
 }
 
-// WatermarkKey is the etcd key of a watermark.
+// WatermarkKey is the etcd key of a watermark (state.Store.WatermarkKey).
 func WatermarkKey(st *state.Store, dc, origin, keyspace string, shard int32) string {
-	return st.Key("watermarks", dc, origin, keyspace, strconv.Itoa(int(shard)))
+	return st.WatermarkKey(dc, origin, keyspace, shard)
 }
 
-// StatsKey is the etcd key of an origin's statistics in dc.
-func StatsKey(st *state.Store, dc, origin string) string { return st.Key("repl", dc, origin) }
+// StatsKey is the etcd key of an origin's statistics in dc
+// (state.Store.ReplStatsKey).
+func StatsKey(st *state.Store, dc, origin string) string { return st.ReplStatsKey(dc, origin) }
 
 // record notes the outcome of a batch's items: applied now, found applied
 // before (both move the watermark), redelivered.

@@ -67,6 +67,15 @@ func TestConfigValidate(t *testing.T) {
 			mutate: func(c *coordinator.Config) { c.Audit.Dir = "" }},
 		{name: "audit in elasticsearch needs addresses", field: "audit.elasticsearch.addresses", msg: "at least one node URL",
 			mutate: func(c *coordinator.Config) { c.Audit.Store = "elasticsearch" }},
+		{name: "with NATS", mutate: func(c *coordinator.Config) { c.NATSURL = "nats://127.0.0.1:4222" }},
+		{name: "NATS URL without a host", field: "nats_url", msg: "not a nats://host:port URL",
+			mutate: func(c *coordinator.Config) { c.NATSURL = "127.0.0.1" }},
+		{name: "ledger retry too soon", field: "ledger.retry_after", msg: "out of range",
+			mutate: func(c *coordinator.Config) { c.Ledger.RetryAfter = time.Millisecond }},
+		{name: "ledger round too large", field: "ledger.max_per_round", msg: "out of range",
+			mutate: func(c *coordinator.Config) { c.Ledger.MaxPerRound = 5000 }},
+		{name: "ledger in the audit index", field: "ledger.index", msg: "the audit index",
+			mutate: func(c *coordinator.Config) { c.Ledger.Index = c.Audit.Index }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

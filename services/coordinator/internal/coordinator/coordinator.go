@@ -5,9 +5,15 @@ package coordinator
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
+	"net/url"
+	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 
 	"github.com/drplane/drplane/pkg/config"
@@ -15,6 +21,7 @@ import (
 	"github.com/drplane/drplane/pkg/mtls"
 	"github.com/drplane/drplane/services/coordinator/internal/auditlog"
 	"github.com/drplane/drplane/services/coordinator/internal/auth"
+	"github.com/drplane/drplane/services/coordinator/internal/ledger"
 )
 
 // Config is the coordinator's configuration.
@@ -28,6 +35,12 @@ type Config struct {
 	Ops    Ops    `yaml:"ops"`
 	// Audit is where the audit log is indexed and searched.
 	Audit auditlog.Config `yaml:"audit"`
+	// NATSURL is this DC's NATS server. Optional: without it the request
+	// ledger, its reconciler and the dead-letter calls are off (they answer
+	// UNAVAILABLE).
+	NATSURL string `yaml:"nats_url,omitempty"`
+	// Ledger configures the request ledger (in the audit store).
+	Ledger ledger.Config `yaml:"ledger"`
 }
 
 // Leader configures the coordinator leader election.
@@ -61,6 +74,7 @@ func DefaultConfig() *Config {
 		Leader: Leader{SessionTTL: 5 * time.Second},
 		Ops:    Ops{WaitTimeout: 10 * time.Second, Retention: 24 * time.Hour},
 		Audit:  auditlog.DefaultConfig(),
+		Ledger: ledger.DefaultConfig(),
 	}
 }
 
@@ -104,6 +118,17 @@ func (c *Config) Validate() error {
 	if err := c.Audit.Validate("audit"); err != nil {
 		return err
 	}
+	if c.NATSURL != "" {
+		if u, err := url.Parse(c.NATSURL); err != nil || u.Scheme == "" || u.Host == "" {
+			return config.Invalid("nats_url", "%q is not a nats://host:port URL", c.NATSURL)
+		}
+	}
+	if err := c.Ledger.Validate("ledger"); err != nil {
+		return err
+	}
+	if c.Ledger.Index == c.Audit.Index || c.Ledger.Index == c.Audit.MetaIndex() {
+		return config.Invalid("ledger.index", "%q is the audit index's name", c.Ledger.Index)
+	}
 	return nil
 }
 
@@ -111,6 +136,7 @@ func (c *Config) Validate() error {
 func (c *Config) Flags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.API.GRPCAddr, "grpc-addr", c.API.GRPCAddr, "gRPC listen address of the control API")
 	fs.StringVar(&c.API.HTTPAddr, "http-addr", c.API.HTTPAddr, "REST (grpc-gateway) listen address of the control API")
+	fs.StringVar(&c.NATSURL, "nats", c.NATSURL, "NATS URL of this DC (turns the request ledger and dead-letter calls on)")
 }
 
 // Spec is the service description handed to daemon.Main.
@@ -134,6 +160,14 @@ leader finishes what the old one left queued. Mutating calls, and calls
 refused as unauthenticated (rate-limited), are audited into the etcd outbox;
 every coordinator indexes the outbox into its audit store (audit.store:
 embedded or elasticsearch) and serves AuditService.SearchAudit from it.
+ReplicationService reports every DC pair's replication from the
+collectors' statistics in etcd; with nats_url set, the coordinator also
+indexes every DC's ledger stream into its request ledger (index
+ledger.index in the audit store; "where is request X?"), retries the
+requests captured in its own DC that stay unapplied for ledger.retry_after
+(asking its DC's reship to republish them; audited as replication.retry),
+and lists and retries any DC's dead letters. Without nats_url those calls
+answer UNAVAILABLE.
 EvacuationService answers UNIMPLEMENTED: evacuation and city failover
 workflows are NOT implemented yet.`,
 		Config:           cfg,
@@ -143,7 +177,19 @@ workflows are NOT implemented yet.`,
 	}
 }
 
+// errStarting is the readiness error until the API listens.
+var errStarting = errors.New("coordinator: starting")
+
 func run(ctx context.Context, cfg *Config, env *daemon.Env) error {
+	// Not ready before the API listens and the routing cache loaded.
+	var node atomic.Pointer[Node]
+	env.Health.AddReadiness("routes", func(context.Context) error {
+		n := node.Load()
+		if n == nil {
+			return errStarting
+		}
+		return n.CacheReady()
+	})
 	tlsCfg, err := cfg.API.TLS.Server()
 	if err != nil {
 		return err
@@ -157,15 +203,51 @@ func run(ctx context.Context, cfg *Config, env *daemon.Env) error {
 			env.Logger.Warn().Err(cerr).Msg("closing the audit store")
 		}
 	}()
+	var nc *nats.Conn
+	if cfg.NATSURL != "" {
+		if nc, err = connectNATS(cfg.NATSURL, "coordinator-"+cfg.DC, env.Logger); err != nil {
+			return err
+		}
+		defer nc.Close()
+	} else {
+		env.Logger.Warn().Msg("no nats_url: the request ledger, its reconciler and the dead-letter calls are off")
+	}
 	n, err := NewNode(NodeOptions{
 		Store: env.State, ID: env.Record.ID, GRPCAddr: cfg.API.GRPCAddr, HTTPAddr: cfg.API.HTTPAddr, TLS: tlsCfg,
 		Tokens: cfg.Auth.Tokens, LeaderTTL: cfg.Leader.SessionTTL, OpsWait: cfg.Ops.WaitTimeout, OpsRetention: cfg.Ops.Retention,
-		Audit:      AuditOptions{Docs: docs, Index: cfg.Audit.Index, Retention: cfg.Audit.OutboxRetention},
-		Registerer: env.Registry, Logger: env.Logger,
+		Audit:       AuditOptions{Docs: docs, Index: cfg.Audit.Index, Retention: cfg.Audit.OutboxRetention},
+		Replication: ReplicationOptions{NATS: nc, DC: cfg.DC, Ledger: cfg.Ledger},
+		Registerer:  env.Registry, Logger: env.Logger,
 	})
 	if err != nil {
 		return err
 	}
-	env.Health.AddReadiness("routes", func(context.Context) error { return n.CacheReady() })
+	node.Store(n)
 	return n.Run(ctx)
+}
+
+// connectNATS dials the DC's NATS and keeps reconnecting forever, also
+// when it cannot be reached at start: the control API does not wait for
+// NATS, only the replication tracking does.
+func connectNATS(addr, name string, log zerolog.Logger) (*nats.Conn, error) {
+	nc, err := nats.Connect(addr,
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+		nats.Timeout(2*time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn().Err(err).Msg("NATS disconnected")
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			log.Info().Str("url", c.ConnectedUrlRedacted()).Msg("NATS reconnected")
+		}),
+		nats.ConnectHandler(func(c *nats.Conn) {
+			log.Info().Str("url", c.ConnectedUrlRedacted()).Msg("NATS connected")
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: NATS %s: %w", addr, err)
+	}
+	return nc, nil
 }

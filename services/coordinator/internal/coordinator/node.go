@@ -6,6 +6,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
@@ -18,7 +19,9 @@ import (
 	"github.com/drplane/drplane/services/coordinator/internal/auth"
 	"github.com/drplane/drplane/services/coordinator/internal/control"
 	"github.com/drplane/drplane/services/coordinator/internal/leader"
+	"github.com/drplane/drplane/services/coordinator/internal/ledger"
 	"github.com/drplane/drplane/services/coordinator/internal/ops"
+	"github.com/drplane/drplane/services/coordinator/internal/repl"
 	"github.com/drplane/drplane/services/coordinator/internal/routes"
 	"github.com/drplane/drplane/services/coordinator/internal/server"
 )
@@ -43,6 +46,9 @@ type NodeOptions struct {
 	// Audit is the audit store; without one the coordinator neither
 	// indexes the outbox nor serves AuditService.
 	Audit AuditOptions
+	// Replication turns replication tracking on: the request ledger (in
+	// the audit store), its reconciler and the dead-letter calls.
+	Replication ReplicationOptions
 	// Registerer receives the coordinator's metrics; nil registers none.
 	Registerer prometheus.Registerer
 	Logger     zerolog.Logger
@@ -59,6 +65,20 @@ type AuditOptions struct {
 	Retention time.Duration
 }
 
+// ReplicationOptions say how the coordinator reaches NATS.
+type ReplicationOptions struct {
+	// NATS is a connection to this DC's NATS; the caller closes it after
+	// Run. Nil turns the ledger and the dead-letter calls off (they answer
+	// UNAVAILABLE); the replication status still reads etcd.
+	NATS *nats.Conn
+	// DC is this coordinator's DC: its reconciler retries the requests
+	// captured there.
+	DC string
+	// Ledger configures the ledger; zero fields take package ledger's
+	// defaults.
+	Ledger ledger.Config
+}
+
 // Node is one coordinator: the API server, the routing cache that answers
 // reads, the leader candidate, the operations queue and the audit indexer.
 type Node struct {
@@ -68,6 +88,8 @@ type Node struct {
 	Server *server.Server
 	// Indexer is nil without an audit store.
 	Indexer *auditlog.Indexer
+	// Ledger is nil without NATS or an audit store.
+	Ledger *ledger.Ledger
 }
 
 // NewNode builds a coordinator and binds its API ports.
@@ -110,18 +132,42 @@ func NewNode(o NodeOptions) (*Node, error) {
 		}
 		search = auditlog.NewSearch(o.Audit.Docs, o.Audit.Index)
 	}
+	led, err := newLedger(o)
+	if err != nil {
+		return nil, err
+	}
+	replOpts := repl.Options{Store: o.Store, NATS: o.Replication.NATS, Source: o.ID, Logger: o.Logger, Now: o.Now}
+	if led != nil {
+		replOpts.Ledger = led
+	}
+	replication := repl.New(replOpts)
 	srv := server.New(server.Options{
 		GRPCAddr: o.GRPCAddr, HTTPAddr: o.HTTPAddr, TLS: o.TLS, Auth: authn,
 		Topology: &control.Topology{Store: o.Store}, Failover: failover, Shards: shards, Evacuation: control.Evacuation{},
-		Audit:         search,
-		PreAuth:       []grpc.UnaryServerInterceptor{unauth.Unary(), failover.AuditDenied(authn), shards.AuditDenied(authn)},
+		Audit: search, Replication: replication,
+		PreAuth: []grpc.UnaryServerInterceptor{
+			unauth.Unary(), failover.AuditDenied(authn), shards.AuditDenied(authn), replication.AuditDenied(authn),
+		},
 		PreAuthStream: []grpc.StreamServerInterceptor{unauth.Stream()},
 		Logger:        o.Logger,
 	})
 	if err := srv.Listen(); err != nil {
 		return nil, err
 	}
-	return &Node{Leader: l, Queue: q, Cache: cache, Server: srv, Indexer: indexer}, nil
+	return &Node{Leader: l, Queue: q, Cache: cache, Server: srv, Indexer: indexer, Ledger: led}, nil
+}
+
+// newLedger builds the request ledger when the coordinator has both NATS
+// and a document store; nil otherwise.
+func newLedger(o NodeOptions) (*ledger.Ledger, error) {
+	if o.Replication.NATS == nil || o.Audit.Docs == nil {
+		return nil, nil
+	}
+	return ledger.New(ledger.Options{
+		Store: o.Store, Docs: o.Audit.Docs, NATS: o.Replication.NATS, DC: o.Replication.DC, ID: o.ID,
+		Config: o.Replication.Ledger, Registerer: o.Registerer,
+		Logger: o.Logger.With().Str("component", "ledger").Logger(), Now: o.Now,
+	})
 }
 
 // CacheReady is nil once the routing cache has loaded.
@@ -143,6 +189,9 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { return n.Server.Run(gctx) })
 	if n.Indexer != nil {
 		g.Go(func() error { return n.Indexer.Run(gctx) })
+	}
+	if n.Ledger != nil {
+		g.Go(func() error { return n.Ledger.Run(gctx) })
 	}
 	return g.Wait()
 }

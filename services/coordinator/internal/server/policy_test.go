@@ -18,7 +18,7 @@ func TestPolicyCoversEveryMethod(t *testing.T) {
 	for _, sd := range []grpc.ServiceDesc{
 		drplanev1.TopologyService_ServiceDesc, drplanev1.FailoverService_ServiceDesc,
 		drplanev1.ShardService_ServiceDesc, drplanev1.EvacuationService_ServiceDesc,
-		drplanev1.AuditService_ServiceDesc,
+		drplanev1.AuditService_ServiceDesc, drplanev1.ReplicationService_ServiceDesc,
 	} {
 		for _, m := range sd.Methods {
 			name := "/" + sd.ServiceName + "/" + m.MethodName
@@ -40,4 +40,8 @@ func TestPolicyCoversEveryMethod(t *testing.T) {
 	assert.Equal(t, auth.RoleAdmin, p[drplanev1.ShardService_SetDCState_FullMethodName])
 	assert.Equal(t, auth.RoleOperator, p[drplanev1.EvacuationService_Evacuate_FullMethodName])
 	assert.Equal(t, auth.RoleViewer, p[drplanev1.AuditService_SearchAudit_FullMethodName])
+	assert.Equal(t, auth.RoleViewer, p[drplanev1.ReplicationService_GetReplicationStatus_FullMethodName])
+	assert.Equal(t, auth.RoleViewer, p[drplanev1.ReplicationService_GetRequest_FullMethodName])
+	assert.Equal(t, auth.RoleViewer, p[drplanev1.ReplicationService_ListDeadLetters_FullMethodName])
+	assert.Equal(t, auth.RoleOperator, p[drplanev1.ReplicationService_RetryDeadLetters_FullMethodName])
 }

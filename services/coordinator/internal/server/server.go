@@ -43,6 +43,8 @@ type Options struct {
 	Evacuation drplanev1.EvacuationServiceServer
 	// Audit, when non-nil, serves AuditService.
 	Audit drplanev1.AuditServiceServer
+	// Replication, when non-nil, serves ReplicationService.
+	Replication drplanev1.ReplicationServiceServer
 	// PreAuth are unary interceptors that run after the error mapping and
 	// before authentication, e.g. to audit refused calls.
 	PreAuth []grpc.UnaryServerInterceptor
@@ -107,6 +109,11 @@ func Policy() map[string]auth.Role {
 		drplanev1.EvacuationService_Restore_FullMethodName:  auth.RoleOperator,
 
 		drplanev1.AuditService_SearchAudit_FullMethodName: auth.RoleViewer,
+
+		drplanev1.ReplicationService_GetReplicationStatus_FullMethodName: auth.RoleViewer,
+		drplanev1.ReplicationService_GetRequest_FullMethodName:           auth.RoleViewer,
+		drplanev1.ReplicationService_ListDeadLetters_FullMethodName:      auth.RoleViewer,
+		drplanev1.ReplicationService_RetryDeadLetters_FullMethodName:     auth.RoleOperator,
 	}
 }
 
@@ -142,6 +149,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		if s.o.Audit != nil {
 			drplanev1.RegisterAuditServiceServer(srv, s.o.Audit)
+		}
+		if s.o.Replication != nil {
+			drplanev1.RegisterReplicationServiceServer(srv, s.o.Replication)
 		}
 		return srv
 	}
@@ -184,6 +194,11 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	if s.o.Audit != nil {
 		if err := drplanev1.RegisterAuditServiceHandlerClient(ctx, gw, drplanev1.NewAuditServiceClient(conn)); err != nil {
+			return err
+		}
+	}
+	if s.o.Replication != nil {
+		if err := drplanev1.RegisterReplicationServiceHandlerClient(ctx, gw, drplanev1.NewReplicationServiceClient(conn)); err != nil {
 			return err
 		}
 	}
