@@ -194,6 +194,25 @@ func TestLabUpStatusDown(t *testing.T) {
 	master := open(dc.MySQL[0].Addr)
 	_, err = master.Exec("INSERT INTO orders (id, user_id, amount_cents, note) VALUES (1, 42, 1999, 'e2e')")
 	require.NoError(t, err)
+
+	// The row crosses to the other DCs (reship → NATS → collector), and
+	// drctl repl status reports the pairs.
+	for _, other := range lab.DCs[1:] {
+		cfg := mysql.NewConfig()
+		cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = other.AppUser, other.AppPassword, "tcp", other.MySQL[0].Addr, "shop"
+		c, err := mysql.NewConnector(cfg)
+		require.NoError(t, err)
+		db := sql.OpenDB(c)
+		t.Cleanup(func() { _ = db.Close() })
+		require.Eventually(t, func() bool {
+			var note string
+			return db.QueryRow("SELECT note FROM orders WHERE id = 1").Scan(&note) == nil && note == "e2e"
+		}, 30*time.Second, 20*time.Millisecond, "row never reached %s", other.Name)
+	}
+	require.Eventually(t, func() bool {
+		out, _, code := drctl(t, bin, labJSON, "repl", "status", "-o", "json")
+		return code == 0 && strings.Contains(out, "dc-a1") && strings.Contains(out, "dc-b1")
+	}, 15*time.Second, 200*time.Millisecond, "drctl repl status")
 	for _, r := range dc.MySQL[1:] {
 		db := open(r.Addr)
 		require.Eventually(t, func() bool {
