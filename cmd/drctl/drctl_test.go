@@ -46,6 +46,15 @@ func (f *fakeAPI) GetStatus(_ context.Context, req *drplanev1.GetStatusRequest) 
 	return nil, apierr.InvalidArgument("dc", `unknown DC "`+req.GetDc()+`"`)
 }
 
+// GetTopology answers with the DCs of the status fixture (for completion).
+func (f *fakeAPI) GetTopology(context.Context, *drplanev1.GetTopologyRequest) (*drplanev1.GetTopologyResponse, error) {
+	t := &drplanev1.Topology{}
+	for _, dc := range f.status.GetDcs() {
+		t.Dcs = append(t.Dcs, &drplanev1.DataCenter{Name: dc.GetName()})
+	}
+	return &drplanev1.GetTopologyResponse{Topology: t}, nil
+}
+
 func checkToken(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	switch strings.Join(md.Get("authorization"), ",") {

@@ -226,20 +226,11 @@ func (a *app) completeClusters(cmd *cobra.Command, args []string, _ string) ([]s
 	if len(args) > 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), 3*time.Second)
-	defer cancel()
-	c, err := a.dial(ctx)
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	defer c.Close()
-	resp, err := c.Topology.GetTopology(ctx, &drplanev1.GetTopologyRequest{})
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	names := make([]string, 0, len(resp.GetTopology().GetClusters()))
-	for _, cl := range resp.GetTopology().GetClusters() {
-		names = append(names, cl.GetDc()+"/"+cl.GetName())
-	}
-	return names, cobra.ShellCompDirectiveNoFileComp
+	return a.topologyNames(cmd, func(t *drplanev1.Topology) []string {
+		var names []string
+		for _, cl := range t.GetClusters() {
+			names = append(names, cl.GetDc()+"/"+cl.GetName())
+		}
+		return names
+	})
 }

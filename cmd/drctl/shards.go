@@ -297,22 +297,13 @@ func (a *app) completeKeyspaceArg(cmd *cobra.Command, args []string, _ string) (
 	if len(args) > 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), 3*time.Second)
-	defer cancel()
-	c, err := a.dial(ctx)
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	defer c.Close()
-	resp, err := c.Topology.GetTopology(ctx, &drplanev1.GetTopologyRequest{})
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	names := make([]string, 0, len(resp.GetTopology().GetKeyspaces()))
-	for _, ks := range resp.GetTopology().GetKeyspaces() {
-		names = append(names, ks.GetName())
-	}
-	return names, cobra.ShellCompDirectiveNoFileComp
+	return a.topologyNames(cmd, func(t *drplanev1.Topology) []string {
+		var names []string
+		for _, ks := range t.GetKeyspaces() {
+			names = append(names, ks.GetName())
+		}
+		return names
+	})
 }
 
 // completeShardStateArgs completes KEYSPACE SHARD STATE.

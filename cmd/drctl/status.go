@@ -43,6 +43,18 @@ service processes registered in the DC.`,
 
 // completeDCs offers the DC names the API knows, when it can be reached.
 func (a *app) completeDCs(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
+	return a.topologyNames(cmd, func(t *drplanev1.Topology) []string {
+		var names []string
+		for _, d := range t.GetDcs() {
+			names = append(names, d.GetName())
+		}
+		return names
+	})
+}
+
+// topologyNames offers the names pick takes from the API's topology, when
+// the API can be reached; nothing otherwise.
+func (a *app) topologyNames(cmd *cobra.Command, pick func(*drplanev1.Topology) []string) ([]string, cobra.ShellCompDirective) {
 	ctx, cancel := context.WithTimeout(cmd.Context(), 3*time.Second)
 	defer cancel()
 	c, err := a.dial(ctx)
@@ -50,13 +62,9 @@ func (a *app) completeDCs(cmd *cobra.Command, _ []string, _ string) ([]string, c
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
 	defer c.Close()
-	resp, err := c.Topology.GetStatus(ctx, &drplanev1.GetStatusRequest{})
+	resp, err := c.Topology.GetTopology(ctx, &drplanev1.GetTopologyRequest{})
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	names := make([]string, 0, len(resp.GetDcs()))
-	for _, d := range resp.GetDcs() {
-		names = append(names, d.GetName())
-	}
-	return names, cobra.ShellCompDirectiveNoFileComp
+	return pick(resp.GetTopology()), cobra.ShellCompDirectiveNoFileComp
 }
