@@ -153,3 +153,17 @@ func errorAs(err error) (*Error, bool) {
 	}
 	return nil, false
 }
+
+// Describe renders err with its catalog code, the way audit events and
+// logs record API errors: an *Error as itself, a gRPC status carrying an
+// ErrorInfo as "REASON: message", anything else as its text.
+func Describe(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Error()
+	}
+	if e, ok := FromError(err); ok {
+		return Reason(e.Code) + ": " + e.Message
+	}
+	return err.Error()
+}

@@ -83,10 +83,10 @@ func (a *auditor) finish(ctx context.Context, ev *audit.Event, err error) {
 		ev.Outcome = audit.OutcomeOK
 	case apierr.Is(err, drplanev1.ErrorCode_ERROR_CODE_PERMISSION_DENIED):
 		ev.Outcome = audit.OutcomeDenied
-		ev.Error = errorText(err)
+		ev.Error = apierr.Describe(err)
 	default:
 		ev.Outcome = audit.OutcomeFailed
-		ev.Error = errorText(err)
+		ev.Error = apierr.Describe(err)
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
 	defer cancel()
@@ -111,18 +111,6 @@ func (a *auditor) queueError(ctx context.Context, who string, req any, err error
 		a.finish(ctx, a.newEvent(who, req), err)
 	}
 	return err
-}
-
-// errorText is the audited form of err: the API error with its code.
-func errorText(err error) string {
-	var e *apierr.Error
-	if errors.As(err, &e) {
-		return e.Error()
-	}
-	if e, ok := apierr.FromError(err); ok {
-		return apierr.Reason(e.Code) + ": " + e.Message
-	}
-	return err.Error()
 }
 
 // deniedInterceptor returns a unary server interceptor that writes a DENIED

@@ -2,7 +2,6 @@ package repl
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -69,9 +68,9 @@ func (a *auditor) finish(ctx context.Context, ev *audit.Event, err error, failed
 	ev.Time = now.UTC()
 	switch {
 	case err != nil && apierr.Is(err, drplanev1.ErrorCode_ERROR_CODE_PERMISSION_DENIED):
-		ev.Outcome, ev.Error = audit.OutcomeDenied, errorText(err)
+		ev.Outcome, ev.Error = audit.OutcomeDenied, apierr.Describe(err)
 	case err != nil:
-		ev.Outcome, ev.Error = audit.OutcomeFailed, errorText(err)
+		ev.Outcome, ev.Error = audit.OutcomeFailed, apierr.Describe(err)
 	case failed != "":
 		ev.Outcome, ev.Error = audit.OutcomeFailed, failed
 	default:
@@ -83,18 +82,6 @@ func (a *auditor) finish(ctx context.Context, ev *audit.Event, err error, failed
 		a.log.Error().Err(perr).Str("action", ev.Action).Str("target", ev.Target).Str("actor", ev.Actor).
 			Str("outcome", ev.Outcome).Msg("audit event not written")
 	}
-}
-
-// errorText is the audited form of err: the API error with its code.
-func errorText(err error) string {
-	var e *apierr.Error
-	if errors.As(err, &e) {
-		return e.Error()
-	}
-	if e, ok := apierr.FromError(err); ok {
-		return apierr.Reason(e.Code) + ": " + e.Message
-	}
-	return err.Error()
 }
 
 // AuditDenied returns a unary server interceptor that audits
