@@ -12,6 +12,10 @@ SERVICES  := coordinator haagent reship collector
 # Every package of every workspace module.
 PKGS      := github.com/drplane/drplane/...
 TEST_FLAGS ?= -count=1 -timeout 20m
+# The Helm chart's tests: a module of its own, outside go.work (Helm's
+# Kubernetes dependencies need a newer etcd than the workspace pins), so
+# GOWORK=off. DRPLANE_BIN lets them run the service binaries' --check-config.
+CHART_TEST := cd deploy/charttest && DRPLANE_BIN=$(BIN) GOWORK=off $(GO) test $(TEST_FLAGS) ./...
 
 .PHONY: help
 help: ## list targets
@@ -51,9 +55,14 @@ build: ## build every binary into ./bin
 	@echo "built: $(SERVICES) drctl drlab in ./bin"
 
 .PHONY: test
-test: deps-mariadb deps-java build ## install deps, then run unit and integration tests (real mariadbd, etcd, NATS, Elasticsearch)
+test: deps-mariadb deps-java build ## install deps, then run unit and integration tests (real mariadbd, etcd, NATS, Elasticsearch) and the chart tests
 	DRPLANE_BIN=$(BIN) $(GO) test $(TEST_FLAGS) $(PKGS)
 	GO=$(GO) scripts/test-es.sh
+	$(CHART_TEST)
+
+.PHONY: test-charts
+test-charts: build ## the Helm chart's tests (deploy/charttest): lint, render per DC, strict decoding, service configs
+	$(CHART_TEST)
 
 .PHONY: test-es
 test-es: deps-java ## the Elasticsearch backends against a real single-node Elasticsearch (scripts/es-node.sh)
@@ -64,8 +73,9 @@ test-short: ## skip the whole-lab end-to-end test
 	$(GO) test -short -count=1 $(PKGS)
 
 .PHONY: lint
-lint: tools ## golangci-lint v2 over every module
+lint: tools ## golangci-lint v2 over every module (and deploy/charttest)
 	@for m in $(MODULES); do echo "lint: $$m"; (cd $$m && $(TOOLS)/golangci-lint run --config $(CURDIR)/.golangci.yml ./...) || exit 1; done
+	@echo "lint: deploy/charttest"; cd deploy/charttest && GOWORK=off $(TOOLS)/golangci-lint run --config $(CURDIR)/.golangci.yml ./...
 
 .PHONY: proto
 proto: ## regenerate the API code from proto/
