@@ -19,6 +19,7 @@ import (
 	"github.com/drplane/drplane/pkg/audit"
 	"github.com/drplane/drplane/pkg/docstore"
 	"github.com/drplane/drplane/pkg/state"
+	"github.com/drplane/drplane/services/coordinator/internal/retry"
 )
 
 // Errors of the indexer.
@@ -182,7 +183,7 @@ func (ix *Indexer) ensureIndexes(ctx context.Context) error {
 			return nil
 		case errors.Is(err, docstore.ErrUnavailable):
 			ix.fail(stageEnsure, err, "audit store unavailable; retrying")
-			b.wait(ctx)
+			b.Wait(ctx)
 		default:
 			ix.fail(stageEnsure, err, "cannot create the audit index")
 			return fmt.Errorf("auditlog: ensure index %s: %w", ix.o.Index, err)
@@ -204,7 +205,7 @@ func (ix *Indexer) follow(ctx context.Context) error {
 		if err != nil {
 			if ctx.Err() == nil {
 				ix.o.Logger.Warn().Err(err).Int64("checkpoint", cp.Revision).Msg("audit outbox listing failed; retrying")
-				b.wait(ctx)
+				b.Wait(ctx)
 			}
 			continue
 		}
@@ -216,9 +217,9 @@ func (ix *Indexer) follow(ctx context.Context) error {
 		case ctx.Err() != nil:
 		case err != nil:
 			ix.o.Logger.Warn().Err(err).Int64("checkpoint", cp.Revision).Msg("audit outbox watch ended; listing again")
-			b.wait(ctx)
+			b.Wait(ctx)
 		default:
-			b.reset()
+			b.Reset()
 		}
 	}
 	return nil
@@ -227,7 +228,7 @@ func (ix *Indexer) follow(ctx context.Context) error {
 // loadCheckpoint reads this coordinator's checkpoint, retrying while the
 // store is unavailable; a missing one is revision 0. The error is the
 // context's.
-func (ix *Indexer) loadCheckpoint(ctx context.Context, b *backoff) (checkpoint, error) {
+func (ix *Indexer) loadCheckpoint(ctx context.Context, b *retry.Backoff) (checkpoint, error) {
 	for {
 		raw, err := ix.o.Docs.Get(ctx, ix.meta, ix.o.ID)
 		var cp checkpoint
@@ -246,7 +247,7 @@ func (ix *Indexer) loadCheckpoint(ctx context.Context, b *backoff) (checkpoint, 
 			return cp, ctx.Err()
 		}
 		ix.fail(stageCheckpoint, err, "cannot read the audit checkpoint; retrying")
-		b.wait(ctx)
+		b.Wait(ctx)
 	}
 }
 

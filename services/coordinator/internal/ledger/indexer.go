@@ -34,7 +34,7 @@ func (l *Ledger) follow(ctx context.Context, dc string) {
 			return
 		}
 		if progressed {
-			b.reset()
+			b.Reset()
 			failing = false
 		}
 		// The first failure of a run is a warning; while the DC stays
@@ -43,9 +43,9 @@ func (l *Ledger) follow(ctx context.Context, dc string) {
 		if !failing {
 			ev = log.Warn()
 		}
-		ev.Err(err).Dur("retry_in", b.cur).Msg("ledger stream not readable; retrying")
+		ev.Err(err).Dur("retry_in", b.Next()).Msg("ledger stream not readable; retrying")
 		failing = true
-		b.wait(ctx)
+		b.Wait(ctx)
 	}
 }
 
@@ -167,7 +167,7 @@ func (l *Ledger) indexRetrying(ctx context.Context, dc string, facts []fact) err
 			return ctx.Err()
 		}
 		l.fail(stageBulk, err, "ledger facts not indexed; retrying")
-		b.wait(ctx)
+		b.Wait(ctx)
 	}
 }
 

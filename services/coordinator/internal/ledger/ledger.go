@@ -17,6 +17,7 @@ import (
 	"github.com/drplane/drplane/pkg/docstore"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/pkg/topology"
+	"github.com/drplane/drplane/services/coordinator/internal/retry"
 )
 
 // ErrInvalidOptions means Options lack something required.
@@ -189,7 +190,7 @@ func (l *Ledger) ensureIndex(ctx context.Context) error {
 			return nil
 		case errors.Is(err, docstore.ErrUnavailable):
 			l.fail(stageEnsure, err, "ledger store unavailable; retrying")
-			b.wait(ctx)
+			b.Wait(ctx)
 		default:
 			l.fail(stageEnsure, err, "cannot create the ledger index")
 			return fmt.Errorf("ledger: ensure index %s: %w", l.o.Config.Index, err)
@@ -231,7 +232,7 @@ func (l *Ledger) followTopology(ctx context.Context) error {
 		if err != nil {
 			if ctx.Err() == nil {
 				l.o.Logger.Warn().Err(err).Msg("ledger: cannot read the topology; retrying")
-				sleep(ctx, topologyRetry)
+				retry.Sleep(ctx, topologyRetry)
 			}
 			continue
 		}
@@ -242,7 +243,7 @@ func (l *Ledger) followTopology(ctx context.Context) error {
 			}
 		}
 		// The watch broke (or ctx ended): read again after a pause.
-		sleep(ctx, topologyRetry)
+		retry.Sleep(ctx, topologyRetry)
 	}
 	return nil
 }
@@ -266,30 +267,4 @@ func (l *Ledger) fail(stage string, err error, msg string) {
 	l.o.Logger.Warn().Err(err).Str("stage", stage).Msg(msg)
 }
 
-// backoff is a doubling wait between retries.
-type backoff struct {
-	lo, hi, cur time.Duration
-}
-
-func (l *Ledger) backoff() *backoff {
-	return &backoff{lo: l.o.MinBackoff, hi: l.o.MaxBackoff, cur: l.o.MinBackoff}
-}
-
-// wait sleeps for the current delay (or until ctx ends) and doubles it.
-func (b *backoff) wait(ctx context.Context) {
-	sleep(ctx, b.cur)
-	b.cur = min(2*b.cur, b.hi)
-}
-
-// reset goes back to the shortest delay.
-func (b *backoff) reset() { b.cur = b.lo }
-
-// sleep waits for d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}
+func (l *Ledger) backoff() *retry.Backoff { return retry.New(l.o.MinBackoff, l.o.MaxBackoff) }
