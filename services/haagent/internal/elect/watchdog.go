@@ -138,6 +138,15 @@ func (t *term) supervise(ctx context.Context, sess *concurrency.Session, leadDon
 				}
 			}
 		case <-sessDone:
+			if !t.spp {
+				// The client closes the keepalive after a TTL without answers;
+				// that also happens when quorum was lost just before the
+				// watchdog's tick could tell. Ask etcd before calling the
+				// lease lost.
+				if v, _ := t.probe(ctx, t.tm.window()); v == noQuorum {
+					t.setSPP(true)
+				}
+			}
 			if t.spp {
 				// The client gave the keepalive up after a TTL without answers, as it
 				// does while etcd has no quorum; keepAlive subscribes again and the
