@@ -3,6 +3,7 @@ package repl
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -138,10 +139,12 @@ func TestReplication(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Second)
-		if n, _ := b.dedupCount(ctx, dcB1, dcA1); n != before {
-			t.Fatalf("dc-b1 applied %d requests with its collector dead", n-before)
-		}
+		hold(t, time.Second, func() error {
+			if n, _ := b.dedupCount(ctx, dcB1, dcA1); n != before {
+				return fmt.Errorf("dc-b1 applied %d requests with its collector dead", n-before)
+			}
+			return nil
+		})
 		b1.collector.start()
 		ra := la.wait(t)
 		t.Logf("dc-a1 load: %s", ra)
@@ -284,6 +287,26 @@ func (b *bed) dedupCount(ctx context.Context, target, origin string) (int, error
 	var n int
 	err := b.dcs[target].app().QueryRowContext(ctx, "SELECT COUNT(*) FROM "+dedupTable+" WHERE origin_dc = ?", origin).Scan(&n)
 	return n, err
+}
+
+// hold samples check every pollEvery for d, failing at the first error:
+// an invariant that must hold the whole time.
+func hold(t testing.TB, d time.Duration, check func() error) {
+	t.Helper()
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	end := time.NewTimer(d)
+	defer end.Stop()
+	for {
+		if err := check(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-end.C:
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // waitFor polls check until it holds or timeout passes.

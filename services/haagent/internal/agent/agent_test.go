@@ -2,6 +2,8 @@ package agent_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -98,9 +100,13 @@ func TestPausedMasterIsFenced(t *testing.T) {
 	}()
 	rec := masterChanged(t, e, old.Name(), 20*time.Second)
 	t.Logf("SIGSTOP → new master record (%s): %s", rec.Instance, time.Since(paused))
-	// Stay paused past the election TTL, then send a write on the old
-	// connection: it sits in the socket until the process resumes.
-	time.Sleep(max(0, 2*time.Second-time.Since(paused))) // the pause length is the scenario, not a wait for a condition
+	// Stay paused until the failover is finished (the new master serves),
+	// then send a write on the old connection: it sits in the socket until
+	// the process resumes.
+	hatest.Poll(t, 20*time.Second, "the failover finished", func() bool {
+		recs := failovers(t, e)
+		return len(recs) > 0 && recs[len(recs)-1].Done()
+	})
 	inflight := make(chan error, 1)
 	go func() {
 		_, err := conn.ExecContext(context.Background(), "INSERT INTO "+hatest.Table+" (id) VALUES (1000002)")
@@ -120,9 +126,11 @@ func TestPausedMasterIsFenced(t *testing.T) {
 		ro, err := readOnly(old)
 		return err == nil && ro
 	})
+	// New connections (the fence killed the pool's idle ones).
+	fresh := e.AppDB(old.Addr(), 3*time.Second)
 	for i := range 5 {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		_, err := oldDB.ExecContext(ctx, "INSERT INTO "+hatest.Table+" (id) VALUES (?)", 2000000+i)
+		_, err := fresh.ExecContext(ctx, "INSERT INTO "+hatest.Table+" (id) VALUES (?)", 2000000+i)
 		cancel()
 		require.Error(t, err, "the fenced master accepted an app write")
 		assert.True(t, mysqld.IsReadOnly(err), "want 1290, got %v", err)
@@ -161,12 +169,12 @@ func TestAntiFlapHoldsSecondFailover(t *testing.T) {
 		return len(recs) == 1 && recs[0].Done()
 	})
 	require.NoError(t, e.Instance(rec.Instance).Kill())
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) {
-		now, _ := e.Master()
-		require.Equal(t, rec.Instance, now.Instance, "failed over again inside the anti-flap window")
-		time.Sleep(100 * time.Millisecond) // sampling interval of an invariant that must hold throughout
-	}
+	hatest.Hold(t, 2*time.Second, 100*time.Millisecond, func() error {
+		if now, _ := e.Master(); now.Instance != rec.Instance {
+			return fmt.Errorf("failed over again inside the anti-flap window, to %s", now.Instance)
+		}
+		return nil
+	})
 	assert.Len(t, failovers(t, e), 1)
 }
 
@@ -199,13 +207,15 @@ func TestUnreachableMasterNoFailover(t *testing.T) {
 	})
 	// Hold the cut for several detection cycles; the replicas keep
 	// replicating from the master all along.
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		after, _ := e.Master()
-		require.Equal(t, before.Instance, after.Instance, "failed over on one observer's view")
-		require.True(t, replicatesFrom(e, e.DB.Replicas[0], e.DB.Master.Addr()))
-		time.Sleep(100 * time.Millisecond) // sampling interval of an invariant that must hold throughout
-	}
+	hatest.Hold(t, 3*time.Second, 100*time.Millisecond, func() error {
+		if after, _ := e.Master(); after.Instance != before.Instance {
+			return fmt.Errorf("failed over on one observer's view, to %s", after.Instance)
+		}
+		if !replicatesFrom(e, e.DB.Replicas[0], e.DB.Master.Addr()) {
+			return errors.New("the replica stopped replicating from the master")
+		}
+		return nil
+	})
 	assert.Empty(t, failovers(t, e))
 	ro, err := readOnly(e.DB.Master)
 	require.NoError(t, err)
@@ -228,13 +238,16 @@ func TestQuorumLossNoPromotion(t *testing.T) {
 	hatest.Poll(t, 10*time.Second, "single-point-primary mode", func() bool { return l.a.Elector().SinglePointPrimary() })
 	base := w.Acked()
 	// Three election TTLs without quorum: writes keep being acknowledged.
-	deadline := lost.Add(6 * time.Second)
-	for time.Now().Before(deadline) {
+	hatest.Hold(t, max(0, 6*time.Second-time.Since(lost)), 200*time.Millisecond, func() error {
 		ro, err := readOnly(e.DB.Master)
-		require.NoError(t, err)
-		require.False(t, ro, "the master was fenced without quorum")
-		time.Sleep(200 * time.Millisecond) // sampling interval of an invariant that must hold throughout
-	}
+		switch {
+		case err != nil:
+			return err
+		case ro:
+			return errors.New("the master was fenced without quorum")
+		}
+		return nil
+	})
 	assert.Greater(t, w.Acked(), base+50, "the master stopped taking writes")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,12 +81,12 @@ func TestKillSwitchHoldsFailover(t *testing.T) {
 		Reason: "maintenance", SetBy: "tester", SetAt: time.Now().UTC()}))
 	old := e.DB.Master
 	require.NoError(t, old.Kill())
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) {
-		rec, _ := e.Master()
-		require.Equal(t, old.Name(), rec.Instance, "failed over despite the kill switch")
-		time.Sleep(100 * time.Millisecond) // sampling interval of an invariant that must hold throughout
-	}
+	hatest.Hold(t, 2*time.Second, 100*time.Millisecond, func() error {
+		if rec, _ := e.Master(); rec.Instance != old.Name() {
+			return fmt.Errorf("failed over despite the kill switch, to %s", rec.Instance)
+		}
+		return nil
+	})
 	require.NoError(t, e.Store.DeleteKillSwitch(ctx, state.KillSwitchScope(hatest.DC, "")))
 	rec := masterChanged(t, e, old.Name(), 10*time.Second)
 	t.Logf("failed over to %s once the kill switch was cleared", rec.Instance)
