@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"slices"
 
 	"github.com/drplane/drplane/pkg/topology"
 )
@@ -81,6 +82,51 @@ type Shard struct {
 	// Revision is the etcd mod revision of the write that last changed the
 	// shard's owner, backup or state; 0 for a change not stored yet.
 	Revision int64 `json:"revision"`
+	// Home is the DC the shard belongs to when every DC is healthy: its
+	// first owner (see HomeDC for maps stored before it existed).
+	Home string `json:"home,omitempty"`
+	// FrozenBy says who froze a FROZEN shard: a handoff's operation id, or
+	// FrozenByOperator.
+	FrozenBy string `json:"frozen_by,omitempty"`
+	// Fences are the capture watermarks of the DCs that handed the shard
+	// off, at most one per DC: a change such a DC captured for the shard
+	// after its watermark is divergence (see Diverged).
+	Fences []Fence `json:"fences,omitempty"`
+}
+
+// FrozenByOperator is Shard.FrozenBy for a freeze set through the API.
+const FrozenByOperator = "operator"
+
+// Fence is the last handoff of a shard away from one DC.
+type Fence struct {
+	DC string `json:"dc"`
+	// Watermark is the DC's GTID position at the handoff: everything it
+	// captured for the shard at or before it was applied at the new owner.
+	// Empty for a forced move: then everything it captures after the flip
+	// diverges.
+	Watermark   string `json:"watermark,omitempty"`
+	OperationID string `json:"operation_id,omitempty"`
+	// Revision is the map revision of the flip (0 until stored).
+	Revision int64 `json:"revision,omitempty"`
+}
+
+// HomeDC returns the shard's home DC: Home, or the owner for a shard
+// stored before homes were recorded.
+func (s Shard) HomeDC() string {
+	if s.Home != "" {
+		return s.Home
+	}
+	return s.Owner
+}
+
+// FenceOf returns the fence of dc, if the shard has one.
+func (s Shard) FenceOf(dc string) (Fence, bool) {
+	for _, f := range s.Fences {
+		if f.DC == dc {
+			return f, true
+		}
+	}
+	return Fence{}, false
 }
 
 // Contains reports whether point p falls in the shard's range.
@@ -134,7 +180,7 @@ func New(ks topology.Keyspace, topo topology.Topology) Map {
 		s := Shard{ID: i, Lo: lo[i], Hi: hi[i], State: Active}
 		if len(owners) > 0 {
 			owner := owners[i%len(owners)]
-			s.Owner = owner.Name
+			s.Owner, s.Home = owner.Name, owner.Name
 			if c := backupCandidates(owner, topo); len(c) > 0 {
 				s.Backup = c[perOwner[owner.Name]%len(c)]
 			}
@@ -214,6 +260,57 @@ func SetShardState(m Map, id int, st State) (Map, error) {
 		out.Shards[i].State = st
 		out.Shards[i].Revision = 0
 	}
+	if st != Frozen {
+		out.Shards[i].FrozenBy = ""
+	} else if out.Shards[i].FrozenBy == "" {
+		out.Shards[i].FrozenBy = FrozenByOperator
+	}
+	return out, nil
+}
+
+// Freeze returns a copy of m with shard id FROZEN by by (an operation id or
+// FrozenByOperator); m itself is not modified.
+func Freeze(m Map, id int, by string) (Map, error) {
+	i := m.index(id)
+	if i < 0 {
+		return m, fmt.Errorf("%w: %d in keyspace %q", ErrNoShard, id, m.Keyspace)
+	}
+	out := m.Clone()
+	s := &out.Shards[i]
+	if s.State != Frozen || s.FrozenBy != by {
+		s.State, s.FrozenBy, s.Revision = Frozen, by, 0
+	}
+	return out, nil
+}
+
+// Handoff returns a copy of m in which shard id is owned by newOwner with
+// newBackup as its backup, ACTIVE, with the old owner fenced at watermark
+// (see Fence) and newOwner's own fence dropped (it takes writes again). The
+// home DC is kept (set to the old owner when the map had none). m itself is
+// not modified.
+func Handoff(m Map, id int, newOwner, newBackup string, fence Fence) (Map, error) {
+	out, err := MoveShard(m, id, newOwner, newBackup)
+	if err != nil {
+		return m, err
+	}
+	s := &out.Shards[out.index(id)]
+	old, _ := m.Shard(id)
+	if s.Home == "" {
+		s.Home = old.Owner
+	}
+	if old.Owner == newOwner {
+		s.State, s.FrozenBy = Active, ""
+		return out, nil
+	}
+	fence.DC = old.Owner
+	fences := make([]Fence, 0, len(s.Fences)+1)
+	for _, f := range s.Fences {
+		if f.DC != old.Owner && f.DC != newOwner {
+			fences = append(fences, f)
+		}
+	}
+	s.Fences = append(fences, fence)
+	s.State, s.FrozenBy, s.Revision = Active, "", 0
 	return out, nil
 }
 
@@ -239,4 +336,11 @@ func MoveShard(m Map, id int, newOwner, newBackup string) (Map, error) {
 		s.Revision = 0
 	}
 	return out, nil
+}
+
+// Equal reports whether s and o are the same shard entry, fences included.
+func (s Shard) Equal(o Shard) bool {
+	return s.ID == o.ID && s.Lo == o.Lo && s.Hi == o.Hi && s.Owner == o.Owner && s.Backup == o.Backup &&
+		s.State == o.State && s.Revision == o.Revision && s.Home == o.Home && s.FrozenBy == o.FrozenBy &&
+		slices.Equal(s.Fences, o.Fences)
 }

@@ -27,6 +27,11 @@ func stamp(m *Map, rev int64) {
 		if m.Shards[i].Revision == 0 {
 			m.Shards[i].Revision = rev
 		}
+		for j := range m.Shards[i].Fences {
+			if m.Shards[i].Fences[j].Revision == 0 {
+				m.Shards[i].Fences[j].Revision = rev
+			}
+		}
 	}
 }
 

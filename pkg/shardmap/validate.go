@@ -142,6 +142,22 @@ func (m Map) checkStructure(c *checker) {
 		if s.Backup != "" && s.Backup == s.Owner {
 			c.add(f+".backup", "must differ from the owner %q", s.Owner)
 		}
+		if s.FrozenBy != "" && s.State != Frozen {
+			c.add(f+".frozen_by", "set on a %s shard; only a FROZEN shard has it", s.State)
+		}
+		seen := map[string]bool{}
+		for j, fe := range s.Fences {
+			ff := f + ".fences[" + strconv.Itoa(j) + "]"
+			switch {
+			case fe.DC == "":
+				c.add(ff+".dc", "must not be empty")
+			case fe.DC == s.Owner:
+				c.add(ff+".dc", "the owner %q cannot be fenced", s.Owner)
+			case seen[fe.DC]:
+				c.add(ff+".dc", "duplicate fence of %q", fe.DC)
+			}
+			seen[fe.DC] = true
+		}
 	}
 	checkRanges(c, m.Shards)
 }

@@ -153,7 +153,12 @@ type ChangeEvent struct {
 	CapturedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=captured_at,json=capturedAt,proto3" json:"captured_at,omitempty"`
 	// position is the GTID position after the transaction: the resume
 	// token of the origin's binlog stream.
-	Position      string `protobuf:"bytes,11,opt,name=position,proto3" json:"position,omitempty"`
+	Position string `protobuf:"bytes,11,opt,name=position,proto3" json:"position,omitempty"`
+	// barrier, when set, marks a handoff barrier: no rows, nothing to
+	// apply; everything of the shard the origin captured before it has been
+	// shipped ahead of it. Applying it moves the shard's watermark to gtid.
+	// The value is the handoff's id.
+	Barrier       string `protobuf:"bytes,12,opt,name=barrier,proto3" json:"barrier,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -261,6 +266,13 @@ func (x *ChangeEvent) GetCapturedAt() *timestamppb.Timestamp {
 func (x *ChangeEvent) GetPosition() string {
 	if x != nil {
 		return x.Position
+	}
+	return ""
+}
+
+func (x *ChangeEvent) GetBarrier() string {
+	if x != nil {
+		return x.Barrier
 	}
 	return ""
 }
@@ -673,7 +685,7 @@ var File_drplane_v1_change_proto protoreflect.FileDescriptor
 const file_drplane_v1_change_proto_rawDesc = "" +
 	"\n" +
 	"\x17drplane/v1/change.proto\x12\n" +
-	"drplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfe\x02\n" +
+	"drplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x98\x03\n" +
 	"\vChangeEvent\x12\x1b\n" +
 	"\torigin_dc\x18\x01 \x01(\tR\boriginDc\x12\x1d\n" +
 	"\n" +
@@ -689,7 +701,8 @@ const file_drplane_v1_change_proto_rawDesc = "" +
 	"\vcaptured_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"capturedAt\x12\x1a\n" +
-	"\bposition\x18\v \x01(\tR\bposition\"\xaa\x01\n" +
+	"\bposition\x18\v \x01(\tR\bposition\x12\x18\n" +
+	"\abarrier\x18\f \x01(\tR\abarrier\"\xaa\x01\n" +
 	"\tRowChange\x12!\n" +
 	"\x02op\x18\x01 \x01(\x0e2\x11.drplane.v1.RowOpR\x02op\x12$\n" +
 	"\x03key\x18\x02 \x03(\v2\x12.drplane.v1.ColumnR\x03key\x12*\n" +

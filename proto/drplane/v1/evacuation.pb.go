@@ -10,6 +10,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -22,11 +23,204 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// OperationKind is what a long-running operation does.
+type OperationKind int32
+
+const (
+	OperationKind_OPERATION_KIND_UNSPECIFIED OperationKind = 0
+	OperationKind_OPERATION_KIND_EVACUATE    OperationKind = 1
+	OperationKind_OPERATION_KIND_RESTORE     OperationKind = 2
+	// One safe shard move (ShardService.MoveShard).
+	OperationKind_OPERATION_KIND_MOVE_SHARD OperationKind = 3
+)
+
+// Enum value maps for OperationKind.
+var (
+	OperationKind_name = map[int32]string{
+		0: "OPERATION_KIND_UNSPECIFIED",
+		1: "OPERATION_KIND_EVACUATE",
+		2: "OPERATION_KIND_RESTORE",
+		3: "OPERATION_KIND_MOVE_SHARD",
+	}
+	OperationKind_value = map[string]int32{
+		"OPERATION_KIND_UNSPECIFIED": 0,
+		"OPERATION_KIND_EVACUATE":    1,
+		"OPERATION_KIND_RESTORE":     2,
+		"OPERATION_KIND_MOVE_SHARD":  3,
+	}
+)
+
+func (x OperationKind) Enum() *OperationKind {
+	p := new(OperationKind)
+	*p = x
+	return p
+}
+
+func (x OperationKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (OperationKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_drplane_v1_evacuation_proto_enumTypes[0].Descriptor()
+}
+
+func (OperationKind) Type() protoreflect.EnumType {
+	return &file_drplane_v1_evacuation_proto_enumTypes[0]
+}
+
+func (x OperationKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use OperationKind.Descriptor instead.
+func (OperationKind) EnumDescriptor() ([]byte, []int) {
+	return file_drplane_v1_evacuation_proto_rawDescGZIP(), []int{0}
+}
+
+// OperationState is where a long-running operation is.
+type OperationState int32
+
+const (
+	OperationState_OPERATION_STATE_UNSPECIFIED OperationState = 0
+	// Stored; the leader has not started it.
+	OperationState_OPERATION_STATE_PENDING OperationState = 1
+	OperationState_OPERATION_STATE_RUNNING OperationState = 2
+	// Cancel asked; the current wave finishes first.
+	OperationState_OPERATION_STATE_CANCELING OperationState = 3
+	OperationState_OPERATION_STATE_CANCELED  OperationState = 4
+	OperationState_OPERATION_STATE_SUCCEEDED OperationState = 5
+	// Stopped on an error (error says which); every shard is moved or back
+	// at its old owner, unfrozen. ResumeOperation goes on.
+	OperationState_OPERATION_STATE_FAILED OperationState = 6
+)
+
+// Enum value maps for OperationState.
+var (
+	OperationState_name = map[int32]string{
+		0: "OPERATION_STATE_UNSPECIFIED",
+		1: "OPERATION_STATE_PENDING",
+		2: "OPERATION_STATE_RUNNING",
+		3: "OPERATION_STATE_CANCELING",
+		4: "OPERATION_STATE_CANCELED",
+		5: "OPERATION_STATE_SUCCEEDED",
+		6: "OPERATION_STATE_FAILED",
+	}
+	OperationState_value = map[string]int32{
+		"OPERATION_STATE_UNSPECIFIED": 0,
+		"OPERATION_STATE_PENDING":     1,
+		"OPERATION_STATE_RUNNING":     2,
+		"OPERATION_STATE_CANCELING":   3,
+		"OPERATION_STATE_CANCELED":    4,
+		"OPERATION_STATE_SUCCEEDED":   5,
+		"OPERATION_STATE_FAILED":      6,
+	}
+)
+
+func (x OperationState) Enum() *OperationState {
+	p := new(OperationState)
+	*p = x
+	return p
+}
+
+func (x OperationState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (OperationState) Descriptor() protoreflect.EnumDescriptor {
+	return file_drplane_v1_evacuation_proto_enumTypes[1].Descriptor()
+}
+
+func (OperationState) Type() protoreflect.EnumType {
+	return &file_drplane_v1_evacuation_proto_enumTypes[1]
+}
+
+func (x OperationState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use OperationState.Descriptor instead.
+func (OperationState) EnumDescriptor() ([]byte, []int) {
+	return file_drplane_v1_evacuation_proto_rawDescGZIP(), []int{1}
+}
+
+// HandoffState is where one shard's handoff is.
+type HandoffState int32
+
+const (
+	HandoffState_HANDOFF_STATE_UNSPECIFIED HandoffState = 0
+	HandoffState_HANDOFF_STATE_PENDING     HandoffState = 1
+	// Frozen; waiting for routers to acknowledge.
+	HandoffState_HANDOFF_STATE_FROZEN HandoffState = 2
+	// Waiting for the target to apply up to the watermark.
+	HandoffState_HANDOFF_STATE_CATCHING_UP HandoffState = 3
+	// Owner flipped and unfrozen.
+	HandoffState_HANDOFF_STATE_MOVED HandoffState = 4
+	// Given up (cancel or error): unfrozen at the old owner.
+	HandoffState_HANDOFF_STATE_ABORTED HandoffState = 5
+	// Nothing to do (the shard already was where the plan sends it).
+	HandoffState_HANDOFF_STATE_SKIPPED HandoffState = 6
+)
+
+// Enum value maps for HandoffState.
+var (
+	HandoffState_name = map[int32]string{
+		0: "HANDOFF_STATE_UNSPECIFIED",
+		1: "HANDOFF_STATE_PENDING",
+		2: "HANDOFF_STATE_FROZEN",
+		3: "HANDOFF_STATE_CATCHING_UP",
+		4: "HANDOFF_STATE_MOVED",
+		5: "HANDOFF_STATE_ABORTED",
+		6: "HANDOFF_STATE_SKIPPED",
+	}
+	HandoffState_value = map[string]int32{
+		"HANDOFF_STATE_UNSPECIFIED": 0,
+		"HANDOFF_STATE_PENDING":     1,
+		"HANDOFF_STATE_FROZEN":      2,
+		"HANDOFF_STATE_CATCHING_UP": 3,
+		"HANDOFF_STATE_MOVED":       4,
+		"HANDOFF_STATE_ABORTED":     5,
+		"HANDOFF_STATE_SKIPPED":     6,
+	}
+)
+
+func (x HandoffState) Enum() *HandoffState {
+	p := new(HandoffState)
+	*p = x
+	return p
+}
+
+func (x HandoffState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HandoffState) Descriptor() protoreflect.EnumDescriptor {
+	return file_drplane_v1_evacuation_proto_enumTypes[2].Descriptor()
+}
+
+func (HandoffState) Type() protoreflect.EnumType {
+	return &file_drplane_v1_evacuation_proto_enumTypes[2]
+}
+
+func (x HandoffState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HandoffState.Descriptor instead.
+func (HandoffState) EnumDescriptor() ([]byte, []int) {
+	return file_drplane_v1_evacuation_proto_rawDescGZIP(), []int{2}
+}
+
 type EvacuateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Dc    string                 `protobuf:"bytes,1,opt,name=dc,proto3" json:"dc,omitempty"`
 	// to, when set, sends every shard to this DC instead of its backup.
-	To            string `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	To string `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	// dry_run returns the plan and changes nothing.
+	DryRun bool `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// parallel is the number of shards handed off together in one wave,
+	// 1 to 4096; 0 means 64.
+	Parallel      int32  `protobuf:"varint,4,opt,name=parallel,proto3" json:"parallel,omitempty"`
+	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -75,9 +269,32 @@ func (x *EvacuateRequest) GetTo() string {
 	return ""
 }
 
+func (x *EvacuateRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *EvacuateRequest) GetParallel() int32 {
+	if x != nil {
+		return x.Parallel
+	}
+	return 0
+}
+
+func (x *EvacuateRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type EvacuateResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	OperationId   string                 `protobuf:"bytes,1,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	OperationId string                 `protobuf:"bytes,1,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	// operation is the stored operation (with dry_run: the plan, not stored).
+	Operation     *Operation `protobuf:"bytes,2,opt,name=operation,proto3" json:"operation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -119,9 +336,21 @@ func (x *EvacuateResponse) GetOperationId() string {
 	return ""
 }
 
+func (x *EvacuateResponse) GetOperation() *Operation {
+	if x != nil {
+		return x.Operation
+	}
+	return nil
+}
+
 type RestoreRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Dc            string                 `protobuf:"bytes,1,opt,name=dc,proto3" json:"dc,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Dc    string                 `protobuf:"bytes,1,opt,name=dc,proto3" json:"dc,omitempty"`
+	// move_home hands the DC's home shards back to it.
+	MoveHome      bool   `protobuf:"varint,2,opt,name=move_home,json=moveHome,proto3" json:"move_home,omitempty"`
+	DryRun        bool   `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	Parallel      int32  `protobuf:"varint,4,opt,name=parallel,proto3" json:"parallel,omitempty"`
+	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -163,9 +392,38 @@ func (x *RestoreRequest) GetDc() string {
 	return ""
 }
 
+func (x *RestoreRequest) GetMoveHome() bool {
+	if x != nil {
+		return x.MoveHome
+	}
+	return false
+}
+
+func (x *RestoreRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *RestoreRequest) GetParallel() int32 {
+	if x != nil {
+		return x.Parallel
+	}
+	return 0
+}
+
+func (x *RestoreRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type RestoreResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	OperationId   string                 `protobuf:"bytes,1,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	Operation     *Operation             `protobuf:"bytes,2,opt,name=operation,proto3" json:"operation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -207,24 +465,1159 @@ func (x *RestoreResponse) GetOperationId() string {
 	return ""
 }
 
+func (x *RestoreResponse) GetOperation() *Operation {
+	if x != nil {
+		return x.Operation
+	}
+	return nil
+}
+
+// Handoff is one shard's move within an operation.
+type Handoff struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Keyspace string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
+	Shard    int32                  `protobuf:"varint,2,opt,name=shard,proto3" json:"shard,omitempty"`
+	FromDc   string                 `protobuf:"bytes,3,opt,name=from_dc,json=fromDc,proto3" json:"from_dc,omitempty"`
+	ToDc     string                 `protobuf:"bytes,4,opt,name=to_dc,json=toDc,proto3" json:"to_dc,omitempty"`
+	// backup_dc is the backup the flip sets.
+	BackupDc string       `protobuf:"bytes,5,opt,name=backup_dc,json=backupDc,proto3" json:"backup_dc,omitempty"`
+	Wave     int32        `protobuf:"varint,6,opt,name=wave,proto3" json:"wave,omitempty"`
+	State    HandoffState `protobuf:"varint,7,opt,name=state,proto3,enum=drplane.v1.HandoffState" json:"state,omitempty"`
+	// watermark is the old owner's capture watermark (GTID) of the wave.
+	Watermark string `protobuf:"bytes,8,opt,name=watermark,proto3" json:"watermark,omitempty"`
+	// block_ms is how long the shard refused writes (freeze to unfreeze).
+	BlockMs  int64                  `protobuf:"varint,9,opt,name=block_ms,json=blockMs,proto3" json:"block_ms,omitempty"`
+	FrozenAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=frozen_at,json=frozenAt,proto3" json:"frozen_at,omitempty"`
+	DoneAt   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=done_at,json=doneAt,proto3" json:"done_at,omitempty"`
+	Error    string                 `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
+	// revision is the map revision of the flip.
+	Revision      int64 `protobuf:"varint,13,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Handoff) Reset() {
+	*x = Handoff{}
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Handoff) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Handoff) ProtoMessage() {}
+
+func (x *Handoff) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Handoff.ProtoReflect.Descriptor instead.
+func (*Handoff) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_evacuation_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Handoff) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
+}
+
+func (x *Handoff) GetShard() int32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *Handoff) GetFromDc() string {
+	if x != nil {
+		return x.FromDc
+	}
+	return ""
+}
+
+func (x *Handoff) GetToDc() string {
+	if x != nil {
+		return x.ToDc
+	}
+	return ""
+}
+
+func (x *Handoff) GetBackupDc() string {
+	if x != nil {
+		return x.BackupDc
+	}
+	return ""
+}
+
+func (x *Handoff) GetWave() int32 {
+	if x != nil {
+		return x.Wave
+	}
+	return 0
+}
+
+func (x *Handoff) GetState() HandoffState {
+	if x != nil {
+		return x.State
+	}
+	return HandoffState_HANDOFF_STATE_UNSPECIFIED
+}
+
+func (x *Handoff) GetWatermark() string {
+	if x != nil {
+		return x.Watermark
+	}
+	return ""
+}
+
+func (x *Handoff) GetBlockMs() int64 {
+	if x != nil {
+		return x.BlockMs
+	}
+	return 0
+}
+
+func (x *Handoff) GetFrozenAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FrozenAt
+	}
+	return nil
+}
+
+func (x *Handoff) GetDoneAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DoneAt
+	}
+	return nil
+}
+
+func (x *Handoff) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *Handoff) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// PlanTarget is the share of a plan that goes to one DC.
+type PlanTarget struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Dc     string                 `protobuf:"bytes,1,opt,name=dc,proto3" json:"dc,omitempty"`
+	Shards int32                  `protobuf:"varint,2,opt,name=shards,proto3" json:"shards,omitempty"`
+	// lag_ms is the current replication lag from the source into this DC
+	// (p99 of the collector's window): the expected block time per wave.
+	LagMs         float64 `protobuf:"fixed64,3,opt,name=lag_ms,json=lagMs,proto3" json:"lag_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanTarget) Reset() {
+	*x = PlanTarget{}
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanTarget) ProtoMessage() {}
+
+func (x *PlanTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanTarget.ProtoReflect.Descriptor instead.
+func (*PlanTarget) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_evacuation_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PlanTarget) GetDc() string {
+	if x != nil {
+		return x.Dc
+	}
+	return ""
+}
+
+func (x *PlanTarget) GetShards() int32 {
+	if x != nil {
+		return x.Shards
+	}
+	return 0
+}
+
+func (x *PlanTarget) GetLagMs() float64 {
+	if x != nil {
+		return x.LagMs
+	}
+	return 0
+}
+
+// OperationTotals summarise a finished (or running) operation.
+type OperationTotals struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Shards     int32                  `protobuf:"varint,1,opt,name=shards,proto3" json:"shards,omitempty"`
+	Moved      int32                  `protobuf:"varint,2,opt,name=moved,proto3" json:"moved,omitempty"`
+	Aborted    int32                  `protobuf:"varint,3,opt,name=aborted,proto3" json:"aborted,omitempty"`
+	Skipped    int32                  `protobuf:"varint,4,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	Waves      int32                  `protobuf:"varint,5,opt,name=waves,proto3" json:"waves,omitempty"`
+	WavesDone  int32                  `protobuf:"varint,6,opt,name=waves_done,json=wavesDone,proto3" json:"waves_done,omitempty"`
+	BlockP50Ms int64                  `protobuf:"varint,7,opt,name=block_p50_ms,json=blockP50Ms,proto3" json:"block_p50_ms,omitempty"`
+	BlockP99Ms int64                  `protobuf:"varint,8,opt,name=block_p99_ms,json=blockP99Ms,proto3" json:"block_p99_ms,omitempty"`
+	BlockMaxMs int64                  `protobuf:"varint,9,opt,name=block_max_ms,json=blockMaxMs,proto3" json:"block_max_ms,omitempty"`
+	DurationMs int64                  `protobuf:"varint,10,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	// stale_routers counts router acknowledgements that did not come within
+	// the grace.
+	StaleRouters  int32 `protobuf:"varint,11,opt,name=stale_routers,json=staleRouters,proto3" json:"stale_routers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OperationTotals) Reset() {
+	*x = OperationTotals{}
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OperationTotals) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OperationTotals) ProtoMessage() {}
+
+func (x *OperationTotals) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OperationTotals.ProtoReflect.Descriptor instead.
+func (*OperationTotals) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_evacuation_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *OperationTotals) GetShards() int32 {
+	if x != nil {
+		return x.Shards
+	}
+	return 0
+}
+
+func (x *OperationTotals) GetMoved() int32 {
+	if x != nil {
+		return x.Moved
+	}
+	return 0
+}
+
+func (x *OperationTotals) GetAborted() int32 {
+	if x != nil {
+		return x.Aborted
+	}
+	return 0
+}
+
+func (x *OperationTotals) GetSkipped() int32 {
+	if x != nil {
+		return x.Skipped
+	}
+	return 0
+}
+
+func (x *OperationTotals) GetWaves() int32 {
+	if x != nil {
+		return x.Waves
+	}
+	return 0
+}
+
+func (x *OperationTotals) GetWavesDone() int32 {
+	if x != nil {
+		return x.WavesDone
+	}
+	return 0
+}
+
+func (x *OperationTotals) GetBlockP50Ms() int64 {
+	if x != nil {
+		return x.BlockP50Ms
+	}
+	return 0
+}
+
+func (x *OperationTotals) GetBlockP99Ms() int64 {
+	if x != nil {
+		return x.BlockP99Ms
+	}
+	return 0
+}
+
+func (x *OperationTotals) GetBlockMaxMs() int64 {
+	if x != nil {
+		return x.BlockMaxMs
+	}
+	return 0
+}
+
+func (x *OperationTotals) GetDurationMs() int64 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
+func (x *OperationTotals) GetStaleRouters() int32 {
+	if x != nil {
+		return x.StaleRouters
+	}
+	return 0
+}
+
+// Operation is a long-running evacuation, restore or safe shard move.
+type Operation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Kind  OperationKind          `protobuf:"varint,2,opt,name=kind,proto3,enum=drplane.v1.OperationKind" json:"kind,omitempty"`
+	// dc is the DC evacuated or restored (the source of a move_shard).
+	Dc string `protobuf:"bytes,3,opt,name=dc,proto3" json:"dc,omitempty"`
+	// to is the requested target DC, if any.
+	To          string                 `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`
+	MoveHome    bool                   `protobuf:"varint,5,opt,name=move_home,json=moveHome,proto3" json:"move_home,omitempty"`
+	Parallel    int32                  `protobuf:"varint,6,opt,name=parallel,proto3" json:"parallel,omitempty"`
+	State       OperationState         `protobuf:"varint,7,opt,name=state,proto3,enum=drplane.v1.OperationState" json:"state,omitempty"`
+	RequestedBy string                 `protobuf:"bytes,8,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	Reason      string                 `protobuf:"bytes,9,opt,name=reason,proto3" json:"reason,omitempty"`
+	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	StartedAt   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt  *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	// leader is the coordinator that runs (or ran) it.
+	Leader   string           `protobuf:"bytes,13,opt,name=leader,proto3" json:"leader,omitempty"`
+	Error    string           `protobuf:"bytes,14,opt,name=error,proto3" json:"error,omitempty"`
+	Targets  []*PlanTarget    `protobuf:"bytes,15,rep,name=targets,proto3" json:"targets,omitempty"`
+	Handoffs []*Handoff       `protobuf:"bytes,16,rep,name=handoffs,proto3" json:"handoffs,omitempty"`
+	Totals   *OperationTotals `protobuf:"bytes,17,opt,name=totals,proto3" json:"totals,omitempty"`
+	// dry_run marks a plan that was not stored.
+	DryRun        bool `protobuf:"varint,18,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Operation) Reset() {
+	*x = Operation{}
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Operation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Operation) ProtoMessage() {}
+
+func (x *Operation) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Operation.ProtoReflect.Descriptor instead.
+func (*Operation) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_evacuation_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Operation) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Operation) GetKind() OperationKind {
+	if x != nil {
+		return x.Kind
+	}
+	return OperationKind_OPERATION_KIND_UNSPECIFIED
+}
+
+func (x *Operation) GetDc() string {
+	if x != nil {
+		return x.Dc
+	}
+	return ""
+}
+
+func (x *Operation) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *Operation) GetMoveHome() bool {
+	if x != nil {
+		return x.MoveHome
+	}
+	return false
+}
+
+func (x *Operation) GetParallel() int32 {
+	if x != nil {
+		return x.Parallel
+	}
+	return 0
+}
+
+func (x *Operation) GetState() OperationState {
+	if x != nil {
+		return x.State
+	}
+	return OperationState_OPERATION_STATE_UNSPECIFIED
+}
+
+func (x *Operation) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
+func (x *Operation) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Operation) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Operation) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *Operation) GetFinishedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FinishedAt
+	}
+	return nil
+}
+
+func (x *Operation) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+func (x *Operation) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *Operation) GetTargets() []*PlanTarget {
+	if x != nil {
+		return x.Targets
+	}
+	return nil
+}
+
+func (x *Operation) GetHandoffs() []*Handoff {
+	if x != nil {
+		return x.Handoffs
+	}
+	return nil
+}
+
+func (x *Operation) GetTotals() *OperationTotals {
+	if x != nil {
+		return x.Totals
+	}
+	return nil
+}
+
+func (x *Operation) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+type ListOperationsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kind and state filter when set; running_only lists unfinished ones.
+	Kind        OperationKind `protobuf:"varint,1,opt,name=kind,proto3,enum=drplane.v1.OperationKind" json:"kind,omitempty"`
+	RunningOnly bool          `protobuf:"varint,2,opt,name=running_only,json=runningOnly,proto3" json:"running_only,omitempty"`
+	// page_size defaults to 50, at most 500.
+	PageSize      int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOperationsRequest) Reset() {
+	*x = ListOperationsRequest{}
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOperationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOperationsRequest) ProtoMessage() {}
+
+func (x *ListOperationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOperationsRequest.ProtoReflect.Descriptor instead.
+func (*ListOperationsRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_evacuation_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListOperationsRequest) GetKind() OperationKind {
+	if x != nil {
+		return x.Kind
+	}
+	return OperationKind_OPERATION_KIND_UNSPECIFIED
+}
+
+func (x *ListOperationsRequest) GetRunningOnly() bool {
+	if x != nil {
+		return x.RunningOnly
+	}
+	return false
+}
+
+func (x *ListOperationsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+type ListOperationsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// operations come without handoffs (see GetOperation).
+	Operations    []*Operation `protobuf:"bytes,1,rep,name=operations,proto3" json:"operations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOperationsResponse) Reset() {
+	*x = ListOperationsResponse{}
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOperationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOperationsResponse) ProtoMessage() {}
+
+func (x *ListOperationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOperationsResponse.ProtoReflect.Descriptor instead.
+func (*ListOperationsResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_evacuation_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListOperationsResponse) GetOperations() []*Operation {
+	if x != nil {
+		return x.Operations
+	}
+	return nil
+}
+
+type GetOperationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOperationRequest) Reset() {
+	*x = GetOperationRequest{}
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOperationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOperationRequest) ProtoMessage() {}
+
+func (x *GetOperationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOperationRequest.ProtoReflect.Descriptor instead.
+func (*GetOperationRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_evacuation_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetOperationRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type GetOperationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Operation     *Operation             `protobuf:"bytes,1,opt,name=operation,proto3" json:"operation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOperationResponse) Reset() {
+	*x = GetOperationResponse{}
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOperationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOperationResponse) ProtoMessage() {}
+
+func (x *GetOperationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOperationResponse.ProtoReflect.Descriptor instead.
+func (*GetOperationResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_evacuation_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GetOperationResponse) GetOperation() *Operation {
+	if x != nil {
+		return x.Operation
+	}
+	return nil
+}
+
+type WatchOperationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchOperationRequest) Reset() {
+	*x = WatchOperationRequest{}
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchOperationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchOperationRequest) ProtoMessage() {}
+
+func (x *WatchOperationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchOperationRequest.ProtoReflect.Descriptor instead.
+func (*WatchOperationRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_evacuation_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *WatchOperationRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type WatchOperationResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Operation *Operation             `protobuf:"bytes,1,opt,name=operation,proto3" json:"operation,omitempty"`
+	// done is the handoffs finished since the previous response (all on the
+	// first); a watcher prints them as they come.
+	Done          []*Handoff `protobuf:"bytes,2,rep,name=done,proto3" json:"done,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchOperationResponse) Reset() {
+	*x = WatchOperationResponse{}
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchOperationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchOperationResponse) ProtoMessage() {}
+
+func (x *WatchOperationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchOperationResponse.ProtoReflect.Descriptor instead.
+func (*WatchOperationResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_evacuation_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *WatchOperationResponse) GetOperation() *Operation {
+	if x != nil {
+		return x.Operation
+	}
+	return nil
+}
+
+func (x *WatchOperationResponse) GetDone() []*Handoff {
+	if x != nil {
+		return x.Done
+	}
+	return nil
+}
+
+type CancelOperationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelOperationRequest) Reset() {
+	*x = CancelOperationRequest{}
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelOperationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelOperationRequest) ProtoMessage() {}
+
+func (x *CancelOperationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelOperationRequest.ProtoReflect.Descriptor instead.
+func (*CancelOperationRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_evacuation_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CancelOperationRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CancelOperationRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type CancelOperationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Operation     *Operation             `protobuf:"bytes,1,opt,name=operation,proto3" json:"operation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelOperationResponse) Reset() {
+	*x = CancelOperationResponse{}
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelOperationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelOperationResponse) ProtoMessage() {}
+
+func (x *CancelOperationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelOperationResponse.ProtoReflect.Descriptor instead.
+func (*CancelOperationResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_evacuation_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CancelOperationResponse) GetOperation() *Operation {
+	if x != nil {
+		return x.Operation
+	}
+	return nil
+}
+
+type ResumeOperationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeOperationRequest) Reset() {
+	*x = ResumeOperationRequest{}
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeOperationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeOperationRequest) ProtoMessage() {}
+
+func (x *ResumeOperationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeOperationRequest.ProtoReflect.Descriptor instead.
+func (*ResumeOperationRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_evacuation_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ResumeOperationRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ResumeOperationRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ResumeOperationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Operation     *Operation             `protobuf:"bytes,1,opt,name=operation,proto3" json:"operation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeOperationResponse) Reset() {
+	*x = ResumeOperationResponse{}
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeOperationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeOperationResponse) ProtoMessage() {}
+
+func (x *ResumeOperationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_evacuation_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeOperationResponse.ProtoReflect.Descriptor instead.
+func (*ResumeOperationResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_evacuation_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ResumeOperationResponse) GetOperation() *Operation {
+	if x != nil {
+		return x.Operation
+	}
+	return nil
+}
+
 var File_drplane_v1_evacuation_proto protoreflect.FileDescriptor
 
 const file_drplane_v1_evacuation_proto_rawDesc = "" +
 	"\n" +
 	"\x1bdrplane/v1/evacuation.proto\x12\n" +
-	"drplane.v1\x1a\x1cgoogle/api/annotations.proto\"1\n" +
+	"drplane.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"~\n" +
 	"\x0fEvacuateRequest\x12\x0e\n" +
 	"\x02dc\x18\x01 \x01(\tR\x02dc\x12\x0e\n" +
-	"\x02to\x18\x02 \x01(\tR\x02to\"5\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\x12\x17\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\x12\x1a\n" +
+	"\bparallel\x18\x04 \x01(\x05R\bparallel\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"j\n" +
 	"\x10EvacuateResponse\x12!\n" +
-	"\foperation_id\x18\x01 \x01(\tR\voperationId\" \n" +
+	"\foperation_id\x18\x01 \x01(\tR\voperationId\x123\n" +
+	"\toperation\x18\x02 \x01(\v2\x15.drplane.v1.OperationR\toperation\"\x8a\x01\n" +
 	"\x0eRestoreRequest\x12\x0e\n" +
-	"\x02dc\x18\x01 \x01(\tR\x02dc\"4\n" +
+	"\x02dc\x18\x01 \x01(\tR\x02dc\x12\x1b\n" +
+	"\tmove_home\x18\x02 \x01(\bR\bmoveHome\x12\x17\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\x12\x1a\n" +
+	"\bparallel\x18\x04 \x01(\x05R\bparallel\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"i\n" +
 	"\x0fRestoreResponse\x12!\n" +
-	"\foperation_id\x18\x01 \x01(\tR\voperationId2\xe1\x01\n" +
+	"\foperation_id\x18\x01 \x01(\tR\voperationId\x123\n" +
+	"\toperation\x18\x02 \x01(\v2\x15.drplane.v1.OperationR\toperation\"\xa3\x03\n" +
+	"\aHandoff\x12\x1a\n" +
+	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12\x14\n" +
+	"\x05shard\x18\x02 \x01(\x05R\x05shard\x12\x17\n" +
+	"\afrom_dc\x18\x03 \x01(\tR\x06fromDc\x12\x13\n" +
+	"\x05to_dc\x18\x04 \x01(\tR\x04toDc\x12\x1b\n" +
+	"\tbackup_dc\x18\x05 \x01(\tR\bbackupDc\x12\x12\n" +
+	"\x04wave\x18\x06 \x01(\x05R\x04wave\x12.\n" +
+	"\x05state\x18\a \x01(\x0e2\x18.drplane.v1.HandoffStateR\x05state\x12\x1c\n" +
+	"\twatermark\x18\b \x01(\tR\twatermark\x12\x19\n" +
+	"\bblock_ms\x18\t \x01(\x03R\ablockMs\x127\n" +
+	"\tfrozen_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\bfrozenAt\x123\n" +
+	"\adone_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x06doneAt\x12\x14\n" +
+	"\x05error\x18\f \x01(\tR\x05error\x12\x1a\n" +
+	"\brevision\x18\r \x01(\x03R\brevision\"K\n" +
+	"\n" +
+	"PlanTarget\x12\x0e\n" +
+	"\x02dc\x18\x01 \x01(\tR\x02dc\x12\x16\n" +
+	"\x06shards\x18\x02 \x01(\x05R\x06shards\x12\x15\n" +
+	"\x06lag_ms\x18\x03 \x01(\x01R\x05lagMs\"\xd4\x02\n" +
+	"\x0fOperationTotals\x12\x16\n" +
+	"\x06shards\x18\x01 \x01(\x05R\x06shards\x12\x14\n" +
+	"\x05moved\x18\x02 \x01(\x05R\x05moved\x12\x18\n" +
+	"\aaborted\x18\x03 \x01(\x05R\aaborted\x12\x18\n" +
+	"\askipped\x18\x04 \x01(\x05R\askipped\x12\x14\n" +
+	"\x05waves\x18\x05 \x01(\x05R\x05waves\x12\x1d\n" +
+	"\n" +
+	"waves_done\x18\x06 \x01(\x05R\twavesDone\x12 \n" +
+	"\fblock_p50_ms\x18\a \x01(\x03R\n" +
+	"blockP50Ms\x12 \n" +
+	"\fblock_p99_ms\x18\b \x01(\x03R\n" +
+	"blockP99Ms\x12 \n" +
+	"\fblock_max_ms\x18\t \x01(\x03R\n" +
+	"blockMaxMs\x12\x1f\n" +
+	"\vduration_ms\x18\n" +
+	" \x01(\x03R\n" +
+	"durationMs\x12#\n" +
+	"\rstale_routers\x18\v \x01(\x05R\fstaleRouters\"\xa2\x05\n" +
+	"\tOperation\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12-\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x19.drplane.v1.OperationKindR\x04kind\x12\x0e\n" +
+	"\x02dc\x18\x03 \x01(\tR\x02dc\x12\x0e\n" +
+	"\x02to\x18\x04 \x01(\tR\x02to\x12\x1b\n" +
+	"\tmove_home\x18\x05 \x01(\bR\bmoveHome\x12\x1a\n" +
+	"\bparallel\x18\x06 \x01(\x05R\bparallel\x120\n" +
+	"\x05state\x18\a \x01(\x0e2\x1a.drplane.v1.OperationStateR\x05state\x12!\n" +
+	"\frequested_by\x18\b \x01(\tR\vrequestedBy\x12\x16\n" +
+	"\x06reason\x18\t \x01(\tR\x06reason\x129\n" +
+	"\n" +
+	"created_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"started_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
+	"\vfinished_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"finishedAt\x12\x16\n" +
+	"\x06leader\x18\r \x01(\tR\x06leader\x12\x14\n" +
+	"\x05error\x18\x0e \x01(\tR\x05error\x120\n" +
+	"\atargets\x18\x0f \x03(\v2\x16.drplane.v1.PlanTargetR\atargets\x12/\n" +
+	"\bhandoffs\x18\x10 \x03(\v2\x13.drplane.v1.HandoffR\bhandoffs\x123\n" +
+	"\x06totals\x18\x11 \x01(\v2\x1b.drplane.v1.OperationTotalsR\x06totals\x12\x17\n" +
+	"\adry_run\x18\x12 \x01(\bR\x06dryRun\"\x86\x01\n" +
+	"\x15ListOperationsRequest\x12-\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x19.drplane.v1.OperationKindR\x04kind\x12!\n" +
+	"\frunning_only\x18\x02 \x01(\bR\vrunningOnly\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\"O\n" +
+	"\x16ListOperationsResponse\x125\n" +
+	"\n" +
+	"operations\x18\x01 \x03(\v2\x15.drplane.v1.OperationR\n" +
+	"operations\"%\n" +
+	"\x13GetOperationRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"K\n" +
+	"\x14GetOperationResponse\x123\n" +
+	"\toperation\x18\x01 \x01(\v2\x15.drplane.v1.OperationR\toperation\"'\n" +
+	"\x15WatchOperationRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"v\n" +
+	"\x16WatchOperationResponse\x123\n" +
+	"\toperation\x18\x01 \x01(\v2\x15.drplane.v1.OperationR\toperation\x12'\n" +
+	"\x04done\x18\x02 \x03(\v2\x13.drplane.v1.HandoffR\x04done\"@\n" +
+	"\x16CancelOperationRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"N\n" +
+	"\x17CancelOperationResponse\x123\n" +
+	"\toperation\x18\x01 \x01(\v2\x15.drplane.v1.OperationR\toperation\"@\n" +
+	"\x16ResumeOperationRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"N\n" +
+	"\x17ResumeOperationResponse\x123\n" +
+	"\toperation\x18\x01 \x01(\v2\x15.drplane.v1.OperationR\toperation*\x87\x01\n" +
+	"\rOperationKind\x12\x1e\n" +
+	"\x1aOPERATION_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17OPERATION_KIND_EVACUATE\x10\x01\x12\x1a\n" +
+	"\x16OPERATION_KIND_RESTORE\x10\x02\x12\x1d\n" +
+	"\x19OPERATION_KIND_MOVE_SHARD\x10\x03*\xe3\x01\n" +
+	"\x0eOperationState\x12\x1f\n" +
+	"\x1bOPERATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17OPERATION_STATE_PENDING\x10\x01\x12\x1b\n" +
+	"\x17OPERATION_STATE_RUNNING\x10\x02\x12\x1d\n" +
+	"\x19OPERATION_STATE_CANCELING\x10\x03\x12\x1c\n" +
+	"\x18OPERATION_STATE_CANCELED\x10\x04\x12\x1d\n" +
+	"\x19OPERATION_STATE_SUCCEEDED\x10\x05\x12\x1a\n" +
+	"\x16OPERATION_STATE_FAILED\x10\x06*\xd0\x01\n" +
+	"\fHandoffState\x12\x1d\n" +
+	"\x19HANDOFF_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15HANDOFF_STATE_PENDING\x10\x01\x12\x18\n" +
+	"\x14HANDOFF_STATE_FROZEN\x10\x02\x12\x1d\n" +
+	"\x19HANDOFF_STATE_CATCHING_UP\x10\x03\x12\x17\n" +
+	"\x13HANDOFF_STATE_MOVED\x10\x04\x12\x19\n" +
+	"\x15HANDOFF_STATE_ABORTED\x10\x05\x12\x19\n" +
+	"\x15HANDOFF_STATE_SKIPPED\x10\x062\xc8\x06\n" +
 	"\x11EvacuationService\x12g\n" +
 	"\bEvacuate\x12\x1b.drplane.v1.EvacuateRequest\x1a\x1c.drplane.v1.EvacuateResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/dcs/{dc}:evacuate\x12c\n" +
-	"\aRestore\x12\x1a.drplane.v1.RestoreRequest\x1a\x1b.drplane.v1.RestoreResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/dcs/{dc}:restoreB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
+	"\aRestore\x12\x1a.drplane.v1.RestoreRequest\x1a\x1b.drplane.v1.RestoreResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/dcs/{dc}:restore\x12o\n" +
+	"\x0eListOperations\x12!.drplane.v1.ListOperationsRequest\x1a\".drplane.v1.ListOperationsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/operations\x12n\n" +
+	"\fGetOperation\x12\x1f.drplane.v1.GetOperationRequest\x1a .drplane.v1.GetOperationResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/operations/{id}\x12|\n" +
+	"\x0eWatchOperation\x12!.drplane.v1.WatchOperationRequest\x1a\".drplane.v1.WatchOperationResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/operations/{id}:watch0\x01\x12\x81\x01\n" +
+	"\x0fCancelOperation\x12\".drplane.v1.CancelOperationRequest\x1a#.drplane.v1.CancelOperationResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/operations/{id}:cancel\x12\x81\x01\n" +
+	"\x0fResumeOperation\x12\".drplane.v1.ResumeOperationRequest\x1a#.drplane.v1.ResumeOperationResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/operations/{id}:resumeB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
 
 var (
 	file_drplane_v1_evacuation_proto_rawDescOnce sync.Once
@@ -238,23 +1631,72 @@ func file_drplane_v1_evacuation_proto_rawDescGZIP() []byte {
 	return file_drplane_v1_evacuation_proto_rawDescData
 }
 
-var file_drplane_v1_evacuation_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_drplane_v1_evacuation_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_drplane_v1_evacuation_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_drplane_v1_evacuation_proto_goTypes = []any{
-	(*EvacuateRequest)(nil),  // 0: drplane.v1.EvacuateRequest
-	(*EvacuateResponse)(nil), // 1: drplane.v1.EvacuateResponse
-	(*RestoreRequest)(nil),   // 2: drplane.v1.RestoreRequest
-	(*RestoreResponse)(nil),  // 3: drplane.v1.RestoreResponse
+	(OperationKind)(0),              // 0: drplane.v1.OperationKind
+	(OperationState)(0),             // 1: drplane.v1.OperationState
+	(HandoffState)(0),               // 2: drplane.v1.HandoffState
+	(*EvacuateRequest)(nil),         // 3: drplane.v1.EvacuateRequest
+	(*EvacuateResponse)(nil),        // 4: drplane.v1.EvacuateResponse
+	(*RestoreRequest)(nil),          // 5: drplane.v1.RestoreRequest
+	(*RestoreResponse)(nil),         // 6: drplane.v1.RestoreResponse
+	(*Handoff)(nil),                 // 7: drplane.v1.Handoff
+	(*PlanTarget)(nil),              // 8: drplane.v1.PlanTarget
+	(*OperationTotals)(nil),         // 9: drplane.v1.OperationTotals
+	(*Operation)(nil),               // 10: drplane.v1.Operation
+	(*ListOperationsRequest)(nil),   // 11: drplane.v1.ListOperationsRequest
+	(*ListOperationsResponse)(nil),  // 12: drplane.v1.ListOperationsResponse
+	(*GetOperationRequest)(nil),     // 13: drplane.v1.GetOperationRequest
+	(*GetOperationResponse)(nil),    // 14: drplane.v1.GetOperationResponse
+	(*WatchOperationRequest)(nil),   // 15: drplane.v1.WatchOperationRequest
+	(*WatchOperationResponse)(nil),  // 16: drplane.v1.WatchOperationResponse
+	(*CancelOperationRequest)(nil),  // 17: drplane.v1.CancelOperationRequest
+	(*CancelOperationResponse)(nil), // 18: drplane.v1.CancelOperationResponse
+	(*ResumeOperationRequest)(nil),  // 19: drplane.v1.ResumeOperationRequest
+	(*ResumeOperationResponse)(nil), // 20: drplane.v1.ResumeOperationResponse
+	(*timestamppb.Timestamp)(nil),   // 21: google.protobuf.Timestamp
 }
 var file_drplane_v1_evacuation_proto_depIdxs = []int32{
-	0, // 0: drplane.v1.EvacuationService.Evacuate:input_type -> drplane.v1.EvacuateRequest
-	2, // 1: drplane.v1.EvacuationService.Restore:input_type -> drplane.v1.RestoreRequest
-	1, // 2: drplane.v1.EvacuationService.Evacuate:output_type -> drplane.v1.EvacuateResponse
-	3, // 3: drplane.v1.EvacuationService.Restore:output_type -> drplane.v1.RestoreResponse
-	2, // [2:4] is the sub-list for method output_type
-	0, // [0:2] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	10, // 0: drplane.v1.EvacuateResponse.operation:type_name -> drplane.v1.Operation
+	10, // 1: drplane.v1.RestoreResponse.operation:type_name -> drplane.v1.Operation
+	2,  // 2: drplane.v1.Handoff.state:type_name -> drplane.v1.HandoffState
+	21, // 3: drplane.v1.Handoff.frozen_at:type_name -> google.protobuf.Timestamp
+	21, // 4: drplane.v1.Handoff.done_at:type_name -> google.protobuf.Timestamp
+	0,  // 5: drplane.v1.Operation.kind:type_name -> drplane.v1.OperationKind
+	1,  // 6: drplane.v1.Operation.state:type_name -> drplane.v1.OperationState
+	21, // 7: drplane.v1.Operation.created_at:type_name -> google.protobuf.Timestamp
+	21, // 8: drplane.v1.Operation.started_at:type_name -> google.protobuf.Timestamp
+	21, // 9: drplane.v1.Operation.finished_at:type_name -> google.protobuf.Timestamp
+	8,  // 10: drplane.v1.Operation.targets:type_name -> drplane.v1.PlanTarget
+	7,  // 11: drplane.v1.Operation.handoffs:type_name -> drplane.v1.Handoff
+	9,  // 12: drplane.v1.Operation.totals:type_name -> drplane.v1.OperationTotals
+	0,  // 13: drplane.v1.ListOperationsRequest.kind:type_name -> drplane.v1.OperationKind
+	10, // 14: drplane.v1.ListOperationsResponse.operations:type_name -> drplane.v1.Operation
+	10, // 15: drplane.v1.GetOperationResponse.operation:type_name -> drplane.v1.Operation
+	10, // 16: drplane.v1.WatchOperationResponse.operation:type_name -> drplane.v1.Operation
+	7,  // 17: drplane.v1.WatchOperationResponse.done:type_name -> drplane.v1.Handoff
+	10, // 18: drplane.v1.CancelOperationResponse.operation:type_name -> drplane.v1.Operation
+	10, // 19: drplane.v1.ResumeOperationResponse.operation:type_name -> drplane.v1.Operation
+	3,  // 20: drplane.v1.EvacuationService.Evacuate:input_type -> drplane.v1.EvacuateRequest
+	5,  // 21: drplane.v1.EvacuationService.Restore:input_type -> drplane.v1.RestoreRequest
+	11, // 22: drplane.v1.EvacuationService.ListOperations:input_type -> drplane.v1.ListOperationsRequest
+	13, // 23: drplane.v1.EvacuationService.GetOperation:input_type -> drplane.v1.GetOperationRequest
+	15, // 24: drplane.v1.EvacuationService.WatchOperation:input_type -> drplane.v1.WatchOperationRequest
+	17, // 25: drplane.v1.EvacuationService.CancelOperation:input_type -> drplane.v1.CancelOperationRequest
+	19, // 26: drplane.v1.EvacuationService.ResumeOperation:input_type -> drplane.v1.ResumeOperationRequest
+	4,  // 27: drplane.v1.EvacuationService.Evacuate:output_type -> drplane.v1.EvacuateResponse
+	6,  // 28: drplane.v1.EvacuationService.Restore:output_type -> drplane.v1.RestoreResponse
+	12, // 29: drplane.v1.EvacuationService.ListOperations:output_type -> drplane.v1.ListOperationsResponse
+	14, // 30: drplane.v1.EvacuationService.GetOperation:output_type -> drplane.v1.GetOperationResponse
+	16, // 31: drplane.v1.EvacuationService.WatchOperation:output_type -> drplane.v1.WatchOperationResponse
+	18, // 32: drplane.v1.EvacuationService.CancelOperation:output_type -> drplane.v1.CancelOperationResponse
+	20, // 33: drplane.v1.EvacuationService.ResumeOperation:output_type -> drplane.v1.ResumeOperationResponse
+	27, // [27:34] is the sub-list for method output_type
+	20, // [20:27] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_evacuation_proto_init() }
@@ -267,13 +1709,14 @@ func file_drplane_v1_evacuation_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drplane_v1_evacuation_proto_rawDesc), len(file_drplane_v1_evacuation_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   4,
+			NumEnums:      3,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_drplane_v1_evacuation_proto_goTypes,
 		DependencyIndexes: file_drplane_v1_evacuation_proto_depIdxs,
+		EnumInfos:         file_drplane_v1_evacuation_proto_enumTypes,
 		MessageInfos:      file_drplane_v1_evacuation_proto_msgTypes,
 	}.Build()
 	File_drplane_v1_evacuation_proto = out.File

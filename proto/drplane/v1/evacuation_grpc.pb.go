@@ -19,22 +19,48 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	EvacuationService_Evacuate_FullMethodName = "/drplane.v1.EvacuationService/Evacuate"
-	EvacuationService_Restore_FullMethodName  = "/drplane.v1.EvacuationService/Restore"
+	EvacuationService_Evacuate_FullMethodName        = "/drplane.v1.EvacuationService/Evacuate"
+	EvacuationService_Restore_FullMethodName         = "/drplane.v1.EvacuationService/Restore"
+	EvacuationService_ListOperations_FullMethodName  = "/drplane.v1.EvacuationService/ListOperations"
+	EvacuationService_GetOperation_FullMethodName    = "/drplane.v1.EvacuationService/GetOperation"
+	EvacuationService_WatchOperation_FullMethodName  = "/drplane.v1.EvacuationService/WatchOperation"
+	EvacuationService_CancelOperation_FullMethodName = "/drplane.v1.EvacuationService/CancelOperation"
+	EvacuationService_ResumeOperation_FullMethodName = "/drplane.v1.EvacuationService/ResumeOperation"
 )
 
 // EvacuationServiceClient is the client API for EvacuationService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// EvacuationService drains a DC: every shard it owns moves to its backup DC
-// with zero loss, each frozen only while the target catches up. Reserved:
-// every call answers UNIMPLEMENTED until the evacuation workflow exists.
+// EvacuationService drains a DC and brings it back: every shard it owns is
+// handed to another DC with zero loss (the safe handoff: freeze, routers
+// acknowledge, the target catches up to the old owner's watermark, one
+// fenced flip, unfreeze), in waves of up to `parallel` shards. Evacuations,
+// restores and safe shard moves are long-running operations stored in etcd
+// and run by the coordinator leader; a new leader resumes them. Every step
+// is audited.
 type EvacuationServiceClient interface {
-	// Evacuate starts draining a DC. Needs role operator.
+	// Evacuate starts draining a DC: its state goes DRAINING, then EVACUATED
+	// once it owns no shard. With dry_run it only returns the plan. Needs
+	// role operator.
 	Evacuate(ctx context.Context, in *EvacuateRequest, opts ...grpc.CallOption) (*EvacuateResponse, error)
-	// Restore returns an evacuated DC to service. Needs role operator.
+	// Restore sets a DC back to ACTIVE and, with move_home, hands its home
+	// shards back to it the same safe way. Needs role operator.
 	Restore(ctx context.Context, in *RestoreRequest, opts ...grpc.CallOption) (*RestoreResponse, error)
+	// ListOperations returns operations, newest first. Needs role viewer.
+	ListOperations(ctx context.Context, in *ListOperationsRequest, opts ...grpc.CallOption) (*ListOperationsResponse, error)
+	// GetOperation returns one operation with its per-shard progress. Needs
+	// role viewer.
+	GetOperation(ctx context.Context, in *GetOperationRequest, opts ...grpc.CallOption) (*GetOperationResponse, error)
+	// WatchOperation streams the operation: its current state, then every
+	// change, until it finished. Needs role viewer.
+	WatchOperation(ctx context.Context, in *WatchOperationRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOperationResponse], error)
+	// CancelOperation stops an operation after its current wave: every shard
+	// is left either moved or unfrozen at its old owner. Needs role operator.
+	CancelOperation(ctx context.Context, in *CancelOperationRequest, opts ...grpc.CallOption) (*CancelOperationResponse, error)
+	// ResumeOperation goes on with a canceled or failed operation from where
+	// it stopped. Needs role operator.
+	ResumeOperation(ctx context.Context, in *ResumeOperationRequest, opts ...grpc.CallOption) (*ResumeOperationResponse, error)
 }
 
 type evacuationServiceClient struct {
@@ -65,18 +91,98 @@ func (c *evacuationServiceClient) Restore(ctx context.Context, in *RestoreReques
 	return out, nil
 }
 
+func (c *evacuationServiceClient) ListOperations(ctx context.Context, in *ListOperationsRequest, opts ...grpc.CallOption) (*ListOperationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListOperationsResponse)
+	err := c.cc.Invoke(ctx, EvacuationService_ListOperations_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *evacuationServiceClient) GetOperation(ctx context.Context, in *GetOperationRequest, opts ...grpc.CallOption) (*GetOperationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetOperationResponse)
+	err := c.cc.Invoke(ctx, EvacuationService_GetOperation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *evacuationServiceClient) WatchOperation(ctx context.Context, in *WatchOperationRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOperationResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &EvacuationService_ServiceDesc.Streams[0], EvacuationService_WatchOperation_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchOperationRequest, WatchOperationResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EvacuationService_WatchOperationClient = grpc.ServerStreamingClient[WatchOperationResponse]
+
+func (c *evacuationServiceClient) CancelOperation(ctx context.Context, in *CancelOperationRequest, opts ...grpc.CallOption) (*CancelOperationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelOperationResponse)
+	err := c.cc.Invoke(ctx, EvacuationService_CancelOperation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *evacuationServiceClient) ResumeOperation(ctx context.Context, in *ResumeOperationRequest, opts ...grpc.CallOption) (*ResumeOperationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResumeOperationResponse)
+	err := c.cc.Invoke(ctx, EvacuationService_ResumeOperation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EvacuationServiceServer is the server API for EvacuationService service.
 // All implementations must embed UnimplementedEvacuationServiceServer
 // for forward compatibility.
 //
-// EvacuationService drains a DC: every shard it owns moves to its backup DC
-// with zero loss, each frozen only while the target catches up. Reserved:
-// every call answers UNIMPLEMENTED until the evacuation workflow exists.
+// EvacuationService drains a DC and brings it back: every shard it owns is
+// handed to another DC with zero loss (the safe handoff: freeze, routers
+// acknowledge, the target catches up to the old owner's watermark, one
+// fenced flip, unfreeze), in waves of up to `parallel` shards. Evacuations,
+// restores and safe shard moves are long-running operations stored in etcd
+// and run by the coordinator leader; a new leader resumes them. Every step
+// is audited.
 type EvacuationServiceServer interface {
-	// Evacuate starts draining a DC. Needs role operator.
+	// Evacuate starts draining a DC: its state goes DRAINING, then EVACUATED
+	// once it owns no shard. With dry_run it only returns the plan. Needs
+	// role operator.
 	Evacuate(context.Context, *EvacuateRequest) (*EvacuateResponse, error)
-	// Restore returns an evacuated DC to service. Needs role operator.
+	// Restore sets a DC back to ACTIVE and, with move_home, hands its home
+	// shards back to it the same safe way. Needs role operator.
 	Restore(context.Context, *RestoreRequest) (*RestoreResponse, error)
+	// ListOperations returns operations, newest first. Needs role viewer.
+	ListOperations(context.Context, *ListOperationsRequest) (*ListOperationsResponse, error)
+	// GetOperation returns one operation with its per-shard progress. Needs
+	// role viewer.
+	GetOperation(context.Context, *GetOperationRequest) (*GetOperationResponse, error)
+	// WatchOperation streams the operation: its current state, then every
+	// change, until it finished. Needs role viewer.
+	WatchOperation(*WatchOperationRequest, grpc.ServerStreamingServer[WatchOperationResponse]) error
+	// CancelOperation stops an operation after its current wave: every shard
+	// is left either moved or unfrozen at its old owner. Needs role operator.
+	CancelOperation(context.Context, *CancelOperationRequest) (*CancelOperationResponse, error)
+	// ResumeOperation goes on with a canceled or failed operation from where
+	// it stopped. Needs role operator.
+	ResumeOperation(context.Context, *ResumeOperationRequest) (*ResumeOperationResponse, error)
 	mustEmbedUnimplementedEvacuationServiceServer()
 }
 
@@ -92,6 +198,21 @@ func (UnimplementedEvacuationServiceServer) Evacuate(context.Context, *EvacuateR
 }
 func (UnimplementedEvacuationServiceServer) Restore(context.Context, *RestoreRequest) (*RestoreResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Restore not implemented")
+}
+func (UnimplementedEvacuationServiceServer) ListOperations(context.Context, *ListOperationsRequest) (*ListOperationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListOperations not implemented")
+}
+func (UnimplementedEvacuationServiceServer) GetOperation(context.Context, *GetOperationRequest) (*GetOperationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetOperation not implemented")
+}
+func (UnimplementedEvacuationServiceServer) WatchOperation(*WatchOperationRequest, grpc.ServerStreamingServer[WatchOperationResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchOperation not implemented")
+}
+func (UnimplementedEvacuationServiceServer) CancelOperation(context.Context, *CancelOperationRequest) (*CancelOperationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelOperation not implemented")
+}
+func (UnimplementedEvacuationServiceServer) ResumeOperation(context.Context, *ResumeOperationRequest) (*ResumeOperationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResumeOperation not implemented")
 }
 func (UnimplementedEvacuationServiceServer) mustEmbedUnimplementedEvacuationServiceServer() {}
 func (UnimplementedEvacuationServiceServer) testEmbeddedByValue()                           {}
@@ -150,6 +271,89 @@ func _EvacuationService_Restore_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EvacuationService_ListOperations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListOperationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EvacuationServiceServer).ListOperations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EvacuationService_ListOperations_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EvacuationServiceServer).ListOperations(ctx, req.(*ListOperationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EvacuationService_GetOperation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetOperationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EvacuationServiceServer).GetOperation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EvacuationService_GetOperation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EvacuationServiceServer).GetOperation(ctx, req.(*GetOperationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EvacuationService_WatchOperation_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchOperationRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(EvacuationServiceServer).WatchOperation(m, &grpc.GenericServerStream[WatchOperationRequest, WatchOperationResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EvacuationService_WatchOperationServer = grpc.ServerStreamingServer[WatchOperationResponse]
+
+func _EvacuationService_CancelOperation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelOperationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EvacuationServiceServer).CancelOperation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EvacuationService_CancelOperation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EvacuationServiceServer).CancelOperation(ctx, req.(*CancelOperationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EvacuationService_ResumeOperation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResumeOperationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EvacuationServiceServer).ResumeOperation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EvacuationService_ResumeOperation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EvacuationServiceServer).ResumeOperation(ctx, req.(*ResumeOperationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EvacuationService_ServiceDesc is the grpc.ServiceDesc for EvacuationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -165,7 +369,29 @@ var EvacuationService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Restore",
 			Handler:    _EvacuationService_Restore_Handler,
 		},
+		{
+			MethodName: "ListOperations",
+			Handler:    _EvacuationService_ListOperations_Handler,
+		},
+		{
+			MethodName: "GetOperation",
+			Handler:    _EvacuationService_GetOperation_Handler,
+		},
+		{
+			MethodName: "CancelOperation",
+			Handler:    _EvacuationService_CancelOperation_Handler,
+		},
+		{
+			MethodName: "ResumeOperation",
+			Handler:    _EvacuationService_ResumeOperation_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchOperation",
+			Handler:       _EvacuationService_WatchOperation_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "drplane/v1/evacuation.proto",
 }

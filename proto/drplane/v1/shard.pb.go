@@ -455,8 +455,12 @@ func (x *BatchRouteResponse) GetRoutes() []*Route {
 }
 
 type WatchRoutesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Keyspaces     []string               `protobuf:"bytes,1,rep,name=keyspaces,proto3" json:"keyspaces,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Keyspaces []string               `protobuf:"bytes,1,rep,name=keyspaces,proto3" json:"keyspaces,omitempty"`
+	// dc and client name the router (for the list of routers a handoff
+	// waits for); both optional.
+	Dc            string `protobuf:"bytes,2,opt,name=dc,proto3" json:"dc,omitempty"`
+	Client        string `protobuf:"bytes,3,opt,name=client,proto3" json:"client,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -498,25 +502,146 @@ func (x *WatchRoutesRequest) GetKeyspaces() []string {
 	return nil
 }
 
+func (x *WatchRoutesRequest) GetDc() string {
+	if x != nil {
+		return x.Dc
+	}
+	return ""
+}
+
+func (x *WatchRoutesRequest) GetClient() string {
+	if x != nil {
+		return x.Client
+	}
+	return ""
+}
+
+type AckRoutesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// stream_id is the id the stream's first response carried.
+	StreamId      string `protobuf:"bytes,1,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	Keyspace      string `protobuf:"bytes,2,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
+	MapRevision   int64  `protobuf:"varint,3,opt,name=map_revision,json=mapRevision,proto3" json:"map_revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckRoutesRequest) Reset() {
+	*x = AckRoutesRequest{}
+	mi := &file_drplane_v1_shard_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckRoutesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckRoutesRequest) ProtoMessage() {}
+
+func (x *AckRoutesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_shard_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckRoutesRequest.ProtoReflect.Descriptor instead.
+func (*AckRoutesRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *AckRoutesRequest) GetStreamId() string {
+	if x != nil {
+		return x.StreamId
+	}
+	return ""
+}
+
+func (x *AckRoutesRequest) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
+}
+
+func (x *AckRoutesRequest) GetMapRevision() int64 {
+	if x != nil {
+		return x.MapRevision
+	}
+	return 0
+}
+
+type AckRoutesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckRoutesResponse) Reset() {
+	*x = AckRoutesResponse{}
+	mi := &file_drplane_v1_shard_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckRoutesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckRoutesResponse) ProtoMessage() {}
+
+func (x *AckRoutesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_shard_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckRoutesResponse.ProtoReflect.Descriptor instead.
+func (*AckRoutesResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{8}
+}
+
 // Shard is one entry of a shard map: the range of 64-bit points (the key's
 // hash for HASH keyspaces, its decimal value for RANGE ones) it owns.
 type Shard struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    int32                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	// lo and hi bound the range [lo, hi) as decimal strings; hi "0" means 2^64.
-	Lo            string     `protobuf:"bytes,2,opt,name=lo,proto3" json:"lo,omitempty"`
-	Hi            string     `protobuf:"bytes,3,opt,name=hi,proto3" json:"hi,omitempty"`
-	OwnerDc       string     `protobuf:"bytes,4,opt,name=owner_dc,json=ownerDc,proto3" json:"owner_dc,omitempty"`
-	BackupDc      string     `protobuf:"bytes,5,opt,name=backup_dc,json=backupDc,proto3" json:"backup_dc,omitempty"`
-	State         ShardState `protobuf:"varint,6,opt,name=state,proto3,enum=drplane.v1.ShardState" json:"state,omitempty"`
-	Revision      int64      `protobuf:"varint,7,opt,name=revision,proto3" json:"revision,omitempty"`
+	Lo       string     `protobuf:"bytes,2,opt,name=lo,proto3" json:"lo,omitempty"`
+	Hi       string     `protobuf:"bytes,3,opt,name=hi,proto3" json:"hi,omitempty"`
+	OwnerDc  string     `protobuf:"bytes,4,opt,name=owner_dc,json=ownerDc,proto3" json:"owner_dc,omitempty"`
+	BackupDc string     `protobuf:"bytes,5,opt,name=backup_dc,json=backupDc,proto3" json:"backup_dc,omitempty"`
+	State    ShardState `protobuf:"varint,6,opt,name=state,proto3,enum=drplane.v1.ShardState" json:"state,omitempty"`
+	Revision int64      `protobuf:"varint,7,opt,name=revision,proto3" json:"revision,omitempty"`
+	// home_dc is the DC the shard belongs to when all DCs are healthy: its
+	// first owner. Restore --move-home hands shards back to it.
+	HomeDc string `protobuf:"bytes,8,opt,name=home_dc,json=homeDc,proto3" json:"home_dc,omitempty"`
+	// frozen_by says who froze a FROZEN shard: an operation id (a handoff
+	// in progress) or "operator" (SetShardState).
+	FrozenBy string `protobuf:"bytes,9,opt,name=frozen_by,json=frozenBy,proto3" json:"frozen_by,omitempty"`
+	// fences are the capture watermarks of the DCs that handed the shard
+	// off: a change a fenced DC captured for the shard after its watermark
+	// is divergence, refused at ship and apply time.
+	Fences        []*HandoffFence `protobuf:"bytes,10,rep,name=fences,proto3" json:"fences,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Shard) Reset() {
 	*x = Shard{}
-	mi := &file_drplane_v1_shard_proto_msgTypes[7]
+	mi := &file_drplane_v1_shard_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -528,7 +653,7 @@ func (x *Shard) String() string {
 func (*Shard) ProtoMessage() {}
 
 func (x *Shard) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_shard_proto_msgTypes[7]
+	mi := &file_drplane_v1_shard_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -541,7 +666,7 @@ func (x *Shard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Shard.ProtoReflect.Descriptor instead.
 func (*Shard) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{7}
+	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Shard) GetId() int32 {
@@ -593,6 +718,100 @@ func (x *Shard) GetRevision() int64 {
 	return 0
 }
 
+func (x *Shard) GetHomeDc() string {
+	if x != nil {
+		return x.HomeDc
+	}
+	return ""
+}
+
+func (x *Shard) GetFrozenBy() string {
+	if x != nil {
+		return x.FrozenBy
+	}
+	return ""
+}
+
+func (x *Shard) GetFences() []*HandoffFence {
+	if x != nil {
+		return x.Fences
+	}
+	return nil
+}
+
+// HandoffFence is the last handoff of a shard away from one DC.
+type HandoffFence struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Dc    string                 `protobuf:"bytes,1,opt,name=dc,proto3" json:"dc,omitempty"`
+	// watermark is that DC's GTID position at the handoff: changes it
+	// captured at or before it were shipped and applied at the new owner.
+	// Empty for a forced move (everything after the flip is divergence).
+	Watermark string `protobuf:"bytes,2,opt,name=watermark,proto3" json:"watermark,omitempty"`
+	// operation_id is the move that set it; revision the map revision.
+	OperationId   string `protobuf:"bytes,3,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	Revision      int64  `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandoffFence) Reset() {
+	*x = HandoffFence{}
+	mi := &file_drplane_v1_shard_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandoffFence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandoffFence) ProtoMessage() {}
+
+func (x *HandoffFence) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_shard_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandoffFence.ProtoReflect.Descriptor instead.
+func (*HandoffFence) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *HandoffFence) GetDc() string {
+	if x != nil {
+		return x.Dc
+	}
+	return ""
+}
+
+func (x *HandoffFence) GetWatermark() string {
+	if x != nil {
+		return x.Watermark
+	}
+	return ""
+}
+
+func (x *HandoffFence) GetOperationId() string {
+	if x != nil {
+		return x.OperationId
+	}
+	return ""
+}
+
+func (x *HandoffFence) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 // RoutingTable is a keyspace's shard map with the masters of its owner DCs.
 type RoutingTable struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -610,7 +829,7 @@ type RoutingTable struct {
 
 func (x *RoutingTable) Reset() {
 	*x = RoutingTable{}
-	mi := &file_drplane_v1_shard_proto_msgTypes[8]
+	mi := &file_drplane_v1_shard_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -622,7 +841,7 @@ func (x *RoutingTable) String() string {
 func (*RoutingTable) ProtoMessage() {}
 
 func (x *RoutingTable) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_shard_proto_msgTypes[8]
+	mi := &file_drplane_v1_shard_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -635,7 +854,7 @@ func (x *RoutingTable) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoutingTable.ProtoReflect.Descriptor instead.
 func (*RoutingTable) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{8}
+	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RoutingTable) GetKeyspace() string {
@@ -689,7 +908,7 @@ type ListShardsRequest struct {
 
 func (x *ListShardsRequest) Reset() {
 	*x = ListShardsRequest{}
-	mi := &file_drplane_v1_shard_proto_msgTypes[9]
+	mi := &file_drplane_v1_shard_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -701,7 +920,7 @@ func (x *ListShardsRequest) String() string {
 func (*ListShardsRequest) ProtoMessage() {}
 
 func (x *ListShardsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_shard_proto_msgTypes[9]
+	mi := &file_drplane_v1_shard_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -714,7 +933,7 @@ func (x *ListShardsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShardsRequest.ProtoReflect.Descriptor instead.
 func (*ListShardsRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{9}
+	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListShardsRequest) GetKeyspace() string {
@@ -733,7 +952,7 @@ type ListShardsResponse struct {
 
 func (x *ListShardsResponse) Reset() {
 	*x = ListShardsResponse{}
-	mi := &file_drplane_v1_shard_proto_msgTypes[10]
+	mi := &file_drplane_v1_shard_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -745,7 +964,7 @@ func (x *ListShardsResponse) String() string {
 func (*ListShardsResponse) ProtoMessage() {}
 
 func (x *ListShardsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_shard_proto_msgTypes[10]
+	mi := &file_drplane_v1_shard_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -758,7 +977,7 @@ func (x *ListShardsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShardsResponse.ProtoReflect.Descriptor instead.
 func (*ListShardsResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{10}
+	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListShardsResponse) GetTable() *RoutingTable {
@@ -778,7 +997,7 @@ type GetShardRequest struct {
 
 func (x *GetShardRequest) Reset() {
 	*x = GetShardRequest{}
-	mi := &file_drplane_v1_shard_proto_msgTypes[11]
+	mi := &file_drplane_v1_shard_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -790,7 +1009,7 @@ func (x *GetShardRequest) String() string {
 func (*GetShardRequest) ProtoMessage() {}
 
 func (x *GetShardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_shard_proto_msgTypes[11]
+	mi := &file_drplane_v1_shard_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -803,7 +1022,7 @@ func (x *GetShardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetShardRequest.ProtoReflect.Descriptor instead.
 func (*GetShardRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{11}
+	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetShardRequest) GetKeyspace() string {
@@ -830,7 +1049,7 @@ type GetShardResponse struct {
 
 func (x *GetShardResponse) Reset() {
 	*x = GetShardResponse{}
-	mi := &file_drplane_v1_shard_proto_msgTypes[12]
+	mi := &file_drplane_v1_shard_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +1061,7 @@ func (x *GetShardResponse) String() string {
 func (*GetShardResponse) ProtoMessage() {}
 
 func (x *GetShardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_shard_proto_msgTypes[12]
+	mi := &file_drplane_v1_shard_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,7 +1074,7 @@ func (x *GetShardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetShardResponse.ProtoReflect.Descriptor instead.
 func (*GetShardResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{12}
+	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetShardResponse) GetShard() *Shard {
@@ -879,15 +1098,20 @@ type MoveShardRequest struct {
 	OwnerDc  string                 `protobuf:"bytes,3,opt,name=owner_dc,json=ownerDc,proto3" json:"owner_dc,omitempty"`
 	// backup_dc defaults to the current backup unless that is the new owner,
 	// in which case the old owner becomes the backup.
-	BackupDc      string `protobuf:"bytes,4,opt,name=backup_dc,json=backupDc,proto3" json:"backup_dc,omitempty"`
-	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	BackupDc string `protobuf:"bytes,4,opt,name=backup_dc,json=backupDc,proto3" json:"backup_dc,omitempty"`
+	Reason   string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// force flips the owner at once, with no freeze and no catch-up.
+	Force bool `protobuf:"varint,6,opt,name=force,proto3" json:"force,omitempty"`
+	// timeout_seconds bounds how long the call waits for a safe move, 1 to
+	// 300; 0 means 60. The move goes on after a timeout (see operation_id).
+	TimeoutSeconds int32 `protobuf:"varint,7,opt,name=timeout_seconds,json=timeoutSeconds,proto3" json:"timeout_seconds,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *MoveShardRequest) Reset() {
 	*x = MoveShardRequest{}
-	mi := &file_drplane_v1_shard_proto_msgTypes[13]
+	mi := &file_drplane_v1_shard_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -899,7 +1123,7 @@ func (x *MoveShardRequest) String() string {
 func (*MoveShardRequest) ProtoMessage() {}
 
 func (x *MoveShardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_shard_proto_msgTypes[13]
+	mi := &file_drplane_v1_shard_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -912,7 +1136,7 @@ func (x *MoveShardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveShardRequest.ProtoReflect.Descriptor instead.
 func (*MoveShardRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{13}
+	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MoveShardRequest) GetKeyspace() string {
@@ -950,6 +1174,20 @@ func (x *MoveShardRequest) GetReason() string {
 	return ""
 }
 
+func (x *MoveShardRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+func (x *MoveShardRequest) GetTimeoutSeconds() int32 {
+	if x != nil {
+		return x.TimeoutSeconds
+	}
+	return 0
+}
+
 type SetShardStateRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Keyspace      string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
@@ -962,7 +1200,7 @@ type SetShardStateRequest struct {
 
 func (x *SetShardStateRequest) Reset() {
 	*x = SetShardStateRequest{}
-	mi := &file_drplane_v1_shard_proto_msgTypes[14]
+	mi := &file_drplane_v1_shard_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +1212,7 @@ func (x *SetShardStateRequest) String() string {
 func (*SetShardStateRequest) ProtoMessage() {}
 
 func (x *SetShardStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_shard_proto_msgTypes[14]
+	mi := &file_drplane_v1_shard_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1225,7 @@ func (x *SetShardStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetShardStateRequest.ProtoReflect.Descriptor instead.
 func (*SetShardStateRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{14}
+	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SetShardStateRequest) GetKeyspace() string {
@@ -1030,7 +1268,7 @@ type SetDCStateRequest struct {
 
 func (x *SetDCStateRequest) Reset() {
 	*x = SetDCStateRequest{}
-	mi := &file_drplane_v1_shard_proto_msgTypes[15]
+	mi := &file_drplane_v1_shard_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1280,7 @@ func (x *SetDCStateRequest) String() string {
 func (*SetDCStateRequest) ProtoMessage() {}
 
 func (x *SetDCStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_shard_proto_msgTypes[15]
+	mi := &file_drplane_v1_shard_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1293,7 @@ func (x *SetDCStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDCStateRequest.ProtoReflect.Descriptor instead.
 func (*SetDCStateRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{15}
+	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SetDCStateRequest) GetDc() string {
@@ -1081,15 +1319,17 @@ func (x *SetDCStateRequest) GetReason() string {
 
 // WatchRoutesResponse carries one keyspace's full routing table.
 type WatchRoutesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Table         *RoutingTable          `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Table *RoutingTable          `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	// stream_id names this stream for AckRoutes; set on every response.
+	StreamId      string `protobuf:"bytes,2,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WatchRoutesResponse) Reset() {
 	*x = WatchRoutesResponse{}
-	mi := &file_drplane_v1_shard_proto_msgTypes[16]
+	mi := &file_drplane_v1_shard_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1101,7 +1341,7 @@ func (x *WatchRoutesResponse) String() string {
 func (*WatchRoutesResponse) ProtoMessage() {}
 
 func (x *WatchRoutesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_shard_proto_msgTypes[16]
+	mi := &file_drplane_v1_shard_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1114,7 +1354,7 @@ func (x *WatchRoutesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRoutesResponse.ProtoReflect.Descriptor instead.
 func (*WatchRoutesResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{16}
+	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WatchRoutesResponse) GetTable() *RoutingTable {
@@ -1124,16 +1364,26 @@ func (x *WatchRoutesResponse) GetTable() *RoutingTable {
 	return nil
 }
 
+func (x *WatchRoutesResponse) GetStreamId() string {
+	if x != nil {
+		return x.StreamId
+	}
+	return ""
+}
+
 type MoveShardResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Mutation      *Mutation              `protobuf:"bytes,1,opt,name=mutation,proto3" json:"mutation,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// mutation is the flip (for a safe move, the operation's flip).
+	Mutation *Mutation `protobuf:"bytes,1,opt,name=mutation,proto3" json:"mutation,omitempty"`
+	// operation is the safe move's operation; absent with force.
+	Operation     *Operation `protobuf:"bytes,2,opt,name=operation,proto3" json:"operation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MoveShardResponse) Reset() {
 	*x = MoveShardResponse{}
-	mi := &file_drplane_v1_shard_proto_msgTypes[17]
+	mi := &file_drplane_v1_shard_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1395,7 @@ func (x *MoveShardResponse) String() string {
 func (*MoveShardResponse) ProtoMessage() {}
 
 func (x *MoveShardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_shard_proto_msgTypes[17]
+	mi := &file_drplane_v1_shard_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,12 +1408,19 @@ func (x *MoveShardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveShardResponse.ProtoReflect.Descriptor instead.
 func (*MoveShardResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{17}
+	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *MoveShardResponse) GetMutation() *Mutation {
 	if x != nil {
 		return x.Mutation
+	}
+	return nil
+}
+
+func (x *MoveShardResponse) GetOperation() *Operation {
+	if x != nil {
+		return x.Operation
 	}
 	return nil
 }
@@ -1177,7 +1434,7 @@ type SetShardStateResponse struct {
 
 func (x *SetShardStateResponse) Reset() {
 	*x = SetShardStateResponse{}
-	mi := &file_drplane_v1_shard_proto_msgTypes[18]
+	mi := &file_drplane_v1_shard_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1189,7 +1446,7 @@ func (x *SetShardStateResponse) String() string {
 func (*SetShardStateResponse) ProtoMessage() {}
 
 func (x *SetShardStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_shard_proto_msgTypes[18]
+	mi := &file_drplane_v1_shard_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1202,7 +1459,7 @@ func (x *SetShardStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetShardStateResponse.ProtoReflect.Descriptor instead.
 func (*SetShardStateResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{18}
+	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SetShardStateResponse) GetMutation() *Mutation {
@@ -1221,7 +1478,7 @@ type SetDCStateResponse struct {
 
 func (x *SetDCStateResponse) Reset() {
 	*x = SetDCStateResponse{}
-	mi := &file_drplane_v1_shard_proto_msgTypes[19]
+	mi := &file_drplane_v1_shard_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1490,7 @@ func (x *SetDCStateResponse) String() string {
 func (*SetDCStateResponse) ProtoMessage() {}
 
 func (x *SetDCStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_shard_proto_msgTypes[19]
+	mi := &file_drplane_v1_shard_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1503,7 @@ func (x *SetDCStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDCStateResponse.ProtoReflect.Descriptor instead.
 func (*SetDCStateResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{19}
+	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SetDCStateResponse) GetMutation() *Mutation {
@@ -1271,7 +1528,7 @@ type Mutation struct {
 
 func (x *Mutation) Reset() {
 	*x = Mutation{}
-	mi := &file_drplane_v1_shard_proto_msgTypes[20]
+	mi := &file_drplane_v1_shard_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1283,7 +1540,7 @@ func (x *Mutation) String() string {
 func (*Mutation) ProtoMessage() {}
 
 func (x *Mutation) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_shard_proto_msgTypes[20]
+	mi := &file_drplane_v1_shard_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1296,7 +1553,7 @@ func (x *Mutation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mutation.ProtoReflect.Descriptor instead.
 func (*Mutation) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{20}
+	return file_drplane_v1_shard_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Mutation) GetOperationId() string {
@@ -1325,7 +1582,7 @@ var File_drplane_v1_shard_proto protoreflect.FileDescriptor
 const file_drplane_v1_shard_proto_rawDesc = "" +
 	"\n" +
 	"\x16drplane/v1/shard.proto\x12\n" +
-	"drplane.v1\x1a\x1cgoogle/api/annotations.proto\"~\n" +
+	"drplane.v1\x1a\x1bdrplane/v1/evacuation.proto\x1a\x1cgoogle/api/annotations.proto\"~\n" +
 	"\x0eMasterEndpoint\x12\x0e\n" +
 	"\x02dc\x18\x01 \x01(\tR\x02dc\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x1a\n" +
@@ -1350,9 +1607,16 @@ const file_drplane_v1_shard_proto_rawDesc = "" +
 	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12\x12\n" +
 	"\x04keys\x18\x02 \x03(\tR\x04keys\"?\n" +
 	"\x12BatchRouteResponse\x12)\n" +
-	"\x06routes\x18\x01 \x03(\v2\x11.drplane.v1.RouteR\x06routes\"2\n" +
+	"\x06routes\x18\x01 \x03(\v2\x11.drplane.v1.RouteR\x06routes\"Z\n" +
 	"\x12WatchRoutesRequest\x12\x1c\n" +
-	"\tkeyspaces\x18\x01 \x03(\tR\tkeyspaces\"\xb9\x01\n" +
+	"\tkeyspaces\x18\x01 \x03(\tR\tkeyspaces\x12\x0e\n" +
+	"\x02dc\x18\x02 \x01(\tR\x02dc\x12\x16\n" +
+	"\x06client\x18\x03 \x01(\tR\x06client\"n\n" +
+	"\x10AckRoutesRequest\x12\x1b\n" +
+	"\tstream_id\x18\x01 \x01(\tR\bstreamId\x12\x1a\n" +
+	"\bkeyspace\x18\x02 \x01(\tR\bkeyspace\x12!\n" +
+	"\fmap_revision\x18\x03 \x01(\x03R\vmapRevision\"\x13\n" +
+	"\x11AckRoutesResponse\"\xa1\x02\n" +
 	"\x05Shard\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x0e\n" +
 	"\x02lo\x18\x02 \x01(\tR\x02lo\x12\x0e\n" +
@@ -1360,7 +1624,16 @@ const file_drplane_v1_shard_proto_rawDesc = "" +
 	"\bowner_dc\x18\x04 \x01(\tR\aownerDc\x12\x1b\n" +
 	"\tbackup_dc\x18\x05 \x01(\tR\bbackupDc\x12,\n" +
 	"\x05state\x18\x06 \x01(\x0e2\x16.drplane.v1.ShardStateR\x05state\x12\x1a\n" +
-	"\brevision\x18\a \x01(\x03R\brevision\"\xe4\x01\n" +
+	"\brevision\x18\a \x01(\x03R\brevision\x12\x17\n" +
+	"\ahome_dc\x18\b \x01(\tR\x06homeDc\x12\x1b\n" +
+	"\tfrozen_by\x18\t \x01(\tR\bfrozenBy\x120\n" +
+	"\x06fences\x18\n" +
+	" \x03(\v2\x18.drplane.v1.HandoffFenceR\x06fences\"{\n" +
+	"\fHandoffFence\x12\x0e\n" +
+	"\x02dc\x18\x01 \x01(\tR\x02dc\x12\x1c\n" +
+	"\twatermark\x18\x02 \x01(\tR\twatermark\x12!\n" +
+	"\foperation_id\x18\x03 \x01(\tR\voperationId\x12\x1a\n" +
+	"\brevision\x18\x04 \x01(\x03R\brevision\"\xe4\x01\n" +
 	"\fRoutingTable\x12\x1a\n" +
 	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12\x1a\n" +
 	"\bfunction\x18\x02 \x01(\tR\bfunction\x12\x18\n" +
@@ -1377,13 +1650,15 @@ const file_drplane_v1_shard_proto_rawDesc = "" +
 	"\x05shard\x18\x02 \x01(\x05R\x05shard\"d\n" +
 	"\x10GetShardResponse\x12'\n" +
 	"\x05shard\x18\x01 \x01(\v2\x11.drplane.v1.ShardR\x05shard\x12'\n" +
-	"\x05route\x18\x02 \x01(\v2\x11.drplane.v1.RouteR\x05route\"\x94\x01\n" +
+	"\x05route\x18\x02 \x01(\v2\x11.drplane.v1.RouteR\x05route\"\xd3\x01\n" +
 	"\x10MoveShardRequest\x12\x1a\n" +
 	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12\x14\n" +
 	"\x05shard\x18\x02 \x01(\x05R\x05shard\x12\x19\n" +
 	"\bowner_dc\x18\x03 \x01(\tR\aownerDc\x12\x1b\n" +
 	"\tbackup_dc\x18\x04 \x01(\tR\bbackupDc\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\x8e\x01\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05force\x18\x06 \x01(\bR\x05force\x12'\n" +
+	"\x0ftimeout_seconds\x18\a \x01(\x05R\x0etimeoutSeconds\"\x8e\x01\n" +
 	"\x14SetShardStateRequest\x12\x1a\n" +
 	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12\x14\n" +
 	"\x05shard\x18\x02 \x01(\x05R\x05shard\x12,\n" +
@@ -1392,11 +1667,13 @@ const file_drplane_v1_shard_proto_rawDesc = "" +
 	"\x11SetDCStateRequest\x12\x0e\n" +
 	"\x02dc\x18\x01 \x01(\tR\x02dc\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"E\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"b\n" +
 	"\x13WatchRoutesResponse\x12.\n" +
-	"\x05table\x18\x01 \x01(\v2\x18.drplane.v1.RoutingTableR\x05table\"E\n" +
+	"\x05table\x18\x01 \x01(\v2\x18.drplane.v1.RoutingTableR\x05table\x12\x1b\n" +
+	"\tstream_id\x18\x02 \x01(\tR\bstreamId\"z\n" +
 	"\x11MoveShardResponse\x120\n" +
-	"\bmutation\x18\x01 \x01(\v2\x14.drplane.v1.MutationR\bmutation\"I\n" +
+	"\bmutation\x18\x01 \x01(\v2\x14.drplane.v1.MutationR\bmutation\x123\n" +
+	"\toperation\x18\x02 \x01(\v2\x15.drplane.v1.OperationR\toperation\"I\n" +
 	"\x15SetShardStateResponse\x120\n" +
 	"\bmutation\x18\x01 \x01(\v2\x14.drplane.v1.MutationR\bmutation\"F\n" +
 	"\x12SetDCStateResponse\x120\n" +
@@ -1410,7 +1687,7 @@ const file_drplane_v1_shard_proto_rawDesc = "" +
 	"\x17SHARD_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12SHARD_STATE_ACTIVE\x10\x01\x12\x16\n" +
 	"\x12SHARD_STATE_FROZEN\x10\x02\x12\x16\n" +
-	"\x12SHARD_STATE_MOVING\x10\x032\xd8\a\n" +
+	"\x12SHARD_STATE_MOVING\x10\x032\xbd\b\n" +
 	"\fShardService\x12j\n" +
 	"\x05Route\x12\x18.drplane.v1.RouteRequest\x1a\x19.drplane.v1.RouteResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/keyspaces/{keyspace}/route/{key}\x12{\n" +
 	"\n" +
@@ -1422,7 +1699,8 @@ const file_drplane_v1_shard_proto_rawDesc = "" +
 	"\tMoveShard\x12\x1c.drplane.v1.MoveShardRequest\x1a\x1d.drplane.v1.MoveShardResponse\"7\x82\xd3\xe4\x93\x021:\x01*\",/v1/keyspaces/{keyspace}/shards/{shard}:move\x12\x91\x01\n" +
 	"\rSetShardState\x12 .drplane.v1.SetShardStateRequest\x1a!.drplane.v1.SetShardStateResponse\";\x82\xd3\xe4\x93\x025:\x01*\"0/v1/keyspaces/{keyspace}/shards/{shard}:setState\x12m\n" +
 	"\n" +
-	"SetDCState\x12\x1d.drplane.v1.SetDCStateRequest\x1a\x1e.drplane.v1.SetDCStateResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/dcs/{dc}:setStateB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
+	"SetDCState\x12\x1d.drplane.v1.SetDCStateRequest\x1a\x1e.drplane.v1.SetDCStateResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/dcs/{dc}:setState\x12c\n" +
+	"\tAckRoutes\x12\x1c.drplane.v1.AckRoutesRequest\x1a\x1d.drplane.v1.AckRoutesResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/routes:ackB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
 
 var (
 	file_drplane_v1_shard_proto_rawDescOnce sync.Once
@@ -1437,7 +1715,7 @@ func file_drplane_v1_shard_proto_rawDescGZIP() []byte {
 }
 
 var file_drplane_v1_shard_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_drplane_v1_shard_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_drplane_v1_shard_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_drplane_v1_shard_proto_goTypes = []any{
 	(ShardState)(0),               // 0: drplane.v1.ShardState
 	(*MasterEndpoint)(nil),        // 1: drplane.v1.MasterEndpoint
@@ -1447,20 +1725,24 @@ var file_drplane_v1_shard_proto_goTypes = []any{
 	(*BatchRouteRequest)(nil),     // 5: drplane.v1.BatchRouteRequest
 	(*BatchRouteResponse)(nil),    // 6: drplane.v1.BatchRouteResponse
 	(*WatchRoutesRequest)(nil),    // 7: drplane.v1.WatchRoutesRequest
-	(*Shard)(nil),                 // 8: drplane.v1.Shard
-	(*RoutingTable)(nil),          // 9: drplane.v1.RoutingTable
-	(*ListShardsRequest)(nil),     // 10: drplane.v1.ListShardsRequest
-	(*ListShardsResponse)(nil),    // 11: drplane.v1.ListShardsResponse
-	(*GetShardRequest)(nil),       // 12: drplane.v1.GetShardRequest
-	(*GetShardResponse)(nil),      // 13: drplane.v1.GetShardResponse
-	(*MoveShardRequest)(nil),      // 14: drplane.v1.MoveShardRequest
-	(*SetShardStateRequest)(nil),  // 15: drplane.v1.SetShardStateRequest
-	(*SetDCStateRequest)(nil),     // 16: drplane.v1.SetDCStateRequest
-	(*WatchRoutesResponse)(nil),   // 17: drplane.v1.WatchRoutesResponse
-	(*MoveShardResponse)(nil),     // 18: drplane.v1.MoveShardResponse
-	(*SetShardStateResponse)(nil), // 19: drplane.v1.SetShardStateResponse
-	(*SetDCStateResponse)(nil),    // 20: drplane.v1.SetDCStateResponse
-	(*Mutation)(nil),              // 21: drplane.v1.Mutation
+	(*AckRoutesRequest)(nil),      // 8: drplane.v1.AckRoutesRequest
+	(*AckRoutesResponse)(nil),     // 9: drplane.v1.AckRoutesResponse
+	(*Shard)(nil),                 // 10: drplane.v1.Shard
+	(*HandoffFence)(nil),          // 11: drplane.v1.HandoffFence
+	(*RoutingTable)(nil),          // 12: drplane.v1.RoutingTable
+	(*ListShardsRequest)(nil),     // 13: drplane.v1.ListShardsRequest
+	(*ListShardsResponse)(nil),    // 14: drplane.v1.ListShardsResponse
+	(*GetShardRequest)(nil),       // 15: drplane.v1.GetShardRequest
+	(*GetShardResponse)(nil),      // 16: drplane.v1.GetShardResponse
+	(*MoveShardRequest)(nil),      // 17: drplane.v1.MoveShardRequest
+	(*SetShardStateRequest)(nil),  // 18: drplane.v1.SetShardStateRequest
+	(*SetDCStateRequest)(nil),     // 19: drplane.v1.SetDCStateRequest
+	(*WatchRoutesResponse)(nil),   // 20: drplane.v1.WatchRoutesResponse
+	(*MoveShardResponse)(nil),     // 21: drplane.v1.MoveShardResponse
+	(*SetShardStateResponse)(nil), // 22: drplane.v1.SetShardStateResponse
+	(*SetDCStateResponse)(nil),    // 23: drplane.v1.SetDCStateResponse
+	(*Mutation)(nil),              // 24: drplane.v1.Mutation
+	(*Operation)(nil),             // 25: drplane.v1.Operation
 }
 var file_drplane_v1_shard_proto_depIdxs = []int32{
 	0,  // 0: drplane.v1.Route.state:type_name -> drplane.v1.ShardState
@@ -1468,37 +1750,41 @@ var file_drplane_v1_shard_proto_depIdxs = []int32{
 	2,  // 2: drplane.v1.RouteResponse.route:type_name -> drplane.v1.Route
 	2,  // 3: drplane.v1.BatchRouteResponse.routes:type_name -> drplane.v1.Route
 	0,  // 4: drplane.v1.Shard.state:type_name -> drplane.v1.ShardState
-	8,  // 5: drplane.v1.RoutingTable.shards:type_name -> drplane.v1.Shard
-	1,  // 6: drplane.v1.RoutingTable.masters:type_name -> drplane.v1.MasterEndpoint
-	9,  // 7: drplane.v1.ListShardsResponse.table:type_name -> drplane.v1.RoutingTable
-	8,  // 8: drplane.v1.GetShardResponse.shard:type_name -> drplane.v1.Shard
-	2,  // 9: drplane.v1.GetShardResponse.route:type_name -> drplane.v1.Route
-	0,  // 10: drplane.v1.SetShardStateRequest.state:type_name -> drplane.v1.ShardState
-	9,  // 11: drplane.v1.WatchRoutesResponse.table:type_name -> drplane.v1.RoutingTable
-	21, // 12: drplane.v1.MoveShardResponse.mutation:type_name -> drplane.v1.Mutation
-	21, // 13: drplane.v1.SetShardStateResponse.mutation:type_name -> drplane.v1.Mutation
-	21, // 14: drplane.v1.SetDCStateResponse.mutation:type_name -> drplane.v1.Mutation
-	3,  // 15: drplane.v1.ShardService.Route:input_type -> drplane.v1.RouteRequest
-	5,  // 16: drplane.v1.ShardService.BatchRoute:input_type -> drplane.v1.BatchRouteRequest
-	7,  // 17: drplane.v1.ShardService.WatchRoutes:input_type -> drplane.v1.WatchRoutesRequest
-	10, // 18: drplane.v1.ShardService.ListShards:input_type -> drplane.v1.ListShardsRequest
-	12, // 19: drplane.v1.ShardService.GetShard:input_type -> drplane.v1.GetShardRequest
-	14, // 20: drplane.v1.ShardService.MoveShard:input_type -> drplane.v1.MoveShardRequest
-	15, // 21: drplane.v1.ShardService.SetShardState:input_type -> drplane.v1.SetShardStateRequest
-	16, // 22: drplane.v1.ShardService.SetDCState:input_type -> drplane.v1.SetDCStateRequest
-	4,  // 23: drplane.v1.ShardService.Route:output_type -> drplane.v1.RouteResponse
-	6,  // 24: drplane.v1.ShardService.BatchRoute:output_type -> drplane.v1.BatchRouteResponse
-	17, // 25: drplane.v1.ShardService.WatchRoutes:output_type -> drplane.v1.WatchRoutesResponse
-	11, // 26: drplane.v1.ShardService.ListShards:output_type -> drplane.v1.ListShardsResponse
-	13, // 27: drplane.v1.ShardService.GetShard:output_type -> drplane.v1.GetShardResponse
-	18, // 28: drplane.v1.ShardService.MoveShard:output_type -> drplane.v1.MoveShardResponse
-	19, // 29: drplane.v1.ShardService.SetShardState:output_type -> drplane.v1.SetShardStateResponse
-	20, // 30: drplane.v1.ShardService.SetDCState:output_type -> drplane.v1.SetDCStateResponse
-	23, // [23:31] is the sub-list for method output_type
-	15, // [15:23] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	11, // 5: drplane.v1.Shard.fences:type_name -> drplane.v1.HandoffFence
+	10, // 6: drplane.v1.RoutingTable.shards:type_name -> drplane.v1.Shard
+	1,  // 7: drplane.v1.RoutingTable.masters:type_name -> drplane.v1.MasterEndpoint
+	12, // 8: drplane.v1.ListShardsResponse.table:type_name -> drplane.v1.RoutingTable
+	10, // 9: drplane.v1.GetShardResponse.shard:type_name -> drplane.v1.Shard
+	2,  // 10: drplane.v1.GetShardResponse.route:type_name -> drplane.v1.Route
+	0,  // 11: drplane.v1.SetShardStateRequest.state:type_name -> drplane.v1.ShardState
+	12, // 12: drplane.v1.WatchRoutesResponse.table:type_name -> drplane.v1.RoutingTable
+	24, // 13: drplane.v1.MoveShardResponse.mutation:type_name -> drplane.v1.Mutation
+	25, // 14: drplane.v1.MoveShardResponse.operation:type_name -> drplane.v1.Operation
+	24, // 15: drplane.v1.SetShardStateResponse.mutation:type_name -> drplane.v1.Mutation
+	24, // 16: drplane.v1.SetDCStateResponse.mutation:type_name -> drplane.v1.Mutation
+	3,  // 17: drplane.v1.ShardService.Route:input_type -> drplane.v1.RouteRequest
+	5,  // 18: drplane.v1.ShardService.BatchRoute:input_type -> drplane.v1.BatchRouteRequest
+	7,  // 19: drplane.v1.ShardService.WatchRoutes:input_type -> drplane.v1.WatchRoutesRequest
+	13, // 20: drplane.v1.ShardService.ListShards:input_type -> drplane.v1.ListShardsRequest
+	15, // 21: drplane.v1.ShardService.GetShard:input_type -> drplane.v1.GetShardRequest
+	17, // 22: drplane.v1.ShardService.MoveShard:input_type -> drplane.v1.MoveShardRequest
+	18, // 23: drplane.v1.ShardService.SetShardState:input_type -> drplane.v1.SetShardStateRequest
+	19, // 24: drplane.v1.ShardService.SetDCState:input_type -> drplane.v1.SetDCStateRequest
+	8,  // 25: drplane.v1.ShardService.AckRoutes:input_type -> drplane.v1.AckRoutesRequest
+	4,  // 26: drplane.v1.ShardService.Route:output_type -> drplane.v1.RouteResponse
+	6,  // 27: drplane.v1.ShardService.BatchRoute:output_type -> drplane.v1.BatchRouteResponse
+	20, // 28: drplane.v1.ShardService.WatchRoutes:output_type -> drplane.v1.WatchRoutesResponse
+	14, // 29: drplane.v1.ShardService.ListShards:output_type -> drplane.v1.ListShardsResponse
+	16, // 30: drplane.v1.ShardService.GetShard:output_type -> drplane.v1.GetShardResponse
+	21, // 31: drplane.v1.ShardService.MoveShard:output_type -> drplane.v1.MoveShardResponse
+	22, // 32: drplane.v1.ShardService.SetShardState:output_type -> drplane.v1.SetShardStateResponse
+	23, // 33: drplane.v1.ShardService.SetDCState:output_type -> drplane.v1.SetDCStateResponse
+	9,  // 34: drplane.v1.ShardService.AckRoutes:output_type -> drplane.v1.AckRoutesResponse
+	26, // [26:35] is the sub-list for method output_type
+	17, // [17:26] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_shard_proto_init() }
@@ -1506,13 +1792,14 @@ func file_drplane_v1_shard_proto_init() {
 	if File_drplane_v1_shard_proto != nil {
 		return
 	}
+	file_drplane_v1_evacuation_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drplane_v1_shard_proto_rawDesc), len(file_drplane_v1_shard_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

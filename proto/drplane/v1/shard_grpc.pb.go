@@ -27,6 +27,7 @@ const (
 	ShardService_MoveShard_FullMethodName     = "/drplane.v1.ShardService/MoveShard"
 	ShardService_SetShardState_FullMethodName = "/drplane.v1.ShardService/SetShardState"
 	ShardService_SetDCState_FullMethodName    = "/drplane.v1.ShardService/SetDCState"
+	ShardService_AckRoutes_FullMethodName     = "/drplane.v1.ShardService/AckRoutes"
 )
 
 // ShardServiceClient is the client API for ShardService service.
@@ -55,9 +56,14 @@ type ShardServiceClient interface {
 	ListShards(ctx context.Context, in *ListShardsRequest, opts ...grpc.CallOption) (*ListShardsResponse, error)
 	// GetShard returns one shard with its route.
 	GetShard(ctx context.Context, in *GetShardRequest, opts ...grpc.CallOption) (*GetShardResponse, error)
-	// MoveShard changes a shard's owner (and optionally backup) DC. It is
-	// the raw map change; planned moves that wait for replication are the
-	// evacuation workflow's job. Needs role admin.
+	// MoveShard hands a shard to another owner DC (and optionally backup) with
+	// the safe handoff: freeze, routers acknowledge, the target catches up to
+	// the old owner's capture watermark, then one fenced flip and unfreeze. It
+	// runs as an operation (kind move_shard, see EvacuationService's
+	// operations) and returns once it finished or timeout_seconds passed.
+	// With force it is the raw flip instead: the owner changes at once, with
+	// no catch-up (what the old owner had not shipped yet becomes divergence).
+	// Needs role admin.
 	MoveShard(ctx context.Context, in *MoveShardRequest, opts ...grpc.CallOption) (*MoveShardResponse, error)
 	// SetShardState freezes or unfreezes a shard (ACTIVE, FROZEN, MOVING).
 	// Needs role admin.
@@ -65,6 +71,14 @@ type ShardServiceClient interface {
 	// SetDCState sets a DC's administrative state in the topology. Needs
 	// role admin.
 	SetDCState(ctx context.Context, in *SetDCStateRequest, opts ...grpc.CallOption) (*SetDCStateResponse, error)
+	// AckRoutes acknowledges that the router holding the WatchRoutes stream
+	// stream_id has applied the routing table of a keyspace at map_revision:
+	// it admits no new write under an older table, and the writes it admitted
+	// under an older table to shards that are frozen now have finished. A
+	// handoff waits for the acknowledgement of every connected router
+	// (bounded by a grace) before it takes the old owner's watermark. Needs
+	// role viewer.
+	AckRoutes(ctx context.Context, in *AckRoutesRequest, opts ...grpc.CallOption) (*AckRoutesResponse, error)
 }
 
 type shardServiceClient struct {
@@ -164,6 +178,16 @@ func (c *shardServiceClient) SetDCState(ctx context.Context, in *SetDCStateReque
 	return out, nil
 }
 
+func (c *shardServiceClient) AckRoutes(ctx context.Context, in *AckRoutesRequest, opts ...grpc.CallOption) (*AckRoutesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AckRoutesResponse)
+	err := c.cc.Invoke(ctx, ShardService_AckRoutes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ShardServiceServer is the server API for ShardService service.
 // All implementations must embed UnimplementedShardServiceServer
 // for forward compatibility.
@@ -190,9 +214,14 @@ type ShardServiceServer interface {
 	ListShards(context.Context, *ListShardsRequest) (*ListShardsResponse, error)
 	// GetShard returns one shard with its route.
 	GetShard(context.Context, *GetShardRequest) (*GetShardResponse, error)
-	// MoveShard changes a shard's owner (and optionally backup) DC. It is
-	// the raw map change; planned moves that wait for replication are the
-	// evacuation workflow's job. Needs role admin.
+	// MoveShard hands a shard to another owner DC (and optionally backup) with
+	// the safe handoff: freeze, routers acknowledge, the target catches up to
+	// the old owner's capture watermark, then one fenced flip and unfreeze. It
+	// runs as an operation (kind move_shard, see EvacuationService's
+	// operations) and returns once it finished or timeout_seconds passed.
+	// With force it is the raw flip instead: the owner changes at once, with
+	// no catch-up (what the old owner had not shipped yet becomes divergence).
+	// Needs role admin.
 	MoveShard(context.Context, *MoveShardRequest) (*MoveShardResponse, error)
 	// SetShardState freezes or unfreezes a shard (ACTIVE, FROZEN, MOVING).
 	// Needs role admin.
@@ -200,6 +229,14 @@ type ShardServiceServer interface {
 	// SetDCState sets a DC's administrative state in the topology. Needs
 	// role admin.
 	SetDCState(context.Context, *SetDCStateRequest) (*SetDCStateResponse, error)
+	// AckRoutes acknowledges that the router holding the WatchRoutes stream
+	// stream_id has applied the routing table of a keyspace at map_revision:
+	// it admits no new write under an older table, and the writes it admitted
+	// under an older table to shards that are frozen now have finished. A
+	// handoff waits for the acknowledgement of every connected router
+	// (bounded by a grace) before it takes the old owner's watermark. Needs
+	// role viewer.
+	AckRoutes(context.Context, *AckRoutesRequest) (*AckRoutesResponse, error)
 	mustEmbedUnimplementedShardServiceServer()
 }
 
@@ -233,6 +270,9 @@ func (UnimplementedShardServiceServer) SetShardState(context.Context, *SetShardS
 }
 func (UnimplementedShardServiceServer) SetDCState(context.Context, *SetDCStateRequest) (*SetDCStateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetDCState not implemented")
+}
+func (UnimplementedShardServiceServer) AckRoutes(context.Context, *AckRoutesRequest) (*AckRoutesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AckRoutes not implemented")
 }
 func (UnimplementedShardServiceServer) mustEmbedUnimplementedShardServiceServer() {}
 func (UnimplementedShardServiceServer) testEmbeddedByValue()                      {}
@@ -392,6 +432,24 @@ func _ShardService_SetDCState_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ShardService_AckRoutes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AckRoutesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ShardServiceServer).AckRoutes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ShardService_AckRoutes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ShardServiceServer).AckRoutes(ctx, req.(*AckRoutesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ShardService_ServiceDesc is the grpc.ServiceDesc for ShardService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -426,6 +484,10 @@ var ShardService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetDCState",
 			Handler:    _ShardService_SetDCState_Handler,
+		},
+		{
+			MethodName: "AckRoutes",
+			Handler:    _ShardService_AckRoutes_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -42,7 +42,19 @@ func shardToProto(s shardmap.Shard) *drplanev1.Shard {
 	return &drplanev1.Shard{
 		Id: int32(s.ID), Lo: strconv.FormatUint(s.Lo, 10), Hi: strconv.FormatUint(s.Hi, 10), //nolint:gosec // ids are below shardmap.MaxShards
 		OwnerDc: s.Owner, BackupDc: s.Backup, State: shardStateToProto(s.State), Revision: s.Revision,
+		HomeDc: s.HomeDC(), FrozenBy: s.FrozenBy, Fences: fencesToProto(s.Fences),
 	}
+}
+
+func fencesToProto(fs []shardmap.Fence) []*drplanev1.HandoffFence {
+	if len(fs) == 0 {
+		return nil
+	}
+	out := make([]*drplanev1.HandoffFence, len(fs))
+	for i, f := range fs {
+		out[i] = &drplanev1.HandoffFence{Dc: f.DC, Watermark: f.Watermark, OperationId: f.OperationID, Revision: f.Revision}
+	}
+	return out
 }
 
 // tableToProto is keyspace e's routing table: its shards in range order and

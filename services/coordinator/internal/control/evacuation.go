@@ -7,9 +7,10 @@ import (
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
 )
 
-// Evacuation serves EvacuationService, which this release reserves: every
-// call answers UNIMPLEMENTED. Moving single shards (drctl shards move) and
-// setting a DC's state (drctl dc set-state) work through ShardService.
+// Evacuation serves EvacuationService. Until the evacuation workflow is
+// wired in, every call answers UNIMPLEMENTED. Moving single shards (drctl
+// shards move) and setting a DC's state (drctl dc set-state) work through
+// ShardService.
 type Evacuation struct {
 	drplanev1.UnimplementedEvacuationServiceServer
 }

@@ -144,7 +144,8 @@ func NewNode(o NodeOptions) (*Node, error) {
 	srv := server.New(server.Options{
 		GRPCAddr: o.GRPCAddr, HTTPAddr: o.HTTPAddr, TLS: o.TLS, Auth: authn,
 		Topology: &control.Topology{Store: o.Store}, Failover: failover, Shards: shards, Evacuation: control.Evacuation{},
-		Audit: search, Replication: replication,
+		Divergence: &control.Divergence{Store: o.Store},
+		Audit:      search, Replication: replication,
 		PreAuth: []grpc.UnaryServerInterceptor{
 			unauth.Unary(), failover.AuditDenied(authn), shards.AuditDenied(authn), replication.AuditDenied(authn),
 		},

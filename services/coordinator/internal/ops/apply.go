@@ -304,7 +304,7 @@ func (q *Queue) planShard(ctx context.Context, op Op, topo topology.Topology, to
 	ch := change{cmps: []clientv3.Cmp{topoCmp, clientv3.Compare(clientv3.ModRevision(key), "=", m.Revision)}, result: result}
 	before, _ := m.Shard(p.Shard)
 	after, _ := next.Shard(p.Shard)
-	if result.Changed = before != after; result.Changed {
+	if result.Changed = !before.Equal(after); result.Changed {
 		w, err := putJSON(key, next)
 		if err != nil {
 			return change{}, err

@@ -19,6 +19,7 @@ func TestPolicyCoversEveryMethod(t *testing.T) {
 		drplanev1.TopologyService_ServiceDesc, drplanev1.FailoverService_ServiceDesc,
 		drplanev1.ShardService_ServiceDesc, drplanev1.EvacuationService_ServiceDesc,
 		drplanev1.AuditService_ServiceDesc, drplanev1.ReplicationService_ServiceDesc,
+		drplanev1.DivergenceService_ServiceDesc,
 	} {
 		for _, m := range sd.Methods {
 			name := "/" + sd.ServiceName + "/" + m.MethodName
@@ -39,6 +40,13 @@ func TestPolicyCoversEveryMethod(t *testing.T) {
 	assert.Equal(t, auth.RoleAdmin, p[drplanev1.ShardService_MoveShard_FullMethodName])
 	assert.Equal(t, auth.RoleAdmin, p[drplanev1.ShardService_SetDCState_FullMethodName])
 	assert.Equal(t, auth.RoleOperator, p[drplanev1.EvacuationService_Evacuate_FullMethodName])
+	assert.Equal(t, auth.RoleOperator, p[drplanev1.EvacuationService_Restore_FullMethodName])
+	assert.Equal(t, auth.RoleOperator, p[drplanev1.EvacuationService_CancelOperation_FullMethodName])
+	assert.Equal(t, auth.RoleOperator, p[drplanev1.EvacuationService_ResumeOperation_FullMethodName])
+	assert.Equal(t, auth.RoleViewer, p[drplanev1.EvacuationService_ListOperations_FullMethodName])
+	assert.Equal(t, auth.RoleViewer, p[drplanev1.EvacuationService_WatchOperation_FullMethodName])
+	assert.Equal(t, auth.RoleViewer, p[drplanev1.DivergenceService_ListDivergence_FullMethodName])
+	assert.Equal(t, auth.RoleViewer, p[drplanev1.ShardService_AckRoutes_FullMethodName])
 	assert.Equal(t, auth.RoleViewer, p[drplanev1.AuditService_SearchAudit_FullMethodName])
 	assert.Equal(t, auth.RoleViewer, p[drplanev1.ReplicationService_GetReplicationStatus_FullMethodName])
 	assert.Equal(t, auth.RoleViewer, p[drplanev1.ReplicationService_GetRequest_FullMethodName])

@@ -41,6 +41,8 @@ type Options struct {
 	Shards drplanev1.ShardServiceServer
 	// Evacuation, when non-nil, serves EvacuationService.
 	Evacuation drplanev1.EvacuationServiceServer
+	// Divergence, when non-nil, serves DivergenceService.
+	Divergence drplanev1.DivergenceServiceServer
 	// Audit, when non-nil, serves AuditService.
 	Audit drplanev1.AuditServiceServer
 	// Replication, when non-nil, serves ReplicationService.
@@ -105,8 +107,18 @@ func Policy() map[string]auth.Role {
 		drplanev1.ShardService_SetShardState_FullMethodName: auth.RoleAdmin,
 		drplanev1.ShardService_SetDCState_FullMethodName:    auth.RoleAdmin,
 
-		drplanev1.EvacuationService_Evacuate_FullMethodName: auth.RoleOperator,
-		drplanev1.EvacuationService_Restore_FullMethodName:  auth.RoleOperator,
+		drplanev1.ShardService_AckRoutes_FullMethodName: auth.RoleViewer,
+
+		drplanev1.EvacuationService_Evacuate_FullMethodName:        auth.RoleOperator,
+		drplanev1.EvacuationService_Restore_FullMethodName:         auth.RoleOperator,
+		drplanev1.EvacuationService_ListOperations_FullMethodName:  auth.RoleViewer,
+		drplanev1.EvacuationService_GetOperation_FullMethodName:    auth.RoleViewer,
+		drplanev1.EvacuationService_WatchOperation_FullMethodName:  auth.RoleViewer,
+		drplanev1.EvacuationService_CancelOperation_FullMethodName: auth.RoleOperator,
+		drplanev1.EvacuationService_ResumeOperation_FullMethodName: auth.RoleOperator,
+
+		drplanev1.DivergenceService_ListDivergence_FullMethodName: auth.RoleViewer,
+		drplanev1.DivergenceService_GetDivergence_FullMethodName:  auth.RoleViewer,
 
 		drplanev1.AuditService_SearchAudit_FullMethodName: auth.RoleViewer,
 
@@ -146,6 +158,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		if s.o.Evacuation != nil {
 			drplanev1.RegisterEvacuationServiceServer(srv, s.o.Evacuation)
+		}
+		if s.o.Divergence != nil {
+			drplanev1.RegisterDivergenceServiceServer(srv, s.o.Divergence)
 		}
 		if s.o.Audit != nil {
 			drplanev1.RegisterAuditServiceServer(srv, s.o.Audit)
@@ -191,6 +206,11 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	if err := drplanev1.RegisterEvacuationServiceHandlerClient(ctx, gw, drplanev1.NewEvacuationServiceClient(conn)); err != nil {
 		return err
+	}
+	if s.o.Divergence != nil {
+		if err := drplanev1.RegisterDivergenceServiceHandlerClient(ctx, gw, drplanev1.NewDivergenceServiceClient(conn)); err != nil {
+			return err
+		}
 	}
 	if s.o.Audit != nil {
 		if err := drplanev1.RegisterAuditServiceHandlerClient(ctx, gw, drplanev1.NewAuditServiceClient(conn)); err != nil {

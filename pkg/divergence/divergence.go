@@ -1,0 +1,117 @@
+// Package divergence records the changes a DC captured for a shard after
+// it handed the shard off (see shardmap.Diverged): reship refuses to ship
+// them and collectors refuse to apply them, and both record them here, in
+// etcd at <root>/divergence/<origin>/<request_id>, each once, together with
+// its audit event. The coordinator lists them (drctl divergence list).
+package divergence
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/drplane/drplane/pkg/audit"
+	"github.com/drplane/drplane/pkg/state"
+)
+
+// ActionRecorded is the audit action of a recorded entry.
+const ActionRecorded = "divergence.recorded"
+
+// States of an entry.
+const (
+	Open      = "OPEN"
+	Replayed  = "REPLAYED"
+	Discarded = "DISCARDED"
+)
+
+// Entry is one refused change.
+type Entry struct {
+	Origin    string `json:"origin"`
+	RequestID string `json:"request_id"`
+	GTID      string `json:"gtid"`
+	Keyspace  string `json:"keyspace"`
+	Shard     int32  `json:"shard"`
+	// Owner owned the shard when the change was refused.
+	Owner string `json:"owner"`
+	// FenceWatermark and FenceOperation are the origin's fence.
+	FenceWatermark string    `json:"fence_watermark,omitempty"`
+	FenceOperation string    `json:"fence_operation,omitempty"`
+	DetectedBy     string    `json:"detected_by"`
+	DetectedAt     time.Time `json:"detected_at"`
+	CommitTime     time.Time `json:"commit_time,omitzero"`
+	Rows           int       `json:"rows"`
+	State          string    `json:"state"`
+	// Change is the refused drplane.v1.ChangeEvent, protobuf-encoded.
+	Change []byte `json:"change,omitempty"`
+}
+
+// ID is the entry's id: "<origin>:<request_id>".
+func (e Entry) ID() string { return e.Origin + ":" + e.RequestID }
+
+// Key is the etcd key of an entry.
+func Key(st *state.Store, origin, requestID string) string {
+	return st.Key("divergence", origin, strings.ReplaceAll(requestID, "/", "_"))
+}
+
+// Record stores e (state OPEN) with its audit event in one transaction,
+// unless an entry of the same origin and request exists: a change refused
+// again (a redelivery, the other side refusing it too) is recorded once.
+// created reports whether this call stored it.
+func Record(ctx context.Context, st *state.Store, e Entry) (created bool, err error) {
+	if e.State == "" {
+		e.State = Open
+	}
+	key := Key(st, e.Origin, e.RequestID)
+	ev := audit.Event{
+		ID:     audit.NewID(e.DetectedAt, e.DetectedBy, uint64(e.DetectedAt.UnixNano())), //nolint:gosec // a time stamp, positive
+		Time:   e.DetectedAt,
+		Actor:  e.DetectedBy,
+		Action: ActionRecorded,
+		Target: e.Keyspace + "/" + strconv.Itoa(int(e.Shard)),
+		Params: map[string]string{
+			"origin_dc": e.Origin, "request_id": e.RequestID, "gtid": e.GTID, "owner_dc": e.Owner,
+			"fence_watermark": e.FenceWatermark, "fence_operation": e.FenceOperation,
+		},
+		Outcome: audit.OutcomeOK,
+	}
+	auditOp, err := audit.NewOutbox(st).PutOp(ev)
+	if err != nil {
+		return false, err
+	}
+	data, err := json.Marshal(e)
+	if err != nil {
+		return false, fmt.Errorf("divergence: encode %s: %w", e.ID(), err)
+	}
+	resp, err := st.Client().Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(data)), auditOp).Commit()
+	if err != nil {
+		return false, fmt.Errorf("divergence: record %s: %w", e.ID(), err)
+	}
+	return resp.Succeeded, nil
+}
+
+// List returns the entries of origin (every origin when empty).
+func List(ctx context.Context, st *state.Store, origin string) ([]Entry, error) {
+	p := st.Prefix("divergence")
+	if origin != "" {
+		p = st.Prefix("divergence", origin)
+	}
+	es, _, err := state.List[Entry](ctx, st, p)
+	return es, err
+}
+
+// Get returns one entry by id ("<origin>:<request_id>").
+func Get(ctx context.Context, st *state.Store, id string) (Entry, error) {
+	origin, req, ok := strings.Cut(id, ":")
+	if !ok || origin == "" || req == "" {
+		return Entry{}, fmt.Errorf("%w: divergence id %q is not <origin>:<request_id>", state.ErrNotFound, id)
+	}
+	e, _, err := state.Get[Entry](ctx, st, Key(st, origin, req))
+	return e, err
+}

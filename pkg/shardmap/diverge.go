@@ -1,0 +1,29 @@
+package shardmap
+
+import "github.com/drplane/drplane/pkg/mysqld"
+
+// Diverged reports whether a change that origin captured for shard s with
+// MariaDB GTID gtid must be refused as divergence: origin does not own the
+// shard and the change is not covered by origin's fence (it has none, the
+// fence has no watermark, or gtid is after the watermark in its domain, or
+// in a domain the watermark does not have). Changes of the owner never
+// diverge. The fence is returned when origin has one. A gtid that does not
+// parse diverges (it cannot be shown to be covered).
+func Diverged(s Shard, origin, gtid string) (Fence, bool) {
+	if origin == s.Owner {
+		return Fence{}, false
+	}
+	f, ok := s.FenceOf(origin)
+	if !ok || f.Watermark == "" {
+		return f, true
+	}
+	wm, err := mysqld.ParseGTIDPos(f.Watermark)
+	if err != nil {
+		return f, true
+	}
+	g, err := mysqld.ParseGTIDPos(gtid)
+	if err != nil || len(g) != 1 {
+		return f, true
+	}
+	return f, !wm.Contains(g)
+}
