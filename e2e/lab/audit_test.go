@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/stretchr/testify/require"
 )
 
@@ -26,11 +27,11 @@ func requireSwitchoverAudited(t *testing.T, bin, labJSON, target string) {
 	t.Helper()
 	var last string
 	var request, run *auditEvent
-	require.Eventually(t, func() bool {
+	check.For(t, 30*time.Second, 200*time.Millisecond, func() error {
 		stdout, stderr, code := drctl(t, bin, labJSON, "audit", "search", "switchover", "--since", "1h", "-o", "json")
 		if code != 0 {
 			last = stderr
-			return false
+			return check.That(false, "switchover events never found; last answer:\n%s", last)
 		}
 		last = stdout
 		var resp struct {
@@ -50,8 +51,8 @@ func requireSwitchoverAudited(t *testing.T, bin, labJSON, target string) {
 				run = &resp.Events[i]
 			}
 		}
-		return request != nil && run != nil
-	}, 30*time.Second, 200*time.Millisecond, "switchover events never found; last answer:\n%s", &last)
+		return check.That(request != nil && run != nil, "switchover events never found; last answer:\n%s", last)
+	})
 	require.Equal(t, "token:lab-admin", request.Actor)
 	require.Equal(t, "OK", request.Outcome)
 	require.Regexp(t, `^haagent:`, run.Actor)

@@ -17,6 +17,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/labfile"
 )
 
@@ -87,15 +88,15 @@ func TestLabUpStatusDown(t *testing.T) {
 		}
 	})
 	labJSON := filepath.Join(dir, "lab.json")
-	require.Eventually(t, func() bool {
+	check.For(t, 120*time.Second, 100*time.Millisecond, func() error {
 		select {
 		case err := <-exited:
 			t.Fatalf("drlab exited early: %v\n%s", err, out.String())
 		default:
 		}
 		_, err := os.Stat(labJSON)
-		return err == nil
-	}, 120*time.Second, 100*time.Millisecond, "lab.json never appeared:\n%s", &out)
+		return err
+	})
 	t.Logf("drlab output:\n%s", out.String())
 
 	lab, err := labfile.Read(labJSON)
@@ -106,23 +107,23 @@ func TestLabUpStatusDown(t *testing.T) {
 
 	// Every cluster converges to one writable master and two replicating replicas.
 	var st status
-	require.Eventually(t, func() bool {
+	check.For(t, 30*time.Second, 200*time.Millisecond, func() error {
 		stdout, stderr, code := drctl(t, bin, labJSON, "status", "-o", "json")
 		if code != 0 {
 			t.Logf("drctl status: exit %d: %s", code, stderr)
-			return false
+			return check.That(false, "every cluster OK in 3 DCs: %+v", st)
 		}
 		st = status{}
 		require.NoError(t, json.Unmarshal([]byte(stdout), &st), stdout)
 		for _, dc := range st.Dcs {
 			for _, cl := range dc.Clusters {
 				if cl.Health != "OK" {
-					return false
+					return check.That(false, "every cluster OK in 3 DCs: %+v", st)
 				}
 			}
 		}
-		return len(st.Dcs) == 3
-	}, 30*time.Second, 200*time.Millisecond, "clusters never all OK: %+v", &st)
+		return check.That(len(st.Dcs) == 3, "every cluster OK in 3 DCs: %+v", st)
+	})
 	cities := map[string]string{}
 	for _, dc := range st.Dcs {
 		cities[dc.Name] = dc.City
@@ -204,21 +205,21 @@ func TestLabUpStatusDown(t *testing.T) {
 		require.NoError(t, err)
 		db := sql.OpenDB(c)
 		t.Cleanup(func() { _ = db.Close() })
-		require.Eventually(t, func() bool {
+		check.For(t, 30*time.Second, 20*time.Millisecond, func() error {
 			var note string
-			return db.QueryRow("SELECT note FROM orders WHERE id = 1").Scan(&note) == nil && note == "e2e"
-		}, 30*time.Second, 20*time.Millisecond, "row never reached %s", other.Name)
+			return check.That(db.QueryRow("SELECT note FROM orders WHERE id = 1").Scan(&note) == nil && note == "e2e", "row never reached %s", other.Name)
+		})
 	}
-	require.Eventually(t, func() bool {
+	check.For(t, 15*time.Second, 200*time.Millisecond, func() error {
 		out, _, code := drctl(t, bin, labJSON, "repl", "status", "-o", "json")
-		return code == 0 && strings.Contains(out, "dc-a1") && strings.Contains(out, "dc-b1")
-	}, 15*time.Second, 200*time.Millisecond, "drctl repl status")
+		return check.That(code == 0 && strings.Contains(out, "dc-a1") && strings.Contains(out, "dc-b1"), "drctl repl status")
+	})
 	for _, r := range dc.MySQL[1:] {
 		db := open(r.Addr)
-		require.Eventually(t, func() bool {
+		check.For(t, 10*time.Second, 20*time.Millisecond, func() error {
 			var n int
-			return db.QueryRow("SELECT COUNT(*) FROM orders WHERE id = 1").Scan(&n) == nil && n == 1
-		}, 10*time.Second, 20*time.Millisecond, "row never reached %s", r.Name)
+			return check.That(db.QueryRow("SELECT COUNT(*) FROM orders WHERE id = 1").Scan(&n) == nil && n == 1, "row never reached %s", r.Name)
+		})
 		_, err := db.Exec("INSERT INTO orders (id, user_id, amount_cents) VALUES (2, 1, 1)")
 		var me *mysql.MySQLError
 		require.True(t, errors.As(err, &me) && me.Number == 1290, "replica %s accepted an app write: %v", r.Name, err)
@@ -297,19 +298,19 @@ type route struct {
 func requireRoute(t *testing.T, bin, labJSON, keyspace, key string, ok func(route) bool) route {
 	t.Helper()
 	var last route
-	require.Eventually(t, func() bool {
+	check.For(t, 30*time.Second, 200*time.Millisecond, func() error {
 		stdout, stderr, code := drctl(t, bin, labJSON, "route", keyspace, key, "-o", "json")
 		if code != 0 {
 			t.Logf("drctl route: exit %d: %s", code, stderr)
-			return false
+			return check.That(false, "route of %s/%s: %+v", keyspace, key, last)
 		}
 		var resp struct {
 			Route route `json:"route"`
 		}
 		require.NoError(t, json.Unmarshal([]byte(stdout), &resp), stdout)
 		last = resp.Route
-		return ok(last)
-	}, 30*time.Second, 200*time.Millisecond, "route of %s/%s: %+v", keyspace, key, &last)
+		return check.That(ok(last), "route of %s/%s: %+v", keyspace, key, last)
+	})
 	return last
 }
 

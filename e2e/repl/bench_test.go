@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"github.com/drplane/drplane/pkg/check"
 	"math"
 	"os"
 	"slices"
@@ -125,9 +126,12 @@ func BenchmarkReplication(b *testing.B) {
 // waitRows waits until dc's table holds n rows.
 func (b *bed) waitRows(ctx context.Context, tb testing.TB, dc string, n int) {
 	tb.Helper()
-	waitFor(tb, 10*time.Minute, fmt.Sprintf("%d rows in %s", n, dc), func() bool {
+	check.For(tb, 10*time.Minute, pollEvery, func() error {
 		got, err := b.tableRows(ctx, dc)
-		return err == nil && got == int64(n)
+		if err != nil {
+			return err
+		}
+		return check.That(got == int64(n), "%s", fmt.Sprintf("%d rows in %s", n, dc))
 	})
 }
 

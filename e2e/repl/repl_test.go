@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/embednats"
 	"github.com/drplane/drplane/pkg/mysqld"
 	"github.com/drplane/drplane/pkg/state"
@@ -139,7 +140,7 @@ func TestReplication(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hold(t, time.Second, func() error {
+		check.Hold(t, time.Second, pollEvery, func() error {
 			if n, _ := b.dedupCount(ctx, dcB1, dcA1); n != before {
 				return fmt.Errorf("dc-b1 applied %d requests with its collector dead", n-before)
 			}
@@ -173,9 +174,12 @@ func TestReplication(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, waitConverge, "dc-a2 to converge while dc-b1 is down", func() bool {
+		check.For(t, waitConverge, pollEvery, func() error {
 			st, err := b.tableState(ctx, dcA2)
-			return err == nil && st == want
+			if err != nil {
+				return err
+			}
+			return check.That(st == want, "dc-a2 to converge while dc-b1 is down")
 		})
 		if st, err := b.tableState(ctx, dcB1); err != nil || st.rows != 0 {
 			t.Fatalf("dc-b1 changed while cut off: %+v %v", st, err)
@@ -198,10 +202,10 @@ func TestReplication(t *testing.T) {
 		defer cancel()
 		la := b.runLoad(ctx, loadSpec{dc: a1, writers: 8, idBase: 1_000_000, rows: 2400, mix: true})
 		lb := b.runLoad(ctx, loadSpec{dc: b1, writers: 2, idBase: 5_000_000, rows: 600, mix: true})
-		waitFor(t, 60*time.Second, "500 rows in dc-a1 before the failover", func() bool {
+		check.For(t, 60*time.Second, pollEvery, func() error {
 			la.res.mu.Lock()
 			defer la.res.mu.Unlock()
-			return la.res.inserted >= 500
+			return check.That(la.res.inserted >= 500, "500 rows in dc-a1 before the failover")
 		})
 		next := b.failover(t, a1)
 		ra, rb := la.wait(t), lb.wait(t)
@@ -287,36 +291,4 @@ func (b *bed) dedupCount(ctx context.Context, target, origin string) (int, error
 	var n int
 	err := b.dcs[target].app().QueryRowContext(ctx, "SELECT COUNT(*) FROM "+dedupTable+" WHERE origin_dc = ?", origin).Scan(&n)
 	return n, err
-}
-
-// hold samples check every pollEvery for d, failing at the first error:
-// an invariant that must hold the whole time.
-func hold(t testing.TB, d time.Duration, check func() error) {
-	t.Helper()
-	tick := time.NewTicker(pollEvery)
-	defer tick.Stop()
-	end := time.NewTimer(d)
-	defer end.Stop()
-	for {
-		if err := check(); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-end.C:
-			return
-		case <-tick.C:
-		}
-	}
-}
-
-// waitFor polls check until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, check func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !check() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(pollEvery)
-	}
 }

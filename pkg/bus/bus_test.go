@@ -2,6 +2,7 @@ package bus_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/drplane/drplane/pkg/bus"
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/harness"
 )
 
@@ -23,8 +25,8 @@ func TestConnectCheckAndReconnect(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	assert.Equal(t, "bus-test", nc.Opts.Name)
-	check := bus.Check(nc)
-	require.NoError(t, check(ctx))
+	alive := bus.Check(nc)
+	require.NoError(t, alive(ctx))
 
 	// The connection carries traffic.
 	sub, err := nc.SubscribeSync("bus.test")
@@ -36,16 +38,19 @@ func TestConnectCheckAndReconnect(t *testing.T) {
 
 	// The server goes away: the check fails with the sentinel.
 	require.NoError(t, mesh.Stop("dc-a1"))
-	require.Eventually(t, func() bool {
-		return check(ctx) != nil
-	}, 10*time.Second, 20*time.Millisecond, "Check must notice the lost connection")
-	require.ErrorIs(t, check(ctx), bus.ErrDisconnected)
+	check.For(t, 10*time.Second, 20*time.Millisecond, func() error {
+		return check.That(alive(ctx) != nil, "Check must notice the lost connection")
+	})
+	require.ErrorIs(t, alive(ctx), bus.ErrDisconnected)
 
 	// It comes back on the same address: the client reconnects by itself.
 	require.NoError(t, mesh.Restart(ctx, "dc-a1"))
-	require.Eventually(t, func() bool {
-		return check(ctx) == nil
-	}, 20*time.Second, 50*time.Millisecond, "the client must reconnect after the server returns")
+	check.For(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if err := alive(ctx); err != nil {
+			return fmt.Errorf("the client must reconnect after the server returns: %w", err)
+		}
+		return nil
+	})
 }
 
 func TestConnectFailures(t *testing.T) {

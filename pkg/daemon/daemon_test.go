@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/config"
 	"github.com/drplane/drplane/pkg/daemon"
 	"github.com/drplane/drplane/pkg/harness"
@@ -276,14 +277,14 @@ func (r *running) registration(t *testing.T) (state.ServiceRecord, int64) {
 	t.Helper()
 	ctx := t.Context()
 	var rec state.ServiceRecord
-	require.Eventually(t, func() bool {
+	check.For(t, 10*time.Second, 20*time.Millisecond, func() error {
 		recs, err := r.st.Services(ctx, "dc-t")
 		if err != nil || len(recs) != 1 {
-			return false
+			return check.That(false, "the service registers itself")
 		}
 		rec = recs[0]
-		return true
-	}, 10*time.Second, 20*time.Millisecond, "the service registers itself")
+		return nil
+	})
 	kv, err := r.st.Client().Get(ctx, r.st.Key("services", "dc-t", "tiny", "tiny-1"))
 	require.NoError(t, err)
 	require.Len(t, kv.Kvs, 1)
@@ -344,16 +345,16 @@ func TestMainRegistersAgainAfterLeaseLoss(t *testing.T) {
 	_, err := r.st.Client().Revoke(t.Context(), clientv3.LeaseID(lease))
 	require.NoError(t, err)
 	var again int64
-	require.Eventually(t, func() bool {
+	check.For(t, 15*time.Second, 50*time.Millisecond, func() error {
 		kv, err := r.st.Client().Get(t.Context(), r.st.Key("services", "dc-t", "tiny", "tiny-1"))
 		if err != nil || len(kv.Kvs) != 1 {
-			return false
+			return check.That(false, "the service must register again on a new lease")
 		}
 		again = kv.Kvs[0].Lease
 		// Env.Lease follows the new session, so keys the service writes
 		// later go on the live lease.
-		return again != lease && int64(r.env.Lease()) == again
-	}, 15*time.Second, 50*time.Millisecond, "the service must register again on a new lease")
+		return check.That(again != lease && int64(r.env.Lease()) == again, "the service must register again on a new lease")
+	})
 	recs, err := r.st.Services(t.Context(), "dc-t")
 	require.NoError(t, err)
 	require.Equal(t, []state.ServiceRecord{rec}, recs)

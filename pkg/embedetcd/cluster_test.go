@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -43,8 +44,9 @@ func TestClusterQuorum(t *testing.T) {
 	require.NoError(t, c.StopMember(0))
 	t.Logf("stop member 0 took %v", time.Since(began))
 	require.False(t, c.Members()[0].Running())
-	require.Eventually(t, func() bool { return put(ctx, cli, time.Second, "k", "v2") == nil },
-		10*time.Second, 50*time.Millisecond, "writes with one member down")
+	check.For(t, 10*time.Second, 50*time.Millisecond, func() error {
+		return check.That(put(ctx, cli, time.Second, "k", "v2") == nil, "writes with one member down")
+	})
 	t.Logf("write ok after %v", time.Since(began))
 
 	// Two down: no quorum, writes fail.
@@ -60,8 +62,9 @@ func TestClusterQuorum(t *testing.T) {
 	defer rcancel()
 	require.NoError(t, c.RestartMember(rctx, 1))
 	t.Logf("restart member 1 ready in %v", time.Since(began))
-	require.Eventually(t, func() bool { return put(ctx, cli, time.Second, "k", "v4") == nil },
-		10*time.Second, 50*time.Millisecond, "writes after quorum is back")
+	check.For(t, 10*time.Second, 50*time.Millisecond, func() error {
+		return check.That(put(ctx, cli, time.Second, "k", "v4") == nil, "writes after quorum is back")
+	})
 	t.Logf("write ok after %v", time.Since(began))
 	began = time.Now()
 	require.NoError(t, c.RestartMember(rctx, 0))
@@ -73,12 +76,15 @@ func TestClusterQuorum(t *testing.T) {
 	one, err := clientv3.New(clientv3.Config{Endpoints: []string{m0.ClientURL()}, DialTimeout: 2 * time.Second})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = one.Close() })
-	require.Eventually(t, func() bool {
+	check.For(t, 10*time.Second, 50*time.Millisecond, func() error {
 		gctx, gcancel := context.WithTimeout(ctx, time.Second)
 		defer gcancel()
 		r, err := one.Get(gctx, "k", clientv3.WithSerializable())
-		return err == nil && len(r.Kvs) == 1 && string(r.Kvs[0].Value) == "v4"
-	}, 10*time.Second, 50*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		return check.That(len(r.Kvs) == 1 && string(r.Kvs[0].Value) == "v4", "len(r.Kvs) == 1 && string(r.Kvs[0].Value) == \"v4\"")
+	})
 }
 
 func TestClusterNamedSingle(t *testing.T) {

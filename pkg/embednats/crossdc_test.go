@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -99,8 +100,7 @@ func testCrossDC(t *testing.T, opts StreamOptions) {
 
 	publish(ctx, t, js["dc-a1"], "dc-a1", 0, 100)
 	for _, dc := range []string{"dc-a2", "dc-b1"} {
-		require.Eventually(t, func() bool { return streamMsgs(ctx, js[dc], InStream(dc)) == 100 },
-			15*time.Second, 20*time.Millisecond, "IN of %s", dc)
+		check.For(t, 15*time.Second, 20*time.Millisecond, func() error { return check.That(streamMsgs(ctx, js[dc], InStream(dc)) == 100, "IN of %s", dc) })
 	}
 	require.Equal(t, 0, streamMsgs(ctx, js["dc-a1"], InStream("dc-a1")), "a DC must not receive its own changes")
 
@@ -113,15 +113,17 @@ func testCrossDC(t *testing.T, opts StreamOptions) {
 	require.NoError(t, m.Stop("dc-b1"))
 	require.False(t, m.Running("dc-b1"))
 	publish(ctx, t, js["dc-a1"], "dc-a1", 100, 200)
-	require.Eventually(t, func() bool { return streamMsgs(ctx, js["dc-a2"], InStream("dc-a2")) == 200 },
-		15*time.Second, 20*time.Millisecond, "dc-a2 keeps receiving while dc-b1 is down")
+	check.For(t, 15*time.Second, 20*time.Millisecond, func() error {
+		return check.That(streamMsgs(ctx, js["dc-a2"], InStream("dc-a2")) == 200, "dc-a2 keeps receiving while dc-b1 is down")
+	})
 
 	restarted := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	require.NoError(t, m.Restart(rctx, "dc-b1"))
-	require.Eventually(t, func() bool { return streamMsgs(ctx, js["dc-b1"], InStream("dc-b1")) == 200 },
-		30*time.Second, 20*time.Millisecond, "dc-b1 catches up after restart")
+	check.For(t, 30*time.Second, 20*time.Millisecond, func() error {
+		return check.That(streamMsgs(ctx, js["dc-b1"], InStream("dc-b1")) == 200, "dc-b1 catches up after restart")
+	})
 	t.Logf("dc-b1 caught up %v after restart", time.Since(restarted))
 
 	requireExactly(ctx, t, js["dc-b1"], InStream("dc-b1"), "dc-a1", 200)
@@ -139,8 +141,9 @@ func testCrossDC(t *testing.T, opts StreamOptions) {
 	published := time.Now()
 	publish(ctx, t, js["dc-b1"], "dc-b1", 0, 10)
 	for dc, want := range map[string]int{"dc-a1": 10, "dc-a2": 210} {
-		require.Eventually(t, func() bool { return streamMsgs(ctx, js[dc], InStream(dc)) == want },
-			20*time.Second, 20*time.Millisecond, "IN of %s after dc-b1 published", dc)
+		check.For(t, 20*time.Second, 20*time.Millisecond, func() error {
+			return check.That(streamMsgs(ctx, js[dc], InStream(dc)) == want, "IN of %s after dc-b1 published", dc)
+		})
 	}
 	t.Logf("dc-b1's changes reached both other DCs %v after publishing", time.Since(published))
 	t.Logf("cross-DC test body took %v", time.Since(began))

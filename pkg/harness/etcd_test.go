@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -25,10 +26,13 @@ func TestStartEtcd(t *testing.T) {
 	for _, ep := range c.Endpoints() {
 		one, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
 		require.NoError(t, err)
-		require.Eventually(t, func() bool {
+		check.For(t, 5*time.Second, 20*time.Millisecond, func() error {
 			r, err := one.Get(ctx, "/drplane/test", clientv3.WithSerializable())
-			return err == nil && len(r.Kvs) == 1 && string(r.Kvs[0].Value) == "x"
-		}, 5*time.Second, 20*time.Millisecond, ep)
+			if err != nil {
+				return err
+			}
+			return check.That(len(r.Kvs) == 1 && string(r.Kvs[0].Value) == "x", "%s", ep)
+		})
 		require.NoError(t, one.Close())
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/mysqld"
 )
 
@@ -52,11 +53,14 @@ func TestMariaDBReplication(t *testing.T) {
 
 	for _, r := range c.Replicas {
 		db := c.AppDB(r)
-		require.Eventually(t, func() bool {
+		check.For(t, replicationDeadline, 10*time.Millisecond, func() error {
 			var amount int64
 			err := db.QueryRowContext(ctx, "SELECT amount_cents FROM orders WHERE id = 1").Scan(&amount)
-			return err == nil && amount == 1999
-		}, replicationDeadline, 10*time.Millisecond, "row not replicated to %s", r.Name())
+			if err != nil {
+				return err
+			}
+			return check.That(amount == 1999, "row not replicated to %s", r.Name())
+		})
 
 		_, err := db.ExecContext(ctx, "INSERT INTO orders (id, user_id, amount_cents) VALUES (2, 42, 1)")
 		require.Error(t, err, "app user must not write to read_only %s", r.Name())
@@ -104,10 +108,13 @@ func TestMariaDBReplicaKillRestart(t *testing.T) {
 
 	// The restarted replica acks again as a semi-sync replica.
 	masterDB := c.AdminDB(c.Master)
-	require.Eventually(t, func() bool {
+	check.For(t, replicationDeadline, 10*time.Millisecond, func() error {
 		st, err := mysqld.ReadGTIDState(ctx, masterDB)
-		return err == nil && st.SemiSyncMasterClients == 2
-	}, replicationDeadline, 10*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		return check.That(st.SemiSyncMasterClients == 2, "st.SemiSyncMasterClients = %v, want 2", st.SemiSyncMasterClients)
+	})
 }
 
 func TestMariaDBStopRestart(t *testing.T) {

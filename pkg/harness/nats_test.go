@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/embednats"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
@@ -29,10 +30,13 @@ func TestStartNATS(t *testing.T) {
 
 	in, err := js["dc-a1"].Stream(ctx, embednats.InStream("dc-a1"))
 	require.NoError(t, err)
-	require.Eventually(t, func() bool {
+	check.For(t, 10*time.Second, 20*time.Millisecond, func() error {
 		msg, err := in.GetMsg(ctx, 1)
-		return err == nil && string(msg.Data) == "hello" && msg.Header.Get(jetstream.MsgIDHeader) == "dc-b1:1"
-	}, 10*time.Second, 20*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		return check.That(string(msg.Data) == "hello" && msg.Header.Get(jetstream.MsgIDHeader) == "dc-b1:1", "string(msg.Data) == \"hello\" && msg.Header.Get(jetstream.MsgIDHeader) == \"dc-b1:1\"")
+	})
 }
 
 func TestStartNATSDefaultDC(t *testing.T) {

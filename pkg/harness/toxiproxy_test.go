@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -126,5 +127,5 @@ func TestToxiproxyEtcd(t *testing.T) {
 	p.Cut()
 	require.Error(t, put(500*time.Millisecond), "etcd unreachable through a cut proxy")
 	p.Restore()
-	require.Eventually(t, func() bool { return put(time.Second) == nil }, 10*time.Second, 50*time.Millisecond)
+	check.For(t, 10*time.Second, 50*time.Millisecond, func() error { return check.That(put(time.Second) == nil, "put(time.Second) == nil") })
 }

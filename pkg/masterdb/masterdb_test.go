@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/config"
 	"github.com/drplane/drplane/pkg/harness"
 	"github.com/drplane/drplane/pkg/masterdb"
@@ -58,10 +59,13 @@ func TestResolverFollowsMasterRecord(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(runCtx) }()
-	require.Eventually(t, func() bool {
+	check.For(t, followDeadline, 20*time.Millisecond, func() error {
 		id, name, err := serverID(ctx, r)
-		return err == nil && id == db.Master.ServerID() && name == db.Master.Name()
-	}, followDeadline, 20*time.Millisecond, "the resolver must connect to the recorded master")
+		if err != nil {
+			return err
+		}
+		return check.That(id == db.Master.ServerID() && name == db.Master.Name(), "the resolver must connect to the recorded master")
+	})
 	require.NoError(t, r.Check(ctx))
 	_, rec, err := r.DB()
 	require.NoError(t, err)
@@ -78,10 +82,13 @@ func TestResolverFollowsMasterRecord(t *testing.T) {
 	// A switchover rewrites the record: the resolver follows it.
 	replica := db.Replicas[0]
 	putMaster(t, st, replica, 2, rev)
-	require.Eventually(t, func() bool {
+	check.For(t, followDeadline, 20*time.Millisecond, func() error {
 		id, name, err := serverID(ctx, r)
-		return err == nil && id == replica.ServerID() && name == replica.Name()
-	}, followDeadline, 20*time.Millisecond, "the resolver must follow the new master")
+		if err != nil {
+			return err
+		}
+		return check.That(id == replica.ServerID() && name == replica.Name(), "the resolver must follow the new master")
+	})
 
 	// A resolver for another cluster started before its record exists:
 	// it has no handle, then follows the record once written.
@@ -91,17 +98,20 @@ func TestResolverFollowsMasterRecord(t *testing.T) {
 	require.ErrorIs(t, err, masterdb.ErrNoMaster)
 	_, err = st.PutMaster(ctx, state.MasterRecord{DC: "dc-a1", Cluster: "other", Instance: db.Master.Name(), Addr: db.Master.Addr(), Term: 1}, 0, nil)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool {
+	check.For(t, followDeadline, 20*time.Millisecond, func() error {
 		id, _, err := serverID(ctx, other)
-		return err == nil && id == db.Master.ServerID()
-	}, followDeadline, 20*time.Millisecond, "a record written after Run started is followed")
+		if err != nil {
+			return err
+		}
+		return check.That(id == db.Master.ServerID(), "a record written after Run started is followed")
+	})
 	id, _, err := serverID(ctx, r)
 	require.NoError(t, err)
 	require.Equal(t, replica.ServerID(), id, "another cluster's record does not move this resolver")
 
 	// The recorded master dies: the readiness check says so and names it.
 	require.NoError(t, replica.Kill())
-	require.Eventually(t, func() bool { return r.Check(ctx) != nil }, followDeadline, 50*time.Millisecond)
+	check.For(t, followDeadline, 50*time.Millisecond, func() error { return check.That(r.Check(ctx) != nil, "r.Check(ctx) != nil") })
 	err = r.Check(ctx)
 	assert.Contains(t, err.Error(), replica.Name())
 	assert.Contains(t, err.Error(), replica.Addr())

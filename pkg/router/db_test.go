@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/harness"
 	"github.com/drplane/drplane/pkg/router"
 	"github.com/drplane/drplane/pkg/router/routertest"
@@ -73,10 +74,10 @@ func TestWriteDBUsesTheOwnerMaster(t *testing.T) {
 	require.True(t, errors.As(err, &me) && me.Number == 1290, "want ERROR 1290 read-only, got %v", err)
 
 	// The replaced handle still works during the grace period, then closes.
-	require.Eventually(t, func() bool {
+	check.For(t, waitFor, 10*time.Millisecond, func() error {
 		err := db.PingContext(ctx)
-		return err != nil && err.Error() == "sql: database is closed"
-	}, waitFor, 10*time.Millisecond, "the replaced handle is closed after the grace period")
+		return check.That(err != nil && err.Error() == "sql: database is closed", "the replaced handle is closed after the grace period")
+	})
 	require.NoError(t, db2.PingContext(ctx), "the current handle stays open")
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/router"
 	"github.com/drplane/drplane/pkg/router/routertest"
 )
@@ -81,8 +82,9 @@ func waitReady(t *testing.T, r *router.Router) {
 // waitRevision polls until the keyspace's table is at rev.
 func waitRevision(t *testing.T, r *router.Router, keyspace string, rev int64) {
 	t.Helper()
-	require.Eventually(t, func() bool { return r.Revision(keyspace) == rev }, waitFor, tick,
-		"keyspace %s: revision %d, want %d", keyspace, r.Revision(keyspace), rev)
+	check.For(t, waitFor, tick, func() error {
+		return check.That(r.Revision(keyspace) == rev, "keyspace %s: revision %d, want %d", keyspace, r.Revision(keyspace), rev)
+	})
 }
 
 // metric returns the value of the counter or gauge name whose labels

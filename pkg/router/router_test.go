@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/drplane/drplane/pkg/apierr"
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/router"
 	"github.com/drplane/drplane/pkg/router/routertest"
 	"github.com/drplane/drplane/pkg/shardmap"
@@ -277,7 +278,7 @@ func TestInvalidTableKeepsThePreviousOne(t *testing.T) {
 		srv.Set(tbl)
 		// One at a time: the server sends only the latest table of a
 		// keyspace when they come faster than the router reads.
-		require.Eventually(t, func() bool { return rejected() == float64(i+1) }, waitFor, tick, tc.name)
+		check.For(t, waitFor, tick, func() error { return check.That(rejected() == float64(i+1), "%s", tc.name) })
 	}
 	assert.Equal(t, int64(20), r.Revision("orders"), "the invalid tables were not applied")
 	_, err := r.Route("orders", key42)

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/router"
 	"github.com/drplane/drplane/pkg/router/routertest"
 )
@@ -35,13 +36,13 @@ func TestReconnectsAndCatchesUp(t *testing.T) {
 	srv.Break()
 	srv.Set(ordersTable(2))
 	waitRevision(t, r.Router, "orders", 2)
-	require.Eventually(t, func() bool { return srv.Watchers() == 1 }, waitFor, tick)
+	check.For(t, waitFor, tick, func() error { return check.That(srv.Watchers() == 1, "srv.Watchers() == 1") })
 
 	// 2. The server goes away; the table changes while it is down.
 	srv.Stop()
-	require.Eventually(t, func() bool {
-		return metric(t, r.reg, "drplane_router_stream_up", nil) == 0
-	}, waitFor, tick)
+	check.For(t, waitFor, tick, func() error {
+		return check.That(metric(t, r.reg, "drplane_router_stream_up", nil) == 0, "metric(t, r.reg, \"drplane_router_stream_up\", nil) = %v, want 0", metric(t, r.reg, "drplane_router_stream_up", nil))
+	})
 	srv.Set(ordersTable(3))
 	_, err := r.Route("orders", key42)
 	require.NoError(t, err, "lookups answer from the last table while the stream is down")
@@ -75,7 +76,9 @@ func TestMaxStale(t *testing.T) {
 	require.NoError(t, err)
 
 	srv.Stop()
-	require.Eventually(t, func() bool { return metric(t, r.reg, "drplane_router_stream_up", nil) == 0 }, waitFor, tick)
+	check.For(t, waitFor, tick, func() error {
+		return check.That(metric(t, r.reg, "drplane_router_stream_up", nil) == 0, "metric(t, r.reg, \"drplane_router_stream_up\", nil) = %v, want 0", metric(t, r.reg, "drplane_router_stream_up", nil))
+	})
 	clock.Advance(59 * time.Second)
 	_, _, err = r.WriteDB(ctx, "orders", key42)
 	require.NoError(t, err, "down for less than MaxStale")
@@ -88,10 +91,10 @@ func TestMaxStale(t *testing.T) {
 	require.NoError(t, err, "Route still answers")
 
 	srv.Restart()
-	require.Eventually(t, func() bool {
+	check.For(t, waitFor, 10*time.Millisecond, func() error {
 		_, _, err := r.WriteDB(ctx, "orders", key42)
-		return err == nil
-	}, waitFor, 10*time.Millisecond)
+		return err
+	})
 }
 
 // TestRunEndClosesHandles: when Run returns, the handles it opened are
@@ -140,9 +143,9 @@ func TestTokenIsSent(t *testing.T) {
 		Keyspaces: []string{"orders"},
 	})
 	waitReady(t, authed.Router)
-	require.Eventually(t, func() bool {
-		return metric(t, anon.reg, "drplane_router_stream_reconnects_total", nil) >= 2
-	}, waitFor, tick, "the unauthenticated router keeps retrying")
+	check.For(t, waitFor, tick, func() error {
+		return check.That(metric(t, anon.reg, "drplane_router_stream_reconnects_total", nil) >= 2, "the unauthenticated router keeps retrying")
+	})
 	_, err := anon.Route("orders", key42)
 	require.ErrorIs(t, err, router.ErrNotReady)
 }

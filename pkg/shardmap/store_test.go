@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/harness"
 	"github.com/drplane/drplane/pkg/shardmap"
 	"github.com/drplane/drplane/pkg/state"
@@ -233,14 +234,14 @@ func testWatch(t *testing.T, st *state.Store) {
 	assert.LessOrEqual(t, seen, 5, "at most one map per write")
 
 	cancel()
-	require.Eventually(t, func() bool {
+	check.For(t, opTimeout, 10*time.Millisecond, func() error {
 		select {
 		case _, ok := <-ch:
-			return !ok
+			return check.That(!ok, "the channel closes when the context ends")
 		default:
-			return false
+			return check.That(false, "the channel closes when the context ends")
 		}
-	}, opTimeout, 10*time.Millisecond, "the channel closes when the context ends")
+	})
 }
 
 func testWatchFromNothing(t *testing.T, st *state.Store) {

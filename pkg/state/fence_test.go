@@ -10,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/state"
 )
 
@@ -89,10 +90,13 @@ func TestPutMasterFencedWhenAnotherCandidateWins(t *testing.T) {
 	// agent-2's candidacy is registered, and it waits while agent-1 holds
 	// the election.
 	prefix := st.Key("elections", "dc-a1-main") + "/"
-	require.Eventually(t, func() bool {
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
 		r, err := st.Client().Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
-		return err == nil && r.Count == 2
-	}, 5*time.Second, 10*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		return check.That(r.Count == 2, "r.Count = %v, want 2", r.Count)
+	})
 	select {
 	case err := <-won:
 		t.Fatalf("second candidate won while the first still held the election (err %v)", err)

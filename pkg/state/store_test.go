@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/harness"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/pkg/topology"
@@ -143,10 +144,13 @@ func TestServiceRegistrationVanishesWithLease(t *testing.T) {
 
 	_, err = cli.Revoke(ctx, lease.ID)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool {
+	check.For(t, 5*time.Second, 20*time.Millisecond, func() error {
 		got, err := st.Services(ctx, "dc-a1")
-		return err == nil && len(got) == 0
-	}, 5*time.Second, 20*time.Millisecond, "registrations on a revoked lease must disappear")
+		if err != nil {
+			return err
+		}
+		return check.That(len(got) == 0, "registrations on a revoked lease must disappear")
+	})
 
 	all, err = st.Services(ctx, "")
 	require.NoError(t, err)
@@ -175,10 +179,13 @@ func TestInstanceStatusOnLease(t *testing.T) {
 
 	_, err = st.Client().Revoke(ctx, lease.ID)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool {
+	check.For(t, 5*time.Second, 20*time.Millisecond, func() error {
 		got, err := st.InstanceStatuses(ctx, "")
-		return err == nil && len(got) == 0
-	}, 5*time.Second, 20*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		return check.That(len(got) == 0, "len(got) = %v, want 0", len(got))
+	})
 }
 
 func TestGetReportsUndecodableValues(t *testing.T) {

@@ -2,12 +2,14 @@ package state_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/state"
 )
 
@@ -72,14 +74,14 @@ func TestWatchDeliversTypedEventsInOrder(t *testing.T) {
 
 	// Cancelling the context closes the channel.
 	stop()
-	require.Eventually(t, func() bool {
+	check.For(t, 5*time.Second, 10*time.Millisecond, func() error {
 		select {
 		case _, ok := <-ch:
-			return !ok
+			return check.That(!ok, "the channel must close when ctx ends")
 		default:
-			return false
+			return check.That(false, "the channel must close when ctx ends")
 		}
-	}, 5*time.Second, 10*time.Millisecond, "the channel must close when ctx ends")
+	})
 }
 
 func TestWatchSingleKeyFromNow(t *testing.T) {
@@ -96,16 +98,16 @@ func TestWatchSingleKeyFromNow(t *testing.T) {
 	changed := sampleTopology()
 	changed.DCs[0].State = "DOWN"
 	var ev state.Event[map[string]any]
-	require.Eventually(t, func() bool {
+	check.For(t, 5*time.Second, time.Millisecond, func() error {
 		_, err := st.PutTopology(ctx, changed, -1)
 		require.NoError(t, err)
 		select {
 		case ev = <-ch:
-			return true
+			return nil
 		case <-time.After(50 * time.Millisecond):
-			return false
+			return errors.New("no event within 50ms of a write")
 		}
-	}, 5*time.Second, time.Millisecond)
+	})
 	assert.Equal(t, key, ev.Key)
 	dcs := ev.Value["dcs"].([]any)
 	assert.Equal(t, "DOWN", dcs[0].(map[string]any)["state"], "the first event is a write made after the watch started")

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/harness"
 	"github.com/drplane/drplane/pkg/labfile"
 	"github.com/drplane/drplane/pkg/router/routertest"
@@ -79,8 +80,9 @@ func TestExampleWritesOwnedOrders(t *testing.T) {
 	go func() {
 		code <- run(ctx, []string{"--lab", dir, "--dc", "dc-a1", "-n", strconv.Itoa(n), "--first-id", "1000"}, &out, &errOut)
 	}()
-	require.Eventually(t, func() bool { return strings.Contains(out.String(), "retry") }, 30*time.Second, 5*time.Millisecond,
-		"the frozen shard is retried; stderr: %s", errOut.String())
+	check.For(t, 30*time.Second, 5*time.Millisecond, func() error {
+		return check.That(strings.Contains(out.String(), "retry"), "the frozen shard is retried; stderr: %s", errOut.String())
+	})
 	tbl.Shards[frozen].State = drplanev1.ShardState_SHARD_STATE_ACTIVE
 	tbl.MapRevision = 8
 	srv.Set(tbl)

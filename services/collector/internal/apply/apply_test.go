@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/drplane/drplane/pkg/audit"
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/embednats"
 	"github.com/drplane/drplane/pkg/state"
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
@@ -65,20 +66,20 @@ func testApplies(t *testing.T, sh *shared) {
 	for _, ev := range append(append([]*drplanev1.ChangeEvent{}, evA...), evB...) {
 		want[apply.WatermarkKey(b.st, dcB1, ev.GetOriginDc(), ev.GetKeyspace(), ev.GetShard())] = ev
 	}
-	require.Eventually(t, func() bool {
+	check.For(t, waitLong, poll, func() error {
 		resp, err := sh.cli.Get(t.Context(), b.st.Prefix("watermarks", dcB1), clientv3.WithPrefix())
 		if err != nil || len(resp.Kvs) != len(want) {
-			return false
+			return check.That(false, "watermarks name each shard's last request")
 		}
 		for _, kv := range resp.Kvs {
 			var w apply.Watermark
 			ev := want[string(kv.Key)]
 			if json.Unmarshal(kv.Value, &w) != nil || ev == nil || w.RequestID != ev.GetRequestId() {
-				return false
+				return check.That(false, "watermarks name each shard's last request")
 			}
 		}
-		return true
-	}, waitLong, poll, "watermarks name each shard's last request")
+		return nil
+	})
 	last := evA[len(evA)-1]
 	w, _, err := state.Get[apply.Watermark](t.Context(), b.st, apply.WatermarkKey(b.st, dcB1, dcA1, keyspace, last.GetShard()))
 	require.NoError(t, err)
@@ -88,18 +89,20 @@ func testApplies(t *testing.T, sh *shared) {
 	assert.False(t, w.AppliedAt.Before(w.CommitTime))
 
 	// Statistics per origin, on the lease.
-	require.Eventually(t, func() bool {
+	check.For(t, waitLong, poll, func() error {
 		s, _, err := state.Get[apply.Stats](t.Context(), b.st, apply.StatsKey(b.st, dcB1, dcA1))
-		return err == nil && s.Applied == uint64(len(evA)) && s.Pending == 0 && s.LagP99Ms > 0
-	}, waitLong, poll, "stats of %s", dcA1)
+		if err != nil {
+			return err
+		}
+		return check.That(s.Applied == uint64(len(evA)) && s.Pending == 0 && s.LagP99Ms > 0, "stats of %s", dcA1)
+	})
 	resp, err := sh.cli.Get(t.Context(), apply.StatsKey(b.st, dcB1, dcA2))
 	require.NoError(t, err)
 	require.Len(t, resp.Kvs, 1)
 	assert.Equal(t, int64(b.lease), resp.Kvs[0].Lease, "stats live on the process lease")
 
 	// One APPLIED ledger fact per request.
-	require.Eventually(t, func() bool { return b.streamMsgs(embednats.LedgerStream(dcB1)) == n },
-		waitLong, poll, "ledger facts")
+	check.For(t, waitLong, poll, func() error { return check.That(b.streamMsgs(embednats.LedgerStream(dcB1)) == n, "ledger facts") })
 	s, err := b.js[dcB1].Stream(t.Context(), embednats.LedgerStream(dcB1))
 	require.NoError(t, err)
 	raw, err := s.GetLastMsgForSubject(t.Context(), embednats.LedgerSubject(dcB1)+".applied")
@@ -134,7 +137,7 @@ func testCrashAfterCommit(t *testing.T, sh *shared) {
 	evs := m.workload(&gen{origin: dcA1, server: 11}, 200, 10000, 4)
 	b.publish(evs...)
 	in := embednats.InStream(dcB1)
-	require.Eventually(t, func() bool { return b.streamMsgs(in) == len(evs) }, waitLong, poll)
+	check.For(t, waitLong, poll, func() error { return check.That(b.streamMsgs(in) == len(evs), "b.streamMsgs(in) == len(evs)") })
 
 	batches := 0
 	r1 := b.start(func(o *apply.Options) { o.BatchSize = 50; o.BatchWait = 50 * time.Millisecond }, func(a *apply.Applier) {
@@ -252,10 +255,13 @@ func testPoison(t *testing.T, sh *shared) {
 	led, err := b.js[dcB1].Stream(t.Context(), embednats.LedgerStream(dcB1))
 	require.NoError(t, err)
 	subj := embednats.LedgerSubject(dcB1) + ".dead_lettered"
-	require.Eventually(t, func() bool {
+	check.For(t, waitLong, poll, func() error {
 		li, err := led.Info(t.Context(), jetstream.WithSubjectFilter(subj))
-		return err == nil && li.State.Subjects[subj] == uint64(len(poisons))
-	}, waitLong, poll, "dead-letter ledger facts")
+		if err != nil {
+			return err
+		}
+		return check.That(li.State.Subjects[subj] == uint64(len(poisons)), "dead-letter ledger facts")
+	})
 
 	// The stream keeps flowing.
 	good3 := m.workload(g, 10, 30000, 7)
@@ -275,8 +281,9 @@ func testTransient(t *testing.T, sh *shared) {
 
 	evs := m.workload(&gen{origin: dcA1, server: 11}, 30, 10000, 8)
 	b.publish(evs...)
-	require.Eventually(t, func() bool { return r.counter("drplane_collector_retries_total") >= 3 },
-		waitLong, poll, "the collector retries while the master is read-only")
+	check.For(t, waitLong, poll, func() error {
+		return check.That(r.counter("drplane_collector_retries_total") >= 3, "the collector retries while the master is read-only")
+	})
 	assert.Zero(t, scalar(t, b.app, "SELECT COUNT(*) FROM "+apply.DedupTable))
 	assert.Equal(t, 0, b.streamMsgs(embednats.DLQStream(dcB1)))
 
@@ -297,12 +304,14 @@ func testNATSRestart(t *testing.T, sh *shared) {
 	m := newModel()
 	evs := m.workload(&gen{origin: dcA1, server: 11}, 1500, 10000, 10)
 	b.publish(evs...)
-	require.Eventually(t, func() bool { return b.streamMsgs(embednats.InStream(dcB1)) == len(evs) }, waitLong, poll)
+	check.For(t, waitLong, poll, func() error {
+		return check.That(b.streamMsgs(embednats.InStream(dcB1)) == len(evs), "b.streamMsgs(embednats.InStream(dcB1)) = %v, want len(evs)", b.streamMsgs(embednats.InStream(dcB1)))
+	})
 
 	r := b.start(func(o *apply.Options) { o.BatchSize = 10; o.BatchWait = time.Millisecond }, nil)
-	require.Eventually(t, func() bool {
-		return scalar(t, b.app, "SELECT COUNT(*) FROM "+apply.DedupTable) >= 200
-	}, waitLong, 2*time.Millisecond)
+	check.For(t, waitLong, 2*time.Millisecond, func() error {
+		return check.That(scalar(t, b.app, "SELECT COUNT(*) FROM "+apply.DedupTable) >= 200, "scalar(t, b.app, \"SELECT COUNT(*) FROM \"+apply.DedupTable) = %v, want >= 200", scalar(t, b.app, "SELECT COUNT(*) FROM "+apply.DedupTable))
+	})
 	require.NoError(t, b.mesh.Stop(dcB1))
 	stopped := scalar(t, b.app, "SELECT COUNT(*) FROM "+apply.DedupTable)
 	ctx, cancel := context.WithTimeout(t.Context(), waitLong)
@@ -329,7 +338,9 @@ func testThroughput(t *testing.T, sh *shared) {
 			Key: []*drplanev1.Column{col("id", o.ID)}, After: o.cols()})
 	}
 	b.publish(evs...)
-	require.Eventually(t, func() bool { return b.streamMsgs(embednats.InStream(dcB1)) == n }, waitLong, poll)
+	check.For(t, waitLong, poll, func() error {
+		return check.That(b.streamMsgs(embednats.InStream(dcB1)) == n, "b.streamMsgs(embednats.InStream(dcB1)) = %v, want n", b.streamMsgs(embednats.InStream(dcB1)))
+	})
 
 	began := time.Now()
 	r := b.start(nil, nil)

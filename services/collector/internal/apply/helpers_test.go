@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/config"
 	"github.com/drplane/drplane/pkg/embednats"
 	"github.com/drplane/drplane/pkg/harness"
@@ -139,7 +140,7 @@ func newBed(t *testing.T, sh *shared) *bed {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = b.master.Run(rctx) }()
 	t.Cleanup(func() { stop(); <-done })
-	require.Eventually(t, func() bool { return b.master.Check(ctx) == nil }, waitLong, poll, "master resolver")
+	check.For(t, waitLong, poll, func() error { return check.That(b.master.Check(ctx) == nil, "master resolver") })
 
 	lease, err := sh.cli.Grant(ctx, 30)
 	require.NoError(t, err)
@@ -320,19 +321,19 @@ func (b *bed) streamMsgs(name string) int {
 func (b *bed) waitDrained(want int, timeout time.Duration) {
 	b.t.Helper()
 	in := embednats.InStream(dcB1)
-	require.Eventually(b.t, func() bool {
+	check.For(b.t, timeout, poll, func() error {
 		if b.streamMsgs(in) != want {
-			return false
+			return check.That(false, "IN_%s drained (%d messages)", dcB1, want)
 		}
 		ctx, cancel := context.WithTimeout(b.t.Context(), 2*time.Second)
 		defer cancel()
 		c, err := b.js[dcB1].Consumer(ctx, in, apply.ConsumerName)
 		if err != nil {
-			return false
+			return check.That(false, "IN_%s drained (%d messages)", dcB1, want)
 		}
 		info := c.CachedInfo()
-		return info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream >= uint64(want)
-	}, timeout, poll, "IN_%s drained (%d messages)", dcB1, want)
+		return check.That(info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream >= uint64(want), "IN_%s drained (%d messages)", dcB1, want)
+	})
 }
 
 // scalar reads one integer.

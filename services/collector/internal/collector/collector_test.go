@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/config"
 	"github.com/drplane/drplane/pkg/daemon"
 	"github.com/drplane/drplane/pkg/embednats"
@@ -176,18 +177,19 @@ test:
 
 	// Registered, honest about its logic, and ready once applying.
 	var rec state.ServiceRecord
-	require.Eventually(t, func() bool {
+	check.For(t, waitLong, poll, func() error {
 		recs, err := st.Services(ctx, dcB)
 		if err != nil || len(recs) != 1 {
-			return false
+			return check.That(false, "registration; log:\n%s", logs.String())
 		}
 		rec = recs[0]
-		return true
-	}, waitLong, poll, "registration; log:\n%s", logs.String())
+		return nil
+	})
 	assert.Equal(t, "collector", rec.Service)
 	assert.True(t, rec.LogicImplemented)
-	require.Eventually(t, func() bool { return httpStatus(ctx, "http://"+rec.HealthAddr+"/readyz") == http.StatusOK },
-		waitLong, poll, "ready; log:\n%s", logs.String())
+	check.For(t, waitLong, poll, func() error {
+		return check.That(httpStatus(ctx, "http://"+rec.HealthAddr+"/readyz") == http.StatusOK, "ready; log:\n%s", logs.String())
+	})
 
 	// Its streams exist, the inbound one sourcing dc-a1 and taking replays.
 	jsB := harness.JetStream(t, mesh, dcB)
@@ -218,31 +220,40 @@ test:
 	require.NoError(t, err)
 
 	app := db.AppDB(db.Master)
-	require.Eventually(t, func() bool {
+	check.For(t, waitLong, poll, func() error {
 		var note string
-		return app.QueryRowContext(ctx, "SELECT note FROM orders WHERE id = 42").Scan(&note) == nil && note == "from dc-a1"
-	}, waitLong, poll, "the change is applied; log:\n%s", logs.String())
-	require.Eventually(t, func() bool {
+		return check.That(app.QueryRowContext(ctx, "SELECT note FROM orders WHERE id = 42").Scan(&note) == nil && note == "from dc-a1", "the change is applied; log:\n%s", logs.String())
+	})
+	check.For(t, waitLong, poll, func() error {
 		info, err := in.Info(ctx)
 		if err != nil || info.State.Msgs != 2 {
-			return false
+			return check.That(false, "the original and its copy are consumed")
 		}
 		c, err := jsB.Consumer(ctx, embednats.InStream(dcB), apply.ConsumerName)
-		return err == nil && c.CachedInfo().NumPending == 0 && c.CachedInfo().NumAckPending == 0
-	}, waitLong, poll, "the original and its copy are consumed")
+		if err != nil {
+			return err
+		}
+		return check.That(c.CachedInfo().NumPending == 0 && c.CachedInfo().NumAckPending == 0, "the original and its copy are consumed")
+	})
 	var n int
 	require.NoError(t, app.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+apply.DedupTable).Scan(&n))
 	assert.Equal(t, 1, n, "applied once")
 
 	// Watermark and statistics in etcd; metrics on /metrics.
-	require.Eventually(t, func() bool {
+	check.For(t, waitLong, poll, func() error {
 		w, _, err := state.Get[apply.Watermark](ctx, st, apply.WatermarkKey(st, dcB, dcA, "orders", 2))
-		return err == nil && w.RequestID == ev.GetRequestId()
-	}, waitLong, poll, "watermark")
-	require.Eventually(t, func() bool {
+		if err != nil {
+			return err
+		}
+		return check.That(w.RequestID == ev.GetRequestId(), "watermark")
+	})
+	check.For(t, waitLong, poll, func() error {
 		s, _, err := state.Get[apply.Stats](ctx, st, apply.StatsKey(st, dcB, dcA))
-		return err == nil && s.Applied == 1 && s.Duplicates == 1 && s.Collector == "collector-1"
-	}, waitLong, poll, "stats")
+		if err != nil {
+			return err
+		}
+		return check.That(s.Applied == 1 && s.Duplicates == 1 && s.Collector == "collector-1", "stats")
+	})
 	metrics := httpBody(ctx, t, "http://"+rec.HealthAddr+"/metrics")
 	assert.Contains(t, metrics, `drplane_collector_applied_total{origin="dc-a1"} 1`)
 	assert.Contains(t, metrics, `drplane_collector_duplicates_total{origin="dc-a1"} 1`)

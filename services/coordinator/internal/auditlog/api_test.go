@@ -25,6 +25,7 @@ import (
 
 	"github.com/drplane/drplane/pkg/apierr"
 	"github.com/drplane/drplane/pkg/audit"
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/docstore"
 	"github.com/drplane/drplane/pkg/state"
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
@@ -174,10 +175,13 @@ func (a *api) seedEvents(t *testing.T, base time.Time) []audit.Event {
 	for _, e := range evs {
 		require.NoError(t, out.Put(t.Context(), e))
 	}
-	require.Eventually(t, func() bool {
+	check.For(t, waitFor, 20*time.Millisecond, func() error {
 		resp, err := a.audit.SearchAudit(bearer(t, viewerToken), &drplanev1.SearchAuditRequest{})
-		return err == nil && resp.GetTotal() == int64(len(evs))
-	}, waitFor, 20*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		return check.That(resp.GetTotal() == int64(len(evs)), "resp.GetTotal() = %v, want int64(len(evs))", resp.GetTotal())
+	})
 	return evs
 }
 
@@ -379,11 +383,14 @@ func TestUnauthenticatedCallsAudited(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, code)
 
 	var resp *drplanev1.SearchAuditResponse
-	require.Eventually(t, func() bool {
+	check.For(t, waitFor, 20*time.Millisecond, func() error {
 		var err error
 		resp, err = a.audit.SearchAudit(bearer(t, viewerToken), &drplanev1.SearchAuditRequest{Action: []string{ActionUnauthenticated}})
-		return err == nil && len(resp.GetEvents()) == 2
-	}, waitFor, 20*time.Millisecond, "events: %v", &resp)
+		if err != nil {
+			return err
+		}
+		return check.That(len(resp.GetEvents()) == 2, "events: %v", resp)
+	})
 	byTarget := map[string]*drplanev1.AuditEvent{}
 	for _, e := range resp.GetEvents() {
 		byTarget[e.GetTarget()] = e

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/drplane/drplane/pkg/audit"
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/docstore"
 	"github.com/drplane/drplane/pkg/docstore/embedded"
 	"github.com/drplane/drplane/pkg/harness"
@@ -114,10 +115,10 @@ func searchIDs(t *testing.T, s docstore.Store, q docstore.Query) []string {
 func waitIndexed(t *testing.T, s docstore.Store, want ...string) {
 	t.Helper()
 	var got []string
-	require.Eventually(t, func() bool {
+	check.For(t, waitFor, 20*time.Millisecond, func() error {
 		got = searchIDs(t, s, docstore.Query{})
-		return assert.ObjectsAreEqual(sorted(want), got)
-	}, waitFor, 20*time.Millisecond, "indexed %v, want %v", &got, want)
+		return check.That(assert.ObjectsAreEqual(sorted(want), got), "indexed %v, want %v", got, want)
+	})
 }
 
 func sorted(ids []string) []string {

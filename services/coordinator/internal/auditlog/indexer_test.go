@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/drplane/drplane/pkg/audit"
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/docstore"
 	"github.com/drplane/drplane/pkg/harness"
 	"github.com/drplane/drplane/pkg/state"
@@ -68,7 +69,9 @@ func TestIndexerIndexesEveryWriter(t *testing.T) {
 	assert.Equal(t, []string{agent.ID}, searchIDs(t, storeA, docstore.Query{Text: "params:db2"}))
 	assert.Equal(t, []string{viaTxn.ID}, searchIDs(t, storeA, docstore.Query{Text: "frozen AND outcome:FAILED"}))
 
-	require.Eventually(t, func() bool { return testutil.ToFloat64(a.ix.m.indexed) == 3 }, waitFor, 10*time.Millisecond)
+	check.For(t, waitFor, 10*time.Millisecond, func() error {
+		return check.That(testutil.ToFloat64(a.ix.m.indexed) == 3, "testutil.ToFloat64(a.ix.m.indexed) = %v, want 3", testutil.ToFloat64(a.ix.m.indexed))
+	})
 	assert.Positive(t, testutil.ToFloat64(a.ix.m.checkpoint))
 	lag, err := testutil.GatherAndCount(a.reg, "drplane_coordinator_audit_index_lag_seconds")
 	require.NoError(t, err)
@@ -114,7 +117,7 @@ func TestIndexerResumesFromCheckpoint(t *testing.T) {
 
 	second := startIndexer(t, Options{Store: st, Docs: store, ID: "coord-a"})
 	waitIndexed(t, store, want...)
-	require.Eventually(t, func() bool { return second.ix.Checkpoint() > cp }, waitFor, 10*time.Millisecond)
+	check.For(t, waitFor, 10*time.Millisecond, func() error { return check.That(second.ix.Checkpoint() > cp, "second.ix.Checkpoint() > cp") })
 	assert.Equal(t, 2.0, testutil.ToFloat64(second.ix.m.indexed), "only the events written after the checkpoint")
 }
 
@@ -181,8 +184,9 @@ func TestIndexerSurvivesCompaction(t *testing.T) {
 	e3 := event(now.Add(2*time.Millisecond), "w1", 3, "switchover.request", "dc-a2/main")
 	require.NoError(t, out.Put(t.Context(), e3))
 	waitIndexed(t, store, e1.ID, e2.ID, e3.ID)
-	require.Eventually(t, func() bool { return second.ix.Checkpoint() > resp.Header.Revision },
-		waitFor, 10*time.Millisecond, "the checkpoint moves past the compaction")
+	check.For(t, waitFor, 10*time.Millisecond, func() error {
+		return check.That(second.ix.Checkpoint() > resp.Header.Revision, "the checkpoint moves past the compaction")
+	})
 }
 
 // TestIndexerRetention: outbox entries older than the retention are
@@ -200,12 +204,12 @@ func TestIndexerRetention(t *testing.T) {
 	}
 	r := startIndexer(t, Options{Store: st, Docs: store, ID: "coord-a", Retention: time.Hour, RetentionEvery: 20 * time.Millisecond})
 	var left []audit.Event
-	require.Eventually(t, func() bool {
+	check.For(t, waitFor, 20*time.Millisecond, func() error {
 		var err error
 		left, err = out.List(t.Context(), 0)
 		require.NoError(t, err)
-		return len(left) == 1
-	}, waitFor, 20*time.Millisecond, "outbox: %+v", &left)
+		return check.That(len(left) == 1, "outbox: %+v", left)
+	})
 	assert.Equal(t, fresh.ID, left[0].ID)
 	assert.Equal(t, 2.0, testutil.ToFloat64(r.ix.m.deleted))
 

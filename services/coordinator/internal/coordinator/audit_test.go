@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 	"gopkg.in/yaml.v3"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/daemon"
 	"github.com/drplane/drplane/pkg/freeport"
 	"github.com/drplane/drplane/pkg/harness"
@@ -90,7 +91,7 @@ func runService(t *testing.T, audit map[string]any) (grpcAddr, httpAddr string) 
 			t.Errorf("coordinator did not stop; logs:\n%s", logs)
 		}
 	})
-	require.Eventually(t, func() bool {
+	check.For(t, callTimeout, 20*time.Millisecond, func() error {
 		select {
 		case code := <-done:
 			t.Fatalf("coordinator exited with %d:\n%s", code, logs)
@@ -98,11 +99,11 @@ func runService(t *testing.T, audit map[string]any) (grpcAddr, httpAddr string) 
 		}
 		resp, err := http.Get("http://" + addr(0) + "/readyz")
 		if err != nil {
-			return false
+			return check.That(false, "never ready; logs:\n%s", logs)
 		}
 		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, callTimeout, 20*time.Millisecond, "never ready; logs:\n%s", logs)
+		return check.That(resp.StatusCode == http.StatusOK, "never ready; logs:\n%s", logs)
+	})
 	return addr(1), addr(2)
 }
 
@@ -128,10 +129,13 @@ func checkAuditSearch(t *testing.T, grpcAddr, httpAddr string) {
 
 	audit := drplanev1.NewAuditServiceClient(conn)
 	var got *drplanev1.SearchAuditResponse
-	require.Eventually(t, func() bool {
+	check.For(t, 30*time.Second, 100*time.Millisecond, func() error {
 		got, err = audit.SearchAudit(call(viewerToken), &drplanev1.SearchAuditRequest{Query: "unauthenticated OR switchover"})
-		return err == nil && len(got.GetEvents()) == 2
-	}, 30*time.Second, 100*time.Millisecond, "search: %v %v", &got, &err)
+		if err != nil {
+			return err
+		}
+		return check.That(len(got.GetEvents()) == 2, "search: %v %v", got, err)
+	})
 	byAction := map[string]*drplanev1.AuditEvent{}
 	for _, e := range got.GetEvents() {
 		byAction[e.GetAction()] = e

@@ -2,6 +2,7 @@ package coordinator_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/drplane/drplane/pkg/audit"
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/harness"
 	"github.com/drplane/drplane/pkg/shardmap"
 	"github.com/drplane/drplane/pkg/state"
@@ -131,7 +133,7 @@ func startCoord(t testing.TB, st *state.Store, id string) *coord {
 		}
 	}
 	t.Cleanup(c.stop)
-	require.Eventually(t, func() bool { return n.CacheReady() == nil }, callTimeout, 5*time.Millisecond)
+	check.For(t, callTimeout, 5*time.Millisecond, func() error { return check.That(n.CacheReady() == nil, "n.CacheReady() == nil") })
 	return c
 }
 
@@ -151,15 +153,15 @@ func startCoords(t testing.TB, n int) (*state.Store, []*coord) {
 func leaderOf(t testing.TB, cs []*coord) (*coord, []*coord) {
 	t.Helper()
 	var lead *coord
-	require.Eventually(t, func() bool {
+	check.For(t, callTimeout, 5*time.Millisecond, func() error {
 		for _, c := range cs {
 			if c.node.Leader.IsLeader() {
 				lead = c
-				return true
+				return nil
 			}
 		}
-		return false
-	}, callTimeout, 5*time.Millisecond)
+		return errors.New("no coordinator leads")
+	})
 	var rest []*coord
 	for _, c := range cs {
 		if c != lead {

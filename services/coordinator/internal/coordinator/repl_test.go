@@ -25,6 +25,7 @@ import (
 
 	"github.com/drplane/drplane/pkg/apierr"
 	"github.com/drplane/drplane/pkg/audit"
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/daemon"
 	"github.com/drplane/drplane/pkg/docstore/embedded"
 	"github.com/drplane/drplane/pkg/embednats"
@@ -107,7 +108,7 @@ func runNode(t *testing.T, n *coordinator.Node, id string) *coord {
 			t.Error("coordinator did not stop")
 		}
 	})
-	require.Eventually(t, func() bool { return n.CacheReady() == nil }, callTimeout, 5*time.Millisecond)
+	check.For(t, callTimeout, 5*time.Millisecond, func() error { return check.That(n.CacheReady() == nil, "n.CacheReady() == nil") })
 	return &coord{id: id, node: n, base: "http://" + n.Server.HTTPAddr()}
 }
 
@@ -131,15 +132,15 @@ func TestReplicationGetRequest(t *testing.T) {
 		Targets: []string{"dc-a2", "dc-b1"}, OutboundSeq: 42}, "captured")
 
 	var rec *drplanev1.LedgerRecord
-	require.Eventually(t, func() bool {
+	check.For(t, callTimeout, 20*time.Millisecond, func() error {
 		resp, err := l.repl.GetRequest(as(t, viewerToken), &drplanev1.GetRequestRequest{OriginDc: "dc-a1", RequestId: rid})
 		if status.Code(err) == codes.NotFound {
-			return false
+			return err
 		}
 		require.NoError(t, err)
 		rec = resp.GetRecord()
-		return rec.GetCapturedAt() != nil && len(rec.GetTargetStatus()) == 2 && rec.GetTargetStatus()[1].GetAppliedAt() != nil
-	}, callTimeout, 20*time.Millisecond)
+		return check.That(rec.GetCapturedAt() != nil && len(rec.GetTargetStatus()) == 2 && rec.GetTargetStatus()[1].GetAppliedAt() != nil, "rec.GetCapturedAt() != nil && len(rec.GetTargetStatus()) == 2 && rec.GetTargetStatus()[1].GetAppliedAt() != nil")
+	})
 	assert.Equal(t, drplanev1.RequestState_REQUEST_STATE_PENDING, rec.GetState())
 	assert.Equal(t, "1-101-42", rec.GetGtid())
 	assert.Equal(t, uint64(42), rec.GetOutboundSeq())
@@ -219,16 +220,16 @@ func TestReplicationStatus(t *testing.T) {
 	}
 
 	var resp *drplanev1.GetReplicationStatusResponse
-	require.Eventually(t, func() bool {
+	check.For(t, callTimeout, 20*time.Millisecond, func() error {
 		resp, err = l.repl.GetReplicationStatus(as(t, viewerToken), &drplanev1.GetReplicationStatusRequest{})
 		require.NoError(t, err)
 		for _, b := range resp.GetBacklog() {
 			if b.GetDc() == "dc-a1" {
-				return b.GetPending() == 1 && b.GetDeadLettered() == 1
+				return check.That(b.GetPending() == 1 && b.GetDeadLettered() == 1, "backlog: %v", resp)
 			}
 		}
-		return false
-	}, callTimeout, 20*time.Millisecond, "backlog: %v", &resp)
+		return check.That(false, "backlog: %v", resp)
+	})
 	assert.True(t, resp.GetLedger())
 	require.Len(t, resp.GetPairs(), 6, "every ordered pair of the three DCs")
 	pairs := map[string]*drplanev1.ReplicationPair{}
@@ -451,10 +452,13 @@ func TestReplicationWithoutNATS(t *testing.T) {
 			t.Cleanup(func() { _ = conn.Close() })
 			c := drplanev1.NewReplicationServiceClient(conn)
 			var st *drplanev1.GetReplicationStatusResponse
-			require.Eventually(t, func() bool {
+			check.For(t, callTimeout, 20*time.Millisecond, func() error {
 				st, err = c.GetReplicationStatus(as(t, viewerToken), &drplanev1.GetReplicationStatusRequest{})
-				return err == nil && st.GetLedger() == tt.ledger
-			}, callTimeout, 20*time.Millisecond, "the ledger answers once its index exists: %v", &err)
+				if err != nil {
+					return err
+				}
+				return check.That(st.GetLedger() == tt.ledger, "the ledger answers once its index exists: %v", err)
+			})
 			assert.Len(t, st.GetPairs(), 6)
 			_, err = c.GetRequest(as(t, viewerToken), &drplanev1.GetRequestRequest{OriginDc: "dc-a1", RequestId: "1-1-1/1"})
 			assert.Equal(t, tt.request, status.Code(err), "%v", err)
@@ -511,7 +515,7 @@ func runReplService(t *testing.T, natsURL string) string {
 			t.Errorf("coordinator did not stop; logs:\n%s", logs)
 		}
 	})
-	require.Eventually(t, func() bool {
+	check.For(t, callTimeout, 20*time.Millisecond, func() error {
 		select {
 		case code := <-done:
 			t.Fatalf("coordinator exited with %d:\n%s", code, logs)
@@ -519,10 +523,10 @@ func runReplService(t *testing.T, natsURL string) string {
 		}
 		resp, err := http.Get("http://" + addr(0) + "/readyz")
 		if err != nil {
-			return false
+			return check.That(false, "never ready; logs:\n%s", logs)
 		}
 		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, callTimeout, 20*time.Millisecond, "never ready; logs:\n%s", logs)
+		return check.That(resp.StatusCode == http.StatusOK, "never ready; logs:\n%s", logs)
+	})
 	return addr(1)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/drplane/drplane/pkg/apiclient"
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/router"
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
 )
@@ -58,10 +59,13 @@ func TestSDKWatchersSeeMapChanges(t *testing.T) {
 		Keyspace: "orders", Shard: 27, OwnerDc: "dc-b1", Reason: "sdk test"})
 	require.NoError(t, err)
 	for _, r := range rs {
-		require.Eventually(t, func() bool {
+		check.For(t, callTimeout, time.Millisecond, func() error {
 			rt, err := r.Route("orders", "42")
-			return err == nil && rt.Owner == "dc-b1"
-		}, callTimeout, time.Millisecond)
+			if err != nil {
+				return err
+			}
+			return check.That(rt.Owner == "dc-b1", "rt.Owner = %v, want \"dc-b1\"", rt.Owner)
+		})
 		_, _, err := r.WriteDB(ctx, "orders", "42")
 		var no *router.NotOwner
 		require.True(t, errors.As(err, &no), "want NotOwner, got %v", err)
@@ -74,9 +78,9 @@ func TestSDKWatchersSeeMapChanges(t *testing.T) {
 		Keyspace: "orders", Shard: 27, State: drplanev1.ShardState_SHARD_STATE_FROZEN, Reason: "sdk test"})
 	require.NoError(t, err)
 	for _, r := range rs {
-		require.Eventually(t, func() bool {
+		check.For(t, callTimeout, time.Millisecond, func() error {
 			_, _, err := r.WriteDB(ctx, "orders", "42")
-			return errors.Is(err, router.ErrShardFrozen) && router.IsRetryable(err)
-		}, callTimeout, time.Millisecond)
+			return check.That(errors.Is(err, router.ErrShardFrozen) && router.IsRetryable(err), "errors.Is(err, router.ErrShardFrozen) && router.IsRetryable(err)")
+		})
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/drplane/drplane/pkg/apierr"
 	"github.com/drplane/drplane/pkg/audit"
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/shardmap"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/pkg/topology"
@@ -194,7 +195,7 @@ func TestWatchRoutesSeesChangesAtOnce(t *testing.T) {
 	}
 	start := loadMap(t, st, "orders").Revision
 	for _, w := range ws {
-		require.Eventually(t, func() bool { return w.atRevision(start) }, callTimeout, 2*time.Millisecond, "initial table")
+		check.For(t, callTimeout, 2*time.Millisecond, func() error { return check.That(w.atRevision(start), "initial table") })
 	}
 
 	// A move through a follower: every watcher sees the new map.
@@ -205,7 +206,7 @@ func TestWatchRoutesSeesChangesAtOnce(t *testing.T) {
 	require.NoError(t, err)
 	rev := resp.GetMutation().GetRevision()
 	for _, w := range ws {
-		require.Eventually(t, func() bool { return w.atRevision(rev) }, callTimeout, time.Millisecond)
+		check.For(t, callTimeout, time.Millisecond, func() error { return check.That(w.atRevision(rev), "w.atRevision(rev)") })
 		s := w.table().GetShards()[27]
 		assert.Equal(t, "dc-b1", s.GetOwnerDc())
 		assert.Equal(t, "dc-a1", s.GetBackupDc())
@@ -220,14 +221,14 @@ func TestWatchRoutesSeesChangesAtOnce(t *testing.T) {
 		UpdatedAt: time.Now().UTC(), Reason: "test"}, mrev, nil)
 	require.NoError(t, err)
 	for _, w := range ws {
-		require.Eventually(t, func() bool {
+		check.For(t, callTimeout, time.Millisecond, func() error {
 			for _, m := range w.table().GetMasters() {
 				if m.GetDc() == "dc-b1" {
-					return m.GetInstance() == "dc-b1-db2" && m.GetTerm() == 2
+					return check.That(m.GetInstance() == "dc-b1-db2" && m.GetTerm() == 2, "dc-b1 master %s term %d, want dc-b1-db2 term 2", m.GetInstance(), m.GetTerm())
 				}
 			}
-			return false
-		}, callTimeout, time.Millisecond)
+			return check.That(false, "no dc-b1 master in the table")
+		})
 	}
 	// Route answers with the new master everywhere.
 	for _, c := range cs {
@@ -326,10 +327,13 @@ func TestMutationOnFollowerIsAppliedByLeader(t *testing.T) {
 
 	// Every coordinator answers with the frozen state once its cache caught up.
 	for _, c := range cs {
-		require.Eventually(t, func() bool {
+		check.For(t, callTimeout, 2*time.Millisecond, func() error {
 			r, err := c.shards.GetShard(as(t, viewerToken), &drplanev1.GetShardRequest{Keyspace: "orders", Shard: 5})
-			return err == nil && r.GetShard().GetState() == drplanev1.ShardState_SHARD_STATE_FROZEN
-		}, callTimeout, 2*time.Millisecond)
+			if err != nil {
+				return err
+			}
+			return check.That(r.GetShard().GetState() == drplanev1.ShardState_SHARD_STATE_FROZEN, "r.GetShard().GetState() = %v, want drplanev1.ShardState_SHARD_STATE_FROZEN", r.GetShard().GetState())
+		})
 	}
 
 	// A DC state change goes through the same queue.
@@ -409,18 +413,18 @@ func TestLeaderLossMidMutation(t *testing.T) {
 	wg.Wait()
 
 	var all []ops.Op
-	require.Eventually(t, func() bool {
+	check.For(t, callTimeout, 10*time.Millisecond, func() error {
 		all, _, err = a.node.Queue.List(t.Context())
 		if err != nil {
-			return false
+			return err
 		}
 		for _, o := range all {
 			if !o.Finished() {
-				return false
+				return fmt.Errorf("operation %s not finished", o.ID)
 			}
 		}
-		return len(all) == 1+len(queued)+4
-	}, callTimeout, 10*time.Millisecond)
+		return check.That(len(all) == 1+len(queued)+4, "%d operations, want %d", len(all), 1+len(queued)+4)
+	})
 
 	perOp := map[string]int{}
 	all2, err := audit.NewOutbox(st).List(t.Context(), 0)

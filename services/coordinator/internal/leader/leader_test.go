@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/harness"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/services/coordinator/internal/leader"
@@ -83,7 +84,7 @@ func TestOneLeaderAndHandover(t *testing.T) {
 	a, b, c := start(t, st, "coord-a"), start(t, st, "coord-b"), start(t, st, "coord-c")
 	all := []*candidate{a, b, c}
 
-	require.Eventually(t, func() bool { return len(leaders(all...)) == 1 }, waitFor, 10*time.Millisecond)
+	check.For(t, waitFor, 10*time.Millisecond, func() error { return check.That(len(leaders(all...)) == 1, "len(leaders(all...)) == 1") })
 	first := leaders(all...)[0]
 	id, err := a.l.LeaderID(t.Context())
 	require.NoError(t, err)
@@ -121,7 +122,7 @@ func TestOneLeaderAndHandover(t *testing.T) {
 			rest = append(rest, o)
 		}
 	}
-	require.Eventually(t, func() bool { return len(leaders(rest...)) == 1 }, waitFor, 5*time.Millisecond)
+	check.For(t, waitFor, 5*time.Millisecond, func() error { return check.That(len(leaders(rest...)) == 1, "len(leaders(rest...)) == 1") })
 	assert.Less(t, time.Since(stopped), time.Second, "handover after resign should not wait for the TTL")
 	second := leaders(rest...)[0]
 	id, err = second.l.LeaderID(t.Context())
@@ -155,7 +156,7 @@ func TestRevokedSessionCampaignsAgain(t *testing.T) {
 	case <-time.After(waitFor):
 		t.Fatal("losing the election key did not end the term")
 	}
-	require.Eventually(t, func() bool { return ctx.Err() != nil }, waitFor, 5*time.Millisecond, "the term's context ends with it")
+	check.For(t, waitFor, 5*time.Millisecond, func() error { return check.That(ctx.Err() != nil, "the term's context ends with it") })
 
 	// It campaigns again and gets a new, later fence.
 	next, err := a.l.Await(t.Context())

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/docstore"
 	"github.com/drplane/drplane/pkg/docstore/embedded"
 	"github.com/drplane/drplane/pkg/embednats"
@@ -121,15 +122,15 @@ func (e *env) publish(t *testing.T, u *drplanev1.LedgerUpdate) {
 func lookup(t *testing.T, l *running, origin, rid string, ok func(*ledger.Document) bool) *ledger.Document {
 	t.Helper()
 	var d *ledger.Document
-	require.Eventually(t, func() bool {
+	check.For(t, waitFor, tick, func() error {
 		var err error
 		d, err = l.Lookup(t.Context(), origin, rid)
 		if errors.Is(err, ledger.ErrNotFound) {
-			return false
+			return check.That(false, "ledger document %s:%s", origin, rid)
 		}
 		require.NoError(t, err)
-		return ok(d)
-	}, waitFor, tick, "ledger document %s:%s", origin, rid)
+		return check.That(ok(d), "ledger document %s:%s", origin, rid)
+	})
 	return d
 }
 

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/drplane/drplane/pkg/audit"
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/embednats"
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/drplane/drplane/services/coordinator/internal/ledger"
@@ -83,7 +84,9 @@ func TestIndexerFactsInAnyOrder(t *testing.T) {
 	n, err := testutil.GatherAndCount(l.reg, "drplane_ledger_index_lag_seconds")
 	require.NoError(t, err)
 	assert.Equal(t, 3, n, "an index lag per DC")
-	require.Eventually(t, func() bool { return counter(t, l, "drplane_ledger_errors_total", "decode") == 1 }, waitFor, tick)
+	check.For(t, waitFor, tick, func() error {
+		return check.That(counter(t, l, "drplane_ledger_errors_total", "decode") == 1, "counter(t, l, \"drplane_ledger_errors_total\", \"decode\") = %v, want 1", counter(t, l, "drplane_ledger_errors_total", "decode"))
+	})
 }
 
 // TestIndexerResumesAfterDCOutage stops a DC whose ledger the indexer
@@ -245,9 +248,9 @@ func TestReconcilerRetriesStuckRequests(t *testing.T) {
 	assert.Empty(t, r.Republished)
 
 	// Its RETRIED fact, indexed from the stream, counts once.
-	require.Eventually(t, func() bool {
-		return counter(t, l, "drplane_ledger_facts_indexed_total", dcA1, "retried") == 1
-	}, waitFor, tick)
+	check.For(t, waitFor, tick, func() error {
+		return check.That(counter(t, l, "drplane_ledger_facts_indexed_total", dcA1, "retried") == 1, "counter(t, l, \"drplane_ledger_facts_indexed_total\", dcA1, \"retried\") = %v, want 1", counter(t, l, "drplane_ledger_facts_indexed_total", dcA1, "retried"))
+	})
 	d = lookup(t, l, dcA1, "1-1-10/7", func(*ledger.Document) bool { return true })
 	assert.Equal(t, 1, d.Attempts)
 	assert.InDelta(t, 1, counter(t, l, "drplane_ledger_retries_total", "republished"), 0)
@@ -259,12 +262,12 @@ func TestReconcilerRunsOnItsOwn(t *testing.T) {
 	l := e.start(t, dcB1, "coord-b1", ledger.Config{RetryAfter: time.Minute, ReconcileEvery: 100 * time.Millisecond})
 	rep := serveRepublish(t, l.nc, dcB1, nil)
 	e.publish(t, capturedFact(dcB1, "5-3-1/7", time.Now().Add(-time.Hour), 77, dcA1, dcA2))
-	require.Eventually(t, func() bool { return len(rep.requests()) > 0 }, waitFor, tick)
+	check.For(t, waitFor, tick, func() error { return check.That(len(rep.requests()) > 0, "len(rep.requests()) > 0") })
 	assert.Equal(t, []uint64{77}, rep.requests()[0])
 	lookup(t, l, dcB1, "5-3-1/7", func(d *ledger.Document) bool { return d.Attempts == 1 })
-	require.Eventually(t, func() bool {
-		return counter(t, l, "drplane_ledger_backlog", dcB1, ledger.StatePending) == 1
-	}, waitFor, tick)
+	check.For(t, waitFor, tick, func() error {
+		return check.That(counter(t, l, "drplane_ledger_backlog", dcB1, ledger.StatePending) == 1, "counter(t, l, \"drplane_ledger_backlog\", dcB1, ledger.StatePending) = %v, want 1", counter(t, l, "drplane_ledger_backlog", dcB1, ledger.StatePending))
+	})
 }
 
 // counter reads one labelled series of a metric family.

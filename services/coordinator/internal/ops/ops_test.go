@@ -13,6 +13,7 @@ import (
 
 	"github.com/drplane/drplane/pkg/apierr"
 	"github.com/drplane/drplane/pkg/audit"
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/harness"
 	"github.com/drplane/drplane/pkg/shardmap"
 	"github.com/drplane/drplane/pkg/state"
@@ -250,7 +251,7 @@ func TestLeaderLossAppliesEachOperationOnce(t *testing.T) {
 		}
 		wg.Wait()
 	}
-	require.Eventually(t, func() bool { return a.l.IsLeader() || b.l.IsLeader() }, waitFor, 5*time.Millisecond)
+	check.For(t, waitFor, 5*time.Millisecond, func() error { return check.That(a.l.IsLeader() || b.l.IsLeader(), "a.l.IsLeader() || b.l.IsLeader()") })
 	// Phase 0 is queued while the leader applies; its session is revoked
 	// right after, with operations possibly still being applied. Phase 1
 	// can then only be applied by a later term, which loses its session
@@ -258,26 +259,29 @@ func TestLeaderLossAppliesEachOperationOnce(t *testing.T) {
 	queue(0, nil)
 	revoke()
 	queue(1, func() {
-		require.Eventually(t, func() bool { return a.l.IsLeader() || b.l.IsLeader() }, waitFor, 5*time.Millisecond)
+		check.For(t, waitFor, 5*time.Millisecond, func() error { return check.That(a.l.IsLeader() || b.l.IsLeader(), "a.l.IsLeader() || b.l.IsLeader()") })
 		revoke()
 	})
 	require.Len(t, queued, 2*writers*perWriter)
 
 	// Every operation finishes.
 	var all []ops.Op
-	require.Eventually(t, func() bool {
+	check.For(t, 30*time.Second, 20*time.Millisecond, func() error {
 		var err error
 		all, _, err = q.List(t.Context())
-		if err != nil || len(all) != len(queued) {
-			return false
+		if err != nil {
+			return err
+		}
+		if len(all) != len(queued) {
+			return fmt.Errorf("%d operations listed, want %d", len(all), len(queued))
 		}
 		for _, o := range all {
 			if !o.Finished() {
-				return false
+				return fmt.Errorf("operation %s not finished", o.ID)
 			}
 		}
-		return true
-	}, 30*time.Second, 20*time.Millisecond)
+		return nil
+	})
 
 	// Exactly once: one audit event per operation; applied in queue order.
 	perOp := map[string]int{}
@@ -331,10 +335,10 @@ func TestPruneKeepsRecentHistory(t *testing.T) {
 	recent, err := n.q.Submit(t.Context(), ops.KindSetShardState, ops.Params{Keyspace: "orders", Shard: 2, ShardState: shardmap.Active}, "ops-admin")
 	require.NoError(t, err)
 
-	require.Eventually(t, func() bool {
+	check.For(t, waitFor, 10*time.Millisecond, func() error {
 		_, err := n.q.Get(t.Context(), old.ID)
-		return err != nil
-	}, waitFor, 10*time.Millisecond, "an operation finished before the retention is deleted")
+		return check.That(err != nil, "an operation finished before the retention is deleted")
+	})
 	got, err := n.q.Get(t.Context(), recent.ID)
 	require.NoError(t, err)
 	assert.Equal(t, ops.Done, got.State)

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/harness"
 	"github.com/drplane/drplane/pkg/shardmap"
 	"github.com/drplane/drplane/pkg/state"
@@ -111,7 +112,10 @@ func TestCacheFollowsEtcd(t *testing.T) {
 	rev, err := shardmap.Save(t.Context(), st, next, cur.Revision, nil, tp)
 	require.NoError(t, err)
 	changed()
-	require.Eventually(t, func() bool { e2, _ := c.Entry("orders"); return e2.Map.Revision == rev }, waitFor, 2*time.Millisecond)
+	check.For(t, waitFor, 2*time.Millisecond, func() error {
+		e2, _ := c.Entry("orders")
+		return check.That(e2.Map.Revision == rev, "e2.Map.Revision = %v, want rev", e2.Map.Revision)
+	})
 	e2, _ := c.Entry("orders")
 	r, ok := e2.Table.Shard(3)
 	require.True(t, ok)
@@ -122,24 +126,24 @@ func TestCacheFollowsEtcd(t *testing.T) {
 	putMaster(t, st, "dc-a1", "side", "a1-side1", 1)
 	saveMap(t, st, tp, "carts")
 	changed()
-	require.Eventually(t, func() bool {
+	check.For(t, waitFor, 2*time.Millisecond, func() error {
 		carts, ok := c.Entry("carts")
 		if !ok {
-			return false
+			return check.That(false, "carts shows up with its cluster's master")
 		}
 		_, ok = carts.Master("dc-a1")
-		return ok
-	}, waitFor, 2*time.Millisecond, "carts shows up with its cluster's master")
+		return check.That(ok, "carts shows up with its cluster's master")
+	})
 	e3, _ := c.Entry("orders")
 	assert.Same(t, e2, e3, "orders did not change")
 
 	// A new master of the orders cluster: a new entry, the same table.
 	putMaster(t, st, "dc-a1", "main", "a1-db2", 2)
-	require.Eventually(t, func() bool {
+	check.For(t, waitFor, 2*time.Millisecond, func() error {
 		e4, _ := c.Entry("orders")
 		m, _ := e4.Master("dc-a1")
-		return m.Instance == "a1-db2" && m.Term == 2
-	}, waitFor, 2*time.Millisecond)
+		return check.That(m.Instance == "a1-db2" && m.Term == 2, "m.Instance == \"a1-db2\" && m.Term == 2")
+	})
 	e4, _ := c.Entry("orders")
 	assert.Same(t, e3.Table, e4.Table, "a master change does not recompile the table")
 
@@ -148,7 +152,7 @@ func TestCacheFollowsEtcd(t *testing.T) {
 	tp2.Keyspaces = tp.Keyspaces[:1]
 	_, err = st.PutTopology(t.Context(), tp2, -1)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { _, ok := c.Entry("carts"); return !ok }, waitFor, 2*time.Millisecond)
+	check.For(t, waitFor, 2*time.Millisecond, func() error { _, ok := c.Entry("carts"); return check.That(!ok, "!ok") })
 	assert.Len(t, c.Entries(), 1)
 }
 

@@ -14,6 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/harness"
 	"github.com/drplane/drplane/pkg/mysqld"
 	"github.com/drplane/drplane/pkg/state"
@@ -31,19 +32,19 @@ func TestKillMasterUnderWrites(t *testing.T) {
 	leader(t, a1, a2)
 	w := e.StartWriter()
 	s := e.StartSampler()
-	hatest.Poll(t, 10*time.Second, "acknowledged writes", func() bool { return w.Acked() >= 50 })
+	check.For(t, 10*time.Second, check.Every, func() error { return check.That(w.Acked() >= 50, "acknowledged writes") })
 
 	old := e.DB.Master
 	require.NoError(t, old.Kill())
 	killed := time.Now()
 	rec := masterChanged(t, e, old.Name(), 10*time.Second)
 	var firstOK time.Time
-	hatest.Poll(t, 10*time.Second, "a write acknowledged by the new master", func() bool {
+	check.For(t, 10*time.Second, check.Every, func() error {
 		firstOK = w.FirstOKAfter(killed)
-		return !firstOK.IsZero()
+		return check.That(!firstOK.IsZero(), "a write acknowledged by the new master")
 	})
 	t.Logf("kill -9 → first acknowledged write on %s: %s", rec.Instance, firstOK.Sub(killed))
-	hatest.Poll(t, 5*time.Second, "more writes", func() bool { return w.Acked() >= 100 })
+	check.For(t, 5*time.Second, check.Every, func() error { return check.That(w.Acked() >= 100, "more writes") })
 	acked, failed := w.Stop()
 	samples, violations := s.Stop()
 	assert.Empty(t, violations, "two writable instances")
@@ -63,15 +64,18 @@ func TestKillMasterUnderWrites(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	require.NoError(t, old.Start(ctx))
-	hatest.Poll(t, 20*time.Second, "the old master rejoined", func() bool { return replicatesFrom(e, old, rec.Addr) })
+	check.For(t, 20*time.Second, check.Every, func() error { return check.That(replicatesFrom(e, old, rec.Addr), "the old master rejoined") })
 	ro, err := readOnly(old)
 	require.NoError(t, err)
 	assert.True(t, ro)
 	missing, err = e.MissingAcked(old.Addr(), acked)
 	require.NoError(t, err)
-	hatest.Poll(t, 10*time.Second, "the old master caught up", func() bool {
+	check.For(t, 10*time.Second, check.Every, func() error {
 		missing, err = e.MissingAcked(old.Addr(), acked)
-		return err == nil && len(missing) == 0
+		if err != nil {
+			return err
+		}
+		return check.That(len(missing) == 0, "the old master caught up")
 	})
 }
 
@@ -103,9 +107,9 @@ func TestPausedMasterIsFenced(t *testing.T) {
 	// Stay paused until the failover is finished (the new master serves),
 	// then send a write on the old connection: it sits in the socket until
 	// the process resumes.
-	hatest.Poll(t, 20*time.Second, "the failover finished", func() bool {
+	check.For(t, 20*time.Second, check.Every, func() error {
 		recs := failovers(t, e)
-		return len(recs) > 0 && recs[len(recs)-1].Done()
+		return check.That(len(recs) > 0 && recs[len(recs)-1].Done(), "the failover finished")
 	})
 	inflight := make(chan error, 1)
 	go func() {
@@ -122,9 +126,12 @@ func TestPausedMasterIsFenced(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the in-flight write neither failed nor succeeded")
 	}
-	hatest.Poll(t, 10*time.Second, "the old master read-only", func() bool {
+	check.For(t, 10*time.Second, check.Every, func() error {
 		ro, err := readOnly(old)
-		return err == nil && ro
+		if err != nil {
+			return err
+		}
+		return check.That(ro, "the old master read-only")
 	})
 	// New connections (the fence killed the pool's idle ones).
 	fresh := e.AppDB(old.Addr(), 3*time.Second)
@@ -139,17 +146,17 @@ func TestPausedMasterIsFenced(t *testing.T) {
 	// the killed in-flight commit left it an errant transaction.
 	qkey := e.Store.Key("quarantine", hatest.DC, hatest.Cluster, old.Name())
 	outcome := ""
-	hatest.Poll(t, 20*time.Second, "the old master rejoined or quarantined", func() bool {
+	check.For(t, 20*time.Second, check.Every, func() error {
 		if replicatesFrom(e, old, rec.Addr) {
 			outcome = "rejoined"
-			return true
+			return nil
 		}
 		resp, err := e.Cli.Get(context.Background(), qkey)
 		if err == nil && len(resp.Kvs) > 0 {
 			outcome = "quarantined"
-			return true
+			return nil
 		}
-		return false
+		return check.That(false, "the old master rejoined or quarantined")
 	})
 	t.Logf("deposed master %s", outcome)
 }
@@ -164,12 +171,12 @@ func TestAntiFlapHoldsSecondFailover(t *testing.T) {
 	first := e.DB.Master
 	require.NoError(t, first.Kill())
 	rec := masterChanged(t, e, first.Name(), 10*time.Second)
-	hatest.Poll(t, 10*time.Second, "the first failover recorded", func() bool {
+	check.For(t, 10*time.Second, check.Every, func() error {
 		recs := failovers(t, e)
-		return len(recs) == 1 && recs[0].Done()
+		return check.That(len(recs) == 1 && recs[0].Done(), "the first failover recorded")
 	})
 	require.NoError(t, e.Instance(rec.Instance).Kill())
-	hatest.Hold(t, 2*time.Second, 100*time.Millisecond, func() error {
+	check.Hold(t, 2*time.Second, 100*time.Millisecond, func() error {
 		if now, _ := e.Master(); now.Instance != rec.Instance {
 			return fmt.Errorf("failed over again inside the anti-flap window, to %s", now.Instance)
 		}
@@ -193,21 +200,21 @@ func TestUnreachableMasterNoFailover(t *testing.T) {
 	leader(t, a1)
 	before, _ := e.Master()
 	proxy.Cut()
-	hatest.Poll(t, 10*time.Second, "the agent to see the master unreachable", func() bool {
+	check.For(t, 10*time.Second, check.Every, func() error {
 		sts, err := e.Store.InstanceStatuses(context.Background(), hatest.DC)
 		if err != nil {
-			return false
+			return check.That(false, "the agent to see the master unreachable")
 		}
 		for _, st := range sts {
 			if st.Name == "db1" && !st.Reachable {
-				return true
+				return nil
 			}
 		}
-		return false
+		return check.That(false, "the agent to see the master unreachable")
 	})
 	// Hold the cut for several detection cycles; the replicas keep
 	// replicating from the master all along.
-	hatest.Hold(t, 3*time.Second, 100*time.Millisecond, func() error {
+	check.Hold(t, 3*time.Second, 100*time.Millisecond, func() error {
 		if after, _ := e.Master(); after.Instance != before.Instance {
 			return fmt.Errorf("failed over on one observer's view, to %s", after.Instance)
 		}
@@ -231,14 +238,14 @@ func TestQuorumLossNoPromotion(t *testing.T) {
 	a1 := startAgent(t, e, testConfig(e, "agent-1"), nil)
 	l := leader(t, a1)
 	w := e.StartWriter()
-	hatest.Poll(t, 10*time.Second, "acknowledged writes", func() bool { return w.Acked() >= 20 })
+	check.For(t, 10*time.Second, check.Every, func() error { return check.That(w.Acked() >= 20, "acknowledged writes") })
 	require.NoError(t, e.Etcd.StopMember(1))
 	require.NoError(t, e.Etcd.StopMember(2))
 	lost := time.Now()
-	hatest.Poll(t, 10*time.Second, "single-point-primary mode", func() bool { return l.a.Elector().SinglePointPrimary() })
+	check.For(t, 10*time.Second, check.Every, func() error { return check.That(l.a.Elector().SinglePointPrimary(), "single-point-primary mode") })
 	base := w.Acked()
 	// Three election TTLs without quorum: writes keep being acknowledged.
-	hatest.Hold(t, max(0, 6*time.Second-time.Since(lost)), 200*time.Millisecond, func() error {
+	check.Hold(t, max(0, 6*time.Second-time.Since(lost)), 200*time.Millisecond, func() error {
 		ro, err := readOnly(e.DB.Master)
 		switch {
 		case err != nil:
@@ -253,7 +260,7 @@ func TestQuorumLossNoPromotion(t *testing.T) {
 	defer cancel()
 	require.NoError(t, e.Etcd.RestartMember(ctx, 1))
 	require.NoError(t, e.Etcd.RestartMember(ctx, 2))
-	hatest.Poll(t, 20*time.Second, "quorum back", func() bool { return !l.a.Elector().SinglePointPrimary() })
+	check.For(t, 20*time.Second, check.Every, func() error { return check.That(!l.a.Elector().SinglePointPrimary(), "quorum back") })
 	rec, _ := e.Master()
 	assert.Equal(t, e.DB.Master.Name(), rec.Instance)
 	assert.True(t, l.a.Elector().IsLeader())
@@ -283,15 +290,21 @@ func TestCutOffAgentFencesItsMaster(t *testing.T) {
 
 	proxy.Cut()
 	cut := time.Now()
-	hatest.Poll(t, 15*time.Second, "the master fenced by the cut-off agent", func() bool {
+	check.For(t, 15*time.Second, check.Every, func() error {
 		ro, err := readOnly(master)
-		return err == nil && ro
+		if err != nil {
+			return err
+		}
+		return check.That(ro, "the master fenced by the cut-off agent")
 	})
 	fenced := time.Since(cut)
-	hatest.Poll(t, 15*time.Second, "the standby leading", func() bool { return a2.a.Elector().IsLeader() })
-	hatest.Poll(t, 15*time.Second, "the master writable again", func() bool {
+	check.For(t, 15*time.Second, check.Every, func() error { return check.That(a2.a.Elector().IsLeader(), "the standby leading") })
+	check.For(t, 15*time.Second, check.Every, func() error {
 		ro, err := readOnly(master)
-		return err == nil && !ro
+		if err != nil {
+			return err
+		}
+		return check.That(!ro, "the master writable again")
 	})
 	t.Logf("cut → master fenced %s; cut → writable again under the standby %s", fenced, time.Since(cut))
 	rec, _ := e.Master()

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/services/haagent/internal/hatest"
 )
@@ -33,7 +34,7 @@ func BenchmarkFailoverDrill(b *testing.B) {
 	leader(b, agents...)
 	w := e.StartWriter()
 	s := e.StartSampler()
-	hatest.Poll(b, 10*time.Second, "acknowledged writes", func() bool { return w.Acked() >= 20 })
+	check.For(b, 10*time.Second, check.Every, func() error { return check.That(w.Acked() >= 20, "acknowledged writes") })
 	var appRTO, recRTO []time.Duration
 	b.ResetTimer()
 	for range b.N {
@@ -45,9 +46,9 @@ func BenchmarkFailoverDrill(b *testing.B) {
 		killed := time.Now()
 		next := masterChanged(b, e, old.Name(), 15*time.Second)
 		var first time.Time
-		hatest.Poll(b, 15*time.Second, "a write on the new master", func() bool {
+		check.For(b, 15*time.Second, check.Every, func() error {
 			first = w.FirstOKAfter(killed)
-			return !first.IsZero()
+			return check.That(!first.IsZero(), "a write on the new master")
 		})
 		appRTO = append(appRTO, first.Sub(killed))
 		recs := failovers(b, e)
@@ -58,13 +59,13 @@ func BenchmarkFailoverDrill(b *testing.B) {
 			b.Fatal(err)
 		}
 		cancel()
-		hatest.Poll(b, 30*time.Second, "the old master rejoined", func() bool {
+		check.For(b, 30*time.Second, check.Every, func() error {
 			for _, in := range e.Instances() {
 				if in.Name() != next.Instance && !replicatesFrom(e, in, next.Addr) {
-					return false
+					return check.That(false, "the old master rejoined")
 				}
 			}
-			return true
+			return nil
 		})
 		b.StartTimer()
 	}
@@ -105,7 +106,7 @@ func BenchmarkSwitchover(b *testing.B) {
 	cfg.PollInterval = 200 * time.Millisecond
 	leader(b, startAgent(b, e, cfg, nil))
 	w := e.StartWriter()
-	hatest.Poll(b, 10*time.Second, "acknowledged writes", func() bool { return w.Acked() >= 20 })
+	check.For(b, 10*time.Second, check.Every, func() error { return check.That(w.Acked() >= 20, "acknowledged writes") })
 	var block []time.Duration
 	ctx := context.Background()
 	for i := range b.N {
@@ -115,10 +116,13 @@ func BenchmarkSwitchover(b *testing.B) {
 			b.Fatal(err)
 		}
 		var in state.SwitchoverIntent
-		hatest.Poll(b, 30*time.Second, "the switchover finished", func() bool {
+		check.For(b, 30*time.Second, check.Every, func() error {
 			var err error
 			in, _, err = e.Store.Switchover(ctx, hatest.DC, hatest.Cluster)
-			return err == nil && in.ID == id && (in.State == state.SwitchoverDone || in.State == state.SwitchoverFailed)
+			if err != nil {
+				return err
+			}
+			return check.That(in.ID == id && (in.State == state.SwitchoverDone || in.State == state.SwitchoverFailed), "the switchover finished")
 		})
 		if in.State != state.SwitchoverDone {
 			b.Fatalf("switchover %s failed: %s", id, in.Error)
@@ -127,13 +131,13 @@ func BenchmarkSwitchover(b *testing.B) {
 		block = append(block, time.Duration(recs[len(recs)-1].BlockWindow))
 		b.StopTimer()
 		rec, _ := e.Master()
-		hatest.Poll(b, 30*time.Second, "every replica replicating from the new master", func() bool {
+		check.For(b, 30*time.Second, check.Every, func() error {
 			for _, in := range e.Instances() {
 				if in.Name() != rec.Instance && !replicatesFrom(e, in, rec.Addr) {
-					return false
+					return check.That(false, "every replica replicating from the new master")
 				}
 			}
-			return true
+			return nil
 		})
 		b.StartTimer()
 	}

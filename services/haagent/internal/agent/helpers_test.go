@@ -15,6 +15,7 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/config"
 	"github.com/drplane/drplane/pkg/mysqld"
 	"github.com/drplane/drplane/pkg/state"
@@ -83,14 +84,14 @@ func startAgent(t testing.TB, e *hatest.Env, cfg *agent.Config, cli *clientv3.Cl
 func leader(t testing.TB, agents ...*running) *running {
 	t.Helper()
 	var got *running
-	hatest.Poll(t, 15*time.Second, "an active agent", func() bool {
+	check.For(t, 15*time.Second, check.Every, func() error {
 		for _, a := range agents {
 			if a.a.Elector().IsLeader() {
 				got = a
-				return true
+				return nil
 			}
 		}
-		return false
+		return check.That(false, "an active agent")
 	})
 	return got
 }
@@ -99,9 +100,9 @@ func leader(t testing.TB, agents ...*running) *running {
 func masterChanged(t testing.TB, e *hatest.Env, from string, timeout time.Duration) state.MasterRecord {
 	t.Helper()
 	var rec state.MasterRecord
-	hatest.Poll(t, timeout, "a new master record", func() bool {
+	check.For(t, timeout, check.Every, func() error {
 		rec, _ = e.Master()
-		return rec.Instance != from
+		return check.That(rec.Instance != from, "a new master record")
 	})
 	return rec
 }

@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/drplane/drplane/pkg/audit"
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/freeport"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/services/haagent/internal/agent"
@@ -31,21 +32,24 @@ func TestSwitchoverIntent(t *testing.T) {
 	a1 := startAgent(t, e, testConfig(e, "agent-1"), nil)
 	leader(t, a1)
 	w := e.StartWriter()
-	hatest.Poll(t, 10*time.Second, "acknowledged writes", func() bool { return w.Acked() >= 20 })
+	check.For(t, 10*time.Second, check.Every, func() error { return check.That(w.Acked() >= 20, "acknowledged writes") })
 	ctx := context.Background()
 	to := e.DB.Replicas[1].Name()
 	_, err := e.Store.CreateSwitchover(ctx, state.SwitchoverIntent{ID: "sw-1", DC: hatest.DC, Cluster: hatest.Cluster,
 		To: to, RequestedBy: "tester", RequestedAt: time.Now().UTC(), State: state.SwitchoverPending})
 	require.NoError(t, err)
 	var in state.SwitchoverIntent
-	hatest.Poll(t, 20*time.Second, "the switchover done", func() bool {
+	check.For(t, 20*time.Second, check.Every, func() error {
 		in, _, err = e.Store.Switchover(ctx, hatest.DC, hatest.Cluster)
-		return err == nil && (in.State == state.SwitchoverDone || in.State == state.SwitchoverFailed)
+		if err != nil {
+			return err
+		}
+		return check.That((in.State == state.SwitchoverDone || in.State == state.SwitchoverFailed), "the switchover done")
 	})
 	require.Equal(t, state.SwitchoverDone, in.State, in.Error)
 	rec, _ := e.Master()
 	assert.Equal(t, to, rec.Instance)
-	hatest.Poll(t, 10*time.Second, "writes on the new master", func() bool { return w.Acked() >= 60 })
+	check.For(t, 10*time.Second, check.Every, func() error { return check.That(w.Acked() >= 60, "writes on the new master") })
 	acked, _ := w.Stop()
 	missing, err := e.MissingAcked(rec.Addr, acked)
 	require.NoError(t, err)
@@ -56,16 +60,19 @@ func TestSwitchoverIntent(t *testing.T) {
 	assert.Equal(t, state.KindSwitchover, recs[0].Kind)
 	assert.Positive(t, recs[0].BlockWindow)
 	t.Logf("switchover block window %s", time.Duration(recs[0].BlockWindow))
-	hatest.Poll(t, 10*time.Second, "the old master replicating from the new one", func() bool {
-		return replicatesFrom(e, e.DB.Master, rec.Addr)
+	check.For(t, 10*time.Second, check.Every, func() error {
+		return check.That(replicatesFrom(e, e.DB.Master, rec.Addr), "the old master replicating from the new one")
 	})
 	// A second intent while none is pending is accepted; a bad target fails.
 	_, err = e.Store.CreateSwitchover(ctx, state.SwitchoverIntent{ID: "sw-2", DC: hatest.DC, Cluster: hatest.Cluster,
 		To: "db9", RequestedBy: "tester", RequestedAt: time.Now().UTC(), State: state.SwitchoverPending})
 	require.NoError(t, err)
-	hatest.Poll(t, 10*time.Second, "the bad switchover refused", func() bool {
+	check.For(t, 10*time.Second, check.Every, func() error {
 		in, _, err = e.Store.Switchover(ctx, hatest.DC, hatest.Cluster)
-		return err == nil && in.ID == "sw-2" && in.State == state.SwitchoverFailed
+		if err != nil {
+			return err
+		}
+		return check.That(in.ID == "sw-2" && in.State == state.SwitchoverFailed, "the bad switchover refused")
 	})
 	assert.Contains(t, in.Error, "db9")
 }
@@ -81,7 +88,7 @@ func TestKillSwitchHoldsFailover(t *testing.T) {
 		Reason: "maintenance", SetBy: "tester", SetAt: time.Now().UTC()}))
 	old := e.DB.Master
 	require.NoError(t, old.Kill())
-	hatest.Hold(t, 2*time.Second, 100*time.Millisecond, func() error {
+	check.Hold(t, 2*time.Second, 100*time.Millisecond, func() error {
 		if rec, _ := e.Master(); rec.Instance != old.Name() {
 			return fmt.Errorf("failed over despite the kill switch, to %s", rec.Instance)
 		}
@@ -105,18 +112,23 @@ func TestActiveAgentCrashMidRecovery(t *testing.T) {
 	cfg.Hooks.PreFailover = [][]string{{"sh", "-c", "touch " + started + "; exec sleep 20"}}
 	cfg.Hooks.Timeout = 30 * time.Second
 	proc := startProcess(t, e, bin, dir, cfg)
-	hatest.Poll(t, 15*time.Second, "the process agent leading", func() bool {
+	check.For(t, 15*time.Second, check.Every, func() error {
 		resp, err := e.Cli.Get(context.Background(), e.Store.Prefix("agents", hatest.DC, "election"),
 			clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
-		return err == nil && len(resp.Kvs) > 0 && string(resp.Kvs[0].Value) == "agent-proc"
+		if err != nil {
+			return err
+		}
+		return check.That(len(resp.Kvs) > 0 && string(resp.Kvs[0].Value) == "agent-proc", "the process agent leading")
 	})
 	standby := startAgent(t, e, testConfig(e, "agent-standby"), nil)
 
 	old := e.DB.Master
 	require.NoError(t, old.Kill())
-	hatest.Poll(t, 15*time.Second, "the pre-failover hook running", func() bool {
-		_, err := os.Stat(started)
-		return err == nil
+	check.For(t, 15*time.Second, check.Every, func() error {
+		if _, err := os.Stat(started); err != nil {
+			return fmt.Errorf("the pre-failover hook running: %w", err)
+		}
+		return nil
 	})
 	recs := failovers(t, e)
 	require.Len(t, recs, 1)
@@ -128,9 +140,9 @@ func TestActiveAgentCrashMidRecovery(t *testing.T) {
 	rec := masterChanged(t, e, old.Name(), 20*time.Second)
 	t.Logf("standby promoted %s %s after the active agent was killed", rec.Instance, time.Since(crashed))
 	assert.True(t, standby.a.Elector().IsLeader())
-	hatest.Poll(t, 10*time.Second, "the standby's failover record finished", func() bool {
+	check.For(t, 10*time.Second, check.Every, func() error {
 		recs = failovers(t, e)
-		return len(recs) == 2 && recs[1].Done()
+		return check.That(len(recs) == 2 && recs[1].Done(), "the standby's failover record finished")
 	})
 	assert.Equal(t, state.OutcomeFailed, recs[0].Outcome)
 	assert.Contains(t, recs[0].Error, "interrupted")

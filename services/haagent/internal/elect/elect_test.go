@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/harness"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/services/haagent/internal/elect"
@@ -33,7 +34,7 @@ func TestHandoffOnShutdown(t *testing.T) {
 	require.NoError(t, err)
 
 	leader.cancel(nil)
-	handoff := waitFor(t, 5*time.Second, time.Millisecond, "standby leads after a shutdown", standby.leads)
+	handoff := check.For(t, 5*time.Second, time.Millisecond, func() error { return check.That(standby.leads(), "standby leads after a shutdown") })
 	t.Logf("handoff after a normal shutdown: %v", handoff)
 	leader.wait()
 	select {
@@ -81,7 +82,7 @@ func TestCrashStandbyWaitsForLease(t *testing.T) {
 	require.Contains(t, g.candidacies(), old.l.Fence.Key, "an abandoned candidacy is not resigned")
 	require.False(t, standby.el.IsLeader(), "the standby waits for the lease")
 
-	took := waitFor(t, 10*time.Second, time.Millisecond, "standby leads after the crashed leader's lease", standby.leads)
+	took := check.For(t, 10*time.Second, time.Millisecond, func() error { return check.That(standby.leads(), "standby leads after the crashed leader's lease") })
 	t.Logf("handoff after a crash (lease TTL %ds): %v", ttl.GrantedTTL, took)
 	ttl, err = g.checker.TimeToLive(ctx, old.l.Lease)
 	require.NoError(t, err)
@@ -96,7 +97,7 @@ func TestSelfFenceWhenCutOff(t *testing.T) {
 	g := newGroup(t, harness.EtcdClientFor(t, c))
 	proxy := harness.Toxiproxy(t, "etcd-agent-a", strings.TrimPrefix(c.Members()[0].ClientURL(), "http://"))
 	a := g.start("agent-a", dial(t, "http://"+proxy.Listen()), tune)
-	waitFor(t, 10*time.Second, 5*time.Millisecond, "agent-a leads", a.leads)
+	check.For(t, 10*time.Second, 5*time.Millisecond, func() error { return check.That(a.leads(), "agent-a leads") })
 	b := g.start("agent-b", harness.EtcdClientFor(t, c), tune)
 	leader, standby := g.oneLeader(a, b)
 	require.Equal(t, a, leader)
@@ -104,7 +105,7 @@ func TestSelfFenceWhenCutOff(t *testing.T) {
 
 	cut := time.Now()
 	proxy.Cut()
-	waitFor(t, ttl, 5*time.Millisecond, "SelfFence called", func() bool { return len(a.fenceCalls()) > 0 })
+	check.For(t, ttl, 5*time.Millisecond, func() error { return check.That(len(a.fenceCalls()) > 0, "SelfFence called") })
 	fc := a.fenceCalls()[0]
 	t.Logf("cut → SelfFence: %v (reason: %s)", fc.at.Sub(cut), fc.reason)
 	require.NoError(t, fc.ttlErr)
@@ -112,7 +113,7 @@ func TestSelfFenceWhenCutOff(t *testing.T) {
 	require.Greater(t, fc.ttl, int64(0), "the lease still stood when SelfFence was called")
 	assert.Contains(t, fc.reason, "out of reach")
 
-	waitFor(t, 2*ttl, 5*time.Millisecond, "standby leads after the cut", standby.leads)
+	check.For(t, 2*ttl, 5*time.Millisecond, func() error { return check.That(standby.leads(), "standby leads after the cut") })
 	t.Logf("cut → standby leads: %v", time.Since(cut))
 	require.False(t, a.el.IsLeader())
 	select {
@@ -128,9 +129,9 @@ func TestSelfFenceWhenCutOff(t *testing.T) {
 	restored := time.Now()
 	proxy.Restore()
 	bKey := standby.last().l.Fence.Key
-	waitFor(t, 15*time.Second, 20*time.Millisecond, "agent-a campaigns again", func() bool {
+	check.For(t, 15*time.Second, 20*time.Millisecond, func() error {
 		keys := g.candidacies()
-		return len(keys) == 2 && slices.Contains(keys, bKey) && !slices.Contains(keys, old.l.Fence.Key)
+		return check.That(len(keys) == 2 && slices.Contains(keys, bKey) && !slices.Contains(keys, old.l.Fence.Key), "agent-a campaigns again")
 	})
 	t.Logf("restore → agent-a a candidate again: %v", time.Since(restored))
 	assert.False(t, a.el.IsLeader(), "the fenced agent comes back as a follower")
@@ -149,7 +150,7 @@ func TestQuorumLossSinglePointPrimary(t *testing.T) {
 	c := harness.StartEtcd(t, 3)
 	g := newGroup(t, harness.EtcdClientFor(t, c))
 	a := g.start("agent-a", dial(t, c.Members()[0].ClientURL()), tune)
-	waitFor(t, 10*time.Second, 5*time.Millisecond, "agent-a leads", a.leads)
+	check.For(t, 10*time.Second, 5*time.Millisecond, func() error { return check.That(a.leads(), "agent-a leads") })
 	b := g.start("agent-b", dial(t, c.Endpoints()...), tune)
 	leader, _ := g.oneLeader(a, b)
 	require.Equal(t, a, leader)
@@ -158,17 +159,17 @@ func TestQuorumLossSinglePointPrimary(t *testing.T) {
 	stopped := time.Now()
 	require.NoError(t, c.StopMember(1))
 	require.NoError(t, c.StopMember(2))
-	spp := waitFor(t, 2*ttl, 5*time.Millisecond, "single-point primary", a.el.SinglePointPrimary)
+	spp := check.For(t, 2*ttl, 5*time.Millisecond, func() error { return check.That(a.el.SinglePointPrimary(), "single-point primary") })
 	t.Logf("quorum lost → single-point primary: %v", spp)
 	assert.Equal(t, 1.0, a.metric("drplane_haagent_single_point_primary"))
 	// Hold the outage for 2×TTL: the leader must neither fence nor lose its tenure.
-	waitFor(t, 3*ttl, 20*time.Millisecond, "2×TTL without quorum", func() bool {
+	check.For(t, 3*ttl, 20*time.Millisecond, func() error {
 		require.Empty(t, a.fenceCalls(), "no self-fence while etcd has no quorum")
 		require.True(t, a.el.IsLeader())
 		require.True(t, a.el.SinglePointPrimary())
 		require.NoError(t, ten.l.Ctx.Err(), "the tenure goes on")
 		require.False(t, b.el.IsLeader())
-		return time.Since(stopped) >= 2*ttl
+		return check.That(time.Since(stopped) >= 2*ttl, "2×TTL without quorum")
 	})
 
 	restarted := time.Now()
@@ -177,7 +178,7 @@ func TestQuorumLossSinglePointPrimary(t *testing.T) {
 	require.NoError(t, c.RestartMember(ctx, 1))
 	require.NoError(t, c.RestartMember(ctx, 2))
 	t.Logf("members restarted in %v", time.Since(restarted))
-	back := waitFor(t, 3*ttl, 5*time.Millisecond, "single-point primary over", func() bool { return !a.el.SinglePointPrimary() })
+	back := check.For(t, 3*ttl, 5*time.Millisecond, func() error { return check.That(!a.el.SinglePointPrimary(), "single-point primary over") })
 	t.Logf("→ single-point primary over %v later, %v after the restart began", back, time.Since(restarted))
 	require.True(t, a.el.IsLeader())
 	require.NoError(t, ten.l.Ctx.Err())
@@ -207,16 +208,16 @@ func TestRevokedLeaseEndsTenure(t *testing.T) {
 	began := time.Now()
 	_, err := g.checker.Revoke(ctx, old.l.Lease)
 	require.NoError(t, err)
-	took := waitFor(t, 5*time.Second, time.Millisecond, "tenure ends", func() bool { return old.l.Ctx.Err() != nil })
+	took := check.For(t, 5*time.Second, time.Millisecond, func() error { return check.That(old.l.Ctx.Err() != nil, "tenure ends") })
 	t.Logf("lease revoked → tenure ended: %v", took)
 	require.ErrorIs(t, context.Cause(old.l.Ctx), elect.ErrLeaseLost)
-	waitFor(t, 5*time.Second, time.Millisecond, "standby leads", standby.leads)
+	check.For(t, 5*time.Second, time.Millisecond, func() error { return check.That(standby.leads(), "standby leads") })
 	t.Logf("lease revoked → standby leads: %v", time.Since(began))
 	calls := leader.fenceCalls()
 	require.Len(t, calls, 1, "a leader whose lease is gone fences itself")
 	assert.Contains(t, calls[0].reason, "lease lost")
 	// The old leader campaigns again as a follower.
-	waitFor(t, 10*time.Second, 20*time.Millisecond, "old leader campaigns again", func() bool { return len(g.candidacies()) == 2 })
+	check.For(t, 10*time.Second, 20*time.Millisecond, func() error { return check.That(len(g.candidacies()) == 2, "old leader campaigns again") })
 	assert.False(t, leader.el.IsLeader())
 	assert.Equal(t, standby.id, g.leader(standby))
 }

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/services/haagent/internal/elect"
 )
@@ -233,35 +234,19 @@ func (g *group) candidacies() []string {
 	return keys
 }
 
-// waitFor polls cond every interval until it holds and returns how long
-// that took; it fails the test after timeout.
-func waitFor(t *testing.T, timeout, interval time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	began := time.Now()
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for !cond() {
-		if time.Since(began) > timeout {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		<-tick.C
-	}
-	return time.Since(began)
-}
-
 // oneLeader waits until exactly one of a and b leads, etcd names it, and
 // both are candidates; it returns the leader and the standby.
 func (g *group) oneLeader(a, b *agent) (leader, standby *agent) {
 	g.t.Helper()
-	waitFor(g.t, 10*time.Second, 5*time.Millisecond, "exactly one leader", func() bool {
+	check.For(g.t, 10*time.Second, 5*time.Millisecond, func() error {
 		if a.leads() == b.leads() {
-			return false
+			return check.That(false, "exactly one leader")
 		}
 		leader, standby = a, b
 		if b.leads() {
 			leader, standby = b, a
 		}
-		return g.leader(a) == leader.id && len(g.candidacies()) == 2
+		return check.That(g.leader(a) == leader.id && len(g.candidacies()) == 2, "exactly one leader")
 	})
 	require.False(g.t, standby.el.IsLeader())
 	return leader, standby

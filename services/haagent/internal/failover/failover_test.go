@@ -15,6 +15,7 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/drplane/drplane/pkg/audit"
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/mysqld"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/services/haagent/internal/failover"
@@ -58,7 +59,7 @@ func TestFailoverAfterKill(t *testing.T) {
 	fence := lead(t, e)
 	r := runner(t, e, failover.Hooks{})
 	w := e.StartWriter()
-	hatest.Poll(t, 10*time.Second, "some acknowledged writes", func() bool { return w.Acked() >= 20 })
+	check.For(t, 10*time.Second, check.Every, func() error { return check.That(w.Acked() >= 20, "some acknowledged writes") })
 
 	old := e.DB.Master
 	require.NoError(t, old.Kill())
@@ -78,9 +79,9 @@ func TestFailoverAfterKill(t *testing.T) {
 	assert.Equal(t, rec.Term+1, newRec.Term)
 	assert.Equal(t, fence.Rev, newRec.FencingRevision)
 	first := w.FirstOKAfter(killedAt)
-	hatest.Poll(t, 10*time.Second, "a write acknowledged by the new master", func() bool {
+	check.For(t, 10*time.Second, check.Every, func() error {
 		first = w.FirstOKAfter(killedAt)
-		return !first.IsZero()
+		return check.That(!first.IsZero(), "a write acknowledged by the new master")
 	})
 	t.Logf("kill → first acknowledged write on the new master: %s", first.Sub(killedAt))
 	acked, _ := w.Stop()
@@ -92,8 +93,8 @@ func TestFailoverAfterKill(t *testing.T) {
 	if other.Name() == newRec.Instance {
 		other = e.DB.Replicas[1]
 	}
-	hatest.Poll(t, 10*time.Second, "the other replica replicating from the new master", func() bool {
-		return replicating(t, e, other, newRec.Addr)
+	check.For(t, 10*time.Second, check.Every, func() error {
+		return check.That(replicating(t, e, other, newRec.Addr), "the other replica replicating from the new master")
 	})
 
 	// The old master restarts read-only and rejoins with current_pos.
@@ -101,12 +102,15 @@ func TestFailoverAfterKill(t *testing.T) {
 	defer cancel()
 	require.NoError(t, old.Start(ctx))
 	require.NoError(t, r.Ops().Replicate(ctx, old.Addr(), newRec.Addr, mysqld.CurrentPos))
-	hatest.Poll(t, 10*time.Second, "the old master replicating", func() bool { return replicating(t, e, old, newRec.Addr) })
+	check.For(t, 10*time.Second, check.Every, func() error { return check.That(replicating(t, e, old, newRec.Addr), "the old master replicating") })
 	missing, err = e.MissingAcked(old.Addr(), acked)
 	require.NoError(t, err)
-	hatest.Poll(t, 10*time.Second, "the old master caught up", func() bool {
+	check.For(t, 10*time.Second, check.Every, func() error {
 		missing, err = e.MissingAcked(old.Addr(), acked)
-		return err == nil && len(missing) == 0
+		if err != nil {
+			return err
+		}
+		return check.That(len(missing) == 0, "the old master caught up")
 	})
 
 	recs, err := e.Store.Failovers(context.Background(), hatest.DC, hatest.Cluster)
@@ -126,7 +130,7 @@ func TestSwitchoverUnderWrites(t *testing.T) {
 	fence := lead(t, e)
 	r := runner(t, e, failover.Hooks{})
 	w := e.StartWriter()
-	hatest.Poll(t, 10*time.Second, "some acknowledged writes", func() bool { return w.Acked() >= 20 })
+	check.For(t, 10*time.Second, check.Every, func() error { return check.That(w.Acked() >= 20, "some acknowledged writes") })
 	rec, rev := e.Master()
 	to := e.DB.Replicas[1].Name()
 	out, err := r.Switchover(context.Background(), fence, failover.SwitchoverPlan{
@@ -138,7 +142,7 @@ func TestSwitchoverUnderWrites(t *testing.T) {
 	assert.Positive(t, out.BlockWindow)
 	assert.Equal(t, int64(0), out.RPOTransactions)
 	t.Logf("switchover: block window %s, RTO %s", time.Duration(out.BlockWindow), time.Duration(out.RTO))
-	hatest.Poll(t, 10*time.Second, "writes on the new master", func() bool { return !w.FirstOKAfter(out.WritableAt).IsZero() })
+	check.For(t, 10*time.Second, check.Every, func() error { return check.That(!w.FirstOKAfter(out.WritableAt).IsZero(), "writes on the new master") })
 	acked, _ := w.Stop()
 	newRec, _ := e.Master()
 	require.Equal(t, to, newRec.Instance)
@@ -146,8 +150,8 @@ func TestSwitchoverUnderWrites(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, missing)
 	// The old master now replicates from the new one and is read-only.
-	hatest.Poll(t, 10*time.Second, "the old master replicating", func() bool {
-		return replicating(t, e, e.DB.Master, newRec.Addr)
+	check.For(t, 10*time.Second, check.Every, func() error {
+		return check.That(replicating(t, e, e.DB.Master, newRec.Addr), "the old master replicating")
 	})
 }
 

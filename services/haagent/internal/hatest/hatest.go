@@ -169,36 +169,3 @@ func (e *Env) MissingAcked(addr string, acked []int64) ([]int64, error) {
 	}
 	return missing, rows.Err()
 }
-
-// Poll calls check until it returns true or the deadline passes.
-func Poll(t testing.TB, timeout time.Duration, what string, check func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !check() {
-		if time.Now().After(deadline) {
-			t.Fatalf("hatest: timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// Hold checks, every interval for d, an invariant that must hold the whole
-// time, and fails the test at the first sample where check returns an
-// error.
-func Hold(t testing.TB, d, every time.Duration, check func() error) {
-	t.Helper()
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	end := time.NewTimer(d)
-	defer end.Stop()
-	for {
-		if err := check(); err != nil {
-			t.Fatalf("hatest: invariant broken: %v", err)
-		}
-		select {
-		case <-end.C:
-			return
-		case <-tick.C:
-		}
-	}
-}

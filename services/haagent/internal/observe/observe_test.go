@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/harness"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/pkg/topology"
@@ -120,14 +121,14 @@ func TestObserverPublishesRolesAndUnreachable(t *testing.T) {
 
 	// After the first poll every instance of dc-a1 has an observation.
 	var seen map[string]state.InstanceStatus
-	require.Eventually(t, func() bool {
+	check.For(t, seeDeadline, 20*time.Millisecond, func() error {
 		sts, err := st.InstanceStatuses(ctx, "dc-a1")
 		if err != nil || len(sts) != 3 {
-			return false
+			return check.That(false, "every instance is published")
 		}
 		seen = byName(sts)
-		return true
-	}, seeDeadline, 20*time.Millisecond, "every instance is published")
+		return nil
+	})
 
 	m := seen[master.Name()]
 	assert.Equal(t, state.RoleMaster, m.Role)
@@ -168,9 +169,9 @@ func TestObserverPublishesRolesAndUnreachable(t *testing.T) {
 	modRev := kv.Kvs[0].ModRevision
 	polls := metric(t, reg, "drplane_haagent_polls_total", map[string]string{"instance": master.Name(), "outcome": "ok"})
 	require.Positive(t, polls)
-	require.Eventually(t, func() bool {
-		return metric(t, reg, "drplane_haagent_polls_total", map[string]string{"instance": master.Name(), "outcome": "ok"}) >= polls+3
-	}, seeDeadline, 20*time.Millisecond)
+	check.For(t, seeDeadline, 20*time.Millisecond, func() error {
+		return check.That(metric(t, reg, "drplane_haagent_polls_total", map[string]string{"instance": master.Name(), "outcome": "ok"}) >= polls+3, "metric(t, reg, \"drplane_haagent_polls_total\", map[string]string{\"instance\": master.Name(), \"outcome\": \"ok\"}) = %v, want >= polls+3", metric(t, reg, "drplane_haagent_polls_total", map[string]string{"instance": master.Name(), "outcome": "ok"}))
+	})
 	kv, err = cli.Get(ctx, st.Key("status", "dc-a1", "main", master.Name()))
 	require.NoError(t, err)
 	assert.Equal(t, modRev, kv.Kvs[0].ModRevision, "an unchanged observation must not be republished before Republish")
@@ -179,14 +180,14 @@ func TestObserverPublishesRolesAndUnreachable(t *testing.T) {
 	// A replica dies: it is published unreachable, with the error.
 	require.NoError(t, r2.Kill())
 	var dead state.InstanceStatus
-	require.Eventually(t, func() bool {
+	check.For(t, seeDeadline, 20*time.Millisecond, func() error {
 		sts, err := st.InstanceStatuses(ctx, "dc-a1")
 		if err != nil {
-			return false
+			return check.That(false, "a killed replica must be published unreachable")
 		}
 		dead = byName(sts)[r2.Name()]
-		return !dead.Reachable
-	}, seeDeadline, 20*time.Millisecond, "a killed replica must be published unreachable")
+		return check.That(!dead.Reachable, "a killed replica must be published unreachable")
+	})
 	assert.Equal(t, state.RoleUnknown, dead.Role)
 	assert.NotEmpty(t, dead.LastError)
 	assert.Equal(t, r2.Addr(), dead.Addr)
@@ -194,14 +195,14 @@ func TestObserverPublishesRolesAndUnreachable(t *testing.T) {
 	assert.Positive(t, metric(t, reg, "drplane_haagent_polls_total", map[string]string{"instance": r2.Name(), "outcome": "unreachable"}))
 
 	// The master notices its semi-sync client went away.
-	require.Eventually(t, func() bool {
+	check.For(t, seeDeadline, 20*time.Millisecond, func() error {
 		sts, err := st.InstanceStatuses(ctx, "dc-a1")
 		if err != nil {
-			return false
+			return check.That(false, "the master's observation follows its semi-sync clients")
 		}
 		m := byName(sts)[master.Name()]
-		return m.Reachable && m.Role == state.RoleMaster && m.SemiSyncClients == 1
-	}, seeDeadline, 20*time.Millisecond, "the master's observation follows its semi-sync clients")
+		return check.That(m.Reachable && m.Role == state.RoleMaster && m.SemiSyncClients == 1, "the master's observation follows its semi-sync clients")
+	})
 	still := byName(mustStatuses(t, st, "dc-a1"))[r1.Name()]
 	assert.True(t, still.Reachable && still.IORunning && still.SQLRunning, "the other replica is unaffected")
 
@@ -239,14 +240,14 @@ func TestObserverPicksUpTopologyLater(t *testing.T) {
 	require.NoError(t, err)
 
 	var got state.InstanceStatus
-	require.Eventually(t, func() bool {
+	check.For(t, seeDeadline, 20*time.Millisecond, func() error {
 		sts, err := st.InstanceStatuses(t.Context(), "dc-a1")
 		if err != nil || len(sts) != 1 {
-			return false
+			return check.That(false, "a topology stored after start is observed")
 		}
 		got = sts[0]
-		return true
-	}, seeDeadline, 20*time.Millisecond, "a topology stored after start is observed")
+		return nil
+	})
 	assert.Equal(t, "gone", got.Name)
 	assert.False(t, got.Reachable)
 	assert.Equal(t, state.RoleUnknown, got.Role)

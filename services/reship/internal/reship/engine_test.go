@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/embednats"
 	"github.com/drplane/drplane/pkg/harness"
 	"github.com/drplane/drplane/pkg/mysqld"
@@ -87,8 +88,8 @@ func TestCaptureRestartFailoverRepublish(t *testing.T) {
 	// Written before the first start: start=current does not ship it.
 	exec(t, app, "INSERT INTO orders (id, user_id, amount_cents, note) VALUES (1, 1001, 100, 'before')")
 	e1 := b.startEngine(StartCurrent)
-	require.Eventually(t, func() bool { _, ok := b.checkpoint(); return ok }, waitLong, 10*time.Millisecond)
-	require.Eventually(t, func() bool { return e1.Check(ctx) == nil }, waitLong, 10*time.Millisecond, "binlog stream never ready")
+	check.For(t, waitLong, 10*time.Millisecond, func() error { _, ok := b.checkpoint(); return check.That(ok, "ok") })
+	check.For(t, waitLong, 10*time.Millisecond, func() error { return check.That(e1.Check(ctx) == nil, "binlog stream never ready") })
 
 	{
 		t.Log("rows become ChangeEvents")
@@ -200,10 +201,10 @@ func TestCaptureRestartFailoverRepublish(t *testing.T) {
 			bySeq[m.seq] = m.ev.RequestId
 		}
 		var updates []*drplanev1.LedgerUpdate
-		require.Eventually(t, func() bool {
+		check.For(t, waitLong, 20*time.Millisecond, func() error {
 			updates = b.readLedger()
-			return len(updates) >= len(msgs)
-		}, waitLong, 20*time.Millisecond)
+			return check.That(len(updates) >= len(msgs), "len(updates) = %v, want >= len(msgs)", len(updates))
+		})
 		require.Len(t, updates, len(msgs))
 		for _, u := range updates {
 			require.Equal(t, drplanev1.LedgerUpdate_KIND_CAPTURED, u.Kind)
@@ -235,20 +236,20 @@ func TestCaptureRestartFailoverRepublish(t *testing.T) {
 			t.Log("a broken and a silent stream")
 			errs := make(chan error, 1)
 			go func() { errs <- insertOrdersErr(b, b.db.Master, 140, 60) }()
-			require.Eventually(t, func() bool {
+			check.For(t, waitLong, 5*time.Millisecond, func() error {
 				cp, _ := b.checkpoint()
-				return cp.Position != b.binlogPosAt
-			}, waitLong, 5*time.Millisecond)
+				return check.That(cp.Position != b.binlogPosAt, "cp.Position = %v, want != b.binlogPosAt", cp.Position)
+			})
 			b.proxy.Cut()
-			require.Eventually(t, func() bool {
-				return e2.counter("drplane_reship_syncer_restarts_total", "reason", "stream_error") >= 1
-			}, waitLong, 5*time.Millisecond)
+			check.For(t, waitLong, 5*time.Millisecond, func() error {
+				return check.That(e2.counter("drplane_reship_syncer_restarts_total", "reason", "stream_error") >= 1, "e2.counter(\"drplane_reship_syncer_restarts_total\", \"reason\", \"stream_error\") = %v, want >= 1", e2.counter("drplane_reship_syncer_restarts_total", "reason", "stream_error"))
+			})
 			b.proxy.Restore()
-			require.Eventually(t, func() bool { return e2.Check(ctx) == nil }, waitLong, 5*time.Millisecond)
+			check.For(t, waitLong, 5*time.Millisecond, func() error { return check.That(e2.Check(ctx) == nil, "e2.Check(ctx) == nil") })
 			b.proxy.Blackhole() // the established stream falls silent: the read timeout ends it
-			require.Eventually(t, func() bool {
-				return e2.counter("drplane_reship_syncer_restarts_total", "reason", "stream_error") >= 2
-			}, waitLong, 5*time.Millisecond)
+			check.For(t, waitLong, 5*time.Millisecond, func() error {
+				return check.That(e2.counter("drplane_reship_syncer_restarts_total", "reason", "stream_error") >= 2, "e2.counter(\"drplane_reship_syncer_restarts_total\", \"reason\", \"stream_error\") = %v, want >= 2", e2.counter("drplane_reship_syncer_restarts_total", "reason", "stream_error"))
+			})
 			b.proxy.RemoveToxics()
 			require.NoError(t, <-errs)
 			b.waitCaughtUp(b.db.Master)
@@ -264,7 +265,7 @@ func TestCaptureRestartFailoverRepublish(t *testing.T) {
 
 		{
 			t.Log("a master failover")
-			require.Eventually(t, func() bool { return e2.Check(ctx) == nil }, waitLong, 5*time.Millisecond)
+			check.For(t, waitLong, 5*time.Millisecond, func() error { return check.That(e2.Check(ctx) == nil, "e2.Check(ctx) == nil") })
 			failover(ctx, t, b)
 			insertOrders(t, b, b.db.Replicas[0], 200, 20)
 			b.waitCaughtUp(b.db.Replicas[0])
@@ -318,10 +319,13 @@ func TestCaptureRestartFailoverRepublish(t *testing.T) {
 		want := uint64(len(b.readOut()))
 		in, err := jsB.Stream(ctx, embednats.InStream(peerDC))
 		require.NoError(t, err)
-		require.Eventually(t, func() bool {
+		check.For(t, waitLong, 20*time.Millisecond, func() error {
 			info, err := in.Info(ctx)
-			return err == nil && info.State.Msgs == want
-		}, waitLong, 20*time.Millisecond)
+			if err != nil {
+				return err
+			}
+			return check.That(info.State.Msgs == want, "info.State.Msgs = %v, want want", info.State.Msgs)
+		})
 	}
 	t.Logf("whole test %s", time.Since(began).Round(time.Millisecond))
 }

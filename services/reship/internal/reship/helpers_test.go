@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/embedetcd"
 	"github.com/drplane/drplane/pkg/embednats"
 	"github.com/drplane/drplane/pkg/harness"
@@ -218,10 +219,10 @@ func (b *bed) binlogPos(inst *mysqld.Instance) string {
 func (b *bed) waitCaughtUp(inst *mysqld.Instance) {
 	b.t.Helper()
 	want := b.binlogPos(inst)
-	require.Eventually(b.t, func() bool {
+	check.For(b.t, waitLong, 10*time.Millisecond, func() error {
 		cp, ok := b.checkpoint()
-		return ok && cp.Position == want
-	}, waitLong, 10*time.Millisecond, "checkpoint never reached %s", want)
+		return check.That(ok && cp.Position == want, "checkpoint never reached %s", want)
+	})
 }
 
 // outMsg is one message of the outbound stream.

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/daemon"
 )
 
@@ -43,19 +44,19 @@ func TestServiceRuns(t *testing.T) {
 	go func() { done <- daemon.MainContext(ctx, Spec(DefaultConfig()), args, io.Discard, logs) }()
 
 	var health string
-	require.Eventually(t, func() bool {
+	check.For(t, waitLong, 20*time.Millisecond, func() error {
 		recs, err := b.store.Services(context.Background(), testDC)
 		if err != nil || len(recs) == 0 {
-			return false
+			return check.That(false, "reship never registered")
 		}
 		require.True(t, recs[0].LogicImplemented)
 		health = recs[0].HealthAddr
-		return true
-	}, waitLong, 20*time.Millisecond, "reship never registered")
-	require.Eventually(t, func() bool {
+		return nil
+	})
+	check.For(t, waitLong, 20*time.Millisecond, func() error {
 		code, _ := get("http://" + health + "/readyz")
-		return code == http.StatusOK
-	}, waitLong, 20*time.Millisecond, "reship never ready")
+		return check.That(code == http.StatusOK, "reship never ready")
+	})
 
 	exec(t, b.db.AppDB(b.db.Master), "INSERT INTO orders (id, user_id, amount_cents) VALUES (1, 42, 100)")
 	b.waitCaughtUp(b.db.Master)

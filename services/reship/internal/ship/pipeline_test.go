@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/embednats"
 	"github.com/drplane/drplane/pkg/harness"
 	"github.com/drplane/drplane/pkg/state"
@@ -118,10 +119,13 @@ func TestPipelineOrderCheckpointLedger(t *testing.T) {
 	// One CAPTURED update per event, with its sequence.
 	ls, err := r.js.Stream(ctx, LedgerStream(dc))
 	require.NoError(t, err)
-	require.Eventually(t, func() bool {
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error {
 		info, err := ls.Info(ctx)
-		return err == nil && info.State.Msgs == uint64(len(all))
-	}, 10*time.Second, 10*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		return check.That(info.State.Msgs == uint64(len(all)), "info.State.Msgs = %v, want uint64(len(all))", info.State.Msgs)
+	})
 	for i, want := range all {
 		raw, err := ls.GetMsg(ctx, uint64(i+1))
 		require.NoError(t, err)
@@ -163,7 +167,7 @@ func TestPipelineStopsAtFirstFailure(t *testing.T) {
 	p := r.pipeline(8, nil)
 	require.NoError(t, p.Submit(ctx, txn(1), []*drplanev1.ChangeEvent{event("0-1-1", "orders", 0)}, nil))
 	require.NoError(t, p.Submit(ctx, txn(2), []*drplanev1.ChangeEvent{event("0-1-2", "users", 0)}, nil))
-	require.Eventually(t, func() bool { return p.Err() != nil }, 10*time.Second, 10*time.Millisecond)
+	check.For(t, 10*time.Second, 10*time.Millisecond, func() error { return check.That(p.Err() != nil, "p.Err() != nil") })
 	err = p.Submit(ctx, txn(3), []*drplanev1.ChangeEvent{event("0-1-3", "orders", 0)}, nil)
 	require.ErrorIs(t, err, ErrPublish)
 	p.Close(5 * time.Second)
@@ -191,10 +195,13 @@ func TestCheckpointerWritesOnlyChanges(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = c.Run(rctx) }()
 	c.Advance(Checkpoint{Position: "0-1-9", GTID: "0-1-9"})
-	require.Eventually(t, func() bool {
+	check.For(t, 5*time.Second, 5*time.Millisecond, func() error {
 		cp, _, err := state.Get[Checkpoint](ctx, st, CheckpointKey(st, dc, "main"))
-		return err == nil && cp.Position == "0-1-9"
-	}, 5*time.Second, 5*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		return check.That(cp.Position == "0-1-9", "cp.Position = %v, want \"0-1-9\"", cp.Position)
+	})
 	stop()
 	<-done
 	require.Equal(t, 2.0, testutil.ToFloat64(m.cpWrites.WithLabelValues("ok")))
