@@ -55,6 +55,13 @@ type Options struct {
 	// Grace is how long a replaced master's handle stays open for the
 	// transactions still using it. Default DefaultGrace.
 	Grace time.Duration
+	// AckDrain bounds how long the acknowledgement of a routing table that
+	// froze or gave away a shard waits for the writes Write admitted to that
+	// shard before (default DefaultAckDrain).
+	AckDrain time.Duration
+	// Client names this process in the coordinator's list of routers
+	// (optional).
+	Client string
 	// MaxStale, when positive, makes WriteDB refuse local writes with
 	// ErrStale once the route stream has been down that long. Zero keeps
 	// writing on the last routes received, however old.
@@ -89,6 +96,7 @@ type Router struct {
 	// nanoseconds of Options.Now; 0 while a stream delivers.
 	downSince atomic.Int64
 	running   atomic.Bool
+	inflight  *inflight
 }
 
 // New checks o and returns a router; Run feeds it.
@@ -112,6 +120,9 @@ func New(o Options) (*Router, error) {
 	if o.Grace <= 0 {
 		o.Grace = DefaultGrace
 	}
+	if o.AckDrain <= 0 {
+		o.AckDrain = DefaultAckDrain
+	}
 	s := &snapshot{tables: map[string]*table{}}
 	if len(o.Keyspaces) > 0 {
 		s.known = make(map[string]bool, len(o.Keyspaces))
@@ -128,13 +139,14 @@ func New(o Options) (*Router, error) {
 	}
 	log := o.Logger.With().Str("component", "router").Str("dc", o.DC).Logger()
 	r := &Router{
-		o:      o,
-		log:    log,
-		client: drplanev1.NewShardServiceClient(o.Conn),
-		topo:   drplanev1.NewTopologyServiceClient(o.Conn),
-		m:      m,
-		dbs:    &dbs{open: o.DB, now: o.Now, grace: o.Grace, log: log, entries: map[dbKey]*dbEntry{}},
-		ready:  make(chan struct{}),
+		o:        o,
+		log:      log,
+		client:   drplanev1.NewShardServiceClient(o.Conn),
+		topo:     drplanev1.NewTopologyServiceClient(o.Conn),
+		m:        m,
+		dbs:      &dbs{open: o.DB, now: o.Now, grace: o.Grace, log: log, entries: map[dbKey]*dbEntry{}},
+		ready:    make(chan struct{}),
+		inflight: newInflight(),
 	}
 	r.snap.Store(s)
 	// Until a stream delivers, routes are as stale as they get.
@@ -218,34 +230,62 @@ func badKey(keyspace, key string, err error) error {
 // before the switch can still finish (the old master, now read-only, will
 // refuse its writes).
 func (r *Router) WriteDB(ctx context.Context, keyspace, key string) (*sql.DB, Route, error) {
-	rt, err := r.route(keyspace, key)
-	if err != nil {
-		r.m.write[missOutcome(err)].Inc()
-		return nil, Route{}, err
+	return r.writeDB(ctx, keyspace, key, nil)
+}
+
+// writeDB is WriteDB; track, when set, is called with the route once the
+// write is admitted, under a table that was still current after the call
+// (a table swapped in meanwhile makes it look up again, after untrack).
+func (r *Router) writeDB(ctx context.Context, keyspace, key string, track func(Route)) (*sql.DB, Route, error) {
+	for {
+		t := r.snap.Load().tables[keyspace]
+		rt, err := r.route(keyspace, key)
+		if err != nil {
+			r.m.write[missOutcome(err)].Inc()
+			return nil, Route{}, err
+		}
+		if err := r.admit(keyspace, rt); err != nil {
+			return nil, rt, err
+		}
+		if track != nil {
+			track(rt)
+			if r.snap.Load().tables[keyspace] != t {
+				r.inflight.done(shardKey{rt.Keyspace, rt.Shard})
+				continue
+			}
+		}
+		db, err := r.dbs.get(ctx, rt.Master)
+		if err != nil {
+			if track != nil {
+				r.inflight.done(shardKey{rt.Keyspace, rt.Shard})
+			}
+			r.m.write[outcomeError].Inc()
+			return nil, rt, err
+		}
+		r.m.write[outcomeLocal].Inc()
+		return db, rt, nil
 	}
+}
+
+// admit applies the write rules of WriteDB to a route.
+func (r *Router) admit(keyspace string, rt Route) error {
 	switch {
 	case rt.State == shardmap.Frozen:
 		r.m.write[outcomeFrozen].Inc()
-		return nil, rt, fmt.Errorf("%w: keyspace %q shard %d (owner %s)", ErrShardFrozen, rt.Keyspace, rt.Shard, rt.Owner)
+		return fmt.Errorf("%w: keyspace %q shard %d (owner %s)", ErrShardFrozen, rt.Keyspace, rt.Shard, rt.Owner)
 	case !rt.Local:
 		r.m.write[outcomeNotOwner].Inc()
-		return nil, rt, &NotOwner{Keyspace: rt.Keyspace, Shard: rt.Shard, DC: r.o.DC, Owner: rt.Owner, Master: rt.Master}
+		return &NotOwner{Keyspace: rt.Keyspace, Shard: rt.Shard, DC: r.o.DC, Owner: rt.Owner, Master: rt.Master}
 	case !rt.Master.Known():
 		r.m.write[outcomeNoMaster].Inc()
-		return nil, rt, fmt.Errorf("%w: keyspace %q shard %d: no master of cluster %q in %s",
+		return fmt.Errorf("%w: keyspace %q shard %d: no master of cluster %q in %s",
 			ErrNoMaster, rt.Keyspace, rt.Shard, r.cluster(keyspace), r.o.DC)
 	}
 	if d := r.staleFor(); d > 0 {
 		r.m.write[outcomeStale].Inc()
-		return nil, rt, fmt.Errorf("%w: the route stream has been down for %s (limit %s)", ErrStale, d.Round(time.Millisecond), r.o.MaxStale)
+		return fmt.Errorf("%w: the route stream has been down for %s (limit %s)", ErrStale, d.Round(time.Millisecond), r.o.MaxStale)
 	}
-	db, err := r.dbs.get(ctx, rt.Master)
-	if err != nil {
-		r.m.write[outcomeError].Inc()
-		return nil, rt, err
-	}
-	r.m.write[outcomeLocal].Inc()
-	return db, rt, nil
+	return nil
 }
 
 // cluster returns the keyspace's cluster as its table names it.

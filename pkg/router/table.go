@@ -176,3 +176,16 @@ func stateOf(s drplanev1.ShardState) shardmap.State {
 	}
 	return ""
 }
+
+// closed reports whether the table refuses this DC's writes to shard id:
+// it is FROZEN, owned by another DC, or not in the table.
+func (t *table) closed(id int) bool {
+	var r *Route
+	switch {
+	case t.dense != nil && id >= 0 && id < len(t.dense):
+		r = &t.dense[id]
+	case t.sparse != nil:
+		r = t.sparse[id]
+	}
+	return r == nil || r.Keyspace == "" || r.State == shardmap.Frozen || !r.Local
+}

@@ -72,10 +72,16 @@ func (r *Router) watch(ctx context.Context) (delivered bool, err error) {
 			return false, err
 		}
 	}
-	stream, err := r.client.WatchRoutes(ctx, &drplanev1.WatchRoutesRequest{Keyspaces: r.o.Keyspaces}, grpc.WaitForReady(true))
+	stream, err := r.client.WatchRoutes(ctx, &drplanev1.WatchRoutesRequest{Keyspaces: r.o.Keyspaces, Dc: r.o.DC, Client: r.o.Client},
+		grpc.WaitForReady(true))
 	if err != nil {
 		return false, fmt.Errorf("open route stream: %w", err)
 	}
+	acks := make(chan ackJob, 64)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { r.ackLoop(ctx, acks) })
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
@@ -85,7 +91,42 @@ func (r *Router) watch(ctx context.Context) (delivered bool, err error) {
 			delivered = true
 			r.markUp()
 		}
-		r.apply(msg.GetTable())
+		if t := r.apply(msg.GetTable()); t != nil && msg.GetStreamId() != "" {
+			select {
+			case acks <- ackJob{stream: msg.GetStreamId(), t: t}:
+			case <-ctx.Done():
+				return delivered, ctx.Err()
+			}
+		}
+	}
+}
+
+// ackJob is a table to acknowledge once the writes it closed drained.
+type ackJob struct {
+	stream string
+	t      *table
+}
+
+// ackLoop acknowledges applied tables in order: first it waits (at most
+// Options.AckDrain) for the writes running through Write on shards the
+// table closed, then it calls AckRoutes. A failed acknowledgement is
+// logged and not retried: the handoff waiting for it runs into its grace,
+// and the next table is acknowledged again.
+func (r *Router) ackLoop(ctx context.Context, jobs <-chan ackJob) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-jobs:
+			if !r.inflight.drain(j.t.keyspace, j.t.closed, time.Now().Add(r.o.AckDrain)) {
+				r.log.Warn().Str("keyspace", j.t.keyspace).Int64("map_revision", j.t.revision).Dur("waited", r.o.AckDrain).
+					Msg("writes to closed shards still running; acknowledging the routing table anyway")
+			}
+			_, err := r.client.AckRoutes(ctx, &drplanev1.AckRoutesRequest{StreamId: j.stream, Keyspace: j.t.keyspace, MapRevision: j.t.revision})
+			if err != nil && ctx.Err() == nil {
+				r.log.Warn().Err(err).Str("keyspace", j.t.keyspace).Int64("map_revision", j.t.revision).Msg("acknowledging the routing table failed")
+			}
+		}
 	}
 }
 
@@ -108,20 +149,21 @@ func (r *Router) learnKeyspaces(ctx context.Context) error {
 	return nil
 }
 
-// apply compiles one keyspace's routing table and swaps it in; an invalid
-// table is logged and the old one kept. Only Run's goroutine calls it.
-func (r *Router) apply(rt *drplanev1.RoutingTable) {
+// apply compiles one keyspace's routing table and swaps it in, returning
+// it; an invalid table is logged and the old one kept (nil). Only Run's
+// goroutine calls it.
+func (r *Router) apply(rt *drplanev1.RoutingTable) *table {
 	ks := rt.GetKeyspace()
 	old := r.snap.Load()
 	if len(r.o.Keyspaces) > 0 && !old.known[ks] {
-		return // not asked for
+		return nil // not asked for
 	}
 	t, err := compile(rt, r.o.DC)
 	if err != nil {
 		r.m.updates.WithLabelValues(ks, "rejected").Inc()
 		r.log.Error().Err(err).Str("keyspace", ks).Int64("map_revision", rt.GetMapRevision()).
 			Msg("rejected routing table; keeping the previous one")
-		return
+		return nil
 	}
 	prev := old.tables[ks]
 	tables := maps.Clone(old.tables)
@@ -142,6 +184,7 @@ func (r *Router) apply(rt *drplanev1.RoutingTable) {
 	ev.Str("keyspace", ks).Int64("map_revision", t.revision).Int("masters", len(t.masters)).Msg("routing table applied")
 	r.checkReady()
 	r.dbs.sweep(r.liveMasters())
+	return t
 }
 
 // checkReady closes Ready once every known keyspace has a table.

@@ -3,18 +3,22 @@ package shardmap
 import "github.com/drplane/drplane/pkg/mysqld"
 
 // Diverged reports whether a change that origin captured for shard s with
-// MariaDB GTID gtid must be refused as divergence: origin does not own the
-// shard and the change is not covered by origin's fence (it has none, the
-// fence has no watermark, or gtid is after the watermark in its domain, or
-// in a domain the watermark does not have). Changes of the owner never
-// diverge. The fence is returned when origin has one. A gtid that does not
-// parse diverges (it cannot be shown to be covered).
+// MariaDB GTID gtid must be refused as divergence: origin handed the shard
+// off (it has a fence and is not the owner) and the change is not covered
+// by the fence (the fence has no watermark — a forced move —, or gtid is
+// after the watermark in its domain, or in a domain the watermark does not
+// have). Changes of the owner, and of DCs that never handed the shard off,
+// never diverge. The fence is returned with the verdict. A gtid that does
+// not parse diverges (it cannot be shown to be covered).
 func Diverged(s Shard, origin, gtid string) (Fence, bool) {
 	if origin == s.Owner {
 		return Fence{}, false
 	}
 	f, ok := s.FenceOf(origin)
-	if !ok || f.Watermark == "" {
+	if !ok {
+		return f, false
+	}
+	if f.Watermark == "" {
 		return f, true
 	}
 	wm, err := mysqld.ParseGTIDPos(f.Watermark)

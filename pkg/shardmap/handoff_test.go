@@ -61,10 +61,10 @@ func TestDiverged(t *testing.T) {
 		{"dc-a1", "0-5-9", false},  // another server of the same domain, before
 		{"dc-a1", "0-1-11", true},  // after it
 		{"dc-a1", "3-9-6", true},
-		{"dc-a1", "7-1-1", true}, // a domain the watermark lacks
-		{"dc-a1", "junk", true},  // cannot be shown covered
-		{"dc-a2", "0-1-1", true}, // forced move: no watermark
-		{"dc-x9", "0-1-1", true}, // never fenced, not the owner
+		{"dc-a1", "7-1-1", true},  // a domain the watermark lacks
+		{"dc-a1", "junk", true},   // cannot be shown covered
+		{"dc-a2", "0-1-1", true},  // forced move: no watermark
+		{"dc-x9", "0-1-1", false}, // never handed the shard off
 	}
 	for _, c := range cases {
 		_, got := shardmap.Diverged(s, c.origin, c.gtid)

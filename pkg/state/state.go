@@ -229,3 +229,7 @@ func (s *Store) Services(ctx context.Context, dc string) ([]ServiceRecord, error
 	recs, _, err := List[ServiceRecord](ctx, s, p)
 	return recs, err
 }
+
+// Cmp is the comparison a transaction guards itself with to hold only
+// while the fencing token does.
+func (f Fence) Cmp() clientv3.Cmp { return f.cmp() }

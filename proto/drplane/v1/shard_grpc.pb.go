@@ -56,14 +56,13 @@ type ShardServiceClient interface {
 	ListShards(ctx context.Context, in *ListShardsRequest, opts ...grpc.CallOption) (*ListShardsResponse, error)
 	// GetShard returns one shard with its route.
 	GetShard(ctx context.Context, in *GetShardRequest, opts ...grpc.CallOption) (*GetShardResponse, error)
-	// MoveShard hands a shard to another owner DC (and optionally backup) with
-	// the safe handoff: freeze, routers acknowledge, the target catches up to
-	// the old owner's capture watermark, then one fenced flip and unfreeze. It
-	// runs as an operation (kind move_shard, see EvacuationService's
-	// operations) and returns once it finished or timeout_seconds passed.
-	// With force it is the raw flip instead: the owner changes at once, with
-	// no catch-up (what the old owner had not shipped yet becomes divergence).
-	// Needs role admin.
+	// MoveShard changes a shard's owner (and optionally backup) DC. Contract:
+	// without force it is the safe handoff (freeze, routers acknowledge, the
+	// target catches up to the old owner's capture watermark, one fenced flip
+	// and unfreeze), run as an operation (kind move_shard) that the call waits
+	// for up to timeout_seconds; with force the raw flip, at once and with no
+	// catch-up. This release does not wire the safe handoff to MoveShard yet:
+	// every call is the raw flip, with or without force. Needs role admin.
 	MoveShard(ctx context.Context, in *MoveShardRequest, opts ...grpc.CallOption) (*MoveShardResponse, error)
 	// SetShardState freezes or unfreezes a shard (ACTIVE, FROZEN, MOVING).
 	// Needs role admin.
@@ -214,14 +213,13 @@ type ShardServiceServer interface {
 	ListShards(context.Context, *ListShardsRequest) (*ListShardsResponse, error)
 	// GetShard returns one shard with its route.
 	GetShard(context.Context, *GetShardRequest) (*GetShardResponse, error)
-	// MoveShard hands a shard to another owner DC (and optionally backup) with
-	// the safe handoff: freeze, routers acknowledge, the target catches up to
-	// the old owner's capture watermark, then one fenced flip and unfreeze. It
-	// runs as an operation (kind move_shard, see EvacuationService's
-	// operations) and returns once it finished or timeout_seconds passed.
-	// With force it is the raw flip instead: the owner changes at once, with
-	// no catch-up (what the old owner had not shipped yet becomes divergence).
-	// Needs role admin.
+	// MoveShard changes a shard's owner (and optionally backup) DC. Contract:
+	// without force it is the safe handoff (freeze, routers acknowledge, the
+	// target catches up to the old owner's capture watermark, one fenced flip
+	// and unfreeze), run as an operation (kind move_shard) that the call waits
+	// for up to timeout_seconds; with force the raw flip, at once and with no
+	// catch-up. This release does not wire the safe handoff to MoveShard yet:
+	// every call is the raw flip, with or without force. Needs role admin.
 	MoveShard(context.Context, *MoveShardRequest) (*MoveShardResponse, error)
 	// SetShardState freezes or unfreezes a shard (ACTIVE, FROZEN, MOVING).
 	// Needs role admin.

@@ -125,6 +125,7 @@ type Applier struct {
 	sess   session
 	led    *ledger
 	prog   *progress
+	maps   *maps
 	outbox *audit.Outbox
 	// ensured holds the databases whose dedup table exists.
 	ensured  map[string]bool
@@ -153,14 +154,16 @@ func New(o Options) (*Applier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Applier{
+	a := &Applier{
 		o: o, js: js, m: m, log: log, led: led,
 		sess:    session{master: o.Master, log: log},
 		prog:    newProgress(o.DC, o.ID, o.Store, o.Lease, o.Now, log),
 		outbox:  audit.NewOutbox(o.Store),
 		ensured: map[string]bool{},
 		ready:   make(chan struct{}),
-	}, nil
+	}
+	a.maps = newMaps(a)
+	return a, nil
 }
 
 // Ready is closed once the dedup tables exist and the consumer is set up.
@@ -170,6 +173,8 @@ func (a *Applier) Ready() <-chan struct{} { return a.ready }
 func (a *Applier) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.led.run(gctx) })
+	g.Go(func() error { return a.maps.run(gctx) })
+	g.Go(func() error { return a.markBarriers(gctx) })
 	g.Go(func() error {
 		return a.prog.run(gctx, a.o.WatermarkInterval, a.o.StatsInterval, a.pending)
 	})

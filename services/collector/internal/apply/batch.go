@@ -45,6 +45,7 @@ func (a *Applier) process(ctx context.Context, msgs []jetstream.Msg) error {
 	if a.o.DuplicateDelivery {
 		a.duplicate(ctx, items)
 	}
+	good = a.diverged(ctx, good)
 	if len(good) > 0 {
 		err := a.applyRetrying(ctx, good)
 		if err != nil && ctx.Err() == nil {
@@ -69,6 +70,9 @@ func (a *Applier) process(ctx context.Context, msgs []jetstream.Msg) error {
 		}
 	}
 	for _, it := range items {
+		if it.unacked {
+			continue
+		}
 		if err := it.msg.Ack(); err != nil {
 			a.log.Debug().Err(err).Msg("ack (the message comes again and is skipped)")
 		}
@@ -221,6 +225,9 @@ func (a *Applier) ensureTable(ctx context.Context, db string) error {
 	}
 	if err := createDedupTable(ctx, pool, db); err != nil {
 		return err
+	}
+	if _, err := pool.ExecContext(ctx, barrierDDL(db)); err != nil {
+		return fmt.Errorf("create %s: %w", qualify(db, "drplane_barrier"), err)
 	}
 	a.ensured[db] = true
 	return nil

@@ -52,6 +52,9 @@ type item struct {
 	poison error
 	// attempts counts the non-transient failures of the request applied alone.
 	attempts int
+	// diverged: refused as divergence, not applied; unacked: not acked
+	// either (the divergence could not be recorded yet).
+	diverged, unacked bool
 }
 
 // decode reads a message into an item; an item whose payload is not a
@@ -140,6 +143,8 @@ func validate(ev *drplanev1.ChangeEvent, self string) error {
 		return bad("gtid longer than 64 characters")
 	case !topology.ValidName(ev.GetKeyspace()):
 		return bad("keyspace %q is not a valid name", ev.GetKeyspace())
+	case ev.GetBarrier() != "" && len(ev.GetRows()) > 0:
+		return bad("a barrier carries no rows")
 	case len(ev.GetRows()) > 0 && !validIdent(ev.GetTable()):
 		return bad("table %q is not a usable name", ev.GetTable())
 	case ev.GetSchema() != "" && !validIdent(ev.GetSchema()):

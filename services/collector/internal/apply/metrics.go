@@ -10,6 +10,7 @@ type metrics struct {
 	applied      *prometheus.CounterVec
 	rows         *prometheus.CounterVec
 	duplicates   *prometheus.CounterVec
+	diverged     *prometheus.CounterVec
 	deadLetters  *prometheus.CounterVec
 	redeliveries prometheus.Counter
 	batchSize    prometheus.Histogram
@@ -39,6 +40,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "drplane_collector_duplicates_total",
 			Help: "Requests received again after they had been applied, skipped by the dedup row.",
+		}, []string{"origin"}),
+		diverged: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drplane_collector_diverged_total",
+			Help: "Changes refused because their origin had handed the shard off before capturing them (divergence).",
 		}, []string{"origin"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "drplane_collector_dead_letters_total",
@@ -80,7 +85,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.lag, m.applied, m.rows, m.duplicates, m.deadLetters, m.redeliveries, m.batchSize,
+		reg.MustRegister(m.lag, m.applied, m.rows, m.duplicates, m.diverged, m.deadLetters, m.redeliveries, m.batchSize,
 			m.batchSeconds, m.retries, m.ledgerDrops, m.ledgerErrors, m.auditErrors, m.pending)
 	}
 	return m

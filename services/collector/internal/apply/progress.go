@@ -43,6 +43,9 @@ type progress struct {
 	now    func() time.Time
 	log    zerolog.Logger
 
+	// kick asks the loop for a watermark flush now (a barrier moved one).
+	kick chan struct{}
+
 	mu      sync.Mutex
 	marks   map[string]*Watermark // by etcd key
 	dirty   map[string]bool
@@ -64,7 +67,7 @@ type originStats struct {
 }
 
 func newProgress(dc, id string, st *state.Store, lease func() clientv3.LeaseID, now func() time.Time, log zerolog.Logger) *progress {
-	return &progress{dc: dc, id: id, st: st, lease: lease, now: now, log: log,
+	return &progress{dc: dc, id: id, st: st, lease: lease, now: now, log: log, kick: make(chan struct{}, 1),
 		marks: map[string]*Watermark{}, dirty: map[string]bool{}, origins: map[string]*originStats{}}
 }
 
@@ -116,6 +119,12 @@ func (p *progress) record(items []*item, at time.Time) {
 			o.dups++
 		}
 		p.advance(it, at)
+		if it.ev.GetBarrier() != "" {
+			select {
+			case p.kick <- struct{}{}:
+			default:
+			}
+		}
 	}
 }
 
@@ -277,6 +286,12 @@ func (p *progress) run(ctx context.Context, wmEvery, statsEvery time.Duration, p
 			cancel()
 			return nil
 		case <-wm.C:
+			fctx, cancel := context.WithTimeout(ctx, progressTimeout)
+			if err := p.flushWatermarks(fctx); err != nil && ctx.Err() == nil {
+				p.log.Warn().Err(err).Msg("watermarks not written; retrying")
+			}
+			cancel()
+		case <-p.kick:
 			fctx, cancel := context.WithTimeout(ctx, progressTimeout)
 			if err := p.flushWatermarks(fctx); err != nil && ctx.Err() == nil {
 				p.log.Warn().Err(err).Msg("watermarks not written; retrying")

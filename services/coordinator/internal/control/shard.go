@@ -18,6 +18,7 @@ import (
 	"github.com/drplane/drplane/pkg/topology"
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/drplane/drplane/services/coordinator/internal/auth"
+	"github.com/drplane/drplane/services/coordinator/internal/handoff"
 	"github.com/drplane/drplane/services/coordinator/internal/ops"
 	"github.com/drplane/drplane/services/coordinator/internal/routes"
 )
@@ -35,7 +36,10 @@ type ShardsOptions struct {
 	Store *state.Store
 	// Source names this coordinator process in audit event ids.
 	Source string
-	Logger zerolog.Logger
+	// Routers records the route streams and their acknowledgements for
+	// handoffs; nil records none (AckRoutes then answers UNAVAILABLE).
+	Routers *handoff.Routers
+	Logger  zerolog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -270,6 +274,15 @@ func (s *Shards) WatchRoutes(req *drplanev1.WatchRoutesRequest, stream grpc.Serv
 			want[ks] = true
 		}
 	}
+	var streamID string
+	if s.o.Routers != nil {
+		id, closeFn, err := s.o.Routers.Open(ctx, req.GetDc(), req.GetClient(), req.GetKeyspaces())
+		if err != nil {
+			return apierr.Wrap(err, drplanev1.ErrorCode_ERROR_CODE_UNAVAILABLE, "record the route stream in etcd")
+		}
+		defer closeFn()
+		streamID = id
+	}
 	sub := s.o.Cache.Subscribe()
 	defer sub.Close()
 	sent := map[string]*routes.Entry{}
@@ -285,7 +298,7 @@ func (s *Shards) WatchRoutes(req *drplanev1.WatchRoutesRequest, stream grpc.Serv
 			if (len(want) > 0 && !want[name]) || sent[name] == e {
 				continue
 			}
-			if err := stream.Send(&drplanev1.WatchRoutesResponse{Table: s.table(e)}); err != nil {
+			if err := stream.Send(&drplanev1.WatchRoutesResponse{Table: s.table(e), StreamId: streamID}); err != nil {
 				return err
 			}
 			sent[name] = e
@@ -296,4 +309,26 @@ func (s *Shards) WatchRoutes(req *drplanev1.WatchRoutesRequest, stream grpc.Serv
 			return nil
 		}
 	}
+}
+
+// AckRoutes records a router's acknowledgement of a routing table.
+func (s *Shards) AckRoutes(ctx context.Context, req *drplanev1.AckRoutesRequest) (*drplanev1.AckRoutesResponse, error) {
+	switch {
+	case req.GetStreamId() == "":
+		return nil, apierr.InvalidArgument("stream_id", "stream_id is required")
+	case req.GetKeyspace() == "":
+		return nil, apierr.InvalidArgument("keyspace", "keyspace is required")
+	case req.GetMapRevision() <= 0:
+		return nil, apierr.InvalidArgument("map_revision", "map_revision must be positive")
+	case s.o.Routers == nil:
+		return nil, apierr.New(drplanev1.ErrorCode_ERROR_CODE_UNAVAILABLE, "this coordinator does not record route streams")
+	}
+	err := s.o.Routers.Ack(ctx, req.GetStreamId(), req.GetKeyspace(), req.GetMapRevision())
+	switch {
+	case errors.Is(err, handoff.ErrUnknownStream):
+		return nil, notFound("stream_id", "route stream", req.GetStreamId())
+	case err != nil:
+		return nil, apierr.Wrap(err, drplanev1.ErrorCode_ERROR_CODE_UNAVAILABLE, "record the acknowledgement in etcd")
+	}
+	return &drplanev1.AckRoutesResponse{}, nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/drplane/drplane/services/coordinator/internal/auditlog"
 	"github.com/drplane/drplane/services/coordinator/internal/auth"
 	"github.com/drplane/drplane/services/coordinator/internal/control"
+	"github.com/drplane/drplane/services/coordinator/internal/handoff"
 	"github.com/drplane/drplane/services/coordinator/internal/leader"
 	"github.com/drplane/drplane/services/coordinator/internal/ledger"
 	"github.com/drplane/drplane/services/coordinator/internal/ops"
@@ -114,7 +115,8 @@ func NewNode(o NodeOptions) (*Node, error) {
 	})
 	cache := routes.New(routes.Options{Store: o.Store, Logger: o.Logger.With().Str("component", "routes").Logger()})
 	failover := control.NewFailover(control.FailoverOptions{Store: o.Store, Queue: q, Source: o.ID, Logger: o.Logger, Now: o.Now})
-	shards := control.NewShards(control.ShardsOptions{Cache: cache, Queue: q, Store: o.Store, Source: o.ID, Logger: o.Logger, Now: o.Now})
+	shards := control.NewShards(control.ShardsOptions{Cache: cache, Queue: q, Store: o.Store, Source: o.ID,
+		Routers: handoff.NewRouters(o.Store, o.ID), Logger: o.Logger, Now: o.Now})
 	unauth := auditlog.NewUnauthenticated(auditlog.UnauthenticatedOptions{
 		Store: o.Store, Source: o.ID, Registerer: o.Registerer, Logger: o.Logger, Now: o.Now,
 	})

@@ -13,7 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/drplane/drplane/pkg/divergence"
 	"github.com/drplane/drplane/pkg/embednats"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/services/reship/internal/capture"
@@ -386,6 +388,9 @@ func (e *Engine) handle(ctx context.Context, rec state.MasterRecord, pipe *ship.
 		}
 	}
 	res.Unmapped += txn.Unmapped
+	if err := e.recordDiverged(ctx, res); err != nil {
+		return err
+	}
 	rows := 0
 	for _, ev := range res.Events {
 		rows += len(ev.Rows)
@@ -408,4 +413,38 @@ func (e *Engine) handle(ctx context.Context, rec state.MasterRecord, pipe *ship.
 	return pipe.Submit(ctx, ship.Txn{
 		GTID: txn.GTID, Position: txn.Position, CommitTime: txn.CommitTime, CapturedAt: txn.CapturedAt, Master: rec.Instance,
 	}, res.Events, peers)
+}
+
+// recordDiverged records the events Split refused as divergence, each once
+// with its audit event; it fails (and the transaction is captured again)
+// only when etcd does not answer before ctx ends.
+func (e *Engine) recordDiverged(ctx context.Context, res route.Result) error {
+	for i, ev := range res.Diverged {
+		data, _ := proto.Marshal(ev)
+		ent := divergence.Entry{
+			Origin: ev.GetOriginDc(), RequestID: ev.GetRequestId(), GTID: ev.GetGtid(), Keyspace: ev.GetKeyspace(),
+			Shard: ev.GetShard(), Owner: res.Owners[i], FenceWatermark: res.Fences[i].Watermark,
+			FenceOperation: res.Fences[i].OperationID, DetectedBy: "reship@" + e.o.DC, DetectedAt: e.o.Now().UTC(),
+			CommitTime: ev.GetCommitTime().AsTime(), Rows: len(ev.GetRows()), Change: data,
+		}
+		for {
+			created, err := divergence.Record(ctx, e.o.Store, ent)
+			if err == nil {
+				e.metrics.diverged.Inc()
+				if created {
+					e.o.Logger.Warn().Str("request", ent.RequestID).Str("keyspace", ent.Keyspace).Int32("shard", ent.Shard).
+						Str("owner", ent.Owner).Str("fence", ent.FenceWatermark).
+						Msg("not shipping a change captured after this DC handed the shard off: divergence recorded")
+				}
+				break
+			}
+			e.o.Logger.Warn().Err(err).Str("request", ent.RequestID).Msg("divergence not recorded yet; retrying")
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}
+	return nil
 }

@@ -10,6 +10,7 @@ type metrics struct {
 	events      prometheus.Counter
 	skippedTxns *prometheus.CounterVec
 	skippedRows *prometheus.CounterVec
+	diverged    prometheus.Counter
 	lag         prometheus.Histogram
 	lastCommit  prometheus.Gauge
 	restarts    *prometheus.CounterVec
@@ -37,6 +38,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "drplane_reship_skipped_rows_total",
 			Help: "Rows not shipped, by reason: unmapped (table outside every keyspace), bad_key (shard key missing, NULL or outside the map's key space).",
 		}, []string{"reason"}),
+		diverged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "drplane_reship_diverged_total",
+			Help: "Changes not shipped because this DC had handed their shard off before capturing them (divergence).",
+		}),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "drplane_reship_capture_lag_seconds",
 			Help:    "Capture time minus commit time of each transaction (the binlog's commit time has whole-second resolution).",
@@ -51,6 +56,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Binlog capture restarts from the checkpoint, by reason: master_change, stream_error, publish_error, error.",
 		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.txns, m.rows, m.events, m.skippedTxns, m.skippedRows, m.lag, m.lastCommit, m.restarts)
+	reg.MustRegister(m.txns, m.rows, m.events, m.skippedTxns, m.skippedRows, m.diverged, m.lag, m.lastCommit, m.restarts)
 	return m
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,13 @@ type Options struct {
 // Result is what Split made of one transaction.
 type Result struct {
 	Events []*drplanev1.ChangeEvent
+	// Diverged are the events of shards this DC handed off before it
+	// captured them (shardmap.Diverged): not to be shipped, but recorded
+	// as divergence. Fences holds the fence each was refused by.
+	Diverged []*drplanev1.ChangeEvent
+	Fences   []shardmap.Fence
+	// Owners holds the owner of each diverged event's shard.
+	Owners []string
 	// Unmapped counts rows of tables outside every keyspace (the topology
 	// changed since they were captured); BadKey rows whose shard key could
 	// not be routed.
@@ -47,7 +55,10 @@ type Result struct {
 // snapshot is what the router derived from one version of the topology.
 type snapshot struct {
 	byTable map[string]topology.Keyspace // "db.table" → keyspace
-	peers   []string
+	// barriers are the keyspaces by database whose barrier table
+	// (state.BarrierTable) is captured.
+	barriers map[string][]topology.Keyspace
+	peers    []string
 }
 
 // Router routes captured rows.
@@ -57,6 +68,7 @@ type Router struct {
 
 	mu      sync.Mutex
 	tables  map[string]*shardmap.Table
+	maps    map[string]shardmap.Map
 	changed chan struct{} // closed and replaced when a map or the topology changes
 	ready   chan struct{}
 	watches map[string]context.CancelFunc
@@ -65,7 +77,7 @@ type Router struct {
 // New returns a router; Run keeps it current.
 func New(o Options) *Router {
 	return &Router{
-		o: o, tables: map[string]*shardmap.Table{}, changed: make(chan struct{}),
+		o: o, tables: map[string]*shardmap.Table{}, maps: map[string]shardmap.Map{}, changed: make(chan struct{}),
 		ready: make(chan struct{}), watches: map[string]context.CancelFunc{},
 	}
 }
@@ -79,8 +91,10 @@ func (r *Router) Wanted(schema, table string) bool {
 	if s == nil {
 		return false
 	}
-	_, ok := s.byTable[schema+"."+table]
-	return ok
+	if _, ok := s.byTable[schema+"."+table]; ok {
+		return true
+	}
+	return table == state.BarrierTable && len(s.barriers[schema]) > 0
 }
 
 // Peers returns the other DCs of the topology, sorted, and a channel closed
@@ -148,7 +162,7 @@ func (r *Router) Run(ctx context.Context) error {
 // use installs a version of the topology and starts or stops shard map
 // watches to match its keyspaces.
 func (r *Router) use(ctx context.Context, wg *sync.WaitGroup, topo topology.Topology) {
-	s := &snapshot{byTable: map[string]topology.Keyspace{}}
+	s := &snapshot{byTable: map[string]topology.Keyspace{}, barriers: map[string][]topology.Keyspace{}}
 	for _, dc := range topo.DCs {
 		if dc.Name != r.o.DC {
 			s.peers = append(s.peers, dc.Name)
@@ -158,6 +172,7 @@ func (r *Router) use(ctx context.Context, wg *sync.WaitGroup, topo topology.Topo
 	for _, ks := range topo.Keyspaces {
 		if ks.Cluster == r.o.Cluster {
 			s.byTable[ks.Database+"."+ks.Table] = ks
+			s.barriers[ks.Database] = append(s.barriers[ks.Database], ks)
 		}
 	}
 	r.snap.Store(s)
@@ -179,6 +194,7 @@ func (r *Router) use(ctx context.Context, wg *sync.WaitGroup, topo topology.Topo
 			cancel()
 			delete(r.watches, ks)
 			delete(r.tables, ks)
+			delete(r.maps, ks)
 		}
 	}
 	select {
@@ -210,6 +226,7 @@ func (r *Router) watchMap(ctx context.Context, keyspace string) {
 			r.mu.Lock()
 			if _, ok := r.watches[keyspace]; ok {
 				r.tables[keyspace] = t
+				r.maps[keyspace] = m
 				r.notify()
 			}
 			r.mu.Unlock()
@@ -260,6 +277,12 @@ func (r *Router) Split(ctx context.Context, txn *capture.Txn) (Result, error) {
 	var commit, captured *timestamppb.Timestamp
 	for i := range txn.Rows {
 		row := &txn.Rows[i]
+		if row.Table == state.BarrierTable {
+			if evs, ok := r.barrier(s, txn, row); ok {
+				res.Events = append(res.Events, evs...)
+				continue
+			}
+		}
 		ks, ok := s.byTable[row.Schema+"."+row.Table]
 		if !ok {
 			res.Unmapped++
@@ -304,10 +327,81 @@ func (r *Router) Split(ctx context.Context, txn *capture.Txn) (Result, error) {
 		}
 		ev.Rows = append(ev.Rows, &drplanev1.RowChange{Op: row.Op, Key: row.Key, Before: row.Before, After: row.After})
 	}
+	kept := res.Events[:0]
 	for _, ev := range res.Events {
-		ev.RequestId = RequestID(txn.GTID, ev.Keyspace, int(ev.Shard), len(keyspaces) > 1)
+		if ev.GetBarrier() == "" {
+			ev.RequestId = RequestID(txn.GTID, ev.Keyspace, int(ev.Shard), len(keyspaces) > 1)
+			if fence, owner, bad := r.diverged(ev); bad {
+				res.Diverged = append(res.Diverged, ev)
+				res.Fences = append(res.Fences, fence)
+				res.Owners = append(res.Owners, owner)
+				continue
+			}
+		}
+		kept = append(kept, ev)
 	}
+	res.Events = kept
 	return res, nil
+}
+
+// diverged checks an event against its shard's fences.
+func (r *Router) diverged(ev *drplanev1.ChangeEvent) (shardmap.Fence, string, bool) {
+	r.mu.Lock()
+	m, ok := r.maps[ev.Keyspace]
+	r.mu.Unlock()
+	if !ok {
+		return shardmap.Fence{}, "", false
+	}
+	sh, ok := m.Shard(int(ev.Shard))
+	if !ok {
+		return shardmap.Fence{}, "", false
+	}
+	f, bad := shardmap.Diverged(sh, r.o.DC, ev.Gtid)
+	return f, sh.Owner, bad
+}
+
+// barrier turns a row of a keyspace database's barrier table (written by
+// this DC's collector for a handoff) into one barrier event per shard it
+// names; ok is false for a row that is not one.
+func (r *Router) barrier(s *snapshot, txn *capture.Txn, row *capture.Row) ([]*drplanev1.ChangeEvent, bool) {
+	if row.Op == drplanev1.RowOp_ROW_OP_DELETE || len(s.barriers[row.Schema]) == 0 {
+		return nil, false
+	}
+	var id, keyspace, shards string
+	for _, c := range row.After {
+		v, _ := KeyBytes(c.GetValue())
+		switch c.GetName() {
+		case "id":
+			id = string(v)
+		case "keyspace":
+			keyspace = string(v)
+		case "shards":
+			shards = string(v)
+		}
+	}
+	known := false
+	for _, ks := range s.barriers[row.Schema] {
+		known = known || ks.Name == keyspace
+	}
+	if id == "" || !known {
+		r.o.Logger.Error().Str("gtid", txn.GTID).Str("schema", row.Schema).Str("keyspace", keyspace).
+			Msg("barrier row without an id or for an unknown keyspace: not shipped")
+		return []*drplanev1.ChangeEvent{}, true
+	}
+	commit, captured := timestamppb.New(txn.CommitTime), timestamppb.New(txn.CapturedAt)
+	var out []*drplanev1.ChangeEvent
+	for _, f := range strings.Split(shards, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 {
+			continue
+		}
+		out = append(out, &drplanev1.ChangeEvent{
+			OriginDc: r.o.DC, RequestId: txn.GTID + "/barrier/" + strconv.Itoa(n), Gtid: txn.GTID, Keyspace: keyspace,
+			Shard: int32(n), Schema: row.Schema, CommitTime: commit, CapturedAt: captured, //nolint:gosec // shard ids are small
+			Position: txn.Position, Barrier: id,
+		})
+	}
+	return out, true
 }
 
 // RequestID names the request of one transaction in one shard:
