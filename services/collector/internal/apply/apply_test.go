@@ -34,6 +34,7 @@ func TestApply(t *testing.T) {
 	t.Run("read-only master is transient", func(t *testing.T) { testTransient(t, sh) })
 	t.Run("binlog skip flag", func(t *testing.T) { testSkipFlag(t, sh) })
 	t.Run("local NATS restarted while applying", func(t *testing.T) { testNATSRestart(t, sh) })
+	t.Run("duplicate past the first dedup chunk", func(t *testing.T) { testBigBatchDuplicate(t, sh) })
 	t.Run("throughput", func(t *testing.T) { testThroughput(t, sh) })
 }
 
@@ -324,6 +325,39 @@ func testNATSRestart(t *testing.T, sh *shared) {
 	requireModel(t, b.app, m)
 	assert.Equal(t, m.ops, scalar(t, b.app, "SELECT n FROM apply_count"), "no request applied twice")
 	assert.EqualValues(t, len(evs), scalar(t, b.app, "SELECT COUNT(*) FROM "+apply.DedupTable))
+}
+
+// testBigBatchDuplicate applies 1,001 requests in one batch, the last of
+// which was applied before (its dedup row exists): the dedup rows go in
+// statements of 1,000, so the duplicate is in the second one, and the
+// first statement's rows must still count as applied now.
+func testBigBatchDuplicate(t *testing.T, sh *shared) {
+	b := newBed(t, sh)
+	g := &gen{origin: dcA1, server: 11}
+	const n = 1001
+	evs := make([]*drplanev1.ChangeEvent, n)
+	for i := range evs {
+		o := orderRow{ID: int64(i + 1), User: int64(i % 50), Amount: int64(i)}
+		evs[i] = g.event(int32(i%8), "bench", &drplanev1.RowChange{Op: drplanev1.RowOp_ROW_OP_INSERT,
+			Key: []*drplanev1.Column{col("id", o.ID)}, After: o.cols()})
+	}
+	last := evs[n-1]
+	admin := sh.db.AdminDB(sh.db.Master)
+	_, err := admin.ExecContext(t.Context(), apply.DedupDDL(database))
+	require.NoError(t, err)
+	_, err = admin.ExecContext(t.Context(), "INSERT INTO "+database+"."+apply.DedupTable+" (origin_dc, request_id, gtid) VALUES (?,?,?)",
+		last.GetOriginDc(), last.GetRequestId(), last.GetGtid())
+	require.NoError(t, err)
+	b.publish(evs...)
+	require.Eventually(t, func() bool { return b.streamMsgs(embednats.InStream(dcB1)) == n }, waitLong, poll)
+
+	r := b.start(func(o *apply.Options) { o.BatchSize = 2000; o.BatchWait = 2 * time.Second }, nil)
+	b.waitDrained(n, waitLong)
+	assert.EqualValues(t, 1, r.counter("drplane_collector_batch_size"), "one batch")
+	assert.EqualValues(t, n-1, scalar(t, b.app, "SELECT COUNT(*) FROM bench"), "every request but the one applied before")
+	assert.EqualValues(t, n, scalar(t, b.app, "SELECT COUNT(*) FROM "+apply.DedupTable))
+	assert.EqualValues(t, n-1, r.counter("drplane_collector_applied_total"))
+	assert.EqualValues(t, 1, r.counter("drplane_collector_duplicates_total"))
 }
 
 func testThroughput(t *testing.T, sh *shared) {

@@ -229,9 +229,10 @@ type dedupRow struct {
 // markApplied inserts the dedup rows of one database's requests and sets
 // fresh on the items whose row did not exist: those are applied now, the
 // others were applied before. One request: INSERT IGNORE, zero rows
-// affected means applied before. Several: one multi-row INSERT, which
-// succeeds as a whole in the common case; on a duplicate key the existing
-// rows are looked up and only the rest inserted.
+// affected means applied before. Several: multi-row INSERTs, which succeed
+// as a whole in the common case; when one hits a duplicate key, the rows
+// of the statements before it were inserted now (fresh), and for the rest
+// the existing rows are looked up and only the others inserted.
 func markApplied(ctx context.Context, tx *sql.Tx, db string, rows []dedupRow) error {
 	table := qualify(db, DedupTable)
 	if len(rows) == 1 {
@@ -247,11 +248,11 @@ func markApplied(ctx context.Context, tx *sql.Tx, db string, rows []dedupRow) er
 		rows[0].it.fresh = n == 1
 		return nil
 	}
-	err := insertDedup(ctx, tx, table, rows)
+	done, err := insertDedup(ctx, tx, table, rows)
+	for _, r := range rows[:done] {
+		r.it.fresh = true
+	}
 	if err == nil {
-		for _, r := range rows {
-			r.it.fresh = true
-		}
 		return nil
 	}
 	var me *mysql.MySQLError
@@ -259,19 +260,21 @@ func markApplied(ctx context.Context, tx *sql.Tx, db string, rows []dedupRow) er
 		return err
 	}
 	// Some were applied before: the failed statement was rolled back as a
-	// whole, the transaction goes on.
-	seen, err := existingDedup(ctx, tx, table, rows)
+	// whole, the transaction goes on. Only the rows from that statement on
+	// are looked up: the earlier ones exist because they were inserted now.
+	left := rows[done:]
+	seen, err := existingDedup(ctx, tx, table, left)
 	if err != nil {
 		return err
 	}
 	var rest []dedupRow
-	for _, r := range rows {
+	for _, r := range left {
 		if !seen[r.origin+":"+r.rid] {
 			rest = append(rest, r)
 		}
 	}
 	if len(rest) > 0 {
-		if err := insertDedup(ctx, tx, table, rest); err != nil {
+		if _, err := insertDedup(ctx, tx, table, rest); err != nil {
 			if errors.As(err, &me) && me.Number == 1062 {
 				return fmt.Errorf("%w: dedup rows in %s written concurrently", errTransient, table)
 			}
@@ -284,22 +287,28 @@ func markApplied(ctx context.Context, tx *sql.Tx, db string, rows []dedupRow) er
 	return nil
 }
 
-func insertDedup(ctx context.Context, tx *sql.Tx, table string, rows []dedupRow) error {
-	const perStmt = 1000
-	for len(rows) > 0 {
-		n := min(len(rows), perStmt)
+// dedupPerStmt is how many dedup rows one INSERT carries.
+const dedupPerStmt = 1000
+
+// insertDedup inserts rows in statements of dedupPerStmt and returns how
+// many were inserted: on an error, rows[:n] are in (by the statements that
+// succeeded) and the failed statement's rows are not.
+func insertDedup(ctx context.Context, tx *sql.Tx, table string, rows []dedupRow) (int, error) {
+	done := 0
+	for done < len(rows) {
+		n := min(len(rows)-done, dedupPerStmt)
 		query := "INSERT INTO " + table + " (origin_dc, request_id, gtid) VALUES " +
 			strings.TrimSuffix(strings.Repeat("(?,?,?),", n), ",")
 		args := make([]any, 0, 3*n)
-		for _, r := range rows[:n] {
+		for _, r := range rows[done : done+n] {
 			args = append(args, r.origin, r.rid, r.gtid)
 		}
 		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
-			return fmt.Errorf("dedup rows in %s: %w", table, err)
+			return done, fmt.Errorf("dedup rows in %s: %w", table, err)
 		}
-		rows = rows[n:]
+		done += n
 	}
-	return nil
+	return done, nil
 }
 
 // existingDedup returns which of rows' requests ("origin:request") already
