@@ -68,6 +68,10 @@ test-charts: build ## the Helm chart's tests (deploy/charttest): lint, render pe
 test-es: deps-java ## the Elasticsearch backends against a real single-node Elasticsearch (scripts/es-node.sh)
 	GO=$(GO) scripts/test-es.sh
 
+.PHONY: test-repeat
+test-repeat: ## run make test N times (N=10; REPEAT_TARGET=test) and print the failures per test; logs in .test-repeat/
+	@scripts/test-repeat.sh $(or $(N),10) $(or $(REPEAT_TARGET),test)
+
 .PHONY: test-short
 test-short: ## skip the whole-lab end-to-end test
 	$(GO) test -short -count=1 $(PKGS)

@@ -81,7 +81,16 @@ func TestKillMasterUnderWrites(t *testing.T) {
 
 // TestPausedMasterIsFenced: SIGSTOP the master past the agent's lease
 // TTL; the agent fails over; after SIGCONT the old master is fenced and
-// acknowledges no write, neither one in flight nor a new one.
+// acknowledges no write, neither one in flight nor a new one, and ends
+// rejoined or quarantined.
+//
+// Why it cannot flake: every step waits for a state the agent promises (a
+// new master record, a finished failover record, read_only on the old
+// master, the rejoin or the quarantine mark), never for a pause length. New
+// writes are tried only once the agent is done with the old master: until
+// then its fence and its quarantine kill the app's connections, and a
+// write killed that way fails with "invalid connection", not 1290 — it is
+// still not acknowledged, but it proves nothing about read_only.
 func TestPausedMasterIsFenced(t *testing.T) {
 	e := hatest.Start(t, hatest.Options{})
 	a1 := startAgent(t, e, testConfig(e, "agent-1"), nil)
@@ -133,15 +142,6 @@ func TestPausedMasterIsFenced(t *testing.T) {
 		}
 		return check.That(ro, "the old master read-only")
 	})
-	// New connections (the fence killed the pool's idle ones).
-	fresh := e.AppDB(old.Addr(), 3*time.Second)
-	for i := range 5 {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		_, err := fresh.ExecContext(ctx, "INSERT INTO "+hatest.Table+" (id) VALUES (?)", 2000000+i)
-		cancel()
-		require.Error(t, err, "the fenced master accepted an app write")
-		assert.True(t, mysqld.IsReadOnly(err), "want 1290, got %v", err)
-	}
 	// The deposed master ends up rejoined as a replica, or quarantined when
 	// the killed in-flight commit left it an errant transaction.
 	qkey := e.Store.Key("quarantine", hatest.DC, hatest.Cluster, old.Name())
@@ -159,6 +159,16 @@ func TestPausedMasterIsFenced(t *testing.T) {
 		return check.That(false, "the old master rejoined or quarantined")
 	})
 	t.Logf("deposed master %s", outcome)
+	// The agent is done with the old master: new connections (the fence
+	// killed the pool's idle ones) get 1290 on every write.
+	fresh := e.AppDB(old.Addr(), 3*time.Second)
+	for i := range 5 {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_, err := fresh.ExecContext(ctx, "INSERT INTO "+hatest.Table+" (id) VALUES (?)", 2000000+i)
+		cancel()
+		require.Error(t, err, "the fenced master accepted an app write")
+		assert.True(t, mysqld.IsReadOnly(err), "want 1290, got %v", err)
+	}
 }
 
 // TestAntiFlapHoldsSecondFailover: within the anti-flap window after a
