@@ -341,6 +341,11 @@ func (l *Lab) stop() {
 		}
 	}
 	wg.Wait()
+	// A mysqld restarted outside the lab's own handles (the drill restarts
+	// the masters it killed, as a supervisor would) is stopped by its pid
+	// file.
+	more, _ := killPidFiles(l.dir, 10*time.Second)
+	n += len(more)
 	if n > 0 {
 		l.say("stopped %d mysqld", n)
 	}

@@ -1,0 +1,205 @@
+package drill
+
+import (
+	"math"
+	"sort"
+	"time"
+)
+
+// Event is one DR event the drill caused, with what the writers and the
+// system saw of it.
+type Event struct {
+	Step  string `json:"step"`
+	Kind  string `json:"kind"`
+	Round int    `json:"round"`
+	// Target is what the step acted on: a cluster, an instance or a DC.
+	Target string `json:"target"`
+	// Available is false for a step the system does not offer yet; Reason
+	// says why, and nothing else is set.
+	Available bool   `json:"available"`
+	Reason    string `json:"reason,omitempty"`
+	// At is when the fault was injected or the operation asked for; Done
+	// when the step saw the system recovered.
+	At   time.Time `json:"at,omitzero"`
+	Done time.Time `json:"done,omitzero"`
+	// Shards are the shards whose writes the event affected.
+	Shards []int `json:"shards,omitempty"`
+
+	// The writers' view.
+	Outage Outage `json:"outage"`
+	// LostWrites are acknowledged writes to the affected shards missing
+	// after the event (the RPO the drill counts).
+	LostWrites int `json:"lost_writes"`
+
+	// The system's own record of the event, when it wrote one.
+	Record *SystemRecord `json:"record,omitempty"`
+	// Err is why the step itself failed (the fault could not be injected,
+	// the operation was refused or never finished).
+	Err string `json:"error,omitempty"`
+}
+
+// SystemRecord is what the services recorded for an event (a failover
+// record).
+type SystemRecord struct {
+	ID          string        `json:"id"`
+	Outcome     string        `json:"outcome"`
+	OldMaster   string        `json:"old_master"`
+	NewMaster   string        `json:"new_master"`
+	RTO         time.Duration `json:"rto"`
+	BlockWindow time.Duration `json:"block_window"`
+	// RPO is the number of transactions the system says were lost; -1
+	// when it does not know.
+	RPO int64 `json:"rpo_transactions"`
+}
+
+// Outage is the writers' view of an event on the affected shards.
+type Outage struct {
+	// LastAck is the last acknowledgement before the longest gap in the
+	// acknowledgements during the event, FirstAck the first after it; RTO
+	// is the time between. Recovered is false when no write was
+	// acknowledged after the event began (FirstAck and RTO unset).
+	LastAck   time.Time     `json:"last_ack,omitzero"`
+	FirstAck  time.Time     `json:"first_ack,omitzero"`
+	RTO       time.Duration `json:"rto"`
+	Recovered bool          `json:"recovered"`
+	// Block is from the start of the first write that was not acknowledged
+	// in the gap to FirstAck: how long writers were held up.
+	Block time.Duration `json:"block"`
+	// Failed counts the failed attempts on the affected shards during the
+	// event.
+	Failed int `json:"failed"`
+}
+
+// MeasureOutage computes the outage of an event from the writes: among the
+// acknowledgements of writes to the affected shards, the longest gap that
+// ends after at and begins before done.
+func MeasureOutage(writes []Write, shards []int, at, done time.Time) Outage {
+	in := make(map[int]bool, len(shards))
+	for _, s := range shards {
+		in[s] = true
+	}
+	var acks []time.Time
+	var o Outage
+	for _, w := range writes {
+		if !in[w.Shard] {
+			continue
+		}
+		if w.Acked() {
+			acks = append(acks, w.Ack)
+		} else if !w.Start.Before(at) && !w.Start.After(done) {
+			o.Failed++
+		}
+	}
+	sort.Slice(acks, func(i, j int) bool { return acks[i].Before(acks[j]) })
+	// The last acknowledgement at or before the event: the gap's earliest
+	// possible start.
+	first := sort.Search(len(acks), func(i int) bool { return acks[i].After(at) })
+	if first == len(acks) {
+		if first > 0 {
+			o.LastAck = acks[first-1]
+		}
+		return o
+	}
+	best := -1
+	var bestGap time.Duration = -1
+	start := max(first-1, 0)
+	for i := start; i+1 < len(acks) && !acks[i].After(done); i++ {
+		if g := acks[i+1].Sub(acks[i]); g > bestGap {
+			best, bestGap = i, g
+		}
+	}
+	if best < 0 {
+		// One acknowledgement only, after the event began.
+		o.FirstAck, o.Recovered = acks[first], true
+		return o
+	}
+	o.LastAck, o.FirstAck, o.RTO, o.Recovered = acks[best], acks[best+1], bestGap, true
+	blockStart := o.FirstAck
+	for _, w := range writes {
+		if !in[w.Shard] || !w.Start.After(o.LastAck) || !w.Start.Before(o.FirstAck) {
+			continue
+		}
+		if (!w.Acked() || !w.Ack.Before(o.FirstAck)) && w.Start.Before(blockStart) {
+			blockStart = w.Start
+		}
+	}
+	o.Block = o.FirstAck.Sub(blockStart)
+	return o
+}
+
+// Stats aggregates one figure over the events of one kind.
+type Stats struct {
+	N   int           `json:"n"`
+	P50 time.Duration `json:"p50"`
+	P99 time.Duration `json:"p99"`
+	Max time.Duration `json:"max"`
+}
+
+// StatsOf returns the nearest-rank p50 and p99 and the max of ds.
+func StatsOf(ds []time.Duration) Stats {
+	if len(ds) == 0 {
+		return Stats{}
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	rank := func(p float64) time.Duration {
+		i := int(math.Ceil(p*float64(len(s)))) - 1
+		return s[min(max(i, 0), len(s)-1)]
+	}
+	return Stats{N: len(s), P50: rank(0.50), P99: rank(0.99), Max: s[len(s)-1]}
+}
+
+// KindSummary aggregates the events of one kind.
+type KindSummary struct {
+	Kind       string `json:"kind"`
+	Events     int    `json:"events"`
+	Recovered  int    `json:"recovered"`
+	RTO        Stats  `json:"rto"`
+	Block      Stats  `json:"block"`
+	SystemRTO  Stats  `json:"system_rto"`
+	LostWrites int    `json:"lost_writes"`
+	// SystemRPO sums the transactions the failover records report lost;
+	// -1 when one of them did not know.
+	SystemRPO int64 `json:"system_rpo_transactions"`
+}
+
+// Summarize aggregates the available events per kind, in order of first
+// appearance.
+func Summarize(events []Event) []KindSummary {
+	var order []string
+	by := map[string][]Event{}
+	for _, e := range events {
+		if !e.Available {
+			continue
+		}
+		if _, ok := by[e.Kind]; !ok {
+			order = append(order, e.Kind)
+		}
+		by[e.Kind] = append(by[e.Kind], e)
+	}
+	out := make([]KindSummary, 0, len(order))
+	for _, k := range order {
+		s := KindSummary{Kind: k}
+		var rto, block, sys []time.Duration
+		for _, e := range by[k] {
+			s.Events++
+			s.LostWrites += e.LostWrites
+			if e.Outage.Recovered {
+				s.Recovered++
+				rto = append(rto, e.Outage.RTO)
+				block = append(block, e.Outage.Block)
+			}
+			if e.Record != nil {
+				sys = append(sys, e.Record.RTO)
+				if e.Record.RPO < 0 || s.SystemRPO < 0 {
+					s.SystemRPO = -1
+				} else {
+					s.SystemRPO += e.Record.RPO
+				}
+			}
+		}
+		s.RTO, s.Block, s.SystemRTO = StatsOf(rto), StatsOf(block), StatsOf(sys)
+		out = append(out, s)
+	}
+	return out
+}

@@ -1,0 +1,61 @@
+package drill
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestMeasureOutage(t *testing.T) {
+	var writes []Write
+	// Shard 0 acknowledged every 20 ms until 100 ms, a kill at 110 ms,
+	// refusals from 120 ms to 480 ms, acknowledged again from 500 ms.
+	for ms := 0; ms <= 100; ms += 20 {
+		writes = append(writes, acked(int64(ms), 0, "db1", ms, ms+5))
+	}
+	for ms := 120; ms < 500; ms += 20 {
+		writes = append(writes, Write{ID: int64(ms), Shard: 0, Start: at(ms), Kind: "connection_refused"})
+	}
+	for ms := 500; ms <= 600; ms += 20 {
+		writes = append(writes, acked(int64(ms), 0, "db2", ms, ms+5))
+	}
+	// Shard 1 is not affected and keeps being acknowledged.
+	for ms := 0; ms <= 600; ms += 10 {
+		writes = append(writes, acked(int64(10000+ms), 1, "x", ms, ms+1))
+	}
+	o := MeasureOutage(writes, []int{0}, at(110), at(520))
+	assert.True(t, o.Recovered)
+	assert.Equal(t, at(105), o.LastAck)
+	assert.Equal(t, at(505), o.FirstAck)
+	assert.Equal(t, 400*time.Millisecond, o.RTO)
+	assert.Equal(t, 385*time.Millisecond, o.Block, "from the first refused write (120 ms) to the first ack after")
+	assert.Equal(t, 19, o.Failed)
+
+	// No acknowledgement after the event: not recovered.
+	o = MeasureOutage(writes[:25], []int{0}, at(110), at(520))
+	assert.False(t, o.Recovered)
+	assert.Equal(t, at(105), o.LastAck)
+}
+
+func TestStatsAndSummary(t *testing.T) {
+	s := StatsOf([]time.Duration{5, 1, 3, 2, 4})
+	assert.Equal(t, Stats{N: 5, P50: 3, P99: 5, Max: 5}, s)
+	assert.Equal(t, Stats{}, StatsOf(nil))
+
+	events := []Event{
+		{Kind: "kill", Available: true, Outage: Outage{Recovered: true, RTO: 300 * time.Millisecond}, Record: &SystemRecord{RTO: 200 * time.Millisecond}},
+		{Kind: "kill", Available: true, Outage: Outage{Recovered: true, RTO: 500 * time.Millisecond}, LostWrites: 1, Record: &SystemRecord{RTO: 250 * time.Millisecond, RPO: 1}},
+		{Kind: "pause", Available: true, Outage: Outage{Recovered: false}, Record: &SystemRecord{RPO: -1}},
+		{Kind: "evacuate", Available: false, Reason: "not offered"},
+	}
+	sum := Summarize(events)
+	assert.Len(t, sum, 2, "an unavailable step is not summarised")
+	assert.Equal(t, "kill", sum[0].Kind)
+	assert.Equal(t, 2, sum[0].Events)
+	assert.Equal(t, 500*time.Millisecond, sum[0].RTO.Max)
+	assert.Equal(t, 1, sum[0].LostWrites)
+	assert.Equal(t, int64(1), sum[0].SystemRPO)
+	assert.Equal(t, 0, sum[1].Recovered)
+	assert.Equal(t, int64(-1), sum[1].SystemRPO)
+}

@@ -1,0 +1,315 @@
+package drill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
+)
+
+// Step names, in the drill's order.
+const (
+	StepKill       = "kill"
+	StepSwitchover = "switchover"
+	StepPause      = "pause"
+	StepEvacuate   = "evacuate"
+	StepRestore    = "restore"
+	StepDCLoss     = "dc-loss"
+	StepDCReturn   = "dc-return"
+)
+
+// AllSteps lists every step in the drill's order.
+var AllSteps = []string{StepKill, StepSwitchover, StepPause, StepEvacuate, StepRestore, StepDCLoss, StepDCReturn}
+
+// ParseSteps reads a comma-separated step list ("all" for every step).
+func ParseSteps(list string) ([]string, error) {
+	if strings.TrimSpace(list) == "all" {
+		return AllSteps, nil
+	}
+	var out []string
+	for _, s := range strings.Split(list, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !slices.Contains(AllSteps, s) {
+			return nil, fmt.Errorf("unknown step %q (steps: %s)", s, strings.Join(AllSteps, ","))
+		}
+		out = append(out, s)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no steps given")
+	}
+	return out, nil
+}
+
+// stepFunc carries out one step against a DC and fills the event: At,
+// Done, Shards, Target, Record, Err. It returns once the system has
+// recovered (or the bound ran out) and the cluster is back to full
+// redundancy where the step can wait for it.
+type stepFunc func(ctx context.Context, d *Drill, dc string, ev *Event)
+
+// step returns the implementation of a step, or why it is not available.
+func (d *Drill) step(ctx context.Context, name string) (stepFunc, string) {
+	switch name {
+	case StepKill:
+		return stepKill, ""
+	case StepSwitchover:
+		return stepSwitchover, ""
+	case StepPause:
+		return stepPause, ""
+	case StepEvacuate, StepRestore:
+		if why := d.evacuationAvailable(ctx); why != "" {
+			return nil, why
+		}
+		if name == StepEvacuate {
+			return stepEvacuate, ""
+		}
+		return stepRestore, ""
+	case StepDCLoss, StepDCReturn:
+		return nil, "the services do not fail a lost DC over yet (no city failover), and the lab cannot stop one DC's etcd member and NATS server"
+	}
+	return nil, "unknown step"
+}
+
+// evacuationAvailable asks the API for an evacuation plan; it returns why
+// the step cannot run, or "".
+func (d *Drill) evacuationAvailable(ctx context.Context) string {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := d.api.Evacuation.Evacuate(cctx, &drplanev1.EvacuateRequest{Dc: d.lab.DCs[0].Name, DryRun: true, Reason: "drill: probe"})
+	if status.Code(err) == codes.Unimplemented {
+		return "the coordinator does not implement evacuation yet (EvacuationService answers UNIMPLEMENTED)"
+	}
+	return ""
+}
+
+// stepKill kills the DC's master with SIGKILL, waits for the in-DC
+// failover, then restarts the killed instance as a supervisor would and
+// waits for it to rejoin.
+func stepKill(ctx context.Context, d *Drill, dc string, ev *Event) {
+	p, ok := d.masterProc(ctx, dc, ev)
+	if !ok {
+		return
+	}
+	ev.Target = dc + "/" + d.cluster + " master " + p.name
+	ev.Shards = d.ownedShards(dc)
+	ev.At = time.Now()
+	if err := p.signal(syscall.SIGKILL); err != nil {
+		ev.Err = err.Error()
+		return
+	}
+	d.waitFailover(ctx, dc, p.name, ev)
+	d.restart(ctx, p, ev)
+	d.systemRecord(ctx, dc, ev, drplanev1.FailoverKind_FAILOVER_KIND_FAILOVER)
+}
+
+// stepSwitchover asks the API for a graceful switchover of the DC's
+// cluster and waits for its answer.
+func stepSwitchover(ctx context.Context, d *Drill, dc string, ev *Event) {
+	old, err := d.mysql.Master(ctx, dc)
+	if err != nil {
+		ev.Err = err.Error()
+		return
+	}
+	ev.Target = dc + "/" + d.cluster + " from " + old
+	ev.Shards = d.ownedShards(dc)
+	ev.At = time.Now()
+	cctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+	resp, err := d.api.Failover.Switchover(cctx, &drplanev1.SwitchoverRequest{Dc: dc, Cluster: d.cluster, TimeoutSeconds: 30})
+	cancel()
+	if err != nil {
+		ev.Err = "switchover: " + err.Error()
+		return
+	}
+	if r := resp.GetRecord(); r != nil {
+		ev.Record = recordOf(r)
+	}
+	d.waitFailover(ctx, dc, old, ev)
+}
+
+// stepPause stops the DC's master with SIGSTOP, keeps it stopped until
+// another instance has been promoted (past detection), then lets it go on
+// with SIGCONT: the deposed master must neither stay writable nor
+// acknowledge anything.
+func stepPause(ctx context.Context, d *Drill, dc string, ev *Event) {
+	p, ok := d.masterProc(ctx, dc, ev)
+	if !ok {
+		return
+	}
+	ev.Target = dc + "/" + d.cluster + " master " + p.name
+	ev.Shards = d.ownedShards(dc)
+	ev.At = time.Now()
+	if err := p.signal(syscall.SIGSTOP); err != nil {
+		ev.Err = err.Error()
+		return
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			if err := p.signal(syscall.SIGCONT); err != nil && ev.Err == "" {
+				ev.Err = err.Error()
+			}
+		}
+	}
+	defer resume()
+	d.waitFailover(ctx, dc, p.name, ev)
+	resume()
+	d.systemRecord(ctx, dc, ev, drplanev1.FailoverKind_FAILOVER_KIND_FAILOVER)
+}
+
+// masterProc finds the DC's current master and its process.
+func (d *Drill) masterProc(ctx context.Context, dc string, ev *Event) (*mysqldProc, bool) {
+	master, err := d.mysql.Master(ctx, dc)
+	if err != nil {
+		ev.Err = err.Error()
+		return nil, false
+	}
+	p, err := findMysqld(d.lab.Drlab.Dir, master)
+	if err != nil {
+		ev.Err = err.Error()
+		return nil, false
+	}
+	return p, true
+}
+
+// waitFailover waits until another instance than old is the DC's only
+// writable one and a write to an affected shard was acknowledged after the
+// event began; it sets ev.Done, or ev.Err when the bound runs out.
+func (d *Drill) waitFailover(ctx context.Context, dc, old string, ev *Event) {
+	deadline := time.Now().Add(d.o.RecoverBound)
+	for {
+		if m, err := d.mysql.Master(ctx, dc); err == nil && m != old && d.ackedSince(ev.Shards, ev.At) {
+			ev.Done = time.Now()
+			return
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			ev.Done = time.Now()
+			ev.Err = fmt.Sprintf("no new master of %s/%s taking writes within %s", dc, d.cluster, d.o.RecoverBound)
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// ackedSince reports whether a write to one of shards was acknowledged
+// after t.
+func (d *Drill) ackedSince(shards []int, t time.Time) bool {
+	for _, w := range d.writers.Writes() {
+		if w.Ack.After(t) && slices.Contains(shards, w.Shard) {
+			return true
+		}
+	}
+	return false
+}
+
+// restart waits for the killed process to be gone and starts it again.
+func (d *Drill) restart(ctx context.Context, p *mysqldProc, ev *Event) {
+	deadline := time.Now().Add(10 * time.Second)
+	for !p.gone() {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			ev.Err = fmt.Sprintf("%s (pid %d) did not exit after SIGKILL", p.name, p.pid)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	pid, err := p.restart()
+	if err != nil {
+		ev.Err = err.Error()
+		return
+	}
+	d.say("  restarted %s (pid %d) with its own command line", p.name, pid)
+}
+
+// systemRecord fetches the failover record the HA agent wrote for the
+// event, if it has one by then.
+func (d *Drill) systemRecord(ctx context.Context, dc string, ev *Event, kind drplanev1.FailoverKind) {
+	if ev.Record != nil || ev.At.IsZero() {
+		return
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		resp, err := d.api.Failover.ListFailovers(cctx, &drplanev1.ListFailoversRequest{Dc: dc, Cluster: d.cluster, Limit: 10})
+		cancel()
+		if err == nil {
+			for _, r := range resp.GetRecords() {
+				if r.GetKind() == kind && !r.GetDetectedAt().AsTime().Before(ev.At.Add(-time.Second)) && r.GetFinishedAt() != nil {
+					ev.Record = recordOf(r)
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func recordOf(r *drplanev1.FailoverRecord) *SystemRecord {
+	return &SystemRecord{ID: r.GetId(), Outcome: strings.TrimPrefix(r.GetOutcome().String(), "FAILOVER_OUTCOME_"),
+		OldMaster: r.GetOldMaster(), NewMaster: r.GetNewMaster(), RTO: r.GetRto().AsDuration(),
+		BlockWindow: r.GetBlockWindow().AsDuration(), RPO: r.GetRpoTransactions()}
+}
+
+// stepEvacuate drains the DC through the evacuation API and waits for the
+// operation to finish.
+func stepEvacuate(ctx context.Context, d *Drill, dc string, ev *Event) {
+	ev.Target, ev.Shards, ev.At = dc, d.ownedShards(dc), time.Now()
+	resp, err := d.api.Evacuation.Evacuate(ctx, &drplanev1.EvacuateRequest{Dc: dc, Reason: "drill"})
+	if err != nil {
+		ev.Err = "evacuate: " + err.Error()
+		return
+	}
+	d.waitOperation(ctx, resp.GetOperationId(), ev)
+}
+
+// stepRestore sets the DC back to ACTIVE and moves its home shards back.
+func stepRestore(ctx context.Context, d *Drill, dc string, ev *Event) {
+	ev.Target, ev.At = dc, time.Now()
+	ev.Shards = d.homeShards(dc)
+	resp, err := d.api.Evacuation.Restore(ctx, &drplanev1.RestoreRequest{Dc: dc, MoveHome: true, Reason: "drill"})
+	if err != nil {
+		ev.Err = "restore: " + err.Error()
+		return
+	}
+	d.waitOperation(ctx, resp.GetOperationId(), ev)
+}
+
+// waitOperation polls an operation until it ends.
+func (d *Drill) waitOperation(ctx context.Context, id string, ev *Event) {
+	deadline := time.Now().Add(2 * d.o.RecoverBound)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		resp, err := d.api.Evacuation.GetOperation(cctx, &drplanev1.GetOperationRequest{Id: id})
+		cancel()
+		if err == nil {
+			switch op := resp.GetOperation(); op.GetState() {
+			case drplanev1.OperationState_OPERATION_STATE_SUCCEEDED:
+				ev.Done = time.Now()
+				return
+			case drplanev1.OperationState_OPERATION_STATE_FAILED, drplanev1.OperationState_OPERATION_STATE_CANCELED:
+				ev.Done, ev.Err = time.Now(), fmt.Sprintf("operation %s ended %s: %s", id, op.GetState(), op.GetError())
+				return
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			ev.Done, ev.Err = time.Now(), fmt.Sprintf("operation %s not finished within %s", id, 2*d.o.RecoverBound)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
