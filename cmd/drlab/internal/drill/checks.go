@@ -41,7 +41,7 @@ func CheckLostWrites(after string, acked []Write, present map[string]map[int64]b
 	return result(NameLost, after, bad, fmt.Sprintf("%d acknowledged writes present in all %d DCs", len(acked), len(dcs)))
 }
 
-// NameTwoWritable reports every sample in which more than one instance of
+// CheckTwoWritable reports every sample in which more than one instance of
 // a cluster answered read_only=0.
 func CheckTwoWritable(samples map[ClusterID][]Sample) CheckResult {
 	var bad []string
@@ -82,7 +82,7 @@ func epochs(samples []Sample) []epoch {
 	return out
 }
 
-// NameDeposed reports every write acknowledged by an instance after
+// CheckDeposed reports every write acknowledged by an instance after
 // another instance of its cluster had been seen writable (the write began
 // after the new master's promotion was observed) and before the instance
 // could have become master again. cluster maps an instance to its cluster.

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/drplane/drplane/pkg/labfile"
 )
 
@@ -259,10 +257,4 @@ func slaveStatus(ctx context.Context, db *sql.DB) (map[string]string, error) {
 		out[c] = string(vals[i])
 	}
 	return out, nil
-}
-
-// isMySQLError reports whether err is the MySQL error number n.
-func isMySQLError(err error, n uint16) bool {
-	var me *mysql.MySQLError
-	return errors.As(err, &me) && me.Number == n
 }
