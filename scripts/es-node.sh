@@ -33,7 +33,7 @@
 #   ES_NODE_CACHE          artifact cache (default /var/cache/drplane/es as root,
 #                          else ${XDG_CACHE_HOME:-~/.cache}/drplane/es)
 #   ES_NODE_HEAP           JVM heap, -Xms = -Xmx (default 256m)
-#   ES_NODE_READY_TIMEOUT  seconds to wait for the node to answer (default 120)
+#   ES_NODE_READY_TIMEOUT  seconds to wait for the node to answer (default 600: a node that exits is seen at once, a live one is slow to start on a loaded 2-core machine — 120 s was seen to be too little there)
 #   ES_NODE_STOP_TIMEOUT   seconds to wait for it to stop before SIGKILL (default 30)
 #   ES_NODE_URL_FILE       file to write the URL to once ready (removed on exit)
 #   ES_NODE_USER           user to run as when started as root (default nobody)
@@ -42,7 +42,7 @@ set -euo pipefail
 
 VERSION=${ES_NODE_VERSION:-8.19.21}
 HEAP=${ES_NODE_HEAP:-256m}
-READY_TIMEOUT=${ES_NODE_READY_TIMEOUT:-120}
+READY_TIMEOUT=${ES_NODE_READY_TIMEOUT:-600}
 STOP_TIMEOUT=${ES_NODE_STOP_TIMEOUT:-30}
 URL_FILE=${ES_NODE_URL_FILE:-}
 RUN_USER=${ES_NODE_USER:-nobody}
