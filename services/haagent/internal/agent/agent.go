@@ -85,7 +85,7 @@ func DefaultConfig() *Config {
 		MySQL:           MySQL{ReplUser: "repl"},
 		SemiSyncTimeout: 30 * time.Second, MaxLag: 10 * time.Second,
 		FailoverBudget: FailoverBudget{Settle: 5 * time.Second, Window: 10 * time.Minute, MaxFailovers: 10},
-		ApplyTimeout: 5 * time.Second, Election: Election{TTL: 5 * time.Second, FenceBefore: 2 * time.Second},
+		ApplyTimeout:   5 * time.Second, Election: Election{TTL: 5 * time.Second, FenceBefore: 2 * time.Second},
 		Hooks: failover.Hooks{Timeout: 10 * time.Second},
 	}
 }

@@ -195,7 +195,7 @@ func TestFailoverBudget(t *testing.T) {
 	check.For(t, 10*time.Second, check.Every, func() error {
 		mems, err := e.Store.Memories(ctx, hatest.DC)
 		if err != nil || len(mems) != 1 || mems[0].Hold == nil {
-			return fmt.Errorf("no hold in etcd yet: %v %+v", err, mems)
+			return fmt.Errorf("no hold in etcd yet %+v: %w", mems, err)
 		}
 		hold = *mems[0].Hold
 		return nil
@@ -215,7 +215,7 @@ func TestFailoverBudget(t *testing.T) {
 	check.For(t, 10*time.Second, check.Every, func() error {
 		mems, err := e.Store.Memories(ctx, hatest.DC)
 		if err != nil || len(mems) != 1 {
-			return fmt.Errorf("memories: %v %+v", err, mems)
+			return fmt.Errorf("memories %+v: %w", mems, err)
 		}
 		// The release forgot the failover before it.
 		return check.That(mems[0].Hold == nil && len(mems[0].Failovers) == 1, "hold cleared, one failover since: %+v", mems[0])
@@ -237,7 +237,7 @@ func TestBackToBackFailovers(t *testing.T) {
 		check.For(t, 15*time.Second, check.Every, func() error {
 			mems, err := e.Store.Memories(ctx, hatest.DC)
 			if err != nil || len(mems) != 1 {
-				return fmt.Errorf("memories: %v %+v", err, mems)
+				return fmt.Errorf("memories %+v: %w", mems, err)
 			}
 			m := mems[0]
 			return check.That(len(m.Failovers) == n && m.SettledAt.After(m.LastChange),

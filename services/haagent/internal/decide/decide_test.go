@@ -134,7 +134,9 @@ func TestDecide(t *testing.T) {
 			}), release: release, now: at(32 * time.Second),
 			want: "hold:" + state.HoldUnsettled, wantUntil: at(30*time.Second + p.Window), wantEvent: "held"},
 		{name: "a release seen first after newer failovers keeps them", c: dead,
-			mem: mem(func(m *decide.Memory) { m.Failovers, m.LastChange = []time.Time{at(30 * time.Second)}, at(30*time.Second) }),
+			mem: mem(func(m *decide.Memory) {
+				m.Failovers, m.LastChange = []time.Time{at(30 * time.Second)}, at(30*time.Second)
+			}),
 			release: release, now: at(32 * time.Second),
 			want: "hold:" + state.HoldUnsettled, wantUntil: at(30*time.Second + p.Window), wantEvent: "held"},
 		{name: "a release does not lift a kill switch", c: dead, mem: mem(nil), switches: killAll, release: release,
