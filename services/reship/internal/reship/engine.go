@@ -46,6 +46,7 @@ const (
 // Restart reasons of drplane_reship_syncer_restarts_total.
 const (
 	reasonMaster  = "master_change"
+	reasonRewind  = "rewind"
 	reasonStream  = "stream_error"
 	reasonPublish = "publish_error"
 	reasonOther   = "error"
@@ -214,8 +215,12 @@ func (e *Engine) capture(ctx context.Context) {
 			return
 		}
 		e.metrics.restarts.WithLabelValues(reason).Inc()
-		if reason == reasonMaster {
+		switch reason {
+		case reasonMaster:
 			e.o.Logger.Info().Msg("master changed: restarting capture from the checkpoint")
+			backoff = backoffMin
+			continue
+		case reasonRewind:
 			backoff = backoffMin
 			continue
 		}
@@ -344,6 +349,15 @@ func (e *Engine) session(ctx context.Context, rec state.MasterRecord, changed <-
 		return reasonMaster, nil
 	case pipe.Err() != nil:
 		return reasonPublish, pipe.Err()
+	case errors.Is(err, capture.ErrStream) && capture.ErrorCode(err) == errNotInBinlog:
+		switch rerr := e.rewind(ctx, rec); {
+		case rerr == nil:
+			return reasonRewind, nil
+		case errors.Is(rerr, ErrNoRewind):
+			return reasonStream, err
+		default:
+			return reasonStream, fmt.Errorf("%w; rewind: %w", err, rerr)
+		}
 	case errors.Is(err, capture.ErrStream):
 		return reasonStream, err
 	case err == nil:
