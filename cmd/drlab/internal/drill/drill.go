@@ -196,7 +196,7 @@ func (d *Drill) steps(ctx context.Context) error {
 	case <-time.After(d.o.Warmup):
 	}
 	d.checkpoint(ctx, "warmup", nil)
-	n := 0
+	n, away := 0, ""
 	for round := 1; round <= d.o.Repeat; round++ {
 		for _, name := range d.o.Steps {
 			if ctx.Err() != nil {
@@ -213,6 +213,15 @@ func (d *Drill) steps(ctx context.Context) error {
 			ev.Available = true
 			dc := d.lab.DCs[n%len(d.lab.DCs)].Name
 			n++
+			// restore and dc-return act on the DC the step before them took away.
+			switch name {
+			case StepEvacuate, StepDCLoss:
+				away = dc
+			case StepRestore, StepDCReturn:
+				if away != "" {
+					dc = away
+				}
+			}
 			d.say("%s#%d in %s", name, round, dc)
 			fn(ctx, d, dc, &ev)
 			ev.Outage = MeasureOutage(d.writers.Writes(), ev.Shards, ev.At, ev.Done)
