@@ -64,6 +64,9 @@ type Drill struct {
 
 	events []Event
 	checks []CheckResult
+	// final is set for the last checkpoint, after which the writers stay
+	// held.
+	final bool
 }
 
 func (d *Drill) say(format string, args ...any) {
@@ -181,6 +184,7 @@ func (d *Drill) run(ctx context.Context) (*Report, error) {
 	if err := g.Wait(); err != nil && runErr == nil && ctx.Err() == nil {
 		runErr = err
 	}
+	d.say("writers and sampler stopped")
 	if runErr != nil {
 		return nil, runErr
 	}
@@ -237,6 +241,10 @@ func (d *Drill) steps(ctx context.Context) error {
 			d.events = append(d.events, ev)
 		}
 	}
+	// The last checkpoint keeps the writers held, so that every
+	// acknowledged write is checked.
+	d.final = true
+	d.checkpoint(ctx, "end", nil)
 	return nil
 }
 
@@ -293,7 +301,9 @@ func (d *Drill) waitRedundant(ctx context.Context) error {
 // data checks; ev, when set, gets the lost writes of its shards.
 func (d *Drill) checkpoint(ctx context.Context, label string, ev *Event) {
 	d.writers.Pause()
-	defer d.writers.Resume()
+	if !d.final {
+		defer d.writers.Resume()
+	}
 	began := time.Now()
 	var digests []Digest
 	for {
