@@ -67,6 +67,23 @@ type Drill struct {
 	// final is set for the last checkpoint, after which the writers stay
 	// held.
 	final bool
+	// resumed is when the writers were let go after the last checkpoint.
+	resumed time.Time
+}
+
+// leadIn is how long the writers write after a checkpoint before the next
+// fault is injected.
+const leadIn = time.Second
+
+// leadIn waits until the writers have written for leadIn since the last
+// checkpoint.
+func (d *Drill) leadIn(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Until(d.resumed.Add(leadIn))):
+		return nil
+	}
 }
 
 func (d *Drill) say(format string, args ...any) {
@@ -226,9 +243,15 @@ func (d *Drill) steps(ctx context.Context) error {
 					dc = away
 				}
 			}
+			// The writers were held for the last checkpoint: let them
+			// write steadily again first, or the event's outage would
+			// include the hold.
+			if err := d.leadIn(ctx); err != nil {
+				return err
+			}
 			d.say("%s#%d in %s", name, round, dc)
 			fn(ctx, d, dc, &ev)
-			ev.Outage = MeasureOutage(d.writers.Writes(), ev.Shards, ev.At, ev.Done)
+			ev.Outage = MeasureOutage(d.writers.Writes(), ev.Shards, ev.At, ev.Done, ev.OldMaster)
 			label := fmt.Sprintf("%s#%d", name, round)
 			if ev.Err != "" {
 				d.say("  %s", ev.Err)
@@ -302,7 +325,10 @@ func (d *Drill) waitRedundant(ctx context.Context) error {
 func (d *Drill) checkpoint(ctx context.Context, label string, ev *Event) {
 	d.writers.Pause()
 	if !d.final {
-		defer d.writers.Resume()
+		defer func() {
+			d.writers.Resume()
+			d.resumed = time.Now()
+		}()
 	}
 	began := time.Now()
 	var digests []Digest
