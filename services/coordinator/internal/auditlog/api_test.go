@@ -285,6 +285,22 @@ func TestSearchAuditGRPC(t *testing.T) {
 		})
 	}
 
+	// A query beyond the store's limits is refused naming the limit, before
+	// any parser recursion (4 MiB of '(' used to overflow the stack and kill
+	// the coordinator; the gRPC message limit stops that size here, so the
+	// test sends 1 MiB).
+	for name, q := range map[string]string{
+		"MaxTextBytes": strings.Repeat("(", 1<<20),
+		"MaxNesting":   strings.Repeat("(", docstore.MaxNesting+1) + "a" + strings.Repeat(")", docstore.MaxNesting+1),
+	} {
+		t.Run("limit "+name, func(t *testing.T) {
+			_, err := search(&drplanev1.SearchAuditRequest{Query: q})
+			require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
+			assert.Equal(t, "query", field(t, err))
+			assert.Contains(t, status.Convert(err).Message(), name)
+		})
+	}
+
 	_, err = a.audit.SearchAudit(bearer(t, ""), &drplanev1.SearchAuditRequest{})
 	assert.Equal(t, codes.Unauthenticated, status.Code(err))
 }
