@@ -94,7 +94,8 @@ func startAPI(t *testing.T, o apiOpts) *api {
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Auth: authn,
 		Topology: &control.Topology{Store: st}, Audit: NewSearch(o.docs, ""),
 		PreAuth: []grpc.UnaryServerInterceptor{unauth.Unary()}, PreAuthStream: []grpc.StreamServerInterceptor{unauth.Stream()},
-		Logger: zerolog.Nop(),
+		RefusedREST: unauth.REST,
+		Logger:      zerolog.Nop(),
 	})
 	require.NoError(t, srv.Listen())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -417,11 +418,11 @@ func TestUnauthenticatedCallsAudited(t *testing.T) {
 		require.NoError(t, err)
 		assert.NotContains(t, string(raw), "wrong-secret")
 	}
-	anon := byTarget[drplanev1.TopologyService_GetStatus_FullMethodName]
+	anon := byTarget["REST GET /v1/status"]
 	require.NotNil(t, anon, "events: %v", resp.GetEvents())
 	assert.Equal(t, ActorAnonymous, anon.GetActor())
 	assert.Contains(t, anon.GetError(), "missing bearer token")
-	wrong := byTarget[drplanev1.TopologyService_GetTopology_FullMethodName]
+	wrong := byTarget["REST GET /v1/topology"]
 	require.NotNil(t, wrong)
 	assert.Equal(t, "token-sha256:"+auth.Hash("wrong-secret")[:12], wrong.GetActor())
 	assert.Contains(t, wrong.GetError(), "unknown token")

@@ -152,6 +152,7 @@ func NewNode(o NodeOptions) (*Node, error) {
 			unauth.Unary(), failover.AuditDenied(authn), shards.AuditDenied(authn), replication.AuditDenied(authn),
 		},
 		PreAuthStream: []grpc.StreamServerInterceptor{unauth.Stream()},
+		RefusedREST:   unauth.REST,
 		Logger:        o.Logger,
 	})
 	if err := srv.Listen(); err != nil {
