@@ -17,6 +17,7 @@ import (
 
 	"github.com/drplane/drplane/pkg/divergence"
 	"github.com/drplane/drplane/pkg/embednats"
+	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/services/reship/internal/capture"
 	"github.com/drplane/drplane/services/reship/internal/route"
@@ -199,7 +200,7 @@ func (e *Engine) capture(ctx context.Context) {
 	if e.loadCheckpoint(ctx) != nil {
 		return
 	}
-	backoff := backoffMin
+	b := retry.New(backoffMin, backoffMax)
 	for ctx.Err() == nil {
 		rec, ok, changed := e.follower.Current()
 		if !ok {
@@ -218,30 +219,25 @@ func (e *Engine) capture(ctx context.Context) {
 		switch reason {
 		case reasonMaster:
 			e.o.Logger.Info().Msg("master changed: restarting capture from the checkpoint")
-			backoff = backoffMin
+			b.Reset()
 			continue
 		case reasonRewind:
-			backoff = backoffMin
+			b.Reset()
 			continue
 		}
 		if e.o.Now().Sub(started) > healthySession {
-			backoff = backoffMin
+			b.Reset()
 		}
-		e.o.Logger.Warn().Err(err).Str("reason", reason).Str("master", rec.Instance).Dur("retry_in", backoff).
+		e.o.Logger.Warn().Err(err).Str("reason", reason).Str("master", rec.Instance).Dur("retry_in", b.Next()).
 			Msg("capture stopped; restarting from the checkpoint")
-		select {
-		case <-ctx.Done():
-		case <-changed:
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, backoffMax)
+		b.WaitOr(ctx, changed)
 	}
 }
 
 // loadCheckpoint reads the stored checkpoint, retrying until it works or
 // ctx ends.
 func (e *Engine) loadCheckpoint(ctx context.Context) error {
-	backoff := backoffMin
+	b := retry.New(backoffMin, backoffMax)
 	for {
 		cp, ok, err := e.cp.Load(ctx)
 		if err == nil {
@@ -250,13 +246,10 @@ func (e *Engine) loadCheckpoint(ctx context.Context) error {
 			}
 			return nil
 		}
-		e.o.Logger.Warn().Err(err).Dur("retry_in", backoff).Msg("cannot read the checkpoint")
-		select {
-		case <-ctx.Done():
+		e.o.Logger.Warn().Err(err).Dur("retry_in", b.Next()).Msg("cannot read the checkpoint")
+		if !b.Wait(ctx) {
 			return ctx.Err()
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, backoffMax)
 	}
 }
 
@@ -292,7 +285,7 @@ func (e *Engine) keepStreams(ctx context.Context) error {
 }
 
 func (e *Engine) ensureStreams(ctx context.Context, peers []string) error {
-	backoff := backoffMin
+	b := retry.New(backoffMin, backoffMax)
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := ship.EnsureStreams(cctx, e.js, e.o.DC, peers, e.o.Outbound)
@@ -301,13 +294,10 @@ func (e *Engine) ensureStreams(ctx context.Context, peers []string) error {
 			e.o.Logger.Info().Strs("peers", peers).Str("stream", embednats.OutStream(e.o.DC)).Msg("outbound and ledger streams ready")
 			return nil
 		}
-		e.o.Logger.Warn().Err(err).Dur("retry_in", backoff).Msg("cannot set up the outbound stream")
-		select {
-		case <-ctx.Done():
+		e.o.Logger.Warn().Err(err).Dur("retry_in", b.Next()).Msg("cannot set up the outbound stream")
+		if !b.Wait(ctx) {
 			return ctx.Err()
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, backoffMax)
 	}
 }
 
@@ -453,10 +443,8 @@ func (e *Engine) recordDiverged(ctx context.Context, res route.Result) error {
 				break
 			}
 			e.o.Logger.Warn().Err(err).Str("request", ent.RequestID).Msg("divergence not recorded yet; retrying")
-			select {
-			case <-ctx.Done():
+			if !retry.Sleep(ctx, 250*time.Millisecond) {
 				return ctx.Err()
-			case <-time.After(250 * time.Millisecond):
 			}
 		}
 	}
