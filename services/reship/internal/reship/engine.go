@@ -165,13 +165,16 @@ func (e *Engine) Run(ctx context.Context) error {
 	g.Go(func() error { return e.ledger.Run(gctx) })
 	g.Go(func() error { return e.republisher.Run(gctx) })
 	g.Go(func() error { return e.keepStreams(gctx) })
-	cpCtx, stopCP := context.WithCancel(context.Background())
+	// The checkpointer outlives gctx: it stops only once capture has, so
+	// that no periodic write races the last one below and stores an older
+	// position after it.
+	cpCtx, stopCP := context.WithCancel(context.WithoutCancel(gctx))
 	defer stopCP()
 	cpDone := make(chan struct{})
-	go func() {
+	g.Go(func() error {
 		defer close(cpDone)
-		_ = e.cp.Run(cpCtx)
-	}()
+		return e.cp.Run(cpCtx)
+	})
 	g.Go(func() error {
 		e.capture(gctx)
 		stopCP()
