@@ -14,7 +14,7 @@ import (
 
 	"github.com/drplane/drplane/pkg/audit"
 	"github.com/drplane/drplane/pkg/embednats"
-	"github.com/drplane/drplane/pkg/mysqld"
+	"github.com/drplane/drplane/pkg/gtid"
 	"github.com/drplane/drplane/pkg/state"
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/drplane/drplane/services/reship/internal/ship"
@@ -62,20 +62,20 @@ type rewindPlan struct {
 // (gtid_slave_pos) or, failing that, its binlog end are below it; reship
 // resumes there. It returns ErrNoRewind when no domain is lost.
 func planRewind(checkpoint, binlog, slave string, serverID uint32) (rewindPlan, error) {
-	cp, err := mysqld.ParseGTIDPos(checkpoint)
+	cp, err := gtid.ParsePos(checkpoint)
 	if err != nil {
 		return rewindPlan{}, fmt.Errorf("reship: checkpoint: %w", err)
 	}
-	bin, err := mysqld.ParseGTIDPos(binlog)
+	bin, err := gtid.ParsePos(binlog)
 	if err != nil {
 		return rewindPlan{}, fmt.Errorf("reship: master gtid_binlog_pos: %w", err)
 	}
-	sl, err := mysqld.ParseGTIDPos(slave)
+	sl, err := gtid.ParsePos(slave)
 	if err != nil {
 		return rewindPlan{}, fmt.Errorf("reship: master gtid_slave_pos: %w", err)
 	}
 	plan := rewindPlan{From: checkpoint}
-	to := mysqld.GTIDPos{}
+	to := gtid.Pos{}
 	for _, g := range cp {
 		if g.ServerID == serverID {
 			to = append(to, g)
@@ -102,8 +102,8 @@ func planRewind(checkpoint, binlog, slave string, serverID uint32) (rewindPlan, 
 // forkOf returns the last GTID of g's domain the master shares with the
 // checkpoint, when that is before g: its gtid_slave_pos, else its binlog
 // end, else (the domain is unknown to it) the domain's start.
-func forkOf(g mysqld.GTID, bin, slave mysqld.GTIDPos) (mysqld.GTID, bool) {
-	for _, p := range []mysqld.GTIDPos{slave, bin} {
+func forkOf(g gtid.GTID, bin, slave gtid.Pos) (gtid.GTID, bool) {
+	for _, p := range []gtid.Pos{slave, bin} {
 		for _, h := range p {
 			if h.Domain == g.Domain && h.Seq < g.Seq {
 				return h, true
@@ -112,16 +112,16 @@ func forkOf(g mysqld.GTID, bin, slave mysqld.GTIDPos) (mysqld.GTID, bool) {
 	}
 	if _, ok := bin.Seq(g.Domain); !ok {
 		if _, ok := slave.Seq(g.Domain); !ok {
-			return mysqld.GTID{Domain: g.Domain}, true
+			return gtid.GTID{Domain: g.Domain}, true
 		}
 	}
-	return mysqld.GTID{}, false
+	return gtid.GTID{}, false
 }
 
-// inLost reports whether gtid falls in one of the plan's lost ranges, and
-// whether it is at or before the fork of its domain.
-func (p rewindPlan) inLost(gtid string) (lost bool, domain uint32, before bool) {
-	pos, err := mysqld.ParseGTIDPos(gtid)
+// inLost reports whether GTID id falls in one of the plan's lost ranges,
+// and whether it is at or before the fork of its domain.
+func (p rewindPlan) inLost(id string) (lost bool, domain uint32, before bool) {
+	pos, err := gtid.ParsePos(id)
 	if err != nil || len(pos) != 1 {
 		return false, 0, false
 	}
