@@ -72,10 +72,6 @@ test-es: deps-java ## the Elasticsearch backends against a real single-node Elas
 test-repeat: ## run make test N times (N=10; REPEAT_TARGET=test) and print the failures per test; logs in .test-repeat/
 	@scripts/test-repeat.sh $(or $(N),10) $(or $(REPEAT_TARGET),test)
 
-.PHONY: fuzz
-fuzz: ## run every fuzz target beyond its seed corpus, FUZZTIME each (default 30s)
-	@GO=$(GO) FUZZTIME=$(or $(FUZZTIME),30s) scripts/fuzz.sh
-
 .PHONY: test-short
 test-short: ## skip the whole-lab end-to-end test
 	$(GO) test -short -count=1 $(PKGS)
@@ -109,8 +105,8 @@ run: build ## drlab up: the 3-DC lab in the foreground (Ctrl-C stops it)
 	$(BIN)/drlab up --dir $(LAB_DIR)
 
 .PHONY: demo
-demo: deps-mariadb build ## start a fresh lab, run the DR drill on it, print the report, stop the lab
-	$(BIN)/drlab drill --fresh --dir $(LAB_DIR)
+demo: deps-mariadb build ## bring the lab up, print drctl status, bring it down
+	@scripts/demo.sh $(BIN) $(LAB_DIR)
 
 .PHONY: clean
 clean: ## remove binaries and a lab left behind

@@ -103,4 +103,64 @@ func TestSetSemiSyncStatus(t *testing.T) {
 	require.Error(t, st.setSemiSyncStatus(sql.NullString{}, val("two"), sql.NullString{}))
 }
 
+func TestParseGTIDPos(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    GTIDPos
+		str     string
+		wantErr bool
+	}{
+		{in: "", want: GTIDPos{}, str: ""},
+		{in: "0-1-42", want: GTIDPos{{0, 1, 42}}, str: "0-1-42"},
+		{in: "7-3-1, 0-1-42", want: GTIDPos{{0, 1, 42}, {7, 3, 1}}, str: "0-1-42,7-3-1"},
+		{in: "0-1-18446744073709551615", want: GTIDPos{{0, 1, 18446744073709551615}}, str: "0-1-18446744073709551615"},
+		{in: "0-1", wantErr: true},
+		{in: "0-1-x", wantErr: true},
+		{in: "-1-1-1", wantErr: true},
+		{in: "0-1-2,0-2-3", wantErr: true},
+		{in: "0-1-2,", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseGTIDPos(tt.in)
+			if tt.wantErr {
+				require.ErrorIs(t, err, ErrBadGTID)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, got)
+			require.Equal(t, tt.str, got.String())
+		})
+	}
+}
+
+func TestGTIDPosContains(t *testing.T) {
+	mustPos := func(s string) GTIDPos {
+		p, err := ParseGTIDPos(s)
+		require.NoError(t, err)
+		return p
+	}
+	tests := []struct {
+		p, q string
+		want bool
+	}{
+		{"0-1-10", "0-1-10", true},
+		{"0-1-10", "0-1-9", true},
+		{"0-1-9", "0-1-10", false},
+		{"0-2-10", "0-1-10", true}, // a new master continues the domain's sequence
+		{"0-1-10", "", true},
+		{"", "0-1-1", false},
+		{"0-1-10,1-5-3", "1-5-3", true},
+		{"0-1-10", "0-1-5,1-5-3", false},
+	}
+	for _, tt := range tests {
+		require.Equal(t, tt.want, mustPos(tt.p).Contains(mustPos(tt.q)), "%q contains %q", tt.p, tt.q)
+	}
+	seq, ok := mustPos("0-1-10,1-5-3").Seq(1)
+	require.True(t, ok)
+	require.Equal(t, uint64(3), seq)
+	_, ok = mustPos("0-1-10").Seq(1)
+	require.False(t, ok)
+}
+
 func ptr[T any](v T) *T { return &v }

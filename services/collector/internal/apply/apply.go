@@ -15,7 +15,6 @@ import (
 
 	"github.com/drplane/drplane/pkg/audit"
 	"github.com/drplane/drplane/pkg/embednats"
-	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/pkg/topology"
 )
@@ -188,7 +187,7 @@ func (a *Applier) Run(ctx context.Context) error {
 
 // consume sets up and runs the consumer, starting over after failures.
 func (a *Applier) consume(ctx context.Context) error {
-	b := retry.New(minBackoff, maxBackoff)
+	backoff := minBackoff
 	for {
 		err := a.consumeOnce(ctx)
 		if ctx.Err() != nil {
@@ -197,10 +196,11 @@ func (a *Applier) consume(ctx context.Context) error {
 		if errors.Is(err, errStopped) {
 			return err
 		}
-		a.log.Warn().Err(err).Dur("retry_in", b.Next()).Msg("consumer stopped; starting over")
-		if !b.Wait(ctx) {
+		a.log.Warn().Err(err).Dur("retry_in", backoff).Msg("consumer stopped; starting over")
+		if !sleep(ctx, backoff) {
 			return nil
 		}
+		backoff = min(2*backoff, maxBackoff)
 	}
 }
 
@@ -287,7 +287,7 @@ func (a *Applier) consumeOnce(ctx context.Context) error {
 		if _, err := a.js.ResetConsumerToSequence(ctx, stream, ConsumerName, seq.next); err != nil {
 			return fmt.Errorf("reset consumer %s on %s to %d: %w", ConsumerName, stream, seq.next, err)
 		}
-		if !retry.Sleep(ctx, minBackoff) {
+		if !sleep(ctx, minBackoff) {
 			return nil
 		}
 	}
@@ -323,7 +323,7 @@ func (a *Applier) next(ctx context.Context, it jetstream.MessagesContext) ([]jet
 		}
 		// Missed heartbeats while NATS reconnects: the iterator re-pulls.
 		a.log.Debug().Err(err).Msg("waiting for messages")
-		if !retry.Sleep(ctx, minBackoff) {
+		if !sleep(ctx, minBackoff) {
 			return nil, ctx.Err()
 		}
 	}
@@ -339,4 +339,16 @@ func (a *Applier) pending(ctx context.Context) uint64 {
 	n := info.NumPending + uint64(max(info.NumAckPending, 0))
 	a.m.pending.Set(float64(n))
 	return n
+}
+
+// sleep waits d or until ctx ends; it reports whether ctx is still alive.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }

@@ -17,7 +17,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/drplane/drplane/pkg/divergence"
-	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/shardmap"
 	"github.com/drplane/drplane/pkg/state"
 )
@@ -103,7 +102,7 @@ func (m *maps) follow(ctx context.Context, keyspace string) {
 				m.mu.Unlock()
 			}
 		}
-		retry.Sleep(ctx, minBackoff)
+		sleep(ctx, minBackoff)
 	}
 }
 
@@ -162,7 +161,7 @@ func (a *Applier) markBarriers(ctx context.Context) error {
 	for ctx.Err() == nil {
 		resp, err := st.Client().Get(ctx, prefix, clientv3.WithPrefix())
 		if err != nil {
-			retry.Sleep(ctx, minBackoff)
+			sleep(ctx, minBackoff)
 			continue
 		}
 		for _, kv := range resp.Kvs {
@@ -178,7 +177,7 @@ func (a *Applier) markBarriers(ctx context.Context) error {
 				}
 			}
 		}
-		retry.Sleep(ctx, minBackoff)
+		sleep(ctx, minBackoff)
 	}
 	return nil
 }

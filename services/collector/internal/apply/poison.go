@@ -11,7 +11,6 @@ import (
 
 	"github.com/drplane/drplane/pkg/audit"
 	"github.com/drplane/drplane/pkg/embednats"
-	"github.com/drplane/drplane/pkg/retry"
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
 )
 
@@ -51,7 +50,7 @@ func (a *Applier) deadLetter(ctx context.Context, it *item) bool {
 	}
 	msg.Header.Set(jetstream.MsgIDHeader, dlqID)
 	var ack *jetstream.PubAck
-	b := retry.New(minBackoff, maxBackoff)
+	backoff := minBackoff
 	for {
 		var err error
 		ack, err = a.js.PublishMsg(ctx, msg)
@@ -62,9 +61,10 @@ func (a *Applier) deadLetter(ctx context.Context, it *item) bool {
 			return false
 		}
 		a.log.Warn().Err(err).Msg("dead letter not stored yet; retrying")
-		if !b.Wait(ctx) {
+		if !sleep(ctx, backoff) {
 			return false
 		}
+		backoff = min(2*backoff, maxBackoff)
 	}
 	now := a.o.Now()
 	a.log.Error().Err(it.poison).Str("origin", origin).Str("request", rid).Uint64("dlq_seq", ack.Sequence).

@@ -21,6 +21,7 @@ import (
 	"github.com/drplane/drplane/pkg/mtls"
 	"github.com/drplane/drplane/services/coordinator/internal/auditlog"
 	"github.com/drplane/drplane/services/coordinator/internal/auth"
+	"github.com/drplane/drplane/services/coordinator/internal/handoff"
 	"github.com/drplane/drplane/services/coordinator/internal/ledger"
 )
 
@@ -33,6 +34,9 @@ type Config struct {
 	} `yaml:"auth"`
 	Leader Leader `yaml:"leader"`
 	Ops    Ops    `yaml:"ops"`
+	// Handoff bounds the waits of safe shard handoffs (evacuations,
+	// restores, drctl shards move).
+	Handoff Handoff `yaml:"handoff"`
 	// Audit is where the audit log is indexed and searched.
 	Audit auditlog.Config `yaml:"audit"`
 	// NATSURL is this DC's NATS server. Optional: without it the request
@@ -60,6 +64,17 @@ type Ops struct {
 	Retention time.Duration `yaml:"retention"`
 }
 
+// Handoff bounds the waits of one handoff wave.
+type Handoff struct {
+	// RouterGrace is how long a wave waits for every connected router to
+	// acknowledge the freeze before it goes on without the silent ones.
+	RouterGrace time.Duration `yaml:"router_grace"`
+	// CatchUp is how long a wave waits for the old owner's barrier and for
+	// every live DC to apply up to it before it is aborted (the shards
+	// unfrozen at their old owner).
+	CatchUp time.Duration `yaml:"catch_up"`
+}
+
 // API is where the control API listens.
 type API struct {
 	GRPCAddr string       `yaml:"grpc_addr"`
@@ -71,10 +86,11 @@ type API struct {
 func DefaultConfig() *Config {
 	return &Config{
 		Common: daemon.DefaultCommon(), API: API{GRPCAddr: "127.0.0.1:7700", HTTPAddr: "127.0.0.1:7701"},
-		Leader: Leader{SessionTTL: 5 * time.Second},
-		Ops:    Ops{WaitTimeout: 10 * time.Second, Retention: 24 * time.Hour},
-		Audit:  auditlog.DefaultConfig(),
-		Ledger: ledger.DefaultConfig(),
+		Leader:  Leader{SessionTTL: 5 * time.Second},
+		Ops:     Ops{WaitTimeout: 10 * time.Second, Retention: 24 * time.Hour},
+		Handoff: Handoff{RouterGrace: handoff.DefaultRouterGrace, CatchUp: handoff.DefaultCatchUp},
+		Audit:   auditlog.DefaultConfig(),
+		Ledger:  ledger.DefaultConfig(),
 	}
 }
 
@@ -114,6 +130,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Ops.Retention < time.Minute {
 		return config.Invalid("ops.retention", "must be at least 1m, got %s", c.Ops.Retention)
+	}
+	if c.Handoff.RouterGrace <= 0 || c.Handoff.RouterGrace > time.Minute {
+		return config.Invalid("handoff.router_grace", "must be between 1ms and 1m, got %s", c.Handoff.RouterGrace)
+	}
+	if c.Handoff.CatchUp < 100*time.Millisecond || c.Handoff.CatchUp > 10*time.Minute {
+		return config.Invalid("handoff.catch_up", "must be between 100ms and 10m, got %s", c.Handoff.CatchUp)
 	}
 	if err := c.Audit.Validate("audit"); err != nil {
 		return err
@@ -168,8 +190,14 @@ requests captured in its own DC that stay unapplied for ledger.retry_after
 (asking its DC's reship to republish them; audited as replication.retry),
 and lists and retries any DC's dead letters. Without nats_url those calls
 answer UNAVAILABLE.
-EvacuationService answers UNIMPLEMENTED: evacuation and city failover
-workflows are NOT implemented yet.`,
+EvacuationService evacuates a DC (every shard it owns handed to its
+backup or a chosen DC through the safe handoff: freeze, router
+acknowledgements within handoff.router_grace, the old owner's barrier,
+every live DC caught up within handoff.catch_up, one fenced flip), and
+restores one (ACTIVE again; with move_home its home shards handed back),
+as crash-safe operations in etcd that the leader runs in waves and a new
+leader resumes; cancel stops after the current wave. City failover is NOT
+implemented yet.`,
 		Config:           cfg,
 		Flags:            cfg.Flags,
 		LogicImplemented: true,
@@ -217,6 +245,7 @@ func run(ctx context.Context, cfg *Config, env *daemon.Env) error {
 		Tokens: cfg.Auth.Tokens, LeaderTTL: cfg.Leader.SessionTTL, OpsWait: cfg.Ops.WaitTimeout, OpsRetention: cfg.Ops.Retention,
 		Audit:       AuditOptions{Docs: docs, Index: cfg.Audit.Index, Retention: cfg.Audit.OutboxRetention},
 		Replication: ReplicationOptions{NATS: nc, DC: cfg.DC, Ledger: cfg.Ledger},
+		Handoff:     HandoffOptions{RouterGrace: cfg.Handoff.RouterGrace, CatchUp: cfg.Handoff.CatchUp},
 		Registerer:  env.Registry, Logger: env.Logger,
 	})
 	if err != nil {

@@ -106,6 +106,7 @@ func startCoord(t testing.TB, st *state.Store, id string) *coord {
 			{Name: "dashboard", Role: "viewer", SHA256: auth.Hash(viewerToken)},
 		},
 		LeaderTTL: 2 * time.Second, Logger: zerolog.Nop(),
+		Handoff: coordinator.HandoffOptions{RouterGrace: 100 * time.Millisecond, CatchUp: 500 * time.Millisecond},
 	})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -18,6 +18,7 @@ import (
 	"github.com/drplane/drplane/services/coordinator/internal/auditlog"
 	"github.com/drplane/drplane/services/coordinator/internal/auth"
 	"github.com/drplane/drplane/services/coordinator/internal/control"
+	"github.com/drplane/drplane/services/coordinator/internal/evac"
 	"github.com/drplane/drplane/services/coordinator/internal/handoff"
 	"github.com/drplane/drplane/services/coordinator/internal/leader"
 	"github.com/drplane/drplane/services/coordinator/internal/ledger"
@@ -50,6 +51,9 @@ type NodeOptions struct {
 	// Replication turns replication tracking on: the request ledger (in
 	// the audit store), its reconciler and the dead-letter calls.
 	Replication ReplicationOptions
+	// Handoff bounds the waits of safe shard handoffs; zero fields take
+	// package handoff's defaults.
+	Handoff HandoffOptions
 	// Registerer receives the coordinator's metrics; nil registers none.
 	Registerer prometheus.Registerer
 	Logger     zerolog.Logger
@@ -64,6 +68,13 @@ type AuditOptions struct {
 	// Index and Retention default as in package auditlog.
 	Index     string
 	Retention time.Duration
+}
+
+// HandoffOptions bound the waits of a handoff wave.
+type HandoffOptions struct {
+	// RouterGrace bounds the wait for the routers' acknowledgements of a
+	// freeze; CatchUp the wait for the barrier and the targets' watermarks.
+	RouterGrace, CatchUp time.Duration
 }
 
 // ReplicationOptions say how the coordinator reaches NATS.
@@ -91,6 +102,9 @@ type Node struct {
 	Indexer *auditlog.Indexer
 	// Ledger is nil without NATS or an audit store.
 	Ledger *ledger.Ledger
+	// Operations runs evacuations, restores and safe shard moves while
+	// this coordinator leads.
+	Operations *evac.Runner
 }
 
 // NewNode builds a coordinator and binds its API ports.
@@ -115,8 +129,17 @@ func NewNode(o NodeOptions) (*Node, error) {
 	})
 	cache := routes.New(routes.Options{Store: o.Store, Logger: o.Logger.With().Str("component", "routes").Logger()})
 	failover := control.NewFailover(control.FailoverOptions{Store: o.Store, Queue: q, Source: o.ID, Logger: o.Logger, Now: o.Now})
+	routers := handoff.NewRouters(o.Store, o.ID)
 	shards := control.NewShards(control.ShardsOptions{Cache: cache, Queue: q, Store: o.Store, Source: o.ID,
-		Routers: handoff.NewRouters(o.Store, o.ID), Logger: o.Logger, Now: o.Now})
+		Routers: routers, Logger: o.Logger, Now: o.Now})
+	evacuation := control.NewEvacuation(control.EvacuationOptions{Store: o.Store, Source: o.ID, Logger: o.Logger, Now: o.Now})
+	runner := evac.NewRunner(evac.RunnerOptions{
+		Store: o.Store, Leader: l, ID: o.ID, Now: o.Now, Logger: o.Logger.With().Str("component", "operations").Logger(),
+		Engine: handoff.NewEngine(handoff.Options{
+			Store: o.Store, Routers: routers, RouterGrace: o.Handoff.RouterGrace, CatchUp: o.Handoff.CatchUp,
+			Actor: "coordinator:" + o.ID, Logger: o.Logger.With().Str("component", "handoff").Logger(), Now: o.Now,
+		}),
+	})
 	unauth := auditlog.NewUnauthenticated(auditlog.UnauthenticatedOptions{
 		Store: o.Store, Source: o.ID, Registerer: o.Registerer, Logger: o.Logger, Now: o.Now,
 	})
@@ -145,20 +168,20 @@ func NewNode(o NodeOptions) (*Node, error) {
 	replication := repl.New(replOpts)
 	srv := server.New(server.Options{
 		GRPCAddr: o.GRPCAddr, HTTPAddr: o.HTTPAddr, TLS: o.TLS, Auth: authn,
-		Topology: &control.Topology{Store: o.Store}, Failover: failover, Shards: shards, Evacuation: control.Evacuation{},
+		Topology: &control.Topology{Store: o.Store}, Failover: failover, Shards: shards, Evacuation: evacuation,
 		Divergence: &control.Divergence{Store: o.Store},
 		Audit:      search, Replication: replication,
 		PreAuth: []grpc.UnaryServerInterceptor{
-			unauth.Unary(), failover.AuditDenied(authn), shards.AuditDenied(authn), replication.AuditDenied(authn),
+			unauth.Unary(), failover.AuditDenied(authn), shards.AuditDenied(authn), evacuation.AuditDenied(authn),
+			replication.AuditDenied(authn),
 		},
 		PreAuthStream: []grpc.StreamServerInterceptor{unauth.Stream()},
-		RefusedREST:   unauth.REST,
 		Logger:        o.Logger,
 	})
 	if err := srv.Listen(); err != nil {
 		return nil, err
 	}
-	return &Node{Leader: l, Queue: q, Cache: cache, Server: srv, Indexer: indexer, Ledger: led}, nil
+	return &Node{Leader: l, Queue: q, Cache: cache, Server: srv, Indexer: indexer, Ledger: led, Operations: runner}, nil
 }
 
 // newLedger builds the request ledger when the coordinator has both NATS
@@ -190,6 +213,7 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { return n.Cache.Run(gctx) })
 	g.Go(func() error { return n.Leader.Run(gctx) })
 	g.Go(func() error { return n.Queue.Run(gctx) })
+	g.Go(func() error { return n.Operations.Run(gctx) })
 	g.Go(func() error { return n.Server.Run(gctx) })
 	if n.Indexer != nil {
 		g.Go(func() error { return n.Indexer.Run(gctx) })

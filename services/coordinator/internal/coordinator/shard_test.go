@@ -123,10 +123,10 @@ func TestRouteReads(t *testing.T) {
 			_, err := c.shards.Route(as(t, ""), &drplanev1.RouteRequest{Keyspace: "orders", Key: "1"})
 			return err
 		}, drplanev1.ErrorCode_ERROR_CODE_UNAUTHENTICATED, ""},
-		{"evacuation is reserved", func() error {
-			_, err := c.evac.Evacuate(as(t, adminToken), &drplanev1.EvacuateRequest{Dc: "dc-a1"})
+		{"evacuation to the DC itself", func() error {
+			_, err := c.evac.Evacuate(as(t, adminToken), &drplanev1.EvacuateRequest{Dc: "dc-a1", To: "dc-a1"})
 			return err
-		}, drplanev1.ErrorCode_ERROR_CODE_UNIMPLEMENTED, ""},
+		}, drplanev1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "to"},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) { requireCode(t, tt.call(), tt.code, tt.field) })
@@ -538,9 +538,12 @@ func TestShardREST(t *testing.T) {
 	code, body = c.rest(t, http.MethodPost, "/v1/dcs/dc-b1:setState", adminToken, `{"state": "DRAINING", "reason": "rest"}`)
 	require.Equal(t, http.StatusOK, code, "body: %s", body)
 
-	code, body = c.rest(t, http.MethodPost, "/v1/dcs/dc-b1:evacuate", adminToken, `{}`)
-	assert.Equal(t, http.StatusNotImplemented, code, "body: %s", body)
-	assert.Contains(t, string(body), `"reason":"UNIMPLEMENTED"`)
+	code, body = c.rest(t, http.MethodPost, "/v1/dcs/dc-b1:evacuate", adminToken, `{"dry_run": true}`)
+	assert.Equal(t, http.StatusOK, code, "body: %s", body)
+	assert.Contains(t, string(body), `"dry_run":true`)
+	code, body = c.rest(t, http.MethodPost, "/v1/dcs/dc-b1:evacuate", adminToken, `{"to": "dc-b1"}`)
+	assert.Equal(t, http.StatusBadRequest, code, "body: %s", body)
+	assert.Contains(t, string(body), `"field":"to"`)
 
 	// The watch over REST: newline-delimited results, the first one the
 	// table the coordinator's cache holds, then each change (the cache may

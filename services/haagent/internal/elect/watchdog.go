@@ -11,8 +11,6 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
-
-	"github.com/drplane/drplane/pkg/retry"
 )
 
 // term is one lease and what the watchdog knows about it. Fields other than
@@ -102,7 +100,7 @@ func (t *term) keepAlive(ctx context.Context) {
 				}
 			}
 		}
-		if !retry.Sleep(ctx, t.tm.check) {
+		if !sleep(ctx, t.tm.check) {
 			return
 		}
 	}
@@ -232,7 +230,7 @@ func (t *term) probe(ctx context.Context, budget time.Duration) (verdict, error)
 			return v, err
 		}
 		lastErr = err
-		if !retry.Sleep(ctx, min(probePause, max(time.Until(deadline), 0))) {
+		if !sleep(ctx, min(probePause, max(time.Until(deadline), 0))) {
 			return stopped, ctx.Err()
 		}
 	}

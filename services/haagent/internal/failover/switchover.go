@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/drplane/drplane/pkg/gtid"
 	"github.com/drplane/drplane/pkg/mysqld"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/pkg/topology"
@@ -71,7 +70,7 @@ func (r *Runner) Switchover(ctx context.Context, fence state.Fence, plan Switcho
 	}); err != nil {
 		return p.finish(ctx, r.unblock(ctx, p, old, fmt.Errorf("%w: %w", ErrSwitchover, err)))
 	}
-	var last gtid.Pos
+	var last mysqld.GTIDPos
 	if err := p.step("read_old_position", func() error {
 		pos, err := r.o.Ops.Read(ctx, old.Addr)
 		last = pos.Binlog

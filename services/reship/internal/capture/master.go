@@ -8,7 +8,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/state"
 )
 
@@ -63,7 +62,7 @@ func (f *Follower) Run(ctx context.Context) error {
 			if ctx.Err() == nil {
 				f.log.Warn().Err(err).Msg("read master record")
 			}
-			retry.Sleep(ctx, followRetry)
+			sleep(ctx, followRetry)
 			continue
 		}
 		if len(resp.Kvs) == 0 {
@@ -81,7 +80,17 @@ func (f *Follower) Run(ctx context.Context) error {
 				f.set(ev.Value)
 			}
 		}
-		retry.Sleep(ctx, followRetry)
+		sleep(ctx, followRetry)
 	}
 	return nil
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }

@@ -17,7 +17,6 @@ import (
 
 	"github.com/drplane/drplane/pkg/divergence"
 	"github.com/drplane/drplane/pkg/embednats"
-	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/services/reship/internal/capture"
 	"github.com/drplane/drplane/services/reship/internal/route"
@@ -47,7 +46,6 @@ const (
 // Restart reasons of drplane_reship_syncer_restarts_total.
 const (
 	reasonMaster  = "master_change"
-	reasonRewind  = "rewind"
 	reasonStream  = "stream_error"
 	reasonPublish = "publish_error"
 	reasonOther   = "error"
@@ -165,16 +163,13 @@ func (e *Engine) Run(ctx context.Context) error {
 	g.Go(func() error { return e.ledger.Run(gctx) })
 	g.Go(func() error { return e.republisher.Run(gctx) })
 	g.Go(func() error { return e.keepStreams(gctx) })
-	// The checkpointer outlives gctx: it stops only once capture has, so
-	// that no periodic write races the last one below and stores an older
-	// position after it.
-	cpCtx, stopCP := context.WithCancel(context.WithoutCancel(gctx))
+	cpCtx, stopCP := context.WithCancel(context.Background())
 	defer stopCP()
 	cpDone := make(chan struct{})
-	g.Go(func() error {
+	go func() {
 		defer close(cpDone)
-		return e.cp.Run(cpCtx)
-	})
+		_ = e.cp.Run(cpCtx)
+	}()
 	g.Go(func() error {
 		e.capture(gctx)
 		stopCP()
@@ -203,7 +198,7 @@ func (e *Engine) capture(ctx context.Context) {
 	if e.loadCheckpoint(ctx) != nil {
 		return
 	}
-	b := retry.New(backoffMin, backoffMax)
+	backoff := backoffMin
 	for ctx.Err() == nil {
 		rec, ok, changed := e.follower.Current()
 		if !ok {
@@ -219,28 +214,29 @@ func (e *Engine) capture(ctx context.Context) {
 			return
 		}
 		e.metrics.restarts.WithLabelValues(reason).Inc()
-		switch reason {
-		case reasonMaster:
+		if reason == reasonMaster {
 			e.o.Logger.Info().Msg("master changed: restarting capture from the checkpoint")
-			b.Reset()
-			continue
-		case reasonRewind:
-			b.Reset()
+			backoff = backoffMin
 			continue
 		}
 		if e.o.Now().Sub(started) > healthySession {
-			b.Reset()
+			backoff = backoffMin
 		}
-		e.o.Logger.Warn().Err(err).Str("reason", reason).Str("master", rec.Instance).Dur("retry_in", b.Next()).
+		e.o.Logger.Warn().Err(err).Str("reason", reason).Str("master", rec.Instance).Dur("retry_in", backoff).
 			Msg("capture stopped; restarting from the checkpoint")
-		b.WaitOr(ctx, changed)
+		select {
+		case <-ctx.Done():
+		case <-changed:
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, backoffMax)
 	}
 }
 
 // loadCheckpoint reads the stored checkpoint, retrying until it works or
 // ctx ends.
 func (e *Engine) loadCheckpoint(ctx context.Context) error {
-	b := retry.New(backoffMin, backoffMax)
+	backoff := backoffMin
 	for {
 		cp, ok, err := e.cp.Load(ctx)
 		if err == nil {
@@ -249,10 +245,13 @@ func (e *Engine) loadCheckpoint(ctx context.Context) error {
 			}
 			return nil
 		}
-		e.o.Logger.Warn().Err(err).Dur("retry_in", b.Next()).Msg("cannot read the checkpoint")
-		if !b.Wait(ctx) {
+		e.o.Logger.Warn().Err(err).Dur("retry_in", backoff).Msg("cannot read the checkpoint")
+		select {
+		case <-ctx.Done():
 			return ctx.Err()
+		case <-time.After(backoff):
 		}
+		backoff = min(2*backoff, backoffMax)
 	}
 }
 
@@ -288,7 +287,7 @@ func (e *Engine) keepStreams(ctx context.Context) error {
 }
 
 func (e *Engine) ensureStreams(ctx context.Context, peers []string) error {
-	b := retry.New(backoffMin, backoffMax)
+	backoff := backoffMin
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := ship.EnsureStreams(cctx, e.js, e.o.DC, peers, e.o.Outbound)
@@ -297,10 +296,13 @@ func (e *Engine) ensureStreams(ctx context.Context, peers []string) error {
 			e.o.Logger.Info().Strs("peers", peers).Str("stream", embednats.OutStream(e.o.DC)).Msg("outbound and ledger streams ready")
 			return nil
 		}
-		e.o.Logger.Warn().Err(err).Dur("retry_in", b.Next()).Msg("cannot set up the outbound stream")
-		if !b.Wait(ctx) {
+		e.o.Logger.Warn().Err(err).Dur("retry_in", backoff).Msg("cannot set up the outbound stream")
+		select {
+		case <-ctx.Done():
 			return ctx.Err()
+		case <-time.After(backoff):
 		}
+		backoff = min(2*backoff, backoffMax)
 	}
 }
 
@@ -342,15 +344,6 @@ func (e *Engine) session(ctx context.Context, rec state.MasterRecord, changed <-
 		return reasonMaster, nil
 	case pipe.Err() != nil:
 		return reasonPublish, pipe.Err()
-	case errors.Is(err, capture.ErrStream) && capture.ErrorCode(err) == errNotInBinlog:
-		switch rerr := e.rewind(ctx, rec); {
-		case rerr == nil:
-			return reasonRewind, nil
-		case errors.Is(rerr, ErrNoRewind):
-			return reasonStream, err
-		default:
-			return reasonStream, fmt.Errorf("%w; rewind: %w", err, rerr)
-		}
 	case errors.Is(err, capture.ErrStream):
 		return reasonStream, err
 	case err == nil:
@@ -446,8 +439,10 @@ func (e *Engine) recordDiverged(ctx context.Context, res route.Result) error {
 				break
 			}
 			e.o.Logger.Warn().Err(err).Str("request", ent.RequestID).Msg("divergence not recorded yet; retrying")
-			if !retry.Sleep(ctx, 250*time.Millisecond) {
+			select {
+			case <-ctx.Done():
 				return ctx.Err()
+			case <-time.After(250 * time.Millisecond):
 			}
 		}
 	}
