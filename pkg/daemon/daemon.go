@@ -32,8 +32,13 @@ const (
 	ExitConfig  = config.ExitInvalid
 )
 
-// Version is reported in registrations; set with -ldflags at build time.
-const Version = "0.1.0-dev"
+// Version is reported in registrations and by --version. Release builds set
+// it at link time (make static, the Dockerfile):
+//
+//	-ldflags "-X github.com/drplane/drplane/pkg/daemon.Version=0.1.0"
+//
+// It is a variable only because -X cannot set a constant; nothing assigns it.
+var Version = "0.1.0-dev"
 
 // ErrLeaseLost is returned when the process lost its etcd lease for good.
 var ErrLeaseLost = errors.New("daemon: etcd lease lost")
@@ -107,6 +112,7 @@ func mainWith(spec Spec, args []string, stdout, stderr io.Writer, runCtx func() 
 	fs.SetOutput(stderr)
 	cfgFile := fs.String("config", "", "YAML configuration file")
 	check := fs.Bool("check-config", false, "validate the configuration, print it with secrets redacted, and exit (0 valid, 2 invalid)")
+	version := fs.Bool("version", false, "print the name and version of the binary and exit")
 	base := spec.Config.Base()
 	base.BindFlags(fs)
 	if spec.Flags != nil {
@@ -122,6 +128,10 @@ func mainWith(spec Spec, args []string, stdout, stderr io.Writer, runCtx func() 
 		}
 		fmt.Fprintf(stderr, "%s: %v\n", spec.Name, err)
 		return ExitConfig
+	}
+	if *version {
+		fmt.Fprintf(stdout, "%s %s\n", spec.Name, Version)
+		return ExitOK
 	}
 	if err := config.Load(spec.Config, config.Source{File: *cfgFile, EnvPrefix: "DRPLANE", Flags: fs}); err != nil {
 		fmt.Fprintf(stderr, "%s: invalid configuration: %v\n", spec.Name, err)

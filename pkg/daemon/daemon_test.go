@@ -171,6 +171,12 @@ etcd:
 			stdout: []string{"tiny — a service for tests", "--check-config", "Exit codes: 0 ok, 1 runtime failure, 2 invalid configuration"},
 		},
 		{
+			name:   "version needs no configuration",
+			args:   []string{"--version"},
+			code:   daemon.ExitOK,
+			stdout: []string{"tiny " + daemon.Version + "\n"},
+		},
+		{
 			name:   "unreachable etcd",
 			args:   []string{"--config", plainCfg, "--dc", "dc-t", "--etcd", deadEtcd},
 			code:   daemon.ExitFailure,
