@@ -14,8 +14,9 @@ PKGS      := github.com/drplane/drplane/...
 TEST_FLAGS ?= -count=1 -timeout 20m
 # The Helm chart's tests: a module of its own, outside go.work (Helm's
 # Kubernetes dependencies need a newer etcd than the workspace pins), so
-# GOWORK=off. DRPLANE_BIN lets them run the service binaries' --check-config.
-CHART_TEST := cd deploy/charttest && DRPLANE_BIN=$(BIN) GOWORK=off $(GO) test $(TEST_FLAGS) ./...
+# GOWORK=off. DRPLANE_BIN lets them run the service binaries' --check-config,
+# DRPLANE_IMAGES check the images of make images against the chart.
+CHART_TEST = cd deploy/charttest && DRPLANE_BIN=$(BIN) DRPLANE_IMAGES=$(IMAGE_DIR)/oci GOWORK=off $(GO) test $(TEST_FLAGS) ./...
 
 # The container images (make images). VERSION defaults to the chart's
 # appVersion, so the chart's default image tags name these images; it is
@@ -80,13 +81,13 @@ images: static ## the four service images, without Docker: OCI layout build/imag
 		--version $(VERSION) --revision $(REVISION) --created $(SOURCE_DATE_EPOCH)
 
 .PHONY: test
-test: deps-mariadb deps-java build ## install deps, then run unit and integration tests (real mariadbd, etcd, NATS, Elasticsearch) and the chart tests
+test: deps-mariadb deps-java build images ## install deps, build binaries and images, then run unit and integration tests (real mariadbd, etcd, NATS, Elasticsearch) and the chart and image tests
 	DRPLANE_BIN=$(BIN) $(GO) test $(TEST_FLAGS) $(PKGS)
 	GO=$(GO) scripts/test-es.sh
 	$(CHART_TEST)
 
 .PHONY: test-charts
-test-charts: build ## the Helm chart's tests (deploy/charttest): lint, render per DC, strict decoding, service configs
+test-charts: build images ## the Helm chart's tests (deploy/charttest): lint, render per DC, strict decoding, service configs, the images
 	$(CHART_TEST)
 
 .PHONY: test-es

@@ -45,7 +45,7 @@ func command() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.RepoRoot, "repo-root", ".", "the repository's root")
 	f.StringVar(&o.BinDir, "bin", "", "directory of the static service binaries (make static)")
-	f.StringVar(&o.Out, "out", "", "output directory (oci/ and "+oci.TarballFile+")")
+	f.StringVar(&o.Out, "out", "", "output directory (oci/ and <service>.tar)")
 	f.StringVar(&o.CACerts, "ca-certs", "", "CA bundle to ship (default: the build host's "+oci.CACertsPath+")")
 	f.StringVar(&o.Repository, "repository", "ghcr.io/drplane", "image name prefix: <repository>/<service>:<version>")
 	f.StringVar(&o.Arch, "arch", runtime.GOARCH, "GOARCH of the binaries")
