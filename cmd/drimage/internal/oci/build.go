@@ -68,11 +68,11 @@ func Build(o Options) ([]Built, error) {
 	}
 	layoutDir := filepath.Join(o.Out, LayoutDir)
 	if err := os.RemoveAll(layoutDir); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBuild, err)
+		return nil, fmt.Errorf("%w: %w", ErrBuild, err)
 	}
 	lp, err := layout.Write(layoutDir, empty.Index)
 	if err != nil {
-		return nil, fmt.Errorf("%w: layout: %v", ErrBuild, err)
+		return nil, fmt.Errorf("%w: layout: %w", ErrBuild, err)
 	}
 	var built []Built
 	for _, s := range Services() {
@@ -83,19 +83,19 @@ func Build(o Options) ([]Built, error) {
 		ref := Reference(o.Repository, s.Name, o.Meta.Version)
 		tag, err := name.NewTag(ref, name.StrictValidation)
 		if err != nil {
-			return nil, fmt.Errorf("%w: image name: %v", ErrBuild, err)
+			return nil, fmt.Errorf("%w: image name: %w", ErrBuild, err)
 		}
 		if err := lp.AppendImage(img, layout.WithAnnotations(map[string]string{RefAnnotation: ref})); err != nil {
-			return nil, fmt.Errorf("%w: layout %s: %v", ErrBuild, s.Name, err)
+			return nil, fmt.Errorf("%w: layout %s: %w", ErrBuild, s.Name, err)
 		}
 		d, err := img.Digest()
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBuild, err)
+			return nil, fmt.Errorf("%w: %w", ErrBuild, err)
 		}
 		// One tarball per image: ggcr writes several images' tarball in map
 		// order, which would make the file differ between builds.
 		if err := tarball.WriteToFile(filepath.Join(o.Out, TarballFile(s.Name)), tag, img); err != nil {
-			return nil, fmt.Errorf("%w: tarball %s: %v", ErrBuild, s.Name, err)
+			return nil, fmt.Errorf("%w: tarball %s: %w", ErrBuild, s.Name, err)
 		}
 		built = append(built, Built{Ref: ref, Digest: d})
 	}
@@ -124,14 +124,14 @@ func (o Options) image(s Service, base v1.Layer) (v1.Image, error) {
 		},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: config: %v", ErrBuild, err)
+		return nil, fmt.Errorf("%w: config: %w", ErrBuild, err)
 	}
 	img, err = mutate.Append(img,
 		mutate.Addendum{Layer: base, History: v1.History{Created: created, CreatedBy: "drimage: users, groups and CA certificates"}},
 		mutate.Addendum{Layer: bin, History: v1.History{Created: created, CreatedBy: "drimage: static binary " + BinaryFile(s.Name).Path}},
 	)
 	if err != nil {
-		return nil, fmt.Errorf("%w: layers: %v", ErrBuild, err)
+		return nil, fmt.Errorf("%w: layers: %w", ErrBuild, err)
 	}
 	return mutate.Annotations(img, labels).(v1.Image), nil
 }
@@ -176,30 +176,30 @@ func (o Options) layer(files []File) (v1.Layer, error) {
 			dirs[d] = true
 			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(d, "/") + "/",
 				Mode: 0o755, ModTime: mtime}); err != nil {
-				return nil, fmt.Errorf("%w: %v", ErrBuild, err)
+				return nil, fmt.Errorf("%w: %w", ErrBuild, err)
 			}
 		}
 		content, err := os.ReadFile(o.source(f))
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrBuild, f.Path, err)
+			return nil, fmt.Errorf("%w: %s: %w", ErrBuild, f.Path, err)
 		}
 		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(f.Path, "/"),
 			Mode: f.Mode, Size: int64(len(content)), ModTime: mtime}); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBuild, err)
+			return nil, fmt.Errorf("%w: %w", ErrBuild, err)
 		}
 		if _, err := tw.Write(content); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBuild, err)
+			return nil, fmt.Errorf("%w: %w", ErrBuild, err)
 		}
 	}
 	if err := tw.Close(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBuild, err)
+		return nil, fmt.Errorf("%w: %w", ErrBuild, err)
 	}
 	data := buf.Bytes()
 	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(data)), nil
 	}, tarball.WithMediaType(types.OCILayer))
 	if err != nil {
-		return nil, fmt.Errorf("%w: layer: %v", ErrBuild, err)
+		return nil, fmt.Errorf("%w: layer: %w", ErrBuild, err)
 	}
 	return l, nil
 }
