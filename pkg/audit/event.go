@@ -77,11 +77,12 @@ type Outbox struct {
 // NewOutbox returns the outbox in st.
 func NewOutbox(st *state.Store) *Outbox { return &Outbox{st: st} }
 
-// Put stores e in the outbox.
+// Put stores e in the outbox, bounded (Event.Bounded).
 func (o *Outbox) Put(ctx context.Context, e Event) error {
 	if err := e.Validate(); err != nil {
 		return err
 	}
+	e = e.Bounded()
 	_, err := state.Put(ctx, o.st, o.st.Key("audit-outbox", e.ID), e, state.PutOptions{PrevRev: -1})
 	return err
 }

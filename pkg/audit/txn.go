@@ -15,6 +15,7 @@ func (o *Outbox) PutOp(e Event) (clientv3.Op, error) {
 	if err := e.Validate(); err != nil {
 		return clientv3.Op{}, err
 	}
+	e = e.Bounded()
 	data, err := json.Marshal(e)
 	if err != nil {
 		return clientv3.Op{}, fmt.Errorf("audit: encode event %s: %w", e.ID, err)

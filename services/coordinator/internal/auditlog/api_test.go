@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -464,7 +466,8 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 func TestUnauthenticatedStream(t *testing.T) {
 	st := newEtcd(t)
 	u := NewUnauthenticated(UnauthenticatedOptions{Store: st, Source: "c1", Logger: zerolog.Nop()})
-	ctx := metadata.NewIncomingContext(t.Context(), metadata.Pairs("authorization", "Bearer nope"))
+	ctx := metadata.NewIncomingContext(t.Context(), metadata.Pairs("authorization", "Bearer nope", "x-forwarded-for", strings.Repeat("6.6.6.6,", 1<<10)))
+	ctx = peer.NewContext(ctx, &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5}})
 	refused := apierr.New(drplanev1.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "unknown token")
 	err := u.Stream()(nil, streamWith{ctx: ctx}, &grpc.StreamServerInfo{FullMethod: "/drplane.v1.ShardService/WatchRoutes"},
 		func(any, grpc.ServerStream) error { return refused })
@@ -474,6 +477,7 @@ func TestUnauthenticatedStream(t *testing.T) {
 	require.Len(t, evs, 1)
 	assert.Equal(t, "/drplane.v1.ShardService/WatchRoutes", evs[0].Target)
 	assert.Equal(t, "token-sha256:"+auth.Hash("nope")[:12], evs[0].Actor)
+	assert.Equal(t, "127.0.0.1:5", evs[0].Params["peer"], "x-forwarded-for from a gRPC caller is not believed")
 
 	// Other errors are not this interceptor's business.
 	err = u.Stream()(nil, streamWith{ctx: ctx}, &grpc.StreamServerInfo{FullMethod: "/x/y"},

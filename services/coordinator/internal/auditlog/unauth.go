@@ -166,17 +166,25 @@ func actorOf(ctx context.Context) string {
 	return "token-sha256:" + auth.Hash(tok)[:tokenHashPrefix]
 }
 
-// peerOf is the caller's address: the client of a REST call (the gateway
-// forwards it), else the gRPC peer.
+// peerOf is the caller's address: the gRPC peer. x-forwarded-for is
+// metadata any gRPC caller can set, so it counts only when the peer is the
+// coordinator's own in-memory gateway, and then only its last entry (the
+// address the gateway saw; entries before it are the client's word).
 func peerOf(ctx context.Context) string {
-	md, _ := metadata.FromIncomingContext(ctx)
-	if v := md.Get("x-forwarded-for"); len(v) > 0 && v[0] != "" {
-		return v[0]
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return ""
 	}
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		return p.Addr.String()
+	if p.Addr.Network() == "bufconn" {
+		md, _ := metadata.FromIncomingContext(ctx)
+		if v := md.Get("x-forwarded-for"); len(v) > 0 {
+			last := strings.TrimSpace(v[len(v)-1][strings.LastIndexByte(v[len(v)-1], ',')+1:])
+			if last != "" {
+				return last
+			}
+		}
 	}
-	return ""
+	return p.Addr.String()
 }
 
 // refusal is the audited form of an UNAUTHENTICATED error.
