@@ -1,10 +1,16 @@
 package drill
 
 import (
+	"context"
+	"database/sql/driver"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/assert"
+
+	"github.com/drplane/drplane/pkg/router"
 )
 
 func TestMeasureOutage(t *testing.T) {
@@ -58,4 +64,18 @@ func TestStatsAndSummary(t *testing.T) {
 	assert.Equal(t, int64(1), sum[0].SystemRPO)
 	assert.Equal(t, 0, sum[1].Recovered)
 	assert.Equal(t, int64(-1), sum[1].SystemRPO)
+}
+
+func TestErrorKind(t *testing.T) {
+	for want, err := range map[string]error{
+		"read_only":       &mysql.MySQLError{Number: 1290},
+		"mysql_1205":      &mysql.MySQLError{Number: 1205},
+		"timeout":         context.DeadlineExceeded,
+		"connection_lost": fmt.Errorf("commit: %w", driver.ErrBadConn),
+		"no_master":       fmt.Errorf("x: %w", router.ErrNoMaster),
+		"shard_frozen":    fmt.Errorf("x: %w", router.ErrShardFrozen),
+		"not_owner":       &router.NotOwner{Owner: "dc-b1"},
+	} {
+		assert.Equal(t, want, errorKind(err), "%v", err)
+	}
 }
