@@ -131,8 +131,8 @@ run: build ## drlab up: the 3-DC lab in the foreground (Ctrl-C stops it)
 	$(BIN)/drlab up --dir $(LAB_DIR)
 
 .PHONY: demo
-demo: deps-mariadb build ## bring the lab up, print drctl status, bring it down
-	@scripts/demo.sh $(BIN) $(LAB_DIR)
+demo: deps-mariadb build ## start a fresh lab, run the DR drill on it, print the report, stop the lab
+	$(BIN)/drlab drill --fresh --dir $(LAB_DIR)
 
 .PHONY: clean
 clean: ## remove binaries and a lab left behind

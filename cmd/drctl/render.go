@@ -60,8 +60,8 @@ func renderStatus(w io.Writer, resp *drplanev1.GetStatusResponse) error {
 	return err
 }
 
-// writeCluster writes the cluster line and its instance table. scripts/demo.sh
-// reads the cluster line ("  cluster NAME: HEALTH H, master M"): keep its shape.
+// writeCluster writes the cluster line ("  cluster NAME: HEALTH H, master
+// M") and its instance table.
 func writeCluster(b *bytes.Buffer, cl *drplanev1.ClusterStatus) {
 	fmt.Fprintf(b, "  cluster %s: HEALTH %s, master %s\n", cell(cl.GetName()), orDash(cell(cl.GetHealth())), orNone(cell(cl.GetMaster())))
 	if len(cl.GetInstances()) == 0 {

@@ -116,6 +116,7 @@ func drillCmd() *cobra.Command {
 	var dir, steps, output, binDir string
 	var repeat int
 	var rate float64
+	var fresh bool
 	cmd := &cobra.Command{
 		Use:   "drill",
 		Short: "run the DR drill on the lab in --dir (or on a fresh lab it starts and stops)",
@@ -131,7 +132,7 @@ that every DC holds the same data, that nothing was applied twice, and that
 every shard has one owner. Prints per event the RTO, the write-block window
 and the RPO next to the failover records' own figures, writes
 DIR/drill-report.json, and exits 1 when any check failed.`,
-		Example: `  drlab drill
+		Example: `  drlab drill --fresh
   drlab drill --steps kill,pause --repeat 10 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -159,7 +160,7 @@ DIR/drill-report.json, and exits 1 when any check failed.`,
 				return lab.Up(ctx, lab.Options{Dir: dir, Config: lab.DefaultConfig(), BinDir: binDir, Logger: log, Out: os.Stderr, Ready: ready})
 			}
 			var report *drill.Report
-			err = drill.OnLab(ctx, dir, start, func(l *labfile.Lab) error {
+			err = drill.OnLab(ctx, dir, fresh, start, func(l *labfile.Lab) error {
 				report, err = drill.Run(ctx, drill.Options{Lab: l, Steps: list, Repeat: repeat, Rate: rate, Progress: os.Stderr, Logger: log})
 				if err != nil {
 					return err
@@ -188,5 +189,6 @@ DIR/drill-report.json, and exits 1 when any check failed.`,
 	cmd.Flags().Float64Var(&rate, "rate", drill.DefaultRate, "writes per second over all shards")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "report format: table or json")
 	cmd.Flags().StringVar(&binDir, "bin", "", "directory of the service binaries for a fresh lab (default: drlab's own directory)")
+	cmd.Flags().BoolVar(&fresh, "fresh", false, "always start a fresh lab in --dir (refused while a lab runs there)")
 	return cmd
 }

@@ -64,6 +64,26 @@ type Drill struct {
 
 	events []Event
 	checks []CheckResult
+	// final is set for the last checkpoint, after which the writers stay
+	// held.
+	final bool
+	// resumed is when the writers were let go after the last checkpoint.
+	resumed time.Time
+}
+
+// leadIn is how long the writers write after a checkpoint before the next
+// fault is injected.
+const leadIn = time.Second
+
+// leadIn waits until the writers have written for leadIn since the last
+// checkpoint.
+func (d *Drill) leadIn(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Until(d.resumed.Add(leadIn))):
+		return nil
+	}
 }
 
 func (d *Drill) say(format string, args ...any) {
@@ -181,6 +201,7 @@ func (d *Drill) run(ctx context.Context) (*Report, error) {
 	if err := g.Wait(); err != nil && runErr == nil && ctx.Err() == nil {
 		runErr = err
 	}
+	d.say("writers and sampler stopped")
 	if runErr != nil {
 		return nil, runErr
 	}
@@ -196,7 +217,7 @@ func (d *Drill) steps(ctx context.Context) error {
 	case <-time.After(d.o.Warmup):
 	}
 	d.checkpoint(ctx, "warmup", nil)
-	n := 0
+	n, away := 0, ""
 	for round := 1; round <= d.o.Repeat; round++ {
 		for _, name := range d.o.Steps {
 			if ctx.Err() != nil {
@@ -213,9 +234,24 @@ func (d *Drill) steps(ctx context.Context) error {
 			ev.Available = true
 			dc := d.lab.DCs[n%len(d.lab.DCs)].Name
 			n++
+			// restore and dc-return act on the DC the step before them took away.
+			switch name {
+			case StepEvacuate, StepDCLoss:
+				away = dc
+			case StepRestore, StepDCReturn:
+				if away != "" {
+					dc = away
+				}
+			}
+			// The writers were held for the last checkpoint: let them
+			// write steadily again first, or the event's outage would
+			// include the hold.
+			if err := d.leadIn(ctx); err != nil {
+				return err
+			}
 			d.say("%s#%d in %s", name, round, dc)
 			fn(ctx, d, dc, &ev)
-			ev.Outage = MeasureOutage(d.writers.Writes(), ev.Shards, ev.At, ev.Done)
+			ev.Outage = MeasureOutage(d.writers.Writes(), ev.Shards, ev.At, ev.Done, ev.OldMaster)
 			label := fmt.Sprintf("%s#%d", name, round)
 			if ev.Err != "" {
 				d.say("  %s", ev.Err)
@@ -228,6 +264,10 @@ func (d *Drill) steps(ctx context.Context) error {
 			d.events = append(d.events, ev)
 		}
 	}
+	// The last checkpoint keeps the writers held, so that every
+	// acknowledged write is checked.
+	d.final = true
+	d.checkpoint(ctx, "end", nil)
 	return nil
 }
 
@@ -284,7 +324,12 @@ func (d *Drill) waitRedundant(ctx context.Context) error {
 // data checks; ev, when set, gets the lost writes of its shards.
 func (d *Drill) checkpoint(ctx context.Context, label string, ev *Event) {
 	d.writers.Pause()
-	defer d.writers.Resume()
+	if !d.final {
+		defer func() {
+			d.writers.Resume()
+			d.resumed = time.Now()
+		}()
+	}
 	began := time.Now()
 	var digests []Digest
 	for {

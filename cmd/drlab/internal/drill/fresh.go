@@ -15,10 +15,11 @@ import (
 // file once the lab is up and returns after ctx ends and the lab stopped.
 type StartFunc func(ctx context.Context, ready func(*labfile.Lab)) error
 
-// OnLab runs fn against the lab in dir: the one running there, or else a
-// fresh one it starts with start and stops once fn returned.
-func OnLab(ctx context.Context, dir string, start StartFunc, fn func(*labfile.Lab) error) error {
-	if l, err := labfile.Read(filepath.Join(dir, labfile.FileName)); err == nil && processAlive(l.Drlab.Pid) {
+// OnLab runs fn against the lab in dir: the one running there (unless
+// fresh), or else a new one it starts with start and stops once fn
+// returned. With fresh, a lab running in dir is an error (start refuses it).
+func OnLab(ctx context.Context, dir string, fresh bool, start StartFunc, fn func(*labfile.Lab) error) error {
+	if l, err := labfile.Read(filepath.Join(dir, labfile.FileName)); err == nil && !fresh && processAlive(l.Drlab.Pid) {
 		return fn(l)
 	}
 	lctx, stop := context.WithCancel(ctx)

@@ -24,6 +24,8 @@ type Event struct {
 	Done time.Time `json:"done,omitzero"`
 	// Shards are the shards whose writes the event affected.
 	Shards []int `json:"shards,omitempty"`
+	// OldMaster is the instance the event took away, if any.
+	OldMaster string `json:"old_master,omitempty"`
 
 	// The writers' view.
 	Outage Outage `json:"outage"`
@@ -70,50 +72,64 @@ type Outage struct {
 	Failed int `json:"failed"`
 }
 
-// MeasureOutage computes the outage of an event from the writes: among the
-// acknowledgements of writes to the affected shards, the longest gap that
-// ends after at and begins before done.
-func MeasureOutage(writes []Write, shards []int, at, done time.Time) Outage {
+// MeasureOutage computes the outage of an event from the writes to the
+// affected shards. When old names the instance the event took away (a
+// killed, paused or switched-over master), the outage ends with the first
+// acknowledgement after at by another instance — a commit of the old
+// master that returns just after the fault does not end it — and begins
+// with the last acknowledgement before that. Otherwise it is the longest
+// gap between acknowledgements that ends after at and begins before done.
+func MeasureOutage(writes []Write, shards []int, at, done time.Time, old string) Outage {
 	in := make(map[int]bool, len(shards))
 	for _, s := range shards {
 		in[s] = true
 	}
-	var acks []time.Time
+	var acks []Write
 	var o Outage
 	for _, w := range writes {
 		if !in[w.Shard] {
 			continue
 		}
 		if w.Acked() {
-			acks = append(acks, w.Ack)
+			acks = append(acks, w)
 		} else if !w.Start.Before(at) && !w.Start.After(done) {
 			o.Failed++
 		}
 	}
-	sort.Slice(acks, func(i, j int) bool { return acks[i].Before(acks[j]) })
+	sort.Slice(acks, func(i, j int) bool { return acks[i].Ack.Before(acks[j].Ack) })
 	// The last acknowledgement at or before the event: the gap's earliest
 	// possible start.
-	first := sort.Search(len(acks), func(i int) bool { return acks[i].After(at) })
-	if first == len(acks) {
-		if first > 0 {
-			o.LastAck = acks[first-1]
+	first := sort.Search(len(acks), func(i int) bool { return acks[i].Ack.After(at) })
+	if first > 0 {
+		o.LastAck = acks[first-1].Ack
+	}
+	end := -1
+	if old != "" {
+		for i := first; i < len(acks); i++ {
+			if acks[i].Instance != old {
+				end = i
+				break
+			}
 		}
+	} else {
+		var bestGap time.Duration = -1
+		for i := max(first-1, 0); i+1 < len(acks) && !acks[i].Ack.After(done); i++ {
+			if g := acks[i+1].Ack.Sub(acks[i].Ack); g > bestGap {
+				end, bestGap = i+1, g
+			}
+		}
+		if end < 0 && first < len(acks) {
+			end = first
+		}
+	}
+	if end < 0 {
 		return o
 	}
-	best := -1
-	var bestGap time.Duration = -1
-	start := max(first-1, 0)
-	for i := start; i+1 < len(acks) && !acks[i].After(done); i++ {
-		if g := acks[i+1].Sub(acks[i]); g > bestGap {
-			best, bestGap = i, g
-		}
+	o.FirstAck, o.Recovered = acks[end].Ack, true
+	if end > 0 {
+		o.LastAck = acks[end-1].Ack
+		o.RTO = o.FirstAck.Sub(o.LastAck)
 	}
-	if best < 0 {
-		// One acknowledgement only, after the event began.
-		o.FirstAck, o.Recovered = acks[first], true
-		return o
-	}
-	o.LastAck, o.FirstAck, o.RTO, o.Recovered = acks[best], acks[best+1], bestGap, true
 	blockStart := o.FirstAck
 	for _, w := range writes {
 		if !in[w.Shard] || !w.Start.After(o.LastAck) || !w.Start.Before(o.FirstAck) {

@@ -30,7 +30,7 @@ func TestMeasureOutage(t *testing.T) {
 	for ms := 0; ms <= 600; ms += 10 {
 		writes = append(writes, acked(int64(10000+ms), 1, "x", ms, ms+1))
 	}
-	o := MeasureOutage(writes, []int{0}, at(110), at(520))
+	o := MeasureOutage(writes, []int{0}, at(110), at(520), "")
 	assert.True(t, o.Recovered)
 	assert.Equal(t, at(105), o.LastAck)
 	assert.Equal(t, at(505), o.FirstAck)
@@ -39,9 +39,21 @@ func TestMeasureOutage(t *testing.T) {
 	assert.Equal(t, 19, o.Failed)
 
 	// No acknowledgement after the event: not recovered.
-	o = MeasureOutage(writes[:25], []int{0}, at(110), at(520))
+	o = MeasureOutage(writes[:25], []int{0}, at(110), at(520), "db1")
 	assert.False(t, o.Recovered)
 	assert.Equal(t, at(105), o.LastAck)
+
+	// A commit of the old master returning just after the fault (at 112
+	// ms) is the last acknowledgement before the outage, not its end: the
+	// outage ends with the new master's first one.
+	tail := append([]Write{acked(99, 0, "db1", 100, 112)}, writes...)
+	o = MeasureOutage(tail, []int{0}, at(110), at(520), "db1")
+	assert.True(t, o.Recovered)
+	assert.Equal(t, at(112), o.LastAck)
+	assert.Equal(t, at(505), o.FirstAck)
+	assert.Equal(t, 393*time.Millisecond, o.RTO)
+	// Without naming the old master the longest gap gives the same here.
+	assert.Equal(t, 393*time.Millisecond, MeasureOutage(tail, []int{0}, at(110), at(520), "").RTO)
 }
 
 func TestStatsAndSummary(t *testing.T) {

@@ -100,7 +100,7 @@ func stepKill(ctx context.Context, d *Drill, dc string, ev *Event) {
 	if !ok {
 		return
 	}
-	ev.Target = dc + "/" + d.cluster + " master " + p.name
+	ev.Target, ev.OldMaster = dc+"/"+d.cluster+" master "+p.name, p.name
 	ev.Shards = d.ownedShards(dc)
 	ev.At = time.Now()
 	if err := p.signal(syscall.SIGKILL); err != nil {
@@ -120,7 +120,7 @@ func stepSwitchover(ctx context.Context, d *Drill, dc string, ev *Event) {
 		ev.Err = err.Error()
 		return
 	}
-	ev.Target = dc + "/" + d.cluster + " from " + old
+	ev.Target, ev.OldMaster = dc+"/"+d.cluster+" from "+old, old
 	ev.Shards = d.ownedShards(dc)
 	ev.At = time.Now()
 	cctx, cancel := context.WithTimeout(ctx, 45*time.Second)
@@ -145,7 +145,7 @@ func stepPause(ctx context.Context, d *Drill, dc string, ev *Event) {
 	if !ok {
 		return
 	}
-	ev.Target = dc + "/" + d.cluster + " master " + p.name
+	ev.Target, ev.OldMaster = dc+"/"+d.cluster+" master "+p.name, p.name
 	ev.Shards = d.ownedShards(dc)
 	ev.At = time.Now()
 	if err := p.signal(syscall.SIGSTOP); err != nil {
@@ -188,7 +188,7 @@ func (d *Drill) masterProc(ctx context.Context, dc string, ev *Event) (*mysqldPr
 func (d *Drill) waitFailover(ctx context.Context, dc, old string, ev *Event) {
 	deadline := time.Now().Add(d.o.RecoverBound)
 	for {
-		if m, err := d.mysql.Master(ctx, dc); err == nil && m != old && d.ackedSince(ev.Shards, ev.At) {
+		if m, err := d.mysql.Master(ctx, dc); err == nil && m != old && d.ackedSince(ev.Shards, ev.At, old) {
 			ev.Done = time.Now()
 			return
 		}
@@ -205,10 +205,10 @@ func (d *Drill) waitFailover(ctx context.Context, dc, old string, ev *Event) {
 }
 
 // ackedSince reports whether a write to one of shards was acknowledged
-// after t.
-func (d *Drill) ackedSince(shards []int, t time.Time) bool {
+// after t by another instance than old.
+func (d *Drill) ackedSince(shards []int, t time.Time, old string) bool {
 	for _, w := range d.writers.Writes() {
-		if w.Ack.After(t) && slices.Contains(shards, w.Shard) {
+		if w.Ack.After(t) && w.Instance != old && slices.Contains(shards, w.Shard) {
 			return true
 		}
 	}

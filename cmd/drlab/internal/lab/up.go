@@ -41,7 +41,8 @@ type Options struct {
 	Logger zerolog.Logger
 	// Out receives the human progress report.
 	Out io.Writer
-	// Ready, if set, is called once the lab is up, with its lab.json.
+	// Ready, if set, is called once the lab is up, with its lab.json (and
+	// the hint to stop it with Ctrl-C is not printed).
 	Ready func(*labfile.Lab)
 }
 
@@ -82,9 +83,10 @@ func Up(ctx context.Context, o Options) error {
 	if err == nil {
 		l.say("lab ready in %.1fs: %d DCs, %d mysqld, %d services — %s", time.Since(l.started).Seconds(),
 			len(o.Config.DCs), l.mysqlCount(), len(l.procs), filepath.Join(dir, labfile.FileName))
-		fmt.Fprintf(o.Out, "\n  drctl --lab %s status\n\nPress Ctrl-C to stop the lab.\n", filepath.Join(dir, labfile.FileName))
 		if o.Ready != nil {
 			o.Ready(&l.file)
+		} else {
+			fmt.Fprintf(o.Out, "\n  drctl --lab %s status\n\nPress Ctrl-C to stop the lab.\n", filepath.Join(dir, labfile.FileName))
 		}
 		<-ctx.Done()
 		fmt.Fprintln(o.Out)
