@@ -2,7 +2,9 @@ package ops_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/pkg/topology"
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
+	"github.com/drplane/drplane/services/coordinator/internal/leader"
 	"github.com/drplane/drplane/services/coordinator/internal/ops"
 )
 
@@ -201,6 +204,15 @@ func TestQueuedWithoutLeaderStaysQueued(t *testing.T) {
 // writers while the leader's etcd session is revoked twice, with two
 // candidates: every operation ends DONE exactly once (one audit event each,
 // written in the same transaction), in queue order, and the map is whole.
+//
+// It cannot flake under load: the condition is created, not hoped for.
+// Each revocation waits until the term that leads has applied an operation,
+// revokes exactly that term's lease (confirmed by etcd) and waits for a
+// later term, so the next revocation cannot hit a term that already ended;
+// and writer 0 still queues operations after the second one. So at least
+// three terms apply operations, whatever the timing: the two revoked ones
+// and one after them. A session lost by itself (a missed keep-alive on a
+// slow machine) only adds terms.
 func TestLeaderLossAppliesEachOperationOnce(t *testing.T) {
 	cli := harness.EtcdClient(t)
 	st := state.New(cli, "")
@@ -212,18 +224,48 @@ func TestLeaderLossAppliesEachOperationOnce(t *testing.T) {
 	const writers, perWriter = 4, 5
 	dcs := []string{"dc-a1", "dc-a2", "dc-b1"}
 	var (
-		mu     sync.Mutex
-		queued []ops.Op
+		mu      sync.Mutex
+		queued  []ops.Op
+		revoked []int64 // fences of the revoked terms, in order
 	)
-	revoke := func() {
+	// leading returns the term of the candidate that leads now, skipping
+	// terms revoked already that a candidate has not noticed yet.
+	leading := func() (leader.Term, error) {
 		for _, n := range []*node{a, b} {
-			if term, ok := n.l.Current(); ok {
-				resp, err := cli.Get(t.Context(), term.Fence.Key)
-				if err == nil && len(resp.Kvs) == 1 {
-					_, _ = cli.Revoke(t.Context(), clientv3.LeaseID(resp.Kvs[0].Lease))
-				}
+			if term, ok := n.l.Current(); ok && !slices.Contains(revoked, term.Fence.Rev) {
+				return term, nil
 			}
 		}
+		return leader.Term{}, errors.New("no candidate leads in a term not revoked yet")
+	}
+	// revoke waits for the leading term to apply an operation, then
+	// revokes its session and waits until a later term leads.
+	revoke := func() {
+		var term leader.Term
+		check.For(t, waitFor, 5*time.Millisecond, func() error {
+			var err error
+			if term, err = leading(); err != nil {
+				return err
+			}
+			all, _, err := q.List(t.Context())
+			if err != nil {
+				return err
+			}
+			for _, o := range all {
+				if o.Fence == term.Fence.Rev && o.State == ops.Done {
+					return nil
+				}
+			}
+			return fmt.Errorf("term %d applied nothing yet", term.Fence.Rev)
+		})
+		resp, err := cli.Get(t.Context(), term.Fence.Key)
+		require.NoError(t, err)
+		if len(resp.Kvs) == 1 && resp.Kvs[0].CreateRevision == term.Fence.Rev {
+			_, err = cli.Revoke(t.Context(), clientv3.LeaseID(resp.Kvs[0].Lease))
+			require.NoError(t, err, "revoke the session of term %d", term.Fence.Rev)
+		} // else the term ended by itself meanwhile: as good as revoked.
+		revoked = append(revoked, term.Fence.Rev)
+		check.For(t, waitFor, 5*time.Millisecond, func() error { _, err := leading(); return err })
 	}
 	// queue runs the writers of one phase; writer 0 calls mid after its
 	// second operation.
@@ -251,17 +293,14 @@ func TestLeaderLossAppliesEachOperationOnce(t *testing.T) {
 		}
 		wg.Wait()
 	}
-	check.For(t, waitFor, 5*time.Millisecond, func() error { return check.That(a.l.IsLeader() || b.l.IsLeader(), "a.l.IsLeader() || b.l.IsLeader()") })
 	// Phase 0 is queued while the leader applies; its session is revoked
-	// right after, with operations possibly still being applied. Phase 1
-	// can then only be applied by a later term, which loses its session
-	// in the middle of the phase too.
+	// once it applied one, with operations possibly still being applied.
+	// The next term loses its session in the middle of phase 1 too, once
+	// it applied one; writer 0's last operations of phase 1 are queued
+	// after that.
 	queue(0, nil)
 	revoke()
-	queue(1, func() {
-		check.For(t, waitFor, 5*time.Millisecond, func() error { return check.That(a.l.IsLeader() || b.l.IsLeader(), "a.l.IsLeader() || b.l.IsLeader()") })
-		revoke()
-	})
+	queue(1, revoke)
 	require.Len(t, queued, 2*writers*perWriter)
 
 	// Every operation finishes.
@@ -299,8 +338,12 @@ func TestLeaderLossAppliesEachOperationOnce(t *testing.T) {
 		leaders[fmt.Sprintf("%s@%d", o.Leader, o.Fence)] = true
 		want[o.Params.Shard] = o.Params
 	}
-	t.Logf("applied by %d terms: %v", len(leaders), leaders)
-	assert.GreaterOrEqual(t, len(leaders), 2, "the revocations changed the leader's term")
+	t.Logf("applied by %d terms: %v; revoked: %v", len(leaders), leaders, revoked)
+	assert.GreaterOrEqual(t, len(leaders), 3, "the two revoked terms and a later one applied operations")
+	require.Len(t, revoked, 2)
+	for _, o := range all[len(all)-3:] {
+		assert.NotContains(t, revoked, o.Fence, "operation %s was queued after both revocations", o.ID)
+	}
 
 	// The map is whole and is what the last operation per shard asked for.
 	m := loadMap(t, st)
