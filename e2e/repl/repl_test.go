@@ -13,6 +13,10 @@ import (
 	"github.com/drplane/drplane/pkg/state"
 )
 
+// holdingBatch is what the collector logs when its test.hold_batch_after
+// hook holds a batch.
+const holdingBatch = "TEST HOOK test.hold_batch_after: holding a batch"
+
 // TestReplication runs the acceptance scenarios of cross-DC replication on
 // one shared bed, in order; each starts from empty tables.
 func TestReplication(t *testing.T) {
@@ -111,30 +115,53 @@ func TestReplication(t *testing.T) {
 		}
 	})
 
+	// CollectorKilledMidBatch proves that a collector killed (SIGKILL)
+	// with a batch in hand, its statements executed and not committed,
+	// loses and doubles nothing once restarted: the batch rolls back, its
+	// messages come again and are applied once, and requests committed but
+	// not yet acked before the kill are skipped by their dedup rows.
+	//
+	// It cannot flake under load: the collector's test.hold_batch_after
+	// hook holds a batch uncommitted after 300 applied requests until the
+	// process ends, and the test kills it only once its log says it holds
+	// one, so the batch is in hand when it dies whatever the timing.
 	t.Run("CollectorKilledMidBatch", func(t *testing.T) {
+		b.waitIdle(t)
+		b1.collector.setHoldBatchAfter(300)
+		b1.collector.restart()
+		defer func() {
+			b1.collector.setHoldBatchAfter(0)
+			if !b1.collector.running() {
+				b1.collector.start()
+			}
+		}()
 		b.reset(t)
 		m := b.marks(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		la := b.runLoad(ctx, loadSpec{dc: a1, writers: 8, idBase: 1_000_000, rows: 3000, mix: true})
-		// Kill dc-b1's collector while it holds delivered, unacknowledged
-		// messages (a batch in hand) and the load keeps writing.
+		// Kill dc-b1's collector once it holds a batch uncommitted, with
+		// its messages delivered and not acked, while the load keeps
+		// writing.
+		check.For(t, waitConverge, pollEvery, func() error {
+			return check.That(b1.collector.loggedSinceStart(holdingBatch), "the collector of dc-b1 to hold a batch")
+		})
 		js := b.js(t, dcB1)
-		killed := false
-		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
-			n, _ := b.dedupCount(ctx, dcB1, dcA1)
-			c, err := js.Consumer(ctx, embednats.InStream(dcB1), "collector")
-			if err == nil && n >= 300 && c.CachedInfo().NumAckPending > 0 {
-				b1.collector.kill()
-				killed = true
-				t.Logf("collector of dc-b1 killed (SIGKILL) with %d requests applied and %d in hand", n, c.CachedInfo().NumAckPending)
-				break
-			}
-			time.Sleep(time.Millisecond)
+		c, err := js.Consumer(ctx, embednats.InStream(dcB1), "collector")
+		if err != nil {
+			t.Fatal(err)
 		}
-		if !killed {
-			t.Fatal("never saw the collector of dc-b1 with a batch in hand")
+		n, err := b.dedupCount(ctx, dcB1, dcA1)
+		if err != nil {
+			t.Fatal(err)
 		}
+		b1.collector.kill()
+		inHand := c.CachedInfo().NumAckPending
+		t.Logf("collector of dc-b1 killed (SIGKILL) with %d requests applied and %d messages in hand", n, inHand)
+		if n < 300 || inHand == 0 {
+			t.Fatalf("the collector held a batch with %d requests applied (want at least 300) and %d messages unacked (want some)", n, inHand)
+		}
+		b1.collector.setHoldBatchAfter(0)
 		// Nothing is applied in dc-b1 while it is down.
 		before, err := b.dedupCount(ctx, dcB1, dcA1)
 		if err != nil {

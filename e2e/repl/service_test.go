@@ -103,8 +103,32 @@ func (b *bed) newService(d *dc, name string) *service {
 
 // setDuplicateDelivery sets the collector's test.duplicate_delivery hook
 // for the next start.
-func (s *service) setDuplicateDelivery(on bool) {
-	s.cfg["test"] = map[string]any{"duplicate_delivery": on}
+func (s *service) setDuplicateDelivery(on bool) { s.setTestHook("duplicate_delivery", on) }
+
+// setHoldBatchAfter sets the collector's test.hold_batch_after hook for the
+// next start (0: off).
+func (s *service) setHoldBatchAfter(n int) { s.setTestHook("hold_batch_after", n) }
+
+func (s *service) setTestHook(key string, v any) {
+	hooks, _ := s.cfg["test"].(map[string]any)
+	if hooks == nil {
+		hooks = map[string]any{}
+		s.cfg["test"] = hooks
+	}
+	hooks[key] = v
+}
+
+// loggedSinceStart reports whether the log of the current run holds msg.
+func (s *service) loggedSinceStart(msg string) bool {
+	data, err := os.ReadFile(s.logPath)
+	if err != nil {
+		return false
+	}
+	text := string(data)
+	if i := strings.LastIndex(text, fmt.Sprintf("---- start %d ----", s.starts)); i >= 0 {
+		text = text[i:]
+	}
+	return strings.Contains(text, msg)
 }
 
 // start writes the configuration (0600; it holds passwords) and runs the

@@ -77,8 +77,14 @@ type Options struct {
 	// once more into IN_<dc> (under another Nats-Msg-Id) before it is acked,
 	// so every request is delivered twice.
 	DuplicateDelivery bool
-	Logger            zerolog.Logger
-	Registry          prometheus.Registerer
+	// HoldBatchAfter is a TEST hook (0: off): once this run applied that
+	// many requests, the next batch is held with its statements executed
+	// and its transaction open, before the commit, until ctx ends (then it
+	// is rolled back and its messages come again). A test that kills the
+	// process then kills it with a batch in hand, for certain.
+	HoldBatchAfter int
+	Logger         zerolog.Logger
+	Registry       prometheus.Registerer
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -89,8 +95,8 @@ func (o *Options) defaults() error {
 		return fmt.Errorf("%w: DC %q", ErrOptions, o.DC)
 	case o.NATS == nil || o.Master == nil || o.Store == nil || o.Keyspaces == nil || o.Lease == nil:
 		return fmt.Errorf("%w: NATS, Master, Store, Keyspaces and Lease are required", ErrOptions)
-	case o.BatchSize < 0 || o.MaxRedeliveries < 0:
-		return fmt.Errorf("%w: negative BatchSize or MaxRedeliveries", ErrOptions)
+	case o.BatchSize < 0 || o.MaxRedeliveries < 0 || o.HoldBatchAfter < 0:
+		return fmt.Errorf("%w: negative BatchSize, MaxRedeliveries or HoldBatchAfter", ErrOptions)
 	}
 	if o.BatchSize == 0 {
 		o.BatchSize = DefaultBatchSize
@@ -131,6 +137,8 @@ type Applier struct {
 	ensured  map[string]bool
 	auditSeq uint64
 	ready    chan struct{}
+	// applied counts the requests this run applied (for HoldBatchAfter).
+	applied int
 	// afterCommit, when set (tests), runs after each batch's commit and
 	// before its acks; an error stops Run at once, as a crash would.
 	afterCommit func() error

@@ -195,11 +195,20 @@ func (a *Applier) applyTx(ctx context.Context, items []*item) (err error) {
 	if err := execOps(ctx, tx, ops); err != nil {
 		return err
 	}
+	if a.o.HoldBatchAfter > 0 && a.applied >= a.o.HoldBatchAfter {
+		a.log.Warn().Int("requests", len(items)).Int("applied", a.applied).
+			Msg("TEST HOOK test.hold_batch_after: holding a batch before its commit until the process ends")
+		<-ctx.Done()
+		return ctx.Err()
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	for _, it := range items {
 		it.done = true
+		if it.fresh {
+			a.applied++
+		}
 	}
 	return nil
 }

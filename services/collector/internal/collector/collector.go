@@ -50,6 +50,11 @@ type TestHooks struct {
 	// IN_<dc> (under another Nats-Msg-Id) before acking it, so that every
 	// request is delivered twice; the dedup row must make the second a no-op.
 	DuplicateDelivery bool `yaml:"duplicate_delivery"`
+	// HoldBatchAfter (0: off): once the collector applied that many
+	// requests, it holds the next batch uncommitted, its transaction open,
+	// until it ends, and logs that it does; a test kills it then
+	// with a batch in hand.
+	HoldBatchAfter int `yaml:"hold_batch_after"`
 }
 
 // DefaultConfig returns the defaults.
@@ -86,6 +91,8 @@ func (c *Config) Validate() error {
 		return config.Invalid("stats_interval", "%s out of range 100ms-1m", c.StatsInterval)
 	case c.LedgerBuffer < 1:
 		return config.Invalid("ledger_buffer", "must be at least 1")
+	case c.Test.HoldBatchAfter < 0:
+		return config.Invalid("test.hold_batch_after", "must not be negative, got %d", c.Test.HoldBatchAfter)
 	}
 	return nil
 }
@@ -131,8 +138,9 @@ It reports applied and dead-lettered requests to the ledger stream
 per-origin statistics (drctl repl status) to /drplane/repl/<dc>/<origin>.
 Run ONE collector per DC: its consumer is the order of apply.
 
-The YAML key test.duplicate_delivery is a TEST-ONLY hook that delivers every
-message twice.`,
+The YAML keys test.duplicate_delivery (deliver every message twice) and
+test.hold_batch_after (after that many requests, hold the next batch
+uncommitted until the process ends) are TEST-ONLY hooks.`,
 		Config:           cfg,
 		Flags:            cfg.Flags,
 		LogicImplemented: true,
@@ -156,6 +164,9 @@ func run(ctx context.Context, cfg *Config, env *daemon.Env) error {
 	if cfg.Test.DuplicateDelivery {
 		env.Logger.Warn().Msg("TEST HOOK test.duplicate_delivery is on: every message is delivered twice")
 	}
+	if cfg.Test.HoldBatchAfter > 0 {
+		env.Logger.Warn().Int("after", cfg.Test.HoldBatchAfter).Msg("TEST HOOK test.hold_batch_after is on: a batch will be held uncommitted")
+	}
 	topo := newTopoWatch(env.State, cfg.DC, js, env.Logger)
 	ap, err := apply.New(apply.Options{
 		DC: cfg.DC, ID: cfg.ID, NATS: ep.NATS, Master: ep.Master, Store: env.State,
@@ -163,8 +174,8 @@ func run(ctx context.Context, cfg *Config, env *daemon.Env) error {
 		BatchSize: cfg.BatchSize, BatchWait: cfg.BatchWait, AckWait: cfg.AckWait,
 		MaxRedeliveries: cfg.MaxRedeliveries, WatermarkInterval: cfg.WatermarkInterval,
 		StatsInterval: cfg.StatsInterval, LedgerBuffer: cfg.LedgerBuffer,
-		DuplicateDelivery: cfg.Test.DuplicateDelivery,
-		Logger:            env.Logger, Registry: env.Registry,
+		DuplicateDelivery: cfg.Test.DuplicateDelivery, HoldBatchAfter: cfg.Test.HoldBatchAfter,
+		Logger: env.Logger, Registry: env.Registry,
 	})
 	if err != nil {
 		return err

@@ -69,15 +69,16 @@ func TestConfigValidation(t *testing.T) {
 	assert.Equal(t, 500*time.Millisecond, c.WatermarkInterval)
 	assert.False(t, c.Test.DuplicateDelivery)
 	for field, mod := range map[string]func(*collector.Config){
-		"batch_size":         func(c *collector.Config) { c.BatchSize = 0 },
-		"batch_wait":         func(c *collector.Config) { c.BatchWait = 2 * time.Second },
-		"ack_wait":           func(c *collector.Config) { c.AckWait = 100 * time.Millisecond },
-		"max_redeliveries":   func(c *collector.Config) { c.MaxRedeliveries = -1 },
-		"watermark_interval": func(c *collector.Config) { c.WatermarkInterval = 0 },
-		"stats_interval":     func(c *collector.Config) { c.StatsInterval = time.Hour },
-		"ledger_buffer":      func(c *collector.Config) { c.LedgerBuffer = 0 },
-		"nats_url":           func(c *collector.Config) { c.NATSURL = "" },
-		"mysql.user":         func(c *collector.Config) { c.MySQL.User = "" },
+		"batch_size":            func(c *collector.Config) { c.BatchSize = 0 },
+		"batch_wait":            func(c *collector.Config) { c.BatchWait = 2 * time.Second },
+		"ack_wait":              func(c *collector.Config) { c.AckWait = 100 * time.Millisecond },
+		"max_redeliveries":      func(c *collector.Config) { c.MaxRedeliveries = -1 },
+		"watermark_interval":    func(c *collector.Config) { c.WatermarkInterval = 0 },
+		"stats_interval":        func(c *collector.Config) { c.StatsInterval = time.Hour },
+		"ledger_buffer":         func(c *collector.Config) { c.LedgerBuffer = 0 },
+		"test.hold_batch_after": func(c *collector.Config) { c.Test.HoldBatchAfter = -1 },
+		"nats_url":              func(c *collector.Config) { c.NATSURL = "" },
+		"mysql.user":            func(c *collector.Config) { c.MySQL.User = "" },
 	} {
 		c := base()
 		mod(c)
