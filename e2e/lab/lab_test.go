@@ -72,6 +72,9 @@ func TestLabUpStatusDown(t *testing.T) {
 	var out bytes.Buffer
 	up := exec.Command(filepath.Join(bin, "drlab"), "up", "--dir", dir)
 	up.Stdout, up.Stderr = &out, &out
+	// If the test binary dies without its cleanups (a test timeout), the
+	// kernel sends drlab SIGTERM and drlab stops what it started.
+	up.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	require.NoError(t, up.Start())
 	exited := make(chan error, 1)
 	go func() { exited <- up.Wait() }()

@@ -192,6 +192,9 @@ func startProcess(t *testing.T, e *hatest.Env, bin, dir string, cfg *agent.Confi
 	cmd := exec.Command(bin, "--config", path)
 	var logs strings.Builder
 	cmd.Stdout, cmd.Stderr = &logs, &logs
+	// The kernel kills it if the test binary dies without its cleanups
+	// (a test timeout).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
