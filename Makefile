@@ -98,6 +98,10 @@ test-es: deps-java ## the Elasticsearch backends against a real single-node Elas
 test-repeat: ## run make test N times (N=10; REPEAT_TARGET=test) and print the failures per test; logs in .test-repeat/
 	@scripts/test-repeat.sh $(or $(N),10) $(or $(REPEAT_TARGET),test)
 
+.PHONY: fuzz
+fuzz: ## run every fuzz target beyond its seed corpus, FUZZTIME each (default 30s)
+	@GO=$(GO) FUZZTIME=$(or $(FUZZTIME),30s) scripts/fuzz.sh
+
 .PHONY: test-short
 test-short: ## skip the whole-lab end-to-end test
 	$(GO) test -short -count=1 $(PKGS)

@@ -97,7 +97,8 @@ func fixtureFailovers() []*drplanev1.FailoverRecord {
 			StartedAt: at(3), Rto: durationpb.New(1500 * time.Millisecond), BlockWindow: durationpb.New(35 * time.Millisecond)},
 		{Id: "r2", Dc: "dc-b1", Cluster: "db", Kind: drplanev1.FailoverKind_FAILOVER_KIND_FAILOVER, Trigger: "analysis", Analysis: "DeadMaster",
 			OldMaster: "dc-b1-db1", NewMaster: "dc-b1-db3", Outcome: drplanev1.FailoverOutcome_FAILOVER_OUTCOME_SUCCEEDED,
-			StartedAt: at(2), Rto: durationpb.New(4200 * time.Millisecond), RpoTransactions: -1},
+			StartedAt: at(2), Rto: durationpb.New(4200 * time.Millisecond), RpoTransactions: -1,
+			Rewind: &drplanev1.FailoverRewind{Transactions: 3, LostRequestsTotal: 4, Complete: true, LostRequests: []string{"0-1-5/1", "0-1-6/1", "0-1-6/2", "0-1-7/3"}}},
 		{Id: "r1", Dc: "dc-a1", Cluster: "db", Kind: drplanev1.FailoverKind_FAILOVER_KIND_FAILOVER, Trigger: "analysis", Analysis: "DeadMasterAndSomeReplicas",
 			OldMaster: "dc-a1-db1", Outcome: drplanev1.FailoverOutcome_FAILOVER_OUTCOME_FAILED, StartedAt: at(1),
 			Error: "no replica\tis eligible", RpoTransactions: 2},
@@ -256,15 +257,15 @@ func TestFailoversCommand(t *testing.T) {
 	r := drctl(t, nil, "failovers", "--api", addr, "--token", adminToken)
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.True(t, proto.Equal(&drplanev1.ListFailoversRequest{Limit: 50}, fo.last()), "limit 50 by default")
-	assert.Regexp(t, `(?m)^ID +KIND +CLUSTER +MASTER +OUTCOME +RTO +RPO +BLOCK +TRIGGER +ERROR$`, r.stdout)
+	assert.Regexp(t, `(?m)^ID +KIND +CLUSTER +MASTER +OUTCOME +RTO +RPO +SHIPPED LOST +BLOCK +TRIGGER +ERROR$`, r.stdout)
 	rows := readTable(t, r.stdout, "ID")
 	require.Len(t, rows, 3)
 	assert.Equal(t, map[string]string{"ID": "r3", "KIND": "switchover", "CLUSTER": "dc-a1/db", "MASTER": "dc-a1-db1 -> dc-a1-db2",
-		"OUTCOME": "SUCCEEDED", "RTO": "1.5s", "RPO": "0", "BLOCK": "35ms", "TRIGGER": "operator:ops", "ERROR": ""}, rows[0])
+		"OUTCOME": "SUCCEEDED", "RTO": "1.5s", "RPO": "0", "SHIPPED LOST": "-", "BLOCK": "35ms", "TRIGGER": "operator:ops", "ERROR": ""}, rows[0])
 	assert.Equal(t, map[string]string{"ID": "r2", "KIND": "failover", "CLUSTER": "dc-b1/db", "MASTER": "dc-b1-db1 -> dc-b1-db3",
-		"OUTCOME": "SUCCEEDED", "RTO": "4.2s", "RPO": "unknown", "BLOCK": "-", "TRIGGER": "DeadMaster", "ERROR": ""}, rows[1])
+		"OUTCOME": "SUCCEEDED", "RTO": "4.2s", "RPO": "unknown", "SHIPPED LOST": "4 req", "BLOCK": "-", "TRIGGER": "DeadMaster", "ERROR": ""}, rows[1])
 	assert.Equal(t, map[string]string{"ID": "r1", "KIND": "failover", "CLUSTER": "dc-a1/db", "MASTER": "dc-a1-db1 -> -",
-		"OUTCOME": "FAILED", "RTO": "-", "RPO": "2", "BLOCK": "-", "TRIGGER": "DeadMasterAndSomeReplicas", "ERROR": "no replica is eligible"}, rows[2])
+		"OUTCOME": "FAILED", "RTO": "-", "RPO": "2", "SHIPPED LOST": "-", "BLOCK": "-", "TRIGGER": "DeadMasterAndSomeReplicas", "ERROR": "no replica is eligible"}, rows[2])
 
 	r = drctl(t, nil, "failovers", "--dc", "dc-a1", "--cluster", "db", "--limit", "1", "-o", "json", "--api", addr, "--token", adminToken)
 	require.Equal(t, exitOK, r.code, r.stderr)

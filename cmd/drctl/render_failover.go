@@ -45,12 +45,12 @@ func renderFailovers(w io.Writer, resp *drplanev1.ListFailoversResponse) error {
 		return err
 	}
 	tw := newTable(&b)
-	fmt.Fprintln(tw, "ID\tKIND\tCLUSTER\tMASTER\tOUTCOME\tRTO\tRPO\tBLOCK\tTRIGGER\tERROR")
+	fmt.Fprintln(tw, "ID\tKIND\tCLUSTER\tMASTER\tOUTCOME\tRTO\tRPO\tSHIPPED LOST\tBLOCK\tTRIGGER\tERROR")
 	for _, r := range resp.GetRecords() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			cell(r.GetId()), kind(r.GetKind()), cell(r.GetDc()+"/"+r.GetCluster()),
 			orDash(cell(r.GetOldMaster()))+" -> "+orDash(cell(r.GetNewMaster())), outcome(r.GetOutcome()),
-			dur(r.GetRto()), rpo(r.GetRpoTransactions(), false), dur(r.GetBlockWindow()), trigger(r),
+			dur(r.GetRto()), rpo(r.GetRpoTransactions(), false), shippedLost(r.GetRewind()), dur(r.GetBlockWindow()), trigger(r),
 			truncate(cell(r.GetError()), maxErrorWidth))
 	}
 	tw.Flush()
@@ -146,6 +146,19 @@ func rpo(n int64, long bool) string {
 		return "1 transaction"
 	}
 	return strconv.FormatInt(n, 10) + " transactions"
+}
+
+// shippedLost is the number of requests a lossy failover lost in the DC
+// after reship had shipped them ("-" when none was lost that way).
+func shippedLost(rw *drplanev1.FailoverRewind) string {
+	if rw == nil {
+		return "-"
+	}
+	n := strconv.Itoa(int(rw.GetLostRequestsTotal())) + " req"
+	if !rw.GetComplete() {
+		n += " (at least)"
+	}
+	return n
 }
 
 func kind(k drplanev1.FailoverKind) string {

@@ -10,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
+	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/state"
 )
 
@@ -62,7 +63,7 @@ func (r *registrar) keep(ctx context.Context, rec state.ServiceRecord) error {
 			return nil
 		}
 		r.log.Warn().Msg("etcd lease lost; registering again")
-		backoff := 200 * time.Millisecond
+		b := retry.New(registerBackoffMin, registerBackoffMax)
 		for {
 			err := r.register(ctx, rec)
 			if err == nil {
@@ -72,18 +73,20 @@ func (r *registrar) keep(ctx context.Context, rec state.ServiceRecord) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			r.log.Warn().Err(err).Dur("retry_in", backoff).Msg("register failed")
-			select {
-			case <-ctx.Done():
+			r.log.Warn().Err(err).Dur("retry_in", b.Next()).Msg("register failed")
+			if !b.Wait(ctx) {
 				return nil
-			case <-time.After(backoff):
-			}
-			if backoff < 5*time.Second {
-				backoff *= 2
 			}
 		}
 	}
 }
+
+// The wait between attempts to register again doubles from
+// registerBackoffMin to registerBackoffMax.
+const (
+	registerBackoffMin = 200 * time.Millisecond
+	registerBackoffMax = 6400 * time.Millisecond
+)
 
 // revokeTimeout bounds the revocation of the lease at shutdown.
 const revokeTimeout = 2 * time.Second

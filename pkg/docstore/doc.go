@@ -63,6 +63,14 @@
 // size out of range fails with an error matching ErrBadQuery (a *QueryError
 // carrying the reason).
 //
+// Limits, the same on both backends and checked before a search runs (a
+// search comes from API callers, viewers included): Query.Text of at most
+// MaxTextBytes, parentheses nested at most MaxNesting deep, at most
+// MaxTermValues terms values; regular expressions (/re/) and terms that
+// start with a wildcard (*foo, ?oo; a lone * is "any value") are refused,
+// since either walks the whole term dictionary. Elasticsearch searches also
+// run under a timeout (es.Options.SearchTimeout).
+//
 // Errors. ErrNotFound: no such document or index. ErrBadQuery: the query
 // was refused. ErrUnavailable: the backend could not be reached or refused
 // for load; retrying later may succeed. ErrMappingConflict, ErrRejected as

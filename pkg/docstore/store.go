@@ -211,6 +211,12 @@ func (q Query) Normalize() (Query, error) {
 	case q.Size > MaxSize:
 		return q, BadQueryf("size %d exceeds %d", q.Size, MaxSize)
 	}
+	if err := checkText(q.Text); err != nil {
+		return q, err
+	}
+	if err := checkTerms(q.Terms); err != nil {
+		return q, err
+	}
 	if q.TimeField == "" && (!q.From.IsZero() || !q.To.IsZero()) {
 		return q, BadQueryf("From/To need a TimeField")
 	}

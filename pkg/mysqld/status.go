@@ -5,13 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 )
-
-// ErrBadGTID means a MariaDB GTID position could not be parsed.
-var ErrBadGTID = errors.New("mysqld: bad GTID position")
 
 // ReplicaStatus is the part of SHOW SLAVE STATUS the control plane reads.
 type ReplicaStatus struct {
@@ -201,81 +197,4 @@ func queryRowMap(ctx context.Context, db *sql.DB, query string) (map[string]sql.
 		out[c] = vals[i]
 	}
 	return out, rows.Err()
-}
-
-// GTID is one MariaDB global transaction id: domain-server-sequence.
-type GTID struct {
-	Domain   uint32
-	ServerID uint32
-	Seq      uint64
-}
-
-// String renders the GTID as domain-server-seq.
-func (g GTID) String() string {
-	return fmt.Sprintf("%d-%d-%d", g.Domain, g.ServerID, g.Seq)
-}
-
-// GTIDPos is a MariaDB GTID position: at most one GTID per domain, sorted by
-// domain.
-type GTIDPos []GTID
-
-// ParseGTIDPos parses a position such as "0-1-42,1-7-3". The empty string is
-// the empty position.
-func ParseGTIDPos(s string) (GTIDPos, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return GTIDPos{}, nil
-	}
-	seen := map[uint32]bool{}
-	var pos GTIDPos
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		f := strings.Split(part, "-")
-		if len(f) != 3 {
-			return nil, fmt.Errorf("%w: %q", ErrBadGTID, part)
-		}
-		d, err1 := strconv.ParseUint(f[0], 10, 32)
-		srv, err2 := strconv.ParseUint(f[1], 10, 32)
-		seq, err3 := strconv.ParseUint(f[2], 10, 64)
-		if err := errors.Join(err1, err2, err3); err != nil {
-			return nil, fmt.Errorf("%w: %q: %w", ErrBadGTID, part, err)
-		}
-		if seen[uint32(d)] {
-			return nil, fmt.Errorf("%w: domain %d twice in %q", ErrBadGTID, d, s)
-		}
-		seen[uint32(d)] = true
-		pos = append(pos, GTID{Domain: uint32(d), ServerID: uint32(srv), Seq: seq})
-	}
-	sort.Slice(pos, func(i, j int) bool { return pos[i].Domain < pos[j].Domain })
-	return pos, nil
-}
-
-// String renders the position the way the server prints it.
-func (p GTIDPos) String() string {
-	parts := make([]string, len(p))
-	for i, g := range p {
-		parts[i] = g.String()
-	}
-	return strings.Join(parts, ",")
-}
-
-// Seq returns the sequence number for domain and whether p has that domain.
-func (p GTIDPos) Seq(domain uint32) (uint64, bool) {
-	for _, g := range p {
-		if g.Domain == domain {
-			return g.Seq, true
-		}
-	}
-	return 0, false
-}
-
-// Contains reports whether p is at or past q in every domain of q.
-func (p GTIDPos) Contains(q GTIDPos) bool {
-	for _, g := range q {
-		seq, ok := p.Seq(g.Domain)
-		if !ok || seq < g.Seq {
-			return false
-		}
-	}
-	return true
 }

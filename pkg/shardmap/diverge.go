@@ -1,16 +1,16 @@
 package shardmap
 
-import "github.com/drplane/drplane/pkg/mysqld"
+import "github.com/drplane/drplane/pkg/gtid"
 
 // Diverged reports whether a change that origin captured for shard s with
-// MariaDB GTID gtid must be refused as divergence: origin handed the shard
+// MariaDB GTID id must be refused as divergence: origin handed the shard
 // off (it has a fence and is not the owner) and the change is not covered
-// by the fence (the fence has no watermark — a forced move —, or gtid is
+// by the fence (the fence has no watermark — a forced move —, or id is
 // after the watermark in its domain, or in a domain the watermark does not
 // have). Changes of the owner, and of DCs that never handed the shard off,
-// never diverge. The fence is returned with the verdict. A gtid that does
+// never diverge. The fence is returned with the verdict. An id that does
 // not parse diverges (it cannot be shown to be covered).
-func Diverged(s Shard, origin, gtid string) (Fence, bool) {
+func Diverged(s Shard, origin, id string) (Fence, bool) {
 	if origin == s.Owner {
 		return Fence{}, false
 	}
@@ -21,11 +21,11 @@ func Diverged(s Shard, origin, gtid string) (Fence, bool) {
 	if f.Watermark == "" {
 		return f, true
 	}
-	wm, err := mysqld.ParseGTIDPos(f.Watermark)
+	wm, err := gtid.ParsePos(f.Watermark)
 	if err != nil {
 		return f, true
 	}
-	g, err := mysqld.ParseGTIDPos(gtid)
+	g, err := gtid.ParsePos(id)
 	if err != nil || len(g) != 1 {
 		return f, true
 	}

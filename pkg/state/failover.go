@@ -87,9 +87,35 @@ type FailoverRecord struct {
 	LostGTIDs string `json:"lost_gtids,omitempty"`
 	// BlockWindow is, for a switchover, how long no instance accepted writes.
 	BlockWindow Duration `json:"block_window,omitempty"`
+	// Rewind is set by reship when the new master lacked transactions it
+	// had already shipped from the old one (a lossy failover): the other
+	// DCs applied them, this DC lost them.
+	Rewind *Rewind `json:"rewind,omitempty"`
 	// Agent is the agent id that ran it; FencingRevision its election token.
 	Agent           string `json:"agent"`
 	FencingRevision int64  `json:"fencing_revision"`
+}
+
+// Rewind is reship's account of a lossy failover: its checkpoint was past
+// the new master's binlog, so it moved back to the new master's position.
+type Rewind struct {
+	// From is the checkpoint the new master's binlog does not hold, To the
+	// position reship resumed from.
+	From string `json:"from"`
+	To   string `json:"to"`
+	// Transactions counts the lost transactions by GTID sequence numbers.
+	Transactions int64 `json:"transactions"`
+	// LostGTIDs and LostRequests name the shipped transactions and their
+	// requests (one per transaction and shard) that the new master lacks,
+	// found in the DC's outbound stream; LostRequests keeps at most the
+	// first 10,000, LostRequestsTotal counts them all. Complete is false
+	// when the stream was not read back as far as the fork.
+	LostGTIDs         []string  `json:"lost_gtids,omitempty"`
+	LostRequests      []string  `json:"lost_requests,omitempty"`
+	LostRequestsTotal int       `json:"lost_requests_total"`
+	Complete          bool      `json:"complete"`
+	By                string    `json:"by"`
+	At                time.Time `json:"at"`
 }
 
 // Done reports whether the record reached a final outcome.
@@ -100,9 +126,14 @@ func NewRecordID(t time.Time, dc, cluster string) string {
 	return t.UTC().Format("20060102T150405.000000000Z") + "-" + dc + "-" + cluster
 }
 
+// FailoverKey is the etcd key of a failover record.
+func (s *Store) FailoverKey(dc, cluster, id string) string {
+	return s.Key("failovers", dc, cluster, id)
+}
+
 // PutFailover writes a failover record, guarded by fence when non-nil.
 func (s *Store) PutFailover(ctx context.Context, rec FailoverRecord, fence *Fence) error {
-	_, err := Put(ctx, s, s.Key("failovers", rec.DC, rec.Cluster, rec.ID), rec, PutOptions{PrevRev: -1, Fence: fence})
+	_, err := Put(ctx, s, s.FailoverKey(rec.DC, rec.Cluster, rec.ID), rec, PutOptions{PrevRev: -1, Fence: fence})
 	return err
 }
 

@@ -13,7 +13,9 @@
 // operators follow ordinary precedence (NOT over AND over OR) where Lucene
 // applies its left-to-right clause flags, so write parentheses when mixing
 // AND and OR; regular expressions (/re/), fuzzy and proximity (~) and
-// wildcard field names are refused with ErrBadQuery; boosts are ignored;
+// wildcard field names are refused with ErrBadQuery (and, on both
+// backends, leading wildcards and queries beyond docstore's limits; the
+// parser bounds its own recursion for any input); boosts are ignored;
 // bare words search keyword, text and long fields (as the Elasticsearch
 // backend's index.query.default_field does), never date or boolean ones;
 // a time window or range on a field of the wrong type is a bad query.

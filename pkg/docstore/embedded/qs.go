@@ -5,6 +5,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/drplane/drplane/pkg/docstore"
 )
 
 // This file parses the query_string subset of docstore.Query.Text into a
@@ -70,9 +72,26 @@ type clause struct {
 }
 
 type parser struct {
-	src string
-	pos int
+	src   string
+	pos   int
+	depth int // recursion depth, bounded by maxDepth
 }
+
+// maxDepth bounds the parser's recursion: a group costs two levels, a NOT
+// or a field prefix one. docstore.Query.Normalize refuses deeper
+// parentheses first (docstore.MaxNesting); this bound holds for any input.
+const maxDepth = 4 * docstore.MaxNesting
+
+// enter counts one level of recursion; the caller defers p.leave.
+func (p *parser) enter() error {
+	p.depth++
+	if p.depth > maxDepth {
+		return p.errorf("query nests deeper than %d levels", maxDepth)
+	}
+	return nil
+}
+
+func (p *parser) leave() { p.depth-- }
 
 // parseQuery parses s; an empty or blank s matches everything.
 func parseQuery(s string) (node, error) {
@@ -211,6 +230,10 @@ func (p *parser) parseAnd(field string) (clause, error) {
 }
 
 func (p *parser) parseUnary(field string) (clause, error) {
+	defer p.leave()
+	if err := p.enter(); err != nil {
+		return clause{}, err
+	}
 	p.skipSpace()
 	if p.eof() {
 		return clause{}, p.errorf("unexpected end of query")
@@ -253,6 +276,10 @@ func (p *parser) negate(field string) (clause, error) {
 }
 
 func (p *parser) parsePrimary(field string) (node, error) {
+	defer p.leave()
+	if err := p.enter(); err != nil {
+		return nil, err
+	}
 	p.skipSpace()
 	if p.eof() {
 		return nil, p.errorf("unexpected end of query")

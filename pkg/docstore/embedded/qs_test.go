@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/drplane/drplane/pkg/docstore"
 )
 
 // show renders a parsed query compactly for comparison.
@@ -103,4 +105,42 @@ func TestParseQueryErrors(t *testing.T) {
 		_, err := parseQuery(in)
 		require.Error(t, err, in)
 	}
+}
+
+// TestParseQueryDepth: nesting of any kind is refused past maxDepth with an
+// error, not a stack overflow (4 MiB of '(' used to kill the process).
+func TestParseQueryDepth(t *testing.T) {
+	for name, in := range map[string]string{
+		"parentheses": strings.Repeat("(", 4<<20),
+		"NOT":         strings.Repeat("NOT ", 1<<20) + "a",
+		"!":           strings.Repeat("!", 4<<20) + "a",
+		"field group": "f:" + strings.Repeat("(", 4<<20) + "a",
+	} {
+		_, err := parseQuery(in)
+		require.ErrorContains(t, err, "deeper than", name)
+	}
+	// Within the bound nesting still parses.
+	n, err := parseQuery(strings.Repeat("(", 30) + "a" + strings.Repeat(")", 30))
+	require.NoError(t, err)
+	require.Equal(t, "a", show(n))
+}
+
+// FuzzParseQuery: any input parses or fails with an error; nothing panics
+// or recurses without bound, and whatever parses translates (or is refused)
+// against the store's mapping without panicking. The seeds are in
+// testdata/fuzz/FuzzParseQuery.
+func FuzzParseQuery(f *testing.F) {
+	tr := translator{m: docstore.Mapping{
+		"actor": docstore.Keyword, "message": docstore.Text, "time": docstore.Date,
+		"rto_ms": docstore.Long, "automatic": docstore.Boolean, "params.dc": docstore.Keyword,
+	}}
+	f.Fuzz(func(t *testing.T, in string) {
+		n, err := parseQuery(in)
+		if err != nil {
+			require.Nil(t, n)
+			return
+		}
+		require.NotNil(t, n)
+		_, _ = tr.node(n)
+	})
 }

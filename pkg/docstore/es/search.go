@@ -21,7 +21,7 @@ func (s *Store) Search(ctx context.Context, index string, q docstore.Query) (doc
 	if err := docstore.ValidateIndexName(index); err != nil {
 		return docstore.Result{}, err
 	}
-	body, err := searchBody(q)
+	body, err := searchBody(q, s.searchTimeout)
 	if err != nil {
 		return docstore.Result{}, err
 	}
@@ -33,7 +33,8 @@ func (s *Store) Search(ctx context.Context, index string, q docstore.Query) (doc
 		return docstore.Result{}, classify(r, "search "+index, docstore.ErrBadQuery)
 	}
 	var resp struct {
-		Hits struct {
+		TimedOut bool `json:"timed_out"`
+		Hits     struct {
 			Total struct {
 				Value int64 `json:"value"`
 			} `json:"total"`
@@ -46,6 +47,9 @@ func (s *Store) Search(ctx context.Context, index string, q docstore.Query) (doc
 	}
 	if err := json.Unmarshal(r.body, &resp); err != nil {
 		return docstore.Result{}, fmt.Errorf("%w: search %s: decode response: %w", docstore.ErrUnavailable, index, err)
+	}
+	if resp.TimedOut {
+		return docstore.Result{}, fmt.Errorf("%w: search %s: ran out of its %s timeout", docstore.ErrUnavailable, index, s.searchTimeout)
 	}
 	size := q.Size
 	if size == 0 {
@@ -65,14 +69,16 @@ func (s *Store) Search(ctx context.Context, index string, q docstore.Query) (doc
 }
 
 // searchBody is the _search request body of q.
-func searchBody(q docstore.Query) ([]byte, error) {
+func searchBody(q docstore.Query, timeout time.Duration) ([]byte, error) {
 	q, err := q.Normalize()
 	if err != nil {
 		return nil, err
 	}
 	var main any = map[string]any{"match_all": map[string]any{}}
 	if q.Text != "" {
-		main = map[string]any{"query_string": map[string]any{"query": q.Text, "lenient": true}}
+		main = map[string]any{"query_string": map[string]any{
+			"query": q.Text, "lenient": true, "allow_leading_wildcard": false,
+		}}
 	}
 	filters := filterClauses(q)
 	query := main
@@ -91,6 +97,7 @@ func searchBody(q docstore.Query) ([]byte, error) {
 	body := map[string]any{
 		"size":             q.Size + 1,
 		"track_total_hits": true,
+		"timeout":          fmt.Sprintf("%dms", timeout.Milliseconds()),
 		"query":            query,
 		"sort":             sortKeys,
 	}

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/rs/zerolog"
@@ -38,6 +39,11 @@ type Options struct {
 	// RetryOnConflict is how often a merge retries a version conflict
 	// inside Elasticsearch; 0 means 5.
 	RetryOnConflict int
+	// SearchTimeout bounds the time a search runs inside Elasticsearch
+	// (the request's "timeout"); 0 means DefaultSearchTimeout. A search
+	// that runs out of it fails with docstore.ErrUnavailable rather than
+	// returning partial hits.
+	SearchTimeout time.Duration
 	// Logger receives failed requests (method, path, status, reason).
 	Logger zerolog.Logger
 }
@@ -59,7 +65,11 @@ type Store struct {
 	c               *elasticsearch.Client
 	log             zerolog.Logger
 	retryOnConflict int
+	searchTimeout   time.Duration
 }
+
+// DefaultSearchTimeout is Options.SearchTimeout when unset.
+const DefaultSearchTimeout = 10 * time.Second
 
 var _ docstore.Store = (*Store)(nil)
 
@@ -86,9 +96,12 @@ func New(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: elasticsearch client: %w", docstore.ErrInvalid, err)
 	}
-	s := &Store{c: c, log: opts.Logger, retryOnConflict: opts.RetryOnConflict}
+	s := &Store{c: c, log: opts.Logger, retryOnConflict: opts.RetryOnConflict, searchTimeout: opts.SearchTimeout}
 	if s.retryOnConflict == 0 {
 		s.retryOnConflict = 5
+	}
+	if s.searchTimeout <= 0 {
+		s.searchTimeout = DefaultSearchTimeout
 	}
 	return s, nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
@@ -171,4 +172,32 @@ func TestEnsureIndexServerConflict(t *testing.T) {
 	err := s.EnsureIndex(t.Context(), "audit", docstore.Mapping{"actor": docstore.Keyword, "params.dc": docstore.Keyword})
 	require.ErrorIs(t, err, docstore.ErrMappingConflict)
 	require.Contains(t, err.Error(), "non object mapping")
+}
+
+// A search carries the configured timeout; one that ran out of it inside
+// Elasticsearch (partial hits, timed_out true) fails as unavailable.
+func TestSearchTimeout(t *testing.T) {
+	var body atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		body.Store(string(b))
+		w.Header().Set("X-Elastic-Product", "Elasticsearch")
+		_, _ = w.Write([]byte(`{"took":1500,"timed_out":true,"hits":{"total":{"value":1,"relation":"eq"},"hits":[{"_id":"a","_source":{},"sort":["a"]}]}}`))
+	}))
+	t.Cleanup(srv.Close)
+	s := newStore(t, es.Options{Addresses: []string{srv.URL}, Logger: zerolog.Nop(), SearchTimeout: 1500 * time.Millisecond})
+	_, err := s.Search(t.Context(), "audit", docstore.Query{Text: "a"})
+	require.ErrorIs(t, err, docstore.ErrUnavailable)
+	var sent struct {
+		Timeout string `json:"timeout"`
+		Query   struct {
+			QueryString struct {
+				AllowLeadingWildcard *bool `json:"allow_leading_wildcard"`
+			} `json:"query_string"`
+		} `json:"query"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body.Load().(string)), &sent))
+	require.Equal(t, "1500ms", sent.Timeout)
+	require.NotNil(t, sent.Query.QueryString.AllowLeadingWildcard)
+	require.False(t, *sent.Query.QueryString.AllowLeadingWildcard)
 }

@@ -1,6 +1,8 @@
 package storetest
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,6 +121,33 @@ func testQuery(t *testing.T, s docstore.Store) {
 	})
 	t.Run("BadCursor", func(t *testing.T) {
 		_, err := s.Search(ctx, eventsIndex, docstore.Query{After: "not-a-cursor"})
+		require.ErrorIs(t, err, docstore.ErrBadQuery)
+	})
+	t.Run("Limits", func(t *testing.T) {
+		// Refused before the backend runs them, with the limit named.
+		for _, c := range []struct {
+			name, text, reason string
+		}{
+			{"Long", "a " + strings.Repeat("b", docstore.MaxTextBytes), "MaxTextBytes"},
+			{"Deep", strings.Repeat("(", docstore.MaxNesting+1) + "a" + strings.Repeat(")", docstore.MaxNesting+1), "MaxNesting"},
+			{"HugeDeep", strings.Repeat("(", 4<<20), "MaxTextBytes"},
+			{"Regex", "actor:/tok.*/", "regular expressions"},
+			{"LeadingWildcard", "message:*omot*", "wildcard"},
+			{"LeadingQuestionMark", "?romoted", "wildcard"},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				_, err := s.Search(ctx, eventsIndex, docstore.Query{Text: c.text})
+				require.ErrorIs(t, err, docstore.ErrBadQuery)
+				var qe *docstore.QueryError
+				require.ErrorAs(t, err, &qe)
+				require.Contains(t, qe.Reason, c.reason)
+			})
+		}
+		many := make([]string, docstore.MaxTermValues+1)
+		for i := range many {
+			many[i] = fmt.Sprint(i)
+		}
+		_, err := s.Search(ctx, eventsIndex, docstore.Query{Terms: map[string][]string{"actor": many}})
 		require.ErrorIs(t, err, docstore.ErrBadQuery)
 	})
 	t.Run("BadSize", func(t *testing.T) {

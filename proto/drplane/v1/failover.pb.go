@@ -569,6 +569,9 @@ type FailoverRecord struct {
 	LostGtids string `protobuf:"bytes,32,opt,name=lost_gtids,json=lostGtids,proto3" json:"lost_gtids,omitempty"`
 	// For a switchover: how long no instance accepted writes.
 	BlockWindow *durationpb.Duration `protobuf:"bytes,33,opt,name=block_window,json=blockWindow,proto3" json:"block_window,omitempty"`
+	// Set when the new master lacked transactions reship had already shipped
+	// from the old one (a lossy failover); absent otherwise.
+	Rewind *FailoverRewind `protobuf:"bytes,34,opt,name=rewind,proto3" json:"rewind,omitempty"`
 	// Id of the HA agent that ran it.
 	Agent string `protobuf:"bytes,40,opt,name=agent,proto3" json:"agent,omitempty"`
 	// The agent's election revision (fencing token) it ran under.
@@ -740,6 +743,13 @@ func (x *FailoverRecord) GetBlockWindow() *durationpb.Duration {
 	return nil
 }
 
+func (x *FailoverRecord) GetRewind() *FailoverRewind {
+	if x != nil {
+		return x.Rewind
+	}
+	return nil
+}
+
 func (x *FailoverRecord) GetAgent() string {
 	if x != nil {
 		return x.Agent
@@ -752,6 +762,126 @@ func (x *FailoverRecord) GetFencingRevision() int64 {
 		return x.FencingRevision
 	}
 	return 0
+}
+
+// FailoverRewind is reship's account of a lossy failover: the other DCs
+// applied these requests, the new master of this DC never had them, and
+// reship moved its capture back to the new master's position.
+type FailoverRewind struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The checkpoint the new master's binlog did not hold.
+	From string `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	// The position capture resumed from.
+	To string `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	// Lost transactions, by GTID sequence numbers.
+	Transactions int64 `protobuf:"varint,3,opt,name=transactions,proto3" json:"transactions,omitempty"`
+	// Their GTIDs, as shipped.
+	LostGtids []string `protobuf:"bytes,4,rep,name=lost_gtids,json=lostGtids,proto3" json:"lost_gtids,omitempty"`
+	// Their request ids (one per transaction and shard); at most 10,000.
+	LostRequests []string `protobuf:"bytes,5,rep,name=lost_requests,json=lostRequests,proto3" json:"lost_requests,omitempty"`
+	// How many request ids were lost in all.
+	LostRequestsTotal int32 `protobuf:"varint,6,opt,name=lost_requests_total,json=lostRequestsTotal,proto3" json:"lost_requests_total,omitempty"`
+	// False when the outbound stream was not read back as far as the fork,
+	// so the list may be short.
+	Complete bool `protobuf:"varint,7,opt,name=complete,proto3" json:"complete,omitempty"`
+	// Who rewound ("reship@<dc>") and when.
+	By            string                 `protobuf:"bytes,8,opt,name=by,proto3" json:"by,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailoverRewind) Reset() {
+	*x = FailoverRewind{}
+	mi := &file_drplane_v1_failover_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailoverRewind) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailoverRewind) ProtoMessage() {}
+
+func (x *FailoverRewind) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_failover_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailoverRewind.ProtoReflect.Descriptor instead.
+func (*FailoverRewind) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *FailoverRewind) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *FailoverRewind) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *FailoverRewind) GetTransactions() int64 {
+	if x != nil {
+		return x.Transactions
+	}
+	return 0
+}
+
+func (x *FailoverRewind) GetLostGtids() []string {
+	if x != nil {
+		return x.LostGtids
+	}
+	return nil
+}
+
+func (x *FailoverRewind) GetLostRequests() []string {
+	if x != nil {
+		return x.LostRequests
+	}
+	return nil
+}
+
+func (x *FailoverRewind) GetLostRequestsTotal() int32 {
+	if x != nil {
+		return x.LostRequestsTotal
+	}
+	return 0
+}
+
+func (x *FailoverRewind) GetComplete() bool {
+	if x != nil {
+		return x.Complete
+	}
+	return false
+}
+
+func (x *FailoverRewind) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *FailoverRewind) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
 }
 
 // ListFailoversRequest selects records.
@@ -769,7 +899,7 @@ type ListFailoversRequest struct {
 
 func (x *ListFailoversRequest) Reset() {
 	*x = ListFailoversRequest{}
-	mi := &file_drplane_v1_failover_proto_msgTypes[5]
+	mi := &file_drplane_v1_failover_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +911,7 @@ func (x *ListFailoversRequest) String() string {
 func (*ListFailoversRequest) ProtoMessage() {}
 
 func (x *ListFailoversRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_failover_proto_msgTypes[5]
+	mi := &file_drplane_v1_failover_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +924,7 @@ func (x *ListFailoversRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFailoversRequest.ProtoReflect.Descriptor instead.
 func (*ListFailoversRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{5}
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListFailoversRequest) GetDc() string {
@@ -829,7 +959,7 @@ type ListFailoversResponse struct {
 
 func (x *ListFailoversResponse) Reset() {
 	*x = ListFailoversResponse{}
-	mi := &file_drplane_v1_failover_proto_msgTypes[6]
+	mi := &file_drplane_v1_failover_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -841,7 +971,7 @@ func (x *ListFailoversResponse) String() string {
 func (*ListFailoversResponse) ProtoMessage() {}
 
 func (x *ListFailoversResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_failover_proto_msgTypes[6]
+	mi := &file_drplane_v1_failover_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -854,7 +984,7 @@ func (x *ListFailoversResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFailoversResponse.ProtoReflect.Descriptor instead.
 func (*ListFailoversResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{6}
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListFailoversResponse) GetRecords() []*FailoverRecord {
@@ -886,7 +1016,7 @@ type KillSwitch struct {
 
 func (x *KillSwitch) Reset() {
 	*x = KillSwitch{}
-	mi := &file_drplane_v1_failover_proto_msgTypes[7]
+	mi := &file_drplane_v1_failover_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +1028,7 @@ func (x *KillSwitch) String() string {
 func (*KillSwitch) ProtoMessage() {}
 
 func (x *KillSwitch) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_failover_proto_msgTypes[7]
+	mi := &file_drplane_v1_failover_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +1041,7 @@ func (x *KillSwitch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillSwitch.ProtoReflect.Descriptor instead.
 func (*KillSwitch) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{7}
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *KillSwitch) GetScope() string {
@@ -965,7 +1095,7 @@ type ListKillSwitchesRequest struct {
 
 func (x *ListKillSwitchesRequest) Reset() {
 	*x = ListKillSwitchesRequest{}
-	mi := &file_drplane_v1_failover_proto_msgTypes[8]
+	mi := &file_drplane_v1_failover_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1107,7 @@ func (x *ListKillSwitchesRequest) String() string {
 func (*ListKillSwitchesRequest) ProtoMessage() {}
 
 func (x *ListKillSwitchesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_failover_proto_msgTypes[8]
+	mi := &file_drplane_v1_failover_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1120,7 @@ func (x *ListKillSwitchesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKillSwitchesRequest.ProtoReflect.Descriptor instead.
 func (*ListKillSwitchesRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{8}
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{9}
 }
 
 // ListKillSwitchesResponse carries every switch that is set.
@@ -1004,7 +1134,7 @@ type ListKillSwitchesResponse struct {
 
 func (x *ListKillSwitchesResponse) Reset() {
 	*x = ListKillSwitchesResponse{}
-	mi := &file_drplane_v1_failover_proto_msgTypes[9]
+	mi := &file_drplane_v1_failover_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1016,7 +1146,7 @@ func (x *ListKillSwitchesResponse) String() string {
 func (*ListKillSwitchesResponse) ProtoMessage() {}
 
 func (x *ListKillSwitchesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_failover_proto_msgTypes[9]
+	mi := &file_drplane_v1_failover_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1029,7 +1159,7 @@ func (x *ListKillSwitchesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKillSwitchesResponse.ProtoReflect.Descriptor instead.
 func (*ListKillSwitchesResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{9}
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListKillSwitchesResponse) GetKillSwitches() []*KillSwitch {
@@ -1054,7 +1184,7 @@ type SetKillSwitchRequest struct {
 
 func (x *SetKillSwitchRequest) Reset() {
 	*x = SetKillSwitchRequest{}
-	mi := &file_drplane_v1_failover_proto_msgTypes[10]
+	mi := &file_drplane_v1_failover_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1066,7 +1196,7 @@ func (x *SetKillSwitchRequest) String() string {
 func (*SetKillSwitchRequest) ProtoMessage() {}
 
 func (x *SetKillSwitchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_failover_proto_msgTypes[10]
+	mi := &file_drplane_v1_failover_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1079,7 +1209,7 @@ func (x *SetKillSwitchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetKillSwitchRequest.ProtoReflect.Descriptor instead.
 func (*SetKillSwitchRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{10}
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SetKillSwitchRequest) GetDc() string {
@@ -1114,7 +1244,7 @@ type SetKillSwitchResponse struct {
 
 func (x *SetKillSwitchResponse) Reset() {
 	*x = SetKillSwitchResponse{}
-	mi := &file_drplane_v1_failover_proto_msgTypes[11]
+	mi := &file_drplane_v1_failover_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1126,7 +1256,7 @@ func (x *SetKillSwitchResponse) String() string {
 func (*SetKillSwitchResponse) ProtoMessage() {}
 
 func (x *SetKillSwitchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_failover_proto_msgTypes[11]
+	mi := &file_drplane_v1_failover_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1139,7 +1269,7 @@ func (x *SetKillSwitchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetKillSwitchResponse.ProtoReflect.Descriptor instead.
 func (*SetKillSwitchResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{11}
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetKillSwitchResponse) GetKillSwitch() *KillSwitch {
@@ -1162,7 +1292,7 @@ type ClearKillSwitchRequest struct {
 
 func (x *ClearKillSwitchRequest) Reset() {
 	*x = ClearKillSwitchRequest{}
-	mi := &file_drplane_v1_failover_proto_msgTypes[12]
+	mi := &file_drplane_v1_failover_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1304,7 @@ func (x *ClearKillSwitchRequest) String() string {
 func (*ClearKillSwitchRequest) ProtoMessage() {}
 
 func (x *ClearKillSwitchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_failover_proto_msgTypes[12]
+	mi := &file_drplane_v1_failover_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1317,7 @@ func (x *ClearKillSwitchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClearKillSwitchRequest.ProtoReflect.Descriptor instead.
 func (*ClearKillSwitchRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{12}
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ClearKillSwitchRequest) GetDc() string {
@@ -1217,7 +1347,7 @@ type ClearKillSwitchResponse struct {
 
 func (x *ClearKillSwitchResponse) Reset() {
 	*x = ClearKillSwitchResponse{}
-	mi := &file_drplane_v1_failover_proto_msgTypes[13]
+	mi := &file_drplane_v1_failover_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +1359,7 @@ func (x *ClearKillSwitchResponse) String() string {
 func (*ClearKillSwitchResponse) ProtoMessage() {}
 
 func (x *ClearKillSwitchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_failover_proto_msgTypes[13]
+	mi := &file_drplane_v1_failover_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +1372,7 @@ func (x *ClearKillSwitchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClearKillSwitchResponse.ProtoReflect.Descriptor instead.
 func (*ClearKillSwitchResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{13}
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ClearKillSwitchResponse) GetCleared() bool {
@@ -1287,7 +1417,7 @@ const file_drplane_v1_failover_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12*\n" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12-\n" +
 	"\x04took\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04took\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"\xd1\x06\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\x85\a\n" +
 	"\x0eFailoverRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x0e\n" +
 	"\x02dc\x18\x02 \x01(\tR\x02dc\x12\x18\n" +
@@ -1315,9 +1445,21 @@ const file_drplane_v1_failover_proto_rawDesc = "" +
 	"\x10rpo_transactions\x18\x1f \x01(\x03R\x0frpoTransactions\x12\x1d\n" +
 	"\n" +
 	"lost_gtids\x18  \x01(\tR\tlostGtids\x12<\n" +
-	"\fblock_window\x18! \x01(\v2\x19.google.protobuf.DurationR\vblockWindow\x12\x14\n" +
+	"\fblock_window\x18! \x01(\v2\x19.google.protobuf.DurationR\vblockWindow\x122\n" +
+	"\x06rewind\x18\" \x01(\v2\x1a.drplane.v1.FailoverRewindR\x06rewind\x12\x14\n" +
 	"\x05agent\x18( \x01(\tR\x05agent\x12)\n" +
-	"\x10fencing_revision\x18) \x01(\x03R\x0ffencingRevision\"V\n" +
+	"\x10fencing_revision\x18) \x01(\x03R\x0ffencingRevision\"\xa4\x02\n" +
+	"\x0eFailoverRewind\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\x12\"\n" +
+	"\ftransactions\x18\x03 \x01(\x03R\ftransactions\x12\x1d\n" +
+	"\n" +
+	"lost_gtids\x18\x04 \x03(\tR\tlostGtids\x12#\n" +
+	"\rlost_requests\x18\x05 \x03(\tR\flostRequests\x12.\n" +
+	"\x13lost_requests_total\x18\x06 \x01(\x05R\x11lostRequestsTotal\x12\x1a\n" +
+	"\bcomplete\x18\a \x01(\bR\bcomplete\x12\x0e\n" +
+	"\x02by\x18\b \x01(\tR\x02by\x12*\n" +
+	"\x02at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"V\n" +
 	"\x14ListFailoversRequest\x12\x0e\n" +
 	"\x02dc\x18\x01 \x01(\tR\x02dc\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x14\n" +
@@ -1386,7 +1528,7 @@ func file_drplane_v1_failover_proto_rawDescGZIP() []byte {
 }
 
 var file_drplane_v1_failover_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_drplane_v1_failover_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_drplane_v1_failover_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_drplane_v1_failover_proto_goTypes = []any{
 	(SwitchoverState)(0),             // 0: drplane.v1.SwitchoverState
 	(FailoverKind)(0),                // 1: drplane.v1.FailoverKind
@@ -1396,54 +1538,57 @@ var file_drplane_v1_failover_proto_goTypes = []any{
 	(*SwitchoverIntent)(nil),         // 5: drplane.v1.SwitchoverIntent
 	(*FailoverStep)(nil),             // 6: drplane.v1.FailoverStep
 	(*FailoverRecord)(nil),           // 7: drplane.v1.FailoverRecord
-	(*ListFailoversRequest)(nil),     // 8: drplane.v1.ListFailoversRequest
-	(*ListFailoversResponse)(nil),    // 9: drplane.v1.ListFailoversResponse
-	(*KillSwitch)(nil),               // 10: drplane.v1.KillSwitch
-	(*ListKillSwitchesRequest)(nil),  // 11: drplane.v1.ListKillSwitchesRequest
-	(*ListKillSwitchesResponse)(nil), // 12: drplane.v1.ListKillSwitchesResponse
-	(*SetKillSwitchRequest)(nil),     // 13: drplane.v1.SetKillSwitchRequest
-	(*SetKillSwitchResponse)(nil),    // 14: drplane.v1.SetKillSwitchResponse
-	(*ClearKillSwitchRequest)(nil),   // 15: drplane.v1.ClearKillSwitchRequest
-	(*ClearKillSwitchResponse)(nil),  // 16: drplane.v1.ClearKillSwitchResponse
-	(*timestamppb.Timestamp)(nil),    // 17: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 18: google.protobuf.Duration
+	(*FailoverRewind)(nil),           // 8: drplane.v1.FailoverRewind
+	(*ListFailoversRequest)(nil),     // 9: drplane.v1.ListFailoversRequest
+	(*ListFailoversResponse)(nil),    // 10: drplane.v1.ListFailoversResponse
+	(*KillSwitch)(nil),               // 11: drplane.v1.KillSwitch
+	(*ListKillSwitchesRequest)(nil),  // 12: drplane.v1.ListKillSwitchesRequest
+	(*ListKillSwitchesResponse)(nil), // 13: drplane.v1.ListKillSwitchesResponse
+	(*SetKillSwitchRequest)(nil),     // 14: drplane.v1.SetKillSwitchRequest
+	(*SetKillSwitchResponse)(nil),    // 15: drplane.v1.SetKillSwitchResponse
+	(*ClearKillSwitchRequest)(nil),   // 16: drplane.v1.ClearKillSwitchRequest
+	(*ClearKillSwitchResponse)(nil),  // 17: drplane.v1.ClearKillSwitchResponse
+	(*timestamppb.Timestamp)(nil),    // 18: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 19: google.protobuf.Duration
 }
 var file_drplane_v1_failover_proto_depIdxs = []int32{
 	5,  // 0: drplane.v1.SwitchoverResponse.intent:type_name -> drplane.v1.SwitchoverIntent
 	7,  // 1: drplane.v1.SwitchoverResponse.record:type_name -> drplane.v1.FailoverRecord
-	17, // 2: drplane.v1.SwitchoverIntent.requested_at:type_name -> google.protobuf.Timestamp
+	18, // 2: drplane.v1.SwitchoverIntent.requested_at:type_name -> google.protobuf.Timestamp
 	0,  // 3: drplane.v1.SwitchoverIntent.state:type_name -> drplane.v1.SwitchoverState
-	17, // 4: drplane.v1.FailoverStep.at:type_name -> google.protobuf.Timestamp
-	18, // 5: drplane.v1.FailoverStep.took:type_name -> google.protobuf.Duration
+	18, // 4: drplane.v1.FailoverStep.at:type_name -> google.protobuf.Timestamp
+	19, // 5: drplane.v1.FailoverStep.took:type_name -> google.protobuf.Duration
 	1,  // 6: drplane.v1.FailoverRecord.kind:type_name -> drplane.v1.FailoverKind
 	2,  // 7: drplane.v1.FailoverRecord.outcome:type_name -> drplane.v1.FailoverOutcome
 	6,  // 8: drplane.v1.FailoverRecord.steps:type_name -> drplane.v1.FailoverStep
-	17, // 9: drplane.v1.FailoverRecord.detected_at:type_name -> google.protobuf.Timestamp
-	17, // 10: drplane.v1.FailoverRecord.started_at:type_name -> google.protobuf.Timestamp
-	17, // 11: drplane.v1.FailoverRecord.writable_at:type_name -> google.protobuf.Timestamp
-	17, // 12: drplane.v1.FailoverRecord.finished_at:type_name -> google.protobuf.Timestamp
-	18, // 13: drplane.v1.FailoverRecord.rto:type_name -> google.protobuf.Duration
-	18, // 14: drplane.v1.FailoverRecord.block_window:type_name -> google.protobuf.Duration
-	7,  // 15: drplane.v1.ListFailoversResponse.records:type_name -> drplane.v1.FailoverRecord
-	17, // 16: drplane.v1.KillSwitch.set_at:type_name -> google.protobuf.Timestamp
-	10, // 17: drplane.v1.ListKillSwitchesResponse.kill_switches:type_name -> drplane.v1.KillSwitch
-	10, // 18: drplane.v1.SetKillSwitchResponse.kill_switch:type_name -> drplane.v1.KillSwitch
-	10, // 19: drplane.v1.ClearKillSwitchResponse.kill_switch:type_name -> drplane.v1.KillSwitch
-	3,  // 20: drplane.v1.FailoverService.Switchover:input_type -> drplane.v1.SwitchoverRequest
-	8,  // 21: drplane.v1.FailoverService.ListFailovers:input_type -> drplane.v1.ListFailoversRequest
-	11, // 22: drplane.v1.FailoverService.ListKillSwitches:input_type -> drplane.v1.ListKillSwitchesRequest
-	13, // 23: drplane.v1.FailoverService.SetKillSwitch:input_type -> drplane.v1.SetKillSwitchRequest
-	15, // 24: drplane.v1.FailoverService.ClearKillSwitch:input_type -> drplane.v1.ClearKillSwitchRequest
-	4,  // 25: drplane.v1.FailoverService.Switchover:output_type -> drplane.v1.SwitchoverResponse
-	9,  // 26: drplane.v1.FailoverService.ListFailovers:output_type -> drplane.v1.ListFailoversResponse
-	12, // 27: drplane.v1.FailoverService.ListKillSwitches:output_type -> drplane.v1.ListKillSwitchesResponse
-	14, // 28: drplane.v1.FailoverService.SetKillSwitch:output_type -> drplane.v1.SetKillSwitchResponse
-	16, // 29: drplane.v1.FailoverService.ClearKillSwitch:output_type -> drplane.v1.ClearKillSwitchResponse
-	25, // [25:30] is the sub-list for method output_type
-	20, // [20:25] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	18, // 9: drplane.v1.FailoverRecord.detected_at:type_name -> google.protobuf.Timestamp
+	18, // 10: drplane.v1.FailoverRecord.started_at:type_name -> google.protobuf.Timestamp
+	18, // 11: drplane.v1.FailoverRecord.writable_at:type_name -> google.protobuf.Timestamp
+	18, // 12: drplane.v1.FailoverRecord.finished_at:type_name -> google.protobuf.Timestamp
+	19, // 13: drplane.v1.FailoverRecord.rto:type_name -> google.protobuf.Duration
+	19, // 14: drplane.v1.FailoverRecord.block_window:type_name -> google.protobuf.Duration
+	8,  // 15: drplane.v1.FailoverRecord.rewind:type_name -> drplane.v1.FailoverRewind
+	18, // 16: drplane.v1.FailoverRewind.at:type_name -> google.protobuf.Timestamp
+	7,  // 17: drplane.v1.ListFailoversResponse.records:type_name -> drplane.v1.FailoverRecord
+	18, // 18: drplane.v1.KillSwitch.set_at:type_name -> google.protobuf.Timestamp
+	11, // 19: drplane.v1.ListKillSwitchesResponse.kill_switches:type_name -> drplane.v1.KillSwitch
+	11, // 20: drplane.v1.SetKillSwitchResponse.kill_switch:type_name -> drplane.v1.KillSwitch
+	11, // 21: drplane.v1.ClearKillSwitchResponse.kill_switch:type_name -> drplane.v1.KillSwitch
+	3,  // 22: drplane.v1.FailoverService.Switchover:input_type -> drplane.v1.SwitchoverRequest
+	9,  // 23: drplane.v1.FailoverService.ListFailovers:input_type -> drplane.v1.ListFailoversRequest
+	12, // 24: drplane.v1.FailoverService.ListKillSwitches:input_type -> drplane.v1.ListKillSwitchesRequest
+	14, // 25: drplane.v1.FailoverService.SetKillSwitch:input_type -> drplane.v1.SetKillSwitchRequest
+	16, // 26: drplane.v1.FailoverService.ClearKillSwitch:input_type -> drplane.v1.ClearKillSwitchRequest
+	4,  // 27: drplane.v1.FailoverService.Switchover:output_type -> drplane.v1.SwitchoverResponse
+	10, // 28: drplane.v1.FailoverService.ListFailovers:output_type -> drplane.v1.ListFailoversResponse
+	13, // 29: drplane.v1.FailoverService.ListKillSwitches:output_type -> drplane.v1.ListKillSwitchesResponse
+	15, // 30: drplane.v1.FailoverService.SetKillSwitch:output_type -> drplane.v1.SetKillSwitchResponse
+	17, // 31: drplane.v1.FailoverService.ClearKillSwitch:output_type -> drplane.v1.ClearKillSwitchResponse
+	27, // [27:32] is the sub-list for method output_type
+	22, // [22:27] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_failover_proto_init() }
@@ -1457,7 +1602,7 @@ func file_drplane_v1_failover_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drplane_v1_failover_proto_rawDesc), len(file_drplane_v1_failover_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

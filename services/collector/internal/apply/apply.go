@@ -15,6 +15,7 @@ import (
 
 	"github.com/drplane/drplane/pkg/audit"
 	"github.com/drplane/drplane/pkg/embednats"
+	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/pkg/topology"
 )
@@ -195,7 +196,7 @@ func (a *Applier) Run(ctx context.Context) error {
 
 // consume sets up and runs the consumer, starting over after failures.
 func (a *Applier) consume(ctx context.Context) error {
-	backoff := minBackoff
+	b := retry.New(minBackoff, maxBackoff)
 	for {
 		err := a.consumeOnce(ctx)
 		if ctx.Err() != nil {
@@ -204,11 +205,10 @@ func (a *Applier) consume(ctx context.Context) error {
 		if errors.Is(err, errStopped) {
 			return err
 		}
-		a.log.Warn().Err(err).Dur("retry_in", backoff).Msg("consumer stopped; starting over")
-		if !sleep(ctx, backoff) {
+		a.log.Warn().Err(err).Dur("retry_in", b.Next()).Msg("consumer stopped; starting over")
+		if !b.Wait(ctx) {
 			return nil
 		}
-		backoff = min(2*backoff, maxBackoff)
 	}
 }
 
@@ -295,7 +295,7 @@ func (a *Applier) consumeOnce(ctx context.Context) error {
 		if _, err := a.js.ResetConsumerToSequence(ctx, stream, ConsumerName, seq.next); err != nil {
 			return fmt.Errorf("reset consumer %s on %s to %d: %w", ConsumerName, stream, seq.next, err)
 		}
-		if !sleep(ctx, minBackoff) {
+		if !retry.Sleep(ctx, minBackoff) {
 			return nil
 		}
 	}
@@ -331,7 +331,7 @@ func (a *Applier) next(ctx context.Context, it jetstream.MessagesContext) ([]jet
 		}
 		// Missed heartbeats while NATS reconnects: the iterator re-pulls.
 		a.log.Debug().Err(err).Msg("waiting for messages")
-		if !sleep(ctx, minBackoff) {
+		if !retry.Sleep(ctx, minBackoff) {
 			return nil, ctx.Err()
 		}
 	}
@@ -347,16 +347,4 @@ func (a *Applier) pending(ctx context.Context) uint64 {
 	n := info.NumPending + uint64(max(info.NumAckPending, 0))
 	a.m.pending.Set(float64(n))
 	return n
-}
-
-// sleep waits d or until ctx ends; it reports whether ctx is still alive.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

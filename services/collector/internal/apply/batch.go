@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/drplane/drplane/pkg/embednats"
+	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/topology"
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
 )
@@ -87,7 +88,7 @@ func (a *Applier) process(ctx context.Context, msgs []jetstream.Msg) error {
 // with in-progress acks meanwhile. It returns the first non-transient
 // error, or ctx's.
 func (a *Applier) applyRetrying(ctx context.Context, items []*item) error {
-	backoff := minBackoff
+	b := retry.New(minBackoff, maxBackoff)
 	lastTouch := time.Now()
 	for n := 0; ; n++ {
 		err := a.applyTx(ctx, items)
@@ -105,12 +106,11 @@ func (a *Applier) applyRetrying(ctx context.Context, items []*item) error {
 		if n == 0 || n%20 == 0 {
 			ev = a.log.Warn()
 		}
-		ev.Err(err).Int("attempt", n+1).Dur("retry_in", backoff).Msg("transient apply error; retrying")
+		ev.Err(err).Int("attempt", n+1).Dur("retry_in", b.Next()).Msg("transient apply error; retrying")
 		a.sess.release()
-		if !sleep(ctx, backoff) {
+		if !b.Wait(ctx) {
 			return ctx.Err()
 		}
-		backoff = min(2*backoff, maxBackoff)
 		if time.Since(lastTouch) > a.o.AckWait/3 {
 			for _, it := range items {
 				_ = it.msg.InProgress()
@@ -137,7 +137,7 @@ func (a *Applier) isolate(ctx context.Context, items []*item) {
 			}
 			a.log.Warn().Err(err).Str("origin", it.ev.GetOriginDc()).Str("request", it.ev.GetRequestId()).
 				Int("attempt", it.attempts).Msg("request failed; retrying before dead-lettering it")
-			if !sleep(ctx, time.Duration(it.attempts)*2*minBackoff) {
+			if !retry.Sleep(ctx, time.Duration(it.attempts)*2*minBackoff) {
 				return
 			}
 		}

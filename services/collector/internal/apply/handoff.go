@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/drplane/drplane/pkg/divergence"
+	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/shardmap"
 	"github.com/drplane/drplane/pkg/state"
 )
@@ -102,7 +103,7 @@ func (m *maps) follow(ctx context.Context, keyspace string) {
 				m.mu.Unlock()
 			}
 		}
-		sleep(ctx, minBackoff)
+		retry.Sleep(ctx, minBackoff)
 	}
 }
 
@@ -161,7 +162,7 @@ func (a *Applier) markBarriers(ctx context.Context) error {
 	for ctx.Err() == nil {
 		resp, err := st.Client().Get(ctx, prefix, clientv3.WithPrefix())
 		if err != nil {
-			sleep(ctx, minBackoff)
+			retry.Sleep(ctx, minBackoff)
 			continue
 		}
 		for _, kv := range resp.Kvs {
@@ -177,7 +178,7 @@ func (a *Applier) markBarriers(ctx context.Context) error {
 				}
 			}
 		}
-		sleep(ctx, minBackoff)
+		retry.Sleep(ctx, minBackoff)
 	}
 	return nil
 }

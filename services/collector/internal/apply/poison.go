@@ -11,6 +11,7 @@ import (
 
 	"github.com/drplane/drplane/pkg/audit"
 	"github.com/drplane/drplane/pkg/embednats"
+	"github.com/drplane/drplane/pkg/retry"
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
 )
 
@@ -50,7 +51,7 @@ func (a *Applier) deadLetter(ctx context.Context, it *item) bool {
 	}
 	msg.Header.Set(jetstream.MsgIDHeader, dlqID)
 	var ack *jetstream.PubAck
-	backoff := minBackoff
+	b := retry.New(minBackoff, maxBackoff)
 	for {
 		var err error
 		ack, err = a.js.PublishMsg(ctx, msg)
@@ -61,10 +62,9 @@ func (a *Applier) deadLetter(ctx context.Context, it *item) bool {
 			return false
 		}
 		a.log.Warn().Err(err).Msg("dead letter not stored yet; retrying")
-		if !sleep(ctx, backoff) {
+		if !b.Wait(ctx) {
 			return false
 		}
-		backoff = min(2*backoff, maxBackoff)
 	}
 	now := a.o.Now()
 	a.log.Error().Err(it.poison).Str("origin", origin).Str("request", rid).Uint64("dlq_seq", ack.Sequence).

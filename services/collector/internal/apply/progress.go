@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/drplane/drplane/pkg/gtid"
 	"github.com/drplane/drplane/pkg/state"
 )
 
@@ -154,24 +154,12 @@ func (p *progress) deadLettered(origin string) {
 // after b: same domain, sequence not lower. GTIDs of different domains, or
 // that do not parse, do not order: a counts as after.
 func gtidAtOrAfter(a, b string) bool {
-	da, sa, okA := gtidSeq(a)
-	db, sb, okB := gtidSeq(b)
-	if !okA || !okB || da != db {
+	ga, errA := gtid.Parse(a)
+	gb, errB := gtid.Parse(b)
+	if errA != nil || errB != nil || ga.Domain != gb.Domain {
 		return true
 	}
-	return sa >= sb
-}
-
-func gtidSeq(g string) (domain string, seq uint64, ok bool) {
-	parts := strings.Split(g, "-")
-	if len(parts) != 3 {
-		return "", 0, false
-	}
-	n, err := strconv.ParseUint(parts[2], 10, 64)
-	if err != nil {
-		return "", 0, false
-	}
-	return parts[0], n, true
+	return ga.Seq >= gb.Seq
 }
 
 // flushWatermarks writes the watermarks that moved since the last flush,

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/drplane/drplane/pkg/embednats"
+	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/pkg/topology"
 )
@@ -58,7 +59,7 @@ func (w *topoWatch) Run(ctx context.Context) error {
 			} else if ctx.Err() == nil {
 				w.log.Warn().Err(err).Msg("read topology")
 			}
-			sleep(ctx, topoRetry)
+			retry.Sleep(ctx, topoRetry)
 			continue
 		}
 		w.use(ctx, t)
@@ -101,7 +102,7 @@ func (w *topoWatch) use(ctx context.Context, t topology.Topology) {
 			return
 		}
 		w.log.Warn().Err(err).Msg("streams not set up yet; retrying")
-		if !sleep(ctx, topoRetry) {
+		if !retry.Sleep(ctx, topoRetry) {
 			return
 		}
 	}
@@ -130,15 +131,4 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, dc string, peers
 		return err
 	}
 	return embednats.EnsureLedger(ctx, js, dc, embednats.StreamOptions{})
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

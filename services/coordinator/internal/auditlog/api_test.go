@@ -96,7 +96,8 @@ func startAPI(t *testing.T, o apiOpts) *api {
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Auth: authn,
 		Topology: &control.Topology{Store: st}, Audit: NewSearch(o.docs, ""),
 		PreAuth: []grpc.UnaryServerInterceptor{unauth.Unary()}, PreAuthStream: []grpc.StreamServerInterceptor{unauth.Stream()},
-		Logger: zerolog.Nop(),
+		RefusedREST: unauth.REST,
+		Logger:      zerolog.Nop(),
 	})
 	require.NoError(t, srv.Listen())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -287,6 +288,22 @@ func TestSearchAuditGRPC(t *testing.T) {
 		})
 	}
 
+	// A query beyond the store's limits is refused naming the limit, before
+	// any parser recursion (4 MiB of '(' used to overflow the stack and kill
+	// the coordinator; the gRPC message limit stops that size here, so the
+	// test sends 1 MiB).
+	for name, q := range map[string]string{
+		"MaxTextBytes": strings.Repeat("(", 1<<20),
+		"MaxNesting":   strings.Repeat("(", docstore.MaxNesting+1) + "a" + strings.Repeat(")", docstore.MaxNesting+1),
+	} {
+		t.Run("limit "+name, func(t *testing.T) {
+			_, err := search(&drplanev1.SearchAuditRequest{Query: q})
+			require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
+			assert.Equal(t, "query", field(t, err))
+			assert.Contains(t, status.Convert(err).Message(), name)
+		})
+	}
+
 	_, err = a.audit.SearchAudit(bearer(t, ""), &drplanev1.SearchAuditRequest{})
 	assert.Equal(t, codes.Unauthenticated, status.Code(err))
 }
@@ -403,11 +420,11 @@ func TestUnauthenticatedCallsAudited(t *testing.T) {
 		require.NoError(t, err)
 		assert.NotContains(t, string(raw), "wrong-secret")
 	}
-	anon := byTarget[drplanev1.TopologyService_GetStatus_FullMethodName]
+	anon := byTarget["REST GET /v1/status"]
 	require.NotNil(t, anon, "events: %v", resp.GetEvents())
 	assert.Equal(t, ActorAnonymous, anon.GetActor())
 	assert.Contains(t, anon.GetError(), "missing bearer token")
-	wrong := byTarget[drplanev1.TopologyService_GetTopology_FullMethodName]
+	wrong := byTarget["REST GET /v1/topology"]
 	require.NotNil(t, wrong)
 	assert.Equal(t, "token-sha256:"+auth.Hash("wrong-secret")[:12], wrong.GetActor())
 	assert.Contains(t, wrong.GetError(), "unknown token")

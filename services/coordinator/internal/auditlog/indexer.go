@@ -18,8 +18,8 @@ import (
 
 	"github.com/drplane/drplane/pkg/audit"
 	"github.com/drplane/drplane/pkg/docstore"
+	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/state"
-	"github.com/drplane/drplane/services/coordinator/internal/retry"
 )
 
 // Errors of the indexer.

@@ -3,6 +3,8 @@ package auditlog
 import (
 	"context"
 	"errors"
+	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -122,6 +124,29 @@ func (u *Unauthenticated) Stream() grpc.StreamServerInterceptor {
 		}
 		return err
 	}
+}
+
+// maxRESTTarget bounds the audited method and path of a refused REST call
+// (the path is the caller's).
+const maxRESTTarget = 256
+
+// REST audits a REST call the server refused as UNAUTHENTICATED before
+// the gateway routed it (server.Options.RefusedREST): the target is
+// "REST <method> <path>", the peer the client's address.
+func (u *Unauthenticated) REST(r *http.Request, err error) {
+	md := metadata.MD{}
+	if h := r.Header.Get("Authorization"); h != "" {
+		md.Set("authorization", h)
+	}
+	ctx := metadata.NewIncomingContext(r.Context(), md)
+	if addr, perr := net.ResolveTCPAddr("tcp", r.RemoteAddr); perr == nil {
+		ctx = peer.NewContext(ctx, &peer.Peer{Addr: addr})
+	}
+	target := "REST " + r.Method + " " + r.URL.EscapedPath()
+	if len(target) > maxRESTTarget {
+		target = target[:maxRESTTarget]
+	}
+	u.record(ctx, target, err)
 }
 
 // record writes the event of a refused call, if the rate limit allows.

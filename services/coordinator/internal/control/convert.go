@@ -1,6 +1,7 @@
 package control
 
 import (
+	"math"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -54,6 +55,13 @@ func recordToProto(r state.FailoverRecord) *drplanev1.FailoverRecord {
 		DetectedAt: timestamp(r.DetectedAt), StartedAt: timestamp(r.StartedAt), WritableAt: timestamp(r.WritableAt),
 		FinishedAt: timestamp(r.FinishedAt), Rto: duration(r.RTO), RpoTransactions: r.RPOTransactions, LostGtids: r.LostGTIDs,
 		BlockWindow: duration(r.BlockWindow), Agent: r.Agent, FencingRevision: r.FencingRevision,
+	}
+	if rw := r.Rewind; rw != nil {
+		out.Rewind = &drplanev1.FailoverRewind{
+			From: rw.From, To: rw.To, Transactions: rw.Transactions, LostGtids: rw.LostGTIDs, LostRequests: rw.LostRequests,
+			LostRequestsTotal: int32(min(rw.LostRequestsTotal, math.MaxInt32)), Complete: rw.Complete, //nolint:gosec // bounded
+			By: rw.By, At: timestamp(rw.At),
+		}
 	}
 	for _, s := range r.Steps {
 		out.Steps = append(out.Steps, &drplanev1.FailoverStep{

@@ -176,6 +176,7 @@ func NewNode(o NodeOptions) (*Node, error) {
 			replication.AuditDenied(authn),
 		},
 		PreAuthStream: []grpc.StreamServerInterceptor{unauth.Stream()},
+		RefusedREST:   unauth.REST,
 		Logger:        o.Logger,
 	})
 	if err := srv.Listen(); err != nil {

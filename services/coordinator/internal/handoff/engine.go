@@ -13,7 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/drplane/drplane/pkg/audit"
-	"github.com/drplane/drplane/pkg/mysqld"
+	"github.com/drplane/drplane/pkg/gtid"
 	"github.com/drplane/drplane/pkg/shardmap"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/pkg/topology"
@@ -377,7 +377,7 @@ func (e *Engine) barrier(ctx context.Context, from string, ks topology.Keyspace,
 // caughtUp waits until dc's watermarks of origin from for the moves' shards
 // are at or past mark.
 func (e *Engine) caughtUp(ctx context.Context, dc, from, ks, mark string, moves []Move, idx []int) error {
-	want, err := mysqld.ParseGTIDPos(mark)
+	want, err := gtid.ParsePos(mark)
 	if err != nil {
 		return fmt.Errorf("%w: barrier gtid %q: %w", ErrBarrier, mark, err)
 	}
@@ -394,7 +394,7 @@ func (e *Engine) caughtUp(ctx context.Context, dc, from, ks, mark string, moves 
 		}
 		var missing []int
 		for _, i := range idx {
-			pos, err := mysqld.ParseGTIDPos(at[int32(moves[i].Shard)]) //nolint:gosec // shard ids are small
+			pos, err := gtid.ParsePos(at[int32(moves[i].Shard)]) //nolint:gosec // shard ids are small
 			if err != nil || !pos.Contains(want) || len(pos) == 0 {
 				missing = append(missing, moves[i].Shard)
 			}

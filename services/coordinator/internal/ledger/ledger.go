@@ -15,9 +15,9 @@ import (
 
 	"github.com/drplane/drplane/pkg/audit"
 	"github.com/drplane/drplane/pkg/docstore"
+	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/pkg/topology"
-	"github.com/drplane/drplane/services/coordinator/internal/retry"
 )
 
 // ErrInvalidOptions means Options lack something required.

@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -52,8 +54,25 @@ type Options struct {
 	PreAuth []grpc.UnaryServerInterceptor
 	// PreAuthStream are the stream interceptors in the same place.
 	PreAuthStream []grpc.StreamServerInterceptor
-	Logger        zerolog.Logger
+	// RefusedREST, when non-nil, is told of every REST call refused as
+	// UNAUTHENTICATED before the gateway read anything of it (e.g. to
+	// audit it; the gRPC interceptors never see such a call).
+	RefusedREST func(r *http.Request, err error)
+	// MaxBodyBytes bounds a REST request body; 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	Logger       zerolog.Logger
 }
+
+// Transport limits of both ports.
+const (
+	// DefaultMaxBodyBytes is Options.MaxBodyBytes when unset.
+	DefaultMaxBodyBytes = 1 << 20
+	// MaxRecvMsgBytes bounds one gRPC request message.
+	MaxRecvMsgBytes = 4 << 20
+	// MaxConcurrentStreams bounds the calls in flight on one gRPC
+	// connection.
+	MaxConcurrentStreams = 256
+)
 
 // Server is the API server.
 type Server struct {
@@ -170,7 +189,15 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		return srv
 	}
-	var transport []grpc.ServerOption
+	transport := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxRecvMsgBytes),
+		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
+		// Clients may ping at most every 10 s (also between calls);
+		// faster pings close the connection. Idle connections are closed
+		// after 5 minutes, unanswered pings after 20 s.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute, Time: time.Minute, Timeout: 20 * time.Second}),
+	}
 	if s.o.TLS != nil {
 		transport = append(transport, grpc.Creds(credentials.NewTLS(s.o.TLS)))
 	}
@@ -224,8 +251,13 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/openapi.json", openapi.Handler())
-	mux.Handle("/", gw)
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, TLSConfig: s.o.TLS}
+	mux.Handle("/", s.authenticateFirst(gw, eo))
+	// No WriteTimeout: server-streaming calls (watches) stay open.
+	hs := &http.Server{
+		Handler: mux, TLSConfig: s.o.TLS,
+		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+	}
 
 	errc := make(chan error, 3)
 	go func() { errc <- gs.Serve(s.grpcLn) }()
@@ -258,4 +290,32 @@ func (s *Server) Run(ctx context.Context) error {
 		runErr = nil
 	}
 	return runErr
+}
+
+// authenticateFirst refuses a REST call without a known bearer token before
+// the gateway parses its path, query or body (so a caller without a token
+// learns nothing but 401), and bounds the body. Roles are checked by the
+// gRPC interceptors as for any call.
+func (s *Server) authenticateFirst(gw *runtime.ServeMux, eo apierr.Options) http.Handler {
+	limit := s.o.MaxBodyBytes
+	if limit <= 0 {
+		limit = DefaultMaxBodyBytes
+	}
+	render := apierr.HTTPErrorHandler(eo)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := metadata.NewIncomingContext(r.Context(), metadata.Pairs("authorization", r.Header.Get("Authorization")))
+		if r.Header.Get("Authorization") == "" {
+			ctx = metadata.NewIncomingContext(r.Context(), metadata.MD{})
+		}
+		if _, err := s.o.Auth.Authenticate(ctx); err != nil {
+			if s.o.RefusedREST != nil {
+				s.o.RefusedREST(r, err)
+			}
+			_, out := runtime.MarshalerForRequest(gw, r)
+			render(r.Context(), gw, out, w, r, err)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		gw.ServeHTTP(w, r)
+	})
 }

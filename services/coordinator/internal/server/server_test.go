@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,6 +108,21 @@ func (a *api) get(t *testing.T, path, token string) (int, []byte) {
 	body, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return resp.StatusCode, body
+}
+
+func (a *api) post(t *testing.T, path, token string, body io.Reader) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, a.base+path, body)
+	require.NoError(t, err)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := (&http.Client{Timeout: callTimeout}).Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, out
 }
 
 // rpcStatus is the google.rpc.Status JSON the gateway renders for errors.
@@ -281,6 +297,18 @@ func TestREST(t *testing.T) {
 		require.NoError(t, json.Unmarshal(body, &doc))
 		assert.Contains(t, doc.Paths, "/v1/status")
 		assert.Contains(t, doc.Paths, "/v1/topology")
+	})
+	t.Run("a call without a token is 401 before the gateway parses it", func(t *testing.T) {
+		for _, path := range []string{"/v1/keyspaces/x/shards/x:move", "/v1/nothing"} {
+			code, body := a.post(t, path, "", strings.NewReader("{not json"))
+			requireRESTError(t, code, body, http.StatusUnauthorized, codes.Unauthenticated, "UNAUTHENTICATED", "")
+		}
+	})
+	t.Run("a body beyond the limit is refused", func(t *testing.T) {
+		big := `{"reason":"` + strings.Repeat("x", server.DefaultMaxBodyBytes) + `"}`
+		code, body := a.post(t, "/v1/keyspaces/orders/shards/1:move", adminToken, strings.NewReader(big))
+		require.GreaterOrEqual(t, code, 400, "body: %s", body)
+		require.Less(t, code, 500, "body: %s", body)
 	})
 	t.Run("unknown path is 404", func(t *testing.T) {
 		code, _ := a.get(t, "/v1/nothing", adminToken)

@@ -17,6 +17,7 @@ import (
 	"github.com/drplane/drplane/pkg/config"
 	"github.com/drplane/drplane/pkg/daemon"
 	"github.com/drplane/drplane/pkg/state"
+	"github.com/drplane/drplane/services/haagent/internal/decide"
 	"github.com/drplane/drplane/services/haagent/internal/elect"
 	"github.com/drplane/drplane/services/haagent/internal/failover"
 	"github.com/drplane/drplane/services/haagent/internal/observe"
@@ -36,14 +37,25 @@ type Config struct {
 	SemiSyncTimeout time.Duration `yaml:"semi_sync_timeout"`
 	// MaxLag: replicas lagging more are not promoted.
 	MaxLag time.Duration `yaml:"max_lag"`
-	// AntiFlap: no automatic failover of a cluster within this window
-	// after its master changed.
-	AntiFlap time.Duration `yaml:"anti_flap"`
+	// FailoverBudget holds back the automatic failovers of a flapping
+	// cluster (docs/adr/0006-failover-budget.md).
+	FailoverBudget FailoverBudget `yaml:"failover_budget"`
 	// ApplyTimeout bounds the wait for a candidate to apply its relay log
 	// (failover) or to catch up with the old master (switchover).
 	ApplyTimeout time.Duration  `yaml:"apply_timeout"`
 	Election     Election       `yaml:"election"`
 	Hooks        failover.Hooks `yaml:"hooks"`
+}
+
+// FailoverBudget is the anti-flap budget: a dead master is failed over
+// again once the cluster has been healthy for Settle since its master last
+// changed; a failover is held when the master promoted last failed before
+// that, or when MaxFailovers automatic failovers already happened within
+// Window. A hold lapses at its end, or when an operator releases it.
+type FailoverBudget struct {
+	Settle       time.Duration `yaml:"settle"`
+	Window       time.Duration `yaml:"window"`
+	MaxFailovers int           `yaml:"max_failovers"`
 }
 
 // Election configures the active-agent election.
@@ -71,8 +83,9 @@ func DefaultConfig() *Config {
 	return &Config{
 		Common: daemon.DefaultCommon(), PollInterval: 200 * time.Millisecond,
 		MySQL:           MySQL{ReplUser: "repl"},
-		SemiSyncTimeout: 30 * time.Second, MaxLag: 10 * time.Second, AntiFlap: 30 * time.Second,
-		ApplyTimeout: 5 * time.Second, Election: Election{TTL: 5 * time.Second, FenceBefore: 2 * time.Second},
+		SemiSyncTimeout: 30 * time.Second, MaxLag: 10 * time.Second,
+		FailoverBudget: FailoverBudget{Settle: 5 * time.Second, Window: 10 * time.Minute, MaxFailovers: 10},
+		ApplyTimeout:   5 * time.Second, Election: Election{TTL: 5 * time.Second, FenceBefore: 2 * time.Second},
 		Hooks: failover.Hooks{Timeout: 10 * time.Second},
 	}
 }
@@ -93,8 +106,13 @@ func (c *Config) Validate() error {
 		return config.Invalid("semi_sync_timeout", "must be at least 1s, got %s", c.SemiSyncTimeout)
 	case c.MaxLag <= 0:
 		return config.Invalid("max_lag", "must be > 0")
-	case c.AntiFlap < 0:
-		return config.Invalid("anti_flap", "must be >= 0")
+	case c.FailoverBudget.Settle < 0:
+		return config.Invalid("failover_budget.settle", "must be >= 0")
+	case c.FailoverBudget.Window < c.FailoverBudget.Settle:
+		return config.Invalid("failover_budget.window", "must be at least failover_budget.settle (%s), got %s",
+			c.FailoverBudget.Settle, c.FailoverBudget.Window)
+	case c.FailoverBudget.MaxFailovers < 0:
+		return config.Invalid("failover_budget.max_failovers", "must be >= 0 (0: no budget)")
 	case c.ApplyTimeout < 100*time.Millisecond:
 		return config.Invalid("apply_timeout", "must be at least 100ms, got %s", c.ApplyTimeout)
 	case c.Election.TTL < 2*time.Second:
@@ -118,7 +136,8 @@ func (c *Config) Validate() error {
 func (c *Config) Flags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.MySQL.User, "mysql-user", c.MySQL.User, "MySQL account used to observe, fence and promote instances")
 	fs.DurationVar(&c.PollInterval, "poll-interval", c.PollInterval, "time between polls of every instance")
-	fs.DurationVar(&c.AntiFlap, "anti-flap", c.AntiFlap, "no automatic failover of a cluster within this window after its master changed")
+	fs.DurationVar(&c.FailoverBudget.Settle, "failover-settle", c.FailoverBudget.Settle,
+		"a dead master is failed over again once its cluster has been healthy this long since the last master change")
 }
 
 // Spec is the service description handed to daemon.Main.
@@ -189,7 +208,9 @@ func New(cfg *Config, p Parts) (*Agent, error) {
 	})
 	sup := supervise.New(supervise.Options{
 		DC: cfg.DC, ID: cfg.ID, Store: p.Store, Observer: ob, Runner: runner, Audit: outbox,
-		Interval: cfg.PollInterval, MaxLag: cfg.MaxLag, AntiFlap: cfg.AntiFlap,
+		Interval: cfg.PollInterval, MaxLag: cfg.MaxLag,
+		Policy: decide.Policy{Settle: cfg.FailoverBudget.Settle, Window: cfg.FailoverBudget.Window,
+			MaxFailovers: cfg.FailoverBudget.MaxFailovers},
 		Logger: p.Logger, Registry: p.Registry, Now: p.Now,
 	})
 	el, err := elect.New(elect.Options{

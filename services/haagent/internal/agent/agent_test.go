@@ -18,6 +18,7 @@ import (
 	"github.com/drplane/drplane/pkg/harness"
 	"github.com/drplane/drplane/pkg/mysqld"
 	"github.com/drplane/drplane/pkg/state"
+	"github.com/drplane/drplane/services/haagent/internal/agent"
 	"github.com/drplane/drplane/services/haagent/internal/hatest"
 )
 
@@ -171,28 +172,91 @@ func TestPausedMasterIsFenced(t *testing.T) {
 	}
 }
 
-// TestAntiFlapHoldsSecondFailover: within the anti-flap window after a
-// failover, a second dead master is not failed over.
-func TestAntiFlapHoldsSecondFailover(t *testing.T) {
-	e := hatest.Start(t, hatest.Options{})
+// TestFailoverBudget: a promoted master that dies before the cluster
+// settled is held (visibly: the memory in etcd says why and until when);
+// an operator's release lets the failover run; once the cluster settled, a
+// dead master is failed over at once.
+func TestFailoverBudget(t *testing.T) {
+	e := hatest.Start(t, hatest.Options{Instances: 4})
 	cfg := testConfig(e, "agent-1")
-	cfg.AntiFlap = time.Minute
+	cfg.FailoverBudget = agent.FailoverBudget{Settle: time.Minute, Window: 10 * time.Minute, MaxFailovers: 10}
 	leader(t, startAgent(t, e, cfg, nil))
+	ctx := context.Background()
 	first := e.DB.Master
 	require.NoError(t, first.Kill())
-	rec := masterChanged(t, e, first.Name(), 10*time.Second)
+	second := masterChanged(t, e, first.Name(), 10*time.Second)
 	check.For(t, 10*time.Second, check.Every, func() error {
 		recs := failovers(t, e)
 		return check.That(len(recs) == 1 && recs[0].Done(), "the first failover recorded")
 	})
-	require.NoError(t, e.Instance(rec.Instance).Kill())
-	check.Hold(t, 2*time.Second, 100*time.Millisecond, func() error {
-		if now, _ := e.Master(); now.Instance != rec.Instance {
-			return fmt.Errorf("failed over again inside the anti-flap window, to %s", now.Instance)
+	// The cluster cannot settle within a minute: the second death is held.
+	require.NoError(t, e.Instance(second.Instance).Kill())
+	var hold state.FailoverHold
+	check.For(t, 10*time.Second, check.Every, func() error {
+		mems, err := e.Store.Memories(ctx, hatest.DC)
+		if err != nil || len(mems) != 1 || mems[0].Hold == nil {
+			return fmt.Errorf("no hold in etcd yet %+v: %w", mems, err)
+		}
+		hold = *mems[0].Hold
+		return nil
+	})
+	assert.Equal(t, state.HoldUnsettled, hold.Reason)
+	assert.False(t, hold.Until.IsZero())
+	check.Hold(t, time.Second, 100*time.Millisecond, func() error {
+		if now, _ := e.Master(); now.Instance != second.Instance {
+			return fmt.Errorf("failed over while held, to %s", now.Instance)
 		}
 		return nil
 	})
-	assert.Len(t, failovers(t, e), 1)
+	// The operator releases it: the failover runs.
+	require.NoError(t, e.Store.PutHoldRelease(ctx, state.HoldRelease{DC: hatest.DC, Cluster: second.Cluster,
+		By: "operator:test", Reason: "checked", At: time.Now().UTC()}))
+	masterChanged(t, e, second.Instance, 10*time.Second)
+	check.For(t, 10*time.Second, check.Every, func() error {
+		mems, err := e.Store.Memories(ctx, hatest.DC)
+		if err != nil || len(mems) != 1 {
+			return fmt.Errorf("memories %+v: %w", mems, err)
+		}
+		// The release forgot the failover before it.
+		return check.That(mems[0].Hold == nil && len(mems[0].Failovers) == 1, "hold cleared, one failover since: %+v", mems[0])
+	})
+	assert.Len(t, failovers(t, e), 2)
+}
+
+// TestBackToBackFailovers: once the cluster has been healthy for the
+// settle time, a dead master is failed over again without a hold, and a
+// new active agent keeps the memory.
+func TestBackToBackFailovers(t *testing.T) {
+	e := hatest.Start(t, hatest.Options{Instances: 4})
+	cfg := testConfig(e, "agent-1")
+	cfg.FailoverBudget = agent.FailoverBudget{Settle: 500 * time.Millisecond, Window: 10 * time.Minute, MaxFailovers: 10}
+	a1 := startAgent(t, e, cfg, nil)
+	leader(t, a1)
+	ctx := context.Background()
+	settled := func(n int) {
+		check.For(t, 15*time.Second, check.Every, func() error {
+			mems, err := e.Store.Memories(ctx, hatest.DC)
+			if err != nil || len(mems) != 1 {
+				return fmt.Errorf("memories %+v: %w", mems, err)
+			}
+			m := mems[0]
+			return check.That(len(m.Failovers) == n && m.SettledAt.After(m.LastChange),
+				"want %d failovers and settled: %+v", n, m)
+		})
+	}
+	cur := e.DB.Master.Name()
+	require.NoError(t, e.Instance(cur).Kill())
+	rec := masterChanged(t, e, cur, 10*time.Second)
+	settled(1)
+	// A new active agent takes over with the memory.
+	cfg2 := testConfig(e, "agent-2")
+	cfg2.FailoverBudget = cfg.FailoverBudget
+	a2 := startAgent(t, e, cfg2, nil)
+	a1.stop(errors.New("test: hand over"))
+	leader(t, a2)
+	require.NoError(t, e.Instance(rec.Instance).Kill())
+	masterChanged(t, e, rec.Instance, 10*time.Second)
+	settled(2)
 }
 
 // TestUnreachableMasterNoFailover: the agent loses sight of the master

@@ -42,7 +42,7 @@ func testConfig(e *hatest.Env, id string) *agent.Config {
 		ReplUser: u.ReplUser, ReplPassword: config.Secret(u.ReplPassword)}
 	cfg.PollInterval = 100 * time.Millisecond
 	cfg.SemiSyncTimeout = 60 * time.Second
-	cfg.AntiFlap = 0
+	cfg.FailoverBudget = agent.FailoverBudget{}
 	cfg.Election = agent.Election{TTL: 4 * time.Second, FenceBefore: time.Second}
 	return cfg
 }

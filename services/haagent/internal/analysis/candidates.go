@@ -5,7 +5,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/drplane/drplane/pkg/mysqld"
+	"github.com/drplane/drplane/pkg/gtid"
 	"github.com/drplane/drplane/pkg/state"
 )
 
@@ -13,7 +13,7 @@ import (
 // received: its GTIDIOPos when set, else its GTIDCurrentPos.
 type Candidate struct {
 	Instance Instance
-	Pos      mysqld.GTIDPos
+	Pos      gtid.Pos
 }
 
 // Candidates returns the instances eligible for promotion, best first, and
@@ -53,7 +53,7 @@ func (v view) candidates() ([]Candidate, map[string]string) {
 }
 
 // eligible returns in's received position, or why it cannot be promoted.
-func (v view) eligible(in Instance, mpos mysqld.GTIDPos, mknown bool) (mysqld.GTIDPos, string) {
+func (v view) eligible(in Instance, mpos gtid.Pos, mknown bool) (gtid.Pos, string) {
 	st := in.Status
 	switch {
 	case v.isM(in):
@@ -75,7 +75,7 @@ func (v view) eligible(in Instance, mpos mysqld.GTIDPos, mknown bool) (mysqld.GT
 	if recv == "" {
 		recv = st.GTIDCurrentPos
 	}
-	pos, err := mysqld.ParseGTIDPos(recv)
+	pos, err := gtid.ParsePos(recv)
 	if err != nil {
 		return nil, "unreadable received position: " + err.Error()
 	}

@@ -4,25 +4,25 @@ import (
 	"math"
 	"math/bits"
 
-	"github.com/drplane/drplane/pkg/mysqld"
+	"github.com/drplane/drplane/pkg/gtid"
 )
 
 // gtidIn returns the GTID of domain d in p.
-func gtidIn(p mysqld.GTIDPos, d uint32) (mysqld.GTID, bool) {
+func gtidIn(p gtid.Pos, d uint32) (gtid.GTID, bool) {
 	for _, g := range p {
 		if g.Domain == d {
 			return g, true
 		}
 	}
-	return mysqld.GTID{}, false
+	return gtid.GTID{}, false
 }
 
 // Errant returns the replica's GTIDs, one per domain, that the master lacks:
 // those whose sequence number is past the master's in the same domain (or in
 // a domain the master does not have), and those at the master's sequence
 // number with a different server id. It is empty when there are none.
-func Errant(replica, master mysqld.GTIDPos) mysqld.GTIDPos {
-	out := mysqld.GTIDPos{}
+func Errant(replica, master gtid.Pos) gtid.Pos {
+	out := gtid.Pos{}
 	for _, g := range replica {
 		mg, ok := gtidIn(master, g.Domain)
 		if g.Seq > mg.Seq || (ok && g.Seq == mg.Seq && g.ServerID != mg.ServerID) {
@@ -35,8 +35,8 @@ func Errant(replica, master mysqld.GTIDPos) mysqld.GTIDPos {
 // fromMaster removes from errant the GTIDs that carry the server id of the
 // master's last GTID in their domain and are past it: a replica of the master
 // observed after the master received them from it.
-func fromMaster(errant, master mysqld.GTIDPos) mysqld.GTIDPos {
-	out := mysqld.GTIDPos{}
+func fromMaster(errant, master gtid.Pos) gtid.Pos {
+	out := gtid.Pos{}
 	for _, g := range errant {
 		mg, ok := gtidIn(master, g.Domain)
 		if ok && g.ServerID == mg.ServerID && g.Seq > mg.Seq {
@@ -51,10 +51,10 @@ func fromMaster(errant, master mysqld.GTIDPos) mysqld.GTIDPos {
 // domains (the difference of sequence numbers; a domain newPos lacks counts
 // whole), and renders oldPos's GTIDs of those domains. It is the RPO of a
 // failover from an old master at oldPos to a new one at newPos.
-func Missing(oldPos, newPos mysqld.GTIDPos) (count int64, gtids string) {
+func Missing(oldPos, newPos gtid.Pos) (count int64, gtids string) {
 	var sum uint64
 	over := false
-	lost := mysqld.GTIDPos{}
+	lost := gtid.Pos{}
 	for _, g := range oldPos {
 		ns, _ := newPos.Seq(g.Domain)
 		if g.Seq <= ns {
@@ -72,7 +72,7 @@ func Missing(oldPos, newPos mysqld.GTIDPos) (count int64, gtids string) {
 }
 
 // seqSum is the sum of p's sequence numbers as a 128-bit number.
-func seqSum(p mysqld.GTIDPos) (hi, lo uint64) {
+func seqSum(p gtid.Pos) (hi, lo uint64) {
 	for _, g := range p {
 		var carry uint64
 		lo, carry = bits.Add64(lo, g.Seq, 0)
@@ -85,7 +85,7 @@ func seqSum(p mysqld.GTIDPos) (hi, lo uint64) {
 // of b, -1 when behind, 0 when equally advanced. A position that contains the
 // other and not the reverse is ahead; incomparable positions are ordered by
 // the sum of their sequence numbers.
-func comparePos(a, b mysqld.GTIDPos) int {
+func comparePos(a, b gtid.Pos) int {
 	ab, ba := a.Contains(b), b.Contains(a)
 	switch {
 	case ab && ba:

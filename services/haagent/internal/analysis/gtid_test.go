@@ -7,13 +7,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/drplane/drplane/pkg/mysqld"
+	"github.com/drplane/drplane/pkg/gtid"
 	"github.com/drplane/drplane/services/haagent/internal/analysis"
 )
 
-func pos(t *testing.T, s string) mysqld.GTIDPos {
+func pos(t *testing.T, s string) gtid.Pos {
 	t.Helper()
-	p, err := mysqld.ParseGTIDPos(s)
+	p, err := gtid.ParsePos(s)
 	require.NoError(t, err)
 	return p
 }

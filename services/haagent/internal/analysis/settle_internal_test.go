@@ -5,7 +5,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
-	"github.com/drplane/drplane/pkg/mysqld"
+	"github.com/drplane/drplane/pkg/gtid"
 )
 
 func TestSettle(t *testing.T) {
@@ -75,8 +75,8 @@ func TestSettle(t *testing.T) {
 }
 
 func TestComparePos(t *testing.T) {
-	p := func(s string) mysqld.GTIDPos {
-		x, err := mysqld.ParseGTIDPos(s)
+	p := func(s string) gtid.Pos {
+		x, err := gtid.ParsePos(s)
 		if err != nil {
 			t.Fatal(err)
 		}

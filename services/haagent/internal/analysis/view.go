@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/drplane/drplane/pkg/mysqld"
+	"github.com/drplane/drplane/pkg/gtid"
 	"github.com/drplane/drplane/pkg/state"
 )
 
@@ -113,11 +113,11 @@ func (v view) writableMembers() []Instance {
 // masterPos returns the master's last known binlog position and whether it
 // is known: always when the master answered, otherwise when the agent kept a
 // non-empty one.
-func (v view) masterPos() (mysqld.GTIDPos, bool) {
+func (v view) masterPos() (gtid.Pos, bool) {
 	if !v.hasM || (!v.m.Status.Reachable && v.m.Status.GTIDBinlogPos == "") {
 		return nil, false
 	}
-	p, err := mysqld.ParseGTIDPos(v.m.Status.GTIDBinlogPos)
+	p, err := gtid.ParsePos(v.m.Status.GTIDBinlogPos)
 	if err != nil {
 		return nil, false
 	}
@@ -127,8 +127,8 @@ func (v view) masterPos() (mysqld.GTIDPos, bool) {
 // errantOf returns in's errant GTIDs against the master's position mpos,
 // allowing a replica of the master to be ahead with the master's own GTIDs
 // (see the package doc). The error is a position that does not parse.
-func (v view) errantOf(in Instance, mpos mysqld.GTIDPos) (mysqld.GTIDPos, error) {
-	p, err := mysqld.ParseGTIDPos(in.Status.GTIDBinlogPos)
+func (v view) errantOf(in Instance, mpos gtid.Pos) (gtid.Pos, error) {
+	p, err := gtid.ParsePos(in.Status.GTIDBinlogPos)
 	if err != nil {
 		return nil, err
 	}

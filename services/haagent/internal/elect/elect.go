@@ -14,6 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
+	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/state"
 )
 
@@ -113,7 +114,7 @@ func (e *Elector) Run(ctx context.Context, lead func(l Leadership) error) error 
 		if leftover != 0 {
 			if err := e.revoke(ctx, leftover); err != nil {
 				e.log.Debug().Err(err).Msg("etcd does not answer yet")
-				if !sleep(ctx, e.o.Backoff) {
+				if !retry.Sleep(ctx, e.o.Backoff) {
 					return nil
 				}
 				continue
@@ -127,7 +128,7 @@ func (e *Elector) Run(ctx context.Context, lead func(l Leadership) error) error 
 		}
 		if err != nil {
 			e.log.Warn().Err(err).Dur("retry_in", e.o.Backoff).Msg("election term ended")
-			if !sleep(ctx, e.o.Backoff) {
+			if !retry.Sleep(ctx, e.o.Backoff) {
 				return nil
 			}
 		}
@@ -309,17 +310,5 @@ func gauge(v bool) float64 {
 }
 
 func abandoned(ctx context.Context) bool { return errors.Is(context.Cause(ctx), ErrAbandon) }
-
-// sleep waits d or until ctx ends; it reports whether ctx is still alive.
-func sleep(ctx context.Context, d time.Duration) bool {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-timer.C:
-		return true
-	}
-}
 
 func leaseHex(id clientv3.LeaseID) string { return fmt.Sprintf("%x", int64(id)) }

@@ -11,6 +11,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/drplane/drplane/pkg/retry"
 )
 
 // term is one lease and what the watchdog knows about it. Fields other than
@@ -100,7 +102,7 @@ func (t *term) keepAlive(ctx context.Context) {
 				}
 			}
 		}
-		if !sleep(ctx, t.tm.check) {
+		if !retry.Sleep(ctx, t.tm.check) {
 			return
 		}
 	}
@@ -230,7 +232,7 @@ func (t *term) probe(ctx context.Context, budget time.Duration) (verdict, error)
 			return v, err
 		}
 		lastErr = err
-		if !sleep(ctx, min(probePause, max(time.Until(deadline), 0))) {
+		if !retry.Sleep(ctx, min(probePause, max(time.Until(deadline), 0))) {
 			return stopped, ctx.Err()
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/drplane/drplane/pkg/gtid"
 	"github.com/drplane/drplane/pkg/mysqld"
 )
 
@@ -74,10 +75,10 @@ type Position struct {
 	ReadOnly bool
 	// Received is what the instance holds or has in its relay log: the IO
 	// thread's position for a replica, the binlog position otherwise.
-	Received mysqld.GTIDPos
+	Received gtid.Pos
 	// Applied is gtid_current_pos.
-	Applied mysqld.GTIDPos
-	Binlog  mysqld.GTIDPos
+	Applied gtid.Pos
+	Binlog  gtid.Pos
 	// IOPos is the raw received position of a replica ("" otherwise).
 	IOPos string
 }
@@ -96,15 +97,15 @@ func (o *Ops) Read(ctx context.Context, addr string) (Position, error) {
 		return Position{}, err
 	}
 	p := Position{ReadOnly: g.ReadOnly, IOPos: rs.GTIDIOPos}
-	if p.Applied, err = mysqld.ParseGTIDPos(g.CurrentPos); err != nil {
+	if p.Applied, err = gtid.ParsePos(g.CurrentPos); err != nil {
 		return Position{}, err
 	}
-	if p.Binlog, err = mysqld.ParseGTIDPos(g.BinlogPos); err != nil {
+	if p.Binlog, err = gtid.ParsePos(g.BinlogPos); err != nil {
 		return Position{}, err
 	}
 	p.Received = p.Binlog
 	if rs.Configured && rs.GTIDIOPos != "" {
-		io, err := mysqld.ParseGTIDPos(rs.GTIDIOPos)
+		io, err := gtid.ParsePos(rs.GTIDIOPos)
 		if err != nil {
 			return Position{}, err
 		}
@@ -114,8 +115,8 @@ func (o *Ops) Read(ctx context.Context, addr string) (Position, error) {
 }
 
 // merge returns the per-domain maximum of a and b.
-func merge(a, b mysqld.GTIDPos) mysqld.GTIDPos {
-	out := append(mysqld.GTIDPos{}, a...)
+func merge(a, b gtid.Pos) gtid.Pos {
+	out := append(gtid.Pos{}, a...)
 	for _, g := range b {
 		found := false
 		for i := range out {
@@ -172,7 +173,7 @@ func (o *Ops) Fence(ctx context.Context, addr string) error {
 
 // WaitApplied waits until the instance applied pos (its relay log), at
 // most timeout.
-func (o *Ops) WaitApplied(ctx context.Context, addr string, pos mysqld.GTIDPos, timeout time.Duration) error {
+func (o *Ops) WaitApplied(ctx context.Context, addr string, pos gtid.Pos, timeout time.Duration) error {
 	if len(pos) == 0 {
 		return nil
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/drplane/drplane/pkg/audit"
+	"github.com/drplane/drplane/pkg/gtid"
 	"github.com/drplane/drplane/pkg/mysqld"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/pkg/topology"
@@ -331,7 +332,7 @@ func (r *Runner) repoint(ctx context.Context, p *procedure, cl topology.Cluster,
 
 // rpo counts what the old master had that the new one lacks.
 func (r *Runner) rpo(ctx context.Context, p *procedure, oldPos, newAddr string) {
-	old, err := mysqld.ParseGTIDPos(oldPos)
+	old, err := gtid.ParsePos(oldPos)
 	if err != nil || oldPos == "" {
 		return
 	}

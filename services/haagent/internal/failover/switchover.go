@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/drplane/drplane/pkg/gtid"
 	"github.com/drplane/drplane/pkg/mysqld"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/pkg/topology"
@@ -70,7 +71,7 @@ func (r *Runner) Switchover(ctx context.Context, fence state.Fence, plan Switcho
 	}); err != nil {
 		return p.finish(ctx, r.unblock(ctx, p, old, fmt.Errorf("%w: %w", ErrSwitchover, err)))
 	}
-	var last mysqld.GTIDPos
+	var last gtid.Pos
 	if err := p.step("read_old_position", func() error {
 		pos, err := r.o.Ops.Read(ctx, old.Addr)
 		last = pos.Binlog

@@ -143,8 +143,9 @@ func (s *Supervisor) switchover(ctx context.Context, fence state.Fence, cl topol
 	running.rev = rev
 	plan := failoverPlan(cl, master, sn.masterRevs[cl.Name], to, in.SwitchoverIntent)
 	rec, err := s.o.Runner.Switchover(ctx, fence, plan)
-	if err == nil {
-		s.lastChange[cl.Name] = s.o.Now()
+	if cm, ok := s.clusters[cl.Name]; ok && err == nil {
+		cm.mem = cm.mem.SwitchedOver(s.o.Now())
+		s.persist(ctx, fence, cm)
 	}
 	s.finishIntent(ctx, fence, running, rec.ID, err)
 }
@@ -203,6 +204,7 @@ type metrics struct {
 	analysis   *prometheus.GaugeVec
 	recoveries *prometheus.CounterVec
 	blocked    *prometheus.CounterVec
+	held       *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -223,9 +225,12 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		blocked: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "drplane_haagent_failover_held_total", Help: "Automatic failovers held back, by reason.",
 		}, []string{"cluster", "reason"}),
+		held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "drplane_haagent_failover_held", Help: "1 while an automatic failover of the cluster is held back, by reason.",
+		}, []string{"cluster", "reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.cycle, m.readErrors, m.analysis, m.recoveries, m.blocked)
+		reg.MustRegister(m.cycle, m.readErrors, m.analysis, m.recoveries, m.blocked, m.held)
 	}
 	return m
 }

@@ -31,6 +31,8 @@ type snapshot struct {
 	killers     []state.KillSwitch
 	quarantined map[string]bool // cluster/instance
 	intents     []intent
+	memories    map[string]state.ClusterMemory // by cluster
+	releases    map[string]state.HoldRelease   // by cluster
 	rev         int64
 }
 
@@ -47,6 +49,7 @@ func (s *Supervisor) read(ctx context.Context) (snapshot, error) {
 	prefixes := []string{
 		st.Prefix("masters", s.o.DC), st.Prefix("killswitches"),
 		st.Prefix("quarantine", s.o.DC), st.Prefix("intents", "switchover", s.o.DC),
+		st.Prefix("hamemory", s.o.DC), st.Prefix("holdrelease", s.o.DC),
 	}
 	ops := make([]clientv3.Op, len(prefixes))
 	for i, p := range prefixes {
@@ -57,7 +60,8 @@ func (s *Supervisor) read(ctx context.Context) (snapshot, error) {
 		return snapshot{}, fmt.Errorf("supervise: read state: %w", err)
 	}
 	sn := snapshot{masters: map[string]state.MasterRecord{}, masterRevs: map[string]int64{},
-		quarantined: map[string]bool{}, rev: resp.Header.Revision}
+		quarantined: map[string]bool{}, memories: map[string]state.ClusterMemory{},
+		releases: map[string]state.HoldRelease{}, rev: resp.Header.Revision}
 	for i, r := range resp.Responses {
 		for _, kv := range r.GetResponseRange().Kvs {
 			var err error
@@ -81,6 +85,16 @@ func (s *Supervisor) read(ctx context.Context) (snapshot, error) {
 				var in state.SwitchoverIntent
 				if err = json.Unmarshal(kv.Value, &in); err == nil {
 					sn.intents = append(sn.intents, intent{in, kv.ModRevision})
+				}
+			case 4:
+				var m state.ClusterMemory
+				if err = json.Unmarshal(kv.Value, &m); err == nil {
+					sn.memories[m.Cluster] = m
+				}
+			case 5:
+				var r state.HoldRelease
+				if err = json.Unmarshal(kv.Value, &r); err == nil {
+					sn.releases[r.Cluster] = r
 				}
 			}
 			if err != nil {

@@ -1,7 +1,9 @@
 package supervise
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -15,6 +17,7 @@ import (
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/pkg/topology"
 	"github.com/drplane/drplane/services/haagent/internal/analysis"
+	"github.com/drplane/drplane/services/haagent/internal/decide"
 	"github.com/drplane/drplane/services/haagent/internal/elect"
 	"github.com/drplane/drplane/services/haagent/internal/failover"
 	"github.com/drplane/drplane/services/haagent/internal/observe"
@@ -32,12 +35,10 @@ type Options struct {
 	Interval time.Duration
 	// MaxLag: replicas lagging more are not promoted (default 10s).
 	MaxLag time.Duration
-	// AntiFlap: no automatic failover of a cluster within this window after
-	// its master last changed (0: no window).
-	AntiFlap time.Duration
-	// RetryBackoff: the wait after a failed failover before the next try
-	// (default 1s).
-	RetryBackoff time.Duration
+	// Policy is the failover budget and retry backoff (a zero RetryBackoff
+	// or CaughtUp takes decide.DefaultPolicy's; a zero Window disables the
+	// budget).
+	Policy decide.Policy
 	// ReadTimeout bounds the etcd read of each cycle (default 500ms).
 	ReadTimeout time.Duration
 	// ActionTimeout bounds each single-instance recovery (default 5s).
@@ -57,14 +58,18 @@ type Supervisor struct {
 	lastMasters map[string]state.MasterRecord
 	lastWrite   map[string]string // instance addr → name, instances seen writable
 
-	// per-cluster memory, touched only by the Lead goroutine
-	detected   map[string]time.Time
-	lastPos    map[string]string
-	lastID     map[string]uint32 // cluster → the master's server id when last seen
-	lastChange map[string]time.Time
-	lastTry    map[string]time.Time
-	active     map[string]analysis.Analysis
-	held       map[string]string // cluster → why its failover is held back
+	// clusters is the memory of each cluster, by name, touched only by the
+	// Lead goroutine.
+	clusters map[string]*mind
+}
+
+// mind is the agent's memory of one cluster.
+type mind struct {
+	mem decide.Memory
+	// saved is the durable part as last written to etcd (JSON).
+	saved []byte
+	// active are the analyses matching now, by code|instance.
+	active map[string]analysis.Analysis
 }
 
 // New returns a Supervisor.
@@ -77,9 +82,11 @@ func New(o Options) *Supervisor {
 			*d = v
 		}
 	}
+	dp := decide.DefaultPolicy()
 	def(&o.Interval, 200*time.Millisecond)
 	def(&o.MaxLag, 10*time.Second)
-	def(&o.RetryBackoff, time.Second)
+	def(&o.Policy.RetryBackoff, dp.RetryBackoff)
+	def(&o.Policy.CaughtUp, dp.CaughtUp)
 	def(&o.ReadTimeout, 500*time.Millisecond)
 	def(&o.ActionTimeout, 5*time.Second)
 	return &Supervisor{o: o, m: newMetrics(o.Registry), lastMasters: map[string]state.MasterRecord{},
@@ -89,9 +96,7 @@ func New(o Options) *Supervisor {
 // Lead runs the cycle while l.Ctx lasts. It is the elector's lead callback.
 func (s *Supervisor) Lead(l elect.Leadership) error {
 	ctx := l.Ctx
-	s.detected, s.lastPos, s.lastID = map[string]time.Time{}, map[string]string{}, map[string]uint32{}
-	s.lastChange, s.lastTry = map[string]time.Time{}, map[string]time.Time{}
-	s.active, s.held = map[string]analysis.Analysis{}, map[string]string{}
+	s.clusters = map[string]*mind{}
 	s.o.Logger.Info().Int64("fencing_revision", l.Fence.Rev).Msg("leading: supervising the DC's clusters")
 	s.resume(ctx, l.Fence)
 	var topo *topology.Topology
@@ -201,11 +206,12 @@ func (s *Supervisor) cycle(ctx context.Context, fence state.Fence, topo topology
 	views := map[string]analysis.Cluster{}
 	found := map[string][]analysis.Analysis{}
 	for _, cl := range topo.ClustersIn(s.o.DC) {
-		v := s.view(cl, sn, byName)
+		cm := s.mind(cl.Name, sn)
+		v := s.view(cl, sn, byName, cm)
 		views[cl.Name] = v
 		found[cl.Name] = analysis.Analyze(v)
-		s.report(cl.Name, found[cl.Name])
-		s.act(ctx, fence, cl, sn, v, found[cl.Name])
+		s.report(cl.Name, cm, found[cl.Name])
+		s.act(ctx, fence, cl, sn, cm, v, found[cl.Name])
 	}
 	for _, in := range sn.intents {
 		if in.State != state.SwitchoverPending || ctx.Err() != nil {
@@ -220,8 +226,24 @@ func (s *Supervisor) cycle(ctx context.Context, fence state.Fence, topo topology
 	}
 }
 
+// mind returns the memory of a cluster, taken from etcd the first time the
+// leader sees the cluster.
+func (s *Supervisor) mind(cluster string, sn snapshot) *mind {
+	if cm, ok := s.clusters[cluster]; ok {
+		return cm
+	}
+	cm := &mind{active: map[string]analysis.Analysis{}}
+	cm.mem.DC, cm.mem.Cluster = s.o.DC, cluster
+	if m, ok := sn.memories[cluster]; ok {
+		cm.mem.ClusterMemory = m
+		cm.saved, _ = json.Marshal(m)
+	}
+	s.clusters[cluster] = cm
+	return cm
+}
+
 // view builds the analysis input of one cluster.
-func (s *Supervisor) view(cl topology.Cluster, sn snapshot, obs map[string]state.InstanceStatus) analysis.Cluster {
+func (s *Supervisor) view(cl topology.Cluster, sn snapshot, obs map[string]state.InstanceStatus, cm *mind) analysis.Cluster {
 	v := analysis.Cluster{DC: s.o.DC, Name: cl.Name, Master: sn.masters[cl.Name].Instance, MaxLag: s.o.MaxLag}
 	for _, in := range cl.Instances {
 		st, ok := obs[cl.Name+"/"+in.Name]
@@ -232,9 +254,9 @@ func (s *Supervisor) view(cl topology.Cluster, sn snapshot, obs map[string]state
 			// A dead master keeps its last known position: the analysis
 			// checks candidates for errant GTIDs against it.
 			if st.Reachable {
-				s.lastPos[cl.Name], s.lastID[cl.Name] = st.GTIDBinlogPos, st.ServerID
+				cm.mem.MasterPos, cm.mem.MasterID = st.GTIDBinlogPos, st.ServerID
 			} else {
-				st.GTIDBinlogPos, st.ServerID = s.lastPos[cl.Name], s.lastID[cl.Name]
+				st.GTIDBinlogPos, st.ServerID = cm.mem.MasterPos, cm.mem.MasterID
 			}
 		}
 		v.Instances = append(v.Instances, analysis.Instance{
@@ -246,95 +268,113 @@ func (s *Supervisor) view(cl topology.Cluster, sn snapshot, obs map[string]state
 }
 
 // report keeps the analysis gauges and logs codes as they appear and clear.
-func (s *Supervisor) report(cluster string, found []analysis.Analysis) {
+func (s *Supervisor) report(cluster string, cm *mind, found []analysis.Analysis) {
 	seen := map[string]bool{}
 	for _, a := range found {
-		key := cluster + "|" + string(a.Code) + "|" + a.Instance
+		key := string(a.Code) + "|" + a.Instance
 		seen[key] = true
-		if _, ok := s.active[key]; !ok {
-			s.active[key] = a
+		if _, ok := cm.active[key]; !ok {
+			cm.active[key] = a
 			s.m.analysis.WithLabelValues(cluster, string(a.Code)).Inc()
 			s.o.Logger.Warn().Str("cluster", cluster).Str("code", string(a.Code)).Str("instance", a.Instance).
 				Str("recovery", string(a.Recovery)).Str("detail", a.Detail).Msg("analysis")
 		}
 	}
-	for key, a := range s.active {
-		if len(key) > len(cluster) && key[:len(cluster)+1] == cluster+"|" && !seen[key] {
-			delete(s.active, key)
+	for key, a := range cm.active {
+		if !seen[key] {
+			delete(cm.active, key)
 			s.m.analysis.WithLabelValues(cluster, string(a.Code)).Dec()
 			s.o.Logger.Info().Str("cluster", cluster).Str("code", string(a.Code)).Str("instance", a.Instance).Msg("analysis cleared")
 		}
 	}
 }
 
-// act carries out the recoveries of one cluster's analysis: a failover
-// alone when one is called for, otherwise every single-instance recovery.
-func (s *Supervisor) act(ctx context.Context, fence state.Fence, cl topology.Cluster, sn snapshot,
+// act decides what to do about one cluster (decide.Decide) and carries it
+// out: a failover alone when one is to run, otherwise every single-instance
+// recovery; then it keeps the memory, in etcd when its durable part changed.
+func (s *Supervisor) act(ctx context.Context, fence state.Fence, cl topology.Cluster, sn snapshot, cm *mind,
 	v analysis.Cluster, found []analysis.Analysis) {
-	for _, a := range found {
-		if a.Recovery == analysis.RecoveryFailover {
-			s.failover(ctx, fence, cl, sn, v, a)
-			return
+	var rel *state.HoldRelease
+	if r, ok := sn.releases[cl.Name]; ok {
+		rel = &r
+	}
+	plan := decide.Decide(decide.Input{Cluster: v, Found: found, Memory: cm.mem, Switches: sn.killers,
+		Release: rel, Now: s.o.Now()}, s.o.Policy)
+	cm.mem = plan.Memory
+	s.events(ctx, cl.Name, plan.Events)
+	switch {
+	case plan.Failover != nil:
+		s.failover(ctx, fence, cl, sn, cm, *plan.Failover)
+	case plan.Hold != nil, plan.Backoff:
+	default:
+		for _, a := range plan.Recoveries {
+			if ctx.Err() != nil {
+				break
+			}
+			s.recover(ctx, fence, cl, sn, a)
 		}
 	}
-	delete(s.detected, cl.Name)
-	delete(s.held, cl.Name)
-	for _, a := range found {
-		if ctx.Err() != nil {
-			return
-		}
-		s.recover(ctx, fence, cl, sn, a)
-	}
+	s.persist(ctx, fence, cm)
 }
 
-// failover runs an automatic failover unless a kill switch, the anti-flap
-// window or the retry backoff holds it back.
-func (s *Supervisor) failover(ctx context.Context, fence state.Fence, cl topology.Cluster, sn snapshot,
-	v analysis.Cluster, a analysis.Analysis) {
-	now := s.o.Now()
-	detected, ok := s.detected[cl.Name]
-	if !ok {
-		detected = now
-		s.detected[cl.Name] = now
-	}
-	if ks, blocked := state.Blocked(sn.killers, s.o.DC, cl.Name); blocked {
-		s.blocked(cl.Name, "killswitch", fmt.Sprintf("kill switch %s set by %s: %s", ks.Scope, ks.SetBy, ks.Reason))
-		return
-	}
-	if last, ok := s.lastChange[cl.Name]; ok && now.Sub(last) < s.o.AntiFlap {
-		s.blocked(cl.Name, "antiflap", fmt.Sprintf("master changed %s ago, anti-flap window %s", now.Sub(last).Round(time.Millisecond), s.o.AntiFlap))
-		return
-	}
-	if last, ok := s.lastTry[cl.Name]; ok && now.Sub(last) < s.o.RetryBackoff {
-		return
-	}
-	cands, excluded := analysis.Candidates(v)
-	names := make([]string, len(cands))
-	for i, c := range cands {
-		names[i] = c.Instance.Name
-	}
+// failover runs the automatic failover of the plan.
+func (s *Supervisor) failover(ctx context.Context, fence state.Fence, cl topology.Cluster, sn snapshot, cm *mind,
+	f decide.Failover) {
 	plan := failover.Plan{Cluster: cl, Master: sn.masters[cl.Name], MasterRev: sn.masterRevs[cl.Name],
-		OldPos: s.lastPos[cl.Name], Analysis: string(a.Code), DetectedAt: detected, Candidates: names}
-	s.o.Logger.Warn().Str("cluster", cl.Name).Str("code", string(a.Code)).Strs("candidates", names).
-		Interface("excluded", excluded).Msg("starting automatic failover")
+		OldPos: cm.mem.MasterPos, Analysis: string(f.Analysis.Code), DetectedAt: f.DetectedAt, Candidates: f.Candidates}
+	s.o.Logger.Warn().Str("cluster", cl.Name).Str("code", string(f.Analysis.Code)).Strs("candidates", f.Candidates).
+		Interface("excluded", f.Excluded).Msg("starting automatic failover")
 	rec, err := s.o.Runner.Failover(ctx, fence, plan)
 	if err != nil {
-		s.lastTry[cl.Name] = s.o.Now()
+		cm.mem = cm.mem.Failed(s.o.Now())
 		s.o.Logger.Error().Err(err).Str("cluster", cl.Name).Str("failover", rec.ID).Msg("automatic failover failed")
 		return
 	}
-	s.lastChange[cl.Name] = s.o.Now()
-	delete(s.detected, cl.Name)
-	delete(s.lastTry, cl.Name)
+	cm.mem = cm.mem.FailedOver(s.o.Now())
 }
 
-func (s *Supervisor) blocked(cluster, reason, detail string) {
-	if s.held[cluster] == reason {
+// events reports what the decision changed about a cluster's hold: log,
+// metric and audit event.
+func (s *Supervisor) events(ctx context.Context, cluster string, evs []decide.Event) {
+	for _, e := range evs {
+		h := e.Hold
+		params := map[string]string{"reason": h.Reason, "detail": e.Detail}
+		if !h.Until.IsZero() {
+			params["until"] = h.Until.UTC().Format(time.RFC3339)
+		}
+		switch e.Kind {
+		case "held":
+			for _, r := range []string{state.HoldKillSwitch, state.HoldFlapping, state.HoldUnsettled} {
+				s.m.held.WithLabelValues(cluster, r).Set(0)
+			}
+			s.m.held.WithLabelValues(cluster, h.Reason).Set(1)
+			s.m.blocked.WithLabelValues(cluster, h.Reason).Inc()
+			s.o.Logger.Warn().Str("cluster", cluster).Str("reason", h.Reason).Str("detail", h.Detail).
+				Time("until", h.Until).Msg("automatic failover held back")
+			s.audit(ctx, "failover.held", cluster, params, nil)
+		default:
+			if h.Reason != "" {
+				s.m.held.WithLabelValues(cluster, h.Reason).Set(0)
+			}
+			s.o.Logger.Info().Str("cluster", cluster).Str("reason", h.Reason).Str("detail", e.Detail).Msg("failover hold " + e.Kind)
+			s.audit(ctx, "failover."+e.Kind, cluster, params, nil)
+		}
+	}
+}
+
+// persist writes the durable memory of a cluster when it changed.
+func (s *Supervisor) persist(ctx context.Context, fence state.Fence, cm *mind) {
+	b, err := json.Marshal(cm.mem.ClusterMemory)
+	if err != nil || bytes.Equal(b, cm.saved) || ctx.Err() != nil {
 		return
 	}
-	s.held[cluster] = reason
-	s.m.blocked.WithLabelValues(cluster, reason).Inc()
-	s.o.Logger.Warn().Str("cluster", cluster).Str("reason", reason).Str("detail", detail).Msg("automatic failover held back")
+	pctx, cancel := context.WithTimeout(ctx, s.o.ReadTimeout)
+	defer cancel()
+	if err := s.o.Store.PutMemory(pctx, cm.mem.ClusterMemory, &fence); err != nil {
+		s.o.Logger.Warn().Err(err).Str("cluster", cm.mem.Cluster).Msg("could not save the cluster's memory")
+		return
+	}
+	cm.saved = b
 }
 
 // errNotMaster means an action found the master record changed under it.

@@ -174,20 +174,28 @@ func (g *dialGate) dial(ctx context.Context, network, address string) (net.Conn,
 // CurrentPosition returns the master's gtid_binlog_pos: the position after
 // the last transaction in its binlog.
 func (c *Capturer) CurrentPosition(ctx context.Context, addr string) (string, error) {
+	binlog, _, _, err := c.Positions(ctx, addr)
+	return binlog, err
+}
+
+// Positions returns the master's gtid_binlog_pos, gtid_slave_pos and
+// server_id. A promoted replica keeps its gtid_slave_pos (RESET SLAVE ALL
+// leaves it): the last transaction it applied from the master before it.
+func (c *Capturer) Positions(ctx context.Context, addr string) (binlog, slave string, serverID uint32, err error) {
 	cfg := gomysql.NewConfig()
 	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = c.o.User, c.o.Password, "tcp", addr
 	cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = c.o.ReadTimeout, c.o.ReadTimeout, c.o.ReadTimeout
 	conn, err := gomysql.NewConnector(cfg)
 	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrStream, err)
+		return "", "", 0, fmt.Errorf("%w: %w", ErrStream, err)
 	}
 	db := sql.OpenDB(conn)
 	defer func() { _ = db.Close() }()
-	var pos string
-	if err := db.QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_binlog_pos").Scan(&pos); err != nil {
-		return "", fmt.Errorf("%w: read gtid_binlog_pos on %s: %w", ErrStream, addr, err)
+	q := "SELECT @@GLOBAL.gtid_binlog_pos, @@GLOBAL.gtid_slave_pos, @@GLOBAL.server_id"
+	if err := db.QueryRowContext(ctx, q).Scan(&binlog, &slave, &serverID); err != nil {
+		return "", "", 0, fmt.Errorf("%w: read GTID positions on %s: %w", ErrStream, addr, err)
 	}
-	return pos, nil
+	return binlog, slave, serverID, nil
 }
 
 // ErrorCode returns the MySQL error number carried by err, or 0.

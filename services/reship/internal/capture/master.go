@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/state"
 )
 
@@ -62,7 +63,7 @@ func (f *Follower) Run(ctx context.Context) error {
 			if ctx.Err() == nil {
 				f.log.Warn().Err(err).Msg("read master record")
 			}
-			sleep(ctx, followRetry)
+			retry.Sleep(ctx, followRetry)
 			continue
 		}
 		if len(resp.Kvs) == 0 {
@@ -80,17 +81,7 @@ func (f *Follower) Run(ctx context.Context) error {
 				f.set(ev.Value)
 			}
 		}
-		sleep(ctx, followRetry)
+		retry.Sleep(ctx, followRetry)
 	}
 	return nil
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/drplane/drplane/pkg/divergence"
 	"github.com/drplane/drplane/pkg/embednats"
+	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/services/reship/internal/capture"
 	"github.com/drplane/drplane/services/reship/internal/route"
@@ -46,6 +47,7 @@ const (
 // Restart reasons of drplane_reship_syncer_restarts_total.
 const (
 	reasonMaster  = "master_change"
+	reasonRewind  = "rewind"
 	reasonStream  = "stream_error"
 	reasonPublish = "publish_error"
 	reasonOther   = "error"
@@ -163,13 +165,16 @@ func (e *Engine) Run(ctx context.Context) error {
 	g.Go(func() error { return e.ledger.Run(gctx) })
 	g.Go(func() error { return e.republisher.Run(gctx) })
 	g.Go(func() error { return e.keepStreams(gctx) })
-	cpCtx, stopCP := context.WithCancel(context.Background())
+	// The checkpointer outlives gctx: it stops only once capture has, so
+	// that no periodic write races the last one below and stores an older
+	// position after it.
+	cpCtx, stopCP := context.WithCancel(context.WithoutCancel(gctx))
 	defer stopCP()
 	cpDone := make(chan struct{})
-	go func() {
+	g.Go(func() error {
 		defer close(cpDone)
-		_ = e.cp.Run(cpCtx)
-	}()
+		return e.cp.Run(cpCtx)
+	})
 	g.Go(func() error {
 		e.capture(gctx)
 		stopCP()
@@ -198,7 +203,7 @@ func (e *Engine) capture(ctx context.Context) {
 	if e.loadCheckpoint(ctx) != nil {
 		return
 	}
-	backoff := backoffMin
+	b := retry.New(backoffMin, backoffMax)
 	for ctx.Err() == nil {
 		rec, ok, changed := e.follower.Current()
 		if !ok {
@@ -214,29 +219,28 @@ func (e *Engine) capture(ctx context.Context) {
 			return
 		}
 		e.metrics.restarts.WithLabelValues(reason).Inc()
-		if reason == reasonMaster {
+		switch reason {
+		case reasonMaster:
 			e.o.Logger.Info().Msg("master changed: restarting capture from the checkpoint")
-			backoff = backoffMin
+			b.Reset()
+			continue
+		case reasonRewind:
+			b.Reset()
 			continue
 		}
 		if e.o.Now().Sub(started) > healthySession {
-			backoff = backoffMin
+			b.Reset()
 		}
-		e.o.Logger.Warn().Err(err).Str("reason", reason).Str("master", rec.Instance).Dur("retry_in", backoff).
+		e.o.Logger.Warn().Err(err).Str("reason", reason).Str("master", rec.Instance).Dur("retry_in", b.Next()).
 			Msg("capture stopped; restarting from the checkpoint")
-		select {
-		case <-ctx.Done():
-		case <-changed:
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, backoffMax)
+		b.WaitOr(ctx, changed)
 	}
 }
 
 // loadCheckpoint reads the stored checkpoint, retrying until it works or
 // ctx ends.
 func (e *Engine) loadCheckpoint(ctx context.Context) error {
-	backoff := backoffMin
+	b := retry.New(backoffMin, backoffMax)
 	for {
 		cp, ok, err := e.cp.Load(ctx)
 		if err == nil {
@@ -245,13 +249,10 @@ func (e *Engine) loadCheckpoint(ctx context.Context) error {
 			}
 			return nil
 		}
-		e.o.Logger.Warn().Err(err).Dur("retry_in", backoff).Msg("cannot read the checkpoint")
-		select {
-		case <-ctx.Done():
+		e.o.Logger.Warn().Err(err).Dur("retry_in", b.Next()).Msg("cannot read the checkpoint")
+		if !b.Wait(ctx) {
 			return ctx.Err()
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, backoffMax)
 	}
 }
 
@@ -287,7 +288,7 @@ func (e *Engine) keepStreams(ctx context.Context) error {
 }
 
 func (e *Engine) ensureStreams(ctx context.Context, peers []string) error {
-	backoff := backoffMin
+	b := retry.New(backoffMin, backoffMax)
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := ship.EnsureStreams(cctx, e.js, e.o.DC, peers, e.o.Outbound)
@@ -296,13 +297,10 @@ func (e *Engine) ensureStreams(ctx context.Context, peers []string) error {
 			e.o.Logger.Info().Strs("peers", peers).Str("stream", embednats.OutStream(e.o.DC)).Msg("outbound and ledger streams ready")
 			return nil
 		}
-		e.o.Logger.Warn().Err(err).Dur("retry_in", backoff).Msg("cannot set up the outbound stream")
-		select {
-		case <-ctx.Done():
+		e.o.Logger.Warn().Err(err).Dur("retry_in", b.Next()).Msg("cannot set up the outbound stream")
+		if !b.Wait(ctx) {
 			return ctx.Err()
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, backoffMax)
 	}
 }
 
@@ -344,6 +342,15 @@ func (e *Engine) session(ctx context.Context, rec state.MasterRecord, changed <-
 		return reasonMaster, nil
 	case pipe.Err() != nil:
 		return reasonPublish, pipe.Err()
+	case errors.Is(err, capture.ErrStream) && capture.ErrorCode(err) == errNotInBinlog:
+		switch rerr := e.rewind(ctx, rec); {
+		case rerr == nil:
+			return reasonRewind, nil
+		case errors.Is(rerr, ErrNoRewind):
+			return reasonStream, err
+		default:
+			return reasonStream, fmt.Errorf("%w; rewind: %w", err, rerr)
+		}
 	case errors.Is(err, capture.ErrStream):
 		return reasonStream, err
 	case err == nil:
@@ -439,10 +446,8 @@ func (e *Engine) recordDiverged(ctx context.Context, res route.Result) error {
 				break
 			}
 			e.o.Logger.Warn().Err(err).Str("request", ent.RequestID).Msg("divergence not recorded yet; retrying")
-			select {
-			case <-ctx.Done():
+			if !retry.Sleep(ctx, 250*time.Millisecond) {
 				return ctx.Err()
-			case <-time.After(250 * time.Millisecond):
 			}
 		}
 	}

@@ -14,6 +14,9 @@ type metrics struct {
 	lag         prometheus.Histogram
 	lastCommit  prometheus.Gauge
 	restarts    *prometheus.CounterVec
+	// rewinds and lostRequests count lossy failovers of the DC's master.
+	rewinds      prometheus.Counter
+	lostRequests prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -53,9 +56,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "drplane_reship_syncer_restarts_total",
-			Help: "Binlog capture restarts from the checkpoint, by reason: master_change, stream_error, publish_error, error.",
+			Help: "Binlog capture restarts from the checkpoint, by reason: master_change, rewind, stream_error, publish_error, error.",
 		}, []string{"reason"}),
+		rewinds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "drplane_reship_rewinds_total",
+			Help: "Lossy failovers: the new master lacked transactions already shipped, so capture moved back to its position.",
+		}),
+		lostRequests: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "drplane_reship_rewind_lost_requests_total",
+			Help: "Requests shipped to the other DCs that a lossy failover lost in this DC (named on the failover record).",
+		}),
 	}
-	reg.MustRegister(m.txns, m.rows, m.events, m.skippedTxns, m.skippedRows, m.diverged, m.lag, m.lastCommit, m.restarts)
+	reg.MustRegister(m.txns, m.rows, m.events, m.skippedTxns, m.skippedRows, m.diverged, m.lag, m.lastCommit, m.restarts,
+		m.rewinds, m.lostRequests)
 	return m
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/shardmap"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/pkg/topology"
@@ -141,12 +142,12 @@ func (r *Router) Run(ctx context.Context) error {
 			if ctx.Err() == nil {
 				r.o.Logger.Warn().Err(err).Msg("read topology")
 			}
-			pause(ctx)
+			retry.Sleep(ctx, retryPause)
 			continue
 		}
 		if rev == 0 {
 			// Nothing stored yet: poll until something is.
-			pause(ctx)
+			retry.Sleep(ctx, retryPause)
 			continue
 		}
 		for ev := range state.Watch[topology.Topology](ctx, r.o.Store, key, false, rev+1) {
@@ -154,7 +155,7 @@ func (r *Router) Run(ctx context.Context) error {
 				r.use(ctx, &wg, ev.Value)
 			}
 		}
-		pause(ctx)
+		retry.Sleep(ctx, retryPause)
 	}
 	return nil
 }
@@ -214,7 +215,7 @@ func (r *Router) watchMap(ctx context.Context, keyspace string) {
 			if ctx.Err() == nil {
 				log.Warn().Err(err).Msg("watch shard map")
 			}
-			pause(ctx)
+			retry.Sleep(ctx, retryPause)
 			continue
 		}
 		for m := range maps {
@@ -232,7 +233,7 @@ func (r *Router) watchMap(ctx context.Context, keyspace string) {
 			r.mu.Unlock()
 			log.Info().Int64("revision", m.Revision).Int("shards", t.Len()).Msg("shard map loaded")
 		}
-		pause(ctx)
+		retry.Sleep(ctx, retryPause)
 	}
 }
 
@@ -448,14 +449,4 @@ func KeyBytes(v *drplanev1.Value) ([]byte, bool) {
 // String describes a result for logs.
 func (r Result) String() string {
 	return fmt.Sprintf("%d events, %d unmapped rows, %d unroutable rows", len(r.Events), r.Unmapped, r.BadKey)
-}
-
-// pause waits retryPause or until ctx ends.
-func pause(ctx context.Context) {
-	t := time.NewTimer(retryPause)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

@@ -1,0 +1,292 @@
+// Package decide is the HA agent's decision: one pure function of a
+// cluster's analysis, the agent's memory of the cluster, the kill switches,
+// an operator's hold release and the time, returning what to do — a
+// failover plan, the single-instance recoveries, or why a failover called
+// for is held back — and the memory to keep. The supervisor only carries
+// the plan out and reports the outcome back through Memory's methods.
+//
+// The anti-flap rule is a budget, not a wall: a dead master is failed over
+// again as soon as the cluster has been healthy (master writable, every
+// reachable replica connected and caught up, semi-sync acking) for
+// Policy.Settle since the last master change. A failover is held only when
+// the cluster flaps: the master promoted last failed before the cluster
+// settled, or more than Policy.MaxFailovers failovers would fall within
+// Policy.Window. Holds lapse by themselves at their Until, or when an
+// operator releases them.
+package decide
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/drplane/drplane/pkg/state"
+	"github.com/drplane/drplane/services/haagent/internal/analysis"
+)
+
+// Policy is the anti-flap budget and the retry backoff.
+type Policy struct {
+	// Settle is how long the cluster must be healthy after a master change
+	// before its master may be failed over again without a hold.
+	Settle time.Duration
+	// Window and MaxFailovers: at most MaxFailovers automatic failovers of
+	// a cluster within Window; MaxFailovers <= 0 disables the budget.
+	Window       time.Duration
+	MaxFailovers int
+	// RetryBackoff is the wait after a failed failover before the next try.
+	RetryBackoff time.Duration
+	// CaughtUp is the largest replica delay counted as caught up.
+	CaughtUp time.Duration
+}
+
+// DefaultPolicy returns the defaults argued in docs/adr/0006-failover-budget.md.
+func DefaultPolicy() Policy {
+	return Policy{Settle: 5 * time.Second, Window: 10 * time.Minute, MaxFailovers: 10,
+		RetryBackoff: time.Second, CaughtUp: time.Second}
+}
+
+// Memory is everything the agent remembers about one cluster. The embedded
+// ClusterMemory is durable (etcd); the rest lives only in the active agent.
+type Memory struct {
+	state.ClusterMemory
+	// DetectedAt is when the failure now calling for a failover was first
+	// seen; zero when none is.
+	DetectedAt time.Time
+	// LastTry is when the last failover attempt failed.
+	LastTry time.Time
+	// HealthySince is when the cluster became healthy; zero when it is not.
+	HealthySince time.Time
+	// MasterPos and MasterID are the master's gtid_binlog_pos and server id
+	// when last seen reachable.
+	MasterPos string
+	MasterID  uint32
+}
+
+// Input is what the decision is made from.
+type Input struct {
+	Cluster  analysis.Cluster
+	Found    []analysis.Analysis
+	Memory   Memory
+	Switches []state.KillSwitch
+	// Release is the cluster's latest operator release, nil when none.
+	Release *state.HoldRelease
+	Now     time.Time
+}
+
+// Failover is an automatic failover to run.
+type Failover struct {
+	Analysis   analysis.Analysis
+	DetectedAt time.Time
+	// Candidates are the eligible replicas, best first; Excluded says why
+	// every other instance is not one.
+	Candidates []string
+	Excluded   map[string]string
+}
+
+// Event is something the decision changed that the agent reports (log,
+// audit): a hold that began or changed, lapsed, or was released.
+type Event struct {
+	// Kind is "held", "hold_lapsed" or "released".
+	Kind   string
+	Hold   state.FailoverHold
+	Detail string
+}
+
+// Plan is the decision.
+type Plan struct {
+	// Failover is set when a failover is to run now; Recoveries are empty
+	// then.
+	Failover *Failover
+	// Recoveries are the single-instance recoveries to run, in order.
+	Recoveries []analysis.Analysis
+	// Hold is set when a failover is called for and held back.
+	Hold *state.FailoverHold
+	// Backoff is set when a failover is called for and waits out the retry
+	// backoff after a failed attempt (not a hold).
+	Backoff bool
+	Events  []Event
+	// Memory is the memory to keep.
+	Memory Memory
+}
+
+// Decide makes the decision for one cluster.
+func Decide(in Input, p Policy) Plan {
+	now := in.Now
+	m := in.Memory
+	m.Failovers = append([]time.Time(nil), m.Failovers...)
+	var events []Event
+	if r := in.Release; r != nil && r.At.After(m.ReleasedAt) {
+		m.ReleasedAt = r.At
+		kept := m.Failovers[:0]
+		for _, t := range m.Failovers {
+			if t.After(r.At) {
+				kept = append(kept, t)
+			}
+		}
+		m.Failovers = kept
+		if !m.LastChange.IsZero() && !m.LastChange.After(r.At) && m.SettledAt.Before(m.LastChange) {
+			m.SettledAt = r.At
+		}
+		events = append(events, Event{Kind: "released", Detail: fmt.Sprintf("released by %s: %s", r.By, r.Reason)})
+		if m.Hold != nil {
+			events[len(events)-1].Hold = *m.Hold
+			m.Hold = nil
+		}
+	}
+	m.Failovers = within(m.Failovers, now, p.Window)
+	if Healthy(in.Cluster, in.Found, p.CaughtUp) {
+		if m.HealthySince.IsZero() {
+			m.HealthySince = now
+		}
+	} else {
+		m.HealthySince = time.Time{}
+	}
+	if !m.LastChange.IsZero() && m.SettledAt.Before(m.LastChange) && !m.HealthySince.IsZero() &&
+		now.Sub(m.HealthySince) >= p.Settle {
+		m.SettledAt = now
+	}
+	plan := Plan{}
+	var fa *analysis.Analysis
+	for i := range in.Found {
+		if in.Found[i].Recovery == analysis.RecoveryFailover {
+			fa = &in.Found[i]
+			break
+		}
+	}
+	if fa == nil {
+		m.DetectedAt = time.Time{}
+		if m.Hold != nil {
+			events = append(events, Event{Kind: "hold_lapsed", Hold: *m.Hold, Detail: "no failover is called for any more"})
+			m.Hold = nil
+		}
+		plan.Recoveries = in.Found
+		plan.Events, plan.Memory = events, m
+		return plan
+	}
+	if m.DetectedAt.IsZero() {
+		m.DetectedAt = now
+	}
+	if h := hold(in, m, p); h != nil {
+		if m.Hold != nil && m.Hold.Reason == h.Reason {
+			h.Since = m.Hold.Since
+		} else {
+			events = append(events, Event{Kind: "held", Hold: *h, Detail: h.Detail})
+		}
+		m.Hold = h
+		plan.Hold = h
+		plan.Events, plan.Memory = events, m
+		return plan
+	}
+	if m.Hold != nil {
+		events = append(events, Event{Kind: "hold_lapsed", Hold: *m.Hold, Detail: "the hold ended"})
+		m.Hold = nil
+	}
+	if !m.LastTry.IsZero() && now.Sub(m.LastTry) < p.RetryBackoff {
+		plan.Backoff = true
+		plan.Events, plan.Memory = events, m
+		return plan
+	}
+	cands, excluded := analysis.Candidates(in.Cluster)
+	names := make([]string, len(cands))
+	for i, c := range cands {
+		names[i] = c.Instance.Name
+	}
+	plan.Failover = &Failover{Analysis: *fa, DetectedAt: m.DetectedAt, Candidates: names, Excluded: excluded}
+	plan.Events, plan.Memory = events, m
+	return plan
+}
+
+// hold returns why the failover m calls for is held back, nil when it is
+// not.
+func hold(in Input, m Memory, p Policy) *state.FailoverHold {
+	now := in.Now
+	if ks, ok := state.Blocked(in.Switches, in.Cluster.DC, in.Cluster.Name); ok {
+		return &state.FailoverHold{Reason: state.HoldKillSwitch, Since: now,
+			Detail: fmt.Sprintf("kill switch %s set by %s: %s", ks.Scope, ks.SetBy, ks.Reason)}
+	}
+	if p.MaxFailovers > 0 && len(m.Failovers) >= p.MaxFailovers {
+		return &state.FailoverHold{Reason: state.HoldFlapping, Since: now, Until: m.Failovers[0].Add(p.Window),
+			Detail: fmt.Sprintf("%d automatic failovers within %s (budget %d)", len(m.Failovers), p.Window, p.MaxFailovers)}
+	}
+	if !m.LastChange.IsZero() && m.SettledAt.Before(m.LastChange) && now.Sub(m.LastChange) < p.Window {
+		return &state.FailoverHold{Reason: state.HoldUnsettled, Since: now, Until: m.LastChange.Add(p.Window),
+			Detail: fmt.Sprintf("the master promoted %s ago failed before the cluster settled (healthy for %s)",
+				now.Sub(m.LastChange).Round(time.Millisecond), p.Settle)}
+	}
+	return nil
+}
+
+// within keeps the times inside (now-window, now].
+func within(ts []time.Time, now time.Time, window time.Duration) []time.Time {
+	out := ts[:0]
+	for _, t := range ts {
+		if now.Sub(t) < window {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// FailedOver returns the memory after a successful automatic failover at
+// now.
+func (m Memory) FailedOver(now time.Time) Memory {
+	m.Failovers = append(append([]time.Time(nil), m.Failovers...), now)
+	return m.changed(now)
+}
+
+// SwitchedOver returns the memory after an operator's switchover at now:
+// the master changed (the cluster must settle again), the budget is not
+// spent.
+func (m Memory) SwitchedOver(now time.Time) Memory { return m.changed(now) }
+
+func (m Memory) changed(now time.Time) Memory {
+	m.LastChange, m.SettledAt = now, time.Time{}
+	m.DetectedAt, m.LastTry, m.HealthySince = time.Time{}, time.Time{}, time.Time{}
+	m.MasterPos, m.MasterID = "", 0
+	return m
+}
+
+// Failed returns the memory after a failed failover attempt at now.
+func (m Memory) Failed(now time.Time) Memory {
+	m.LastTry = now
+	return m
+}
+
+// Healthy reports whether the cluster counts as healthy for settling: its
+// recorded master is reachable and writable; no analysis calls for more
+// than an alert about an unreachable or quarantined instance; every
+// reachable replica of the master is connected to it and at most caughtUp
+// behind, and there is at least one; and, when the master has semi-sync
+// on, a semi-sync replica is connected.
+func Healthy(c analysis.Cluster, found []analysis.Analysis, caughtUp time.Duration) bool {
+	for _, a := range found {
+		if a.Code != analysis.DeadReplica && a.Code != analysis.Quarantined {
+			return false
+		}
+	}
+	var master analysis.Instance
+	ok := false
+	for _, in := range c.Instances {
+		if in.Name == c.Master && c.Master != "" {
+			master, ok = in, true
+		}
+	}
+	if !ok || !master.Status.Reachable || master.Status.ReadOnly {
+		return false
+	}
+	if master.Status.SemiSyncMaster && master.Status.SemiSyncClients == 0 {
+		return false
+	}
+	connected := 0
+	for _, in := range c.Instances {
+		st := in.Status
+		if in.Name == master.Name || in.Quarantined || !st.Reachable {
+			continue
+		}
+		if st.IOState != "Yes" || !st.SQLRunning || st.SecondsBehind == nil ||
+			time.Duration(*st.SecondsBehind)*time.Second > caughtUp {
+			return false
+		}
+		connected++
+	}
+	return connected > 0
+}
