@@ -185,6 +185,10 @@ func testPoison(t *testing.T, sh *shared) {
 	wrongSchema := g.event(4, "user", &drplanev1.RowChange{Op: drplanev1.RowOp_ROW_OP_DELETE,
 		Key: []*drplanev1.Column{col("User", "root")}})
 	wrongSchema.Schema = "mysql"
+	// A forged dedup row would mark a request as applied that never was.
+	ownTable := g.event(5, apply.DedupTable, &drplanev1.RowChange{Op: drplanev1.RowOp_ROW_OP_INSERT,
+		Key:   []*drplanev1.Column{col("origin_dc", dcA1), col("request_id", "forged")},
+		After: []*drplanev1.Column{col("origin_dc", dcA1), col("request_id", "forged"), col("gtid", "0-1-1")}})
 	good2 := m.workload(g, 20, 20000, 6)
 	poisons := map[string]string{ // request id → error text expected
 		"garbage-1":                    "undecodable",
@@ -192,6 +196,7 @@ func testPoison(t *testing.T, sh *shared) {
 		nullAmount.GetRequestId():      "1048",
 		unknownKeyspace.GetRequestId(): "unknown keyspace",
 		wrongSchema.GetRequestId():     "schema",
+		ownTable.GetRequestId():        "drplane's own",
 	}
 
 	r := b.start(func(o *apply.Options) {
@@ -201,7 +206,7 @@ func testPoison(t *testing.T, sh *shared) {
 	}, nil)
 	b.publish(good1...)
 	b.publishRaw(dcA1, dcA1+":garbage-1", []byte{0xff, 0x01, 0x02, 0x03})
-	b.publish(unknownTable, nullAmount, unknownKeyspace, wrongSchema)
+	b.publish(unknownTable, nullAmount, unknownKeyspace, wrongSchema, ownTable)
 	b.publish(good2...)
 	total := len(good1) + len(good2) + len(poisons)
 	b.waitDrained(total, waitLong)

@@ -147,6 +147,8 @@ func validate(ev *drplanev1.ChangeEvent, self string) error {
 		return bad("a barrier carries no rows")
 	case len(ev.GetRows()) > 0 && !validIdent(ev.GetTable()):
 		return bad("table %q is not a usable name", ev.GetTable())
+	case len(ev.GetRows()) > 0 && ownTable(ev.GetTable()):
+		return bad("table %q is one of drplane's own (%s*), never written by a request", ev.GetTable(), ownTablePrefix)
 	case ev.GetSchema() != "" && !validIdent(ev.GetSchema()):
 		return bad("schema %q is not a usable name", ev.GetSchema())
 	}
@@ -190,6 +192,18 @@ func validateRow(rc *drplanev1.RowChange) error {
 		}
 	}
 	return nil
+}
+
+// ownTablePrefix starts the names of drplane's tables in a keyspace's
+// database (the dedup rows, barriers). A request that names one is
+// dead-lettered: a message on the inbound subjects could otherwise mark
+// requests as applied or forge a barrier.
+const ownTablePrefix = "drplane_"
+
+// ownTable reports whether table is one of drplane's, in any letter case
+// (table names are case-insensitive with lower_case_table_names).
+func ownTable(table string) bool {
+	return len(table) >= len(ownTablePrefix) && strings.EqualFold(table[:len(ownTablePrefix)], ownTablePrefix)
 }
 
 // validIdent reports whether s can be used as a MySQL identifier (quoted).

@@ -106,9 +106,11 @@ func TestValidate(t *testing.T) {
 		"delete, no key": func(e *drplanev1.ChangeEvent) {
 			e.Rows[0] = &drplanev1.RowChange{Op: drplanev1.RowOp_ROW_OP_DELETE}
 		},
-		"value without kind": func(e *drplanev1.ChangeEvent) { e.Rows[0].After[0].Value = &drplanev1.Value{} },
-		"column twice":       func(e *drplanev1.ChangeEvent) { e.Rows[0].After = append(e.Rows[0].After, intCol("id", 2)) },
-		"empty column name":  func(e *drplanev1.ChangeEvent) { e.Rows[0].After[0].Name = "" },
+		"value without kind":  func(e *drplanev1.ChangeEvent) { e.Rows[0].After[0].Value = &drplanev1.Value{} },
+		"column twice":        func(e *drplanev1.ChangeEvent) { e.Rows[0].After = append(e.Rows[0].After, intCol("id", 2)) },
+		"empty column name":   func(e *drplanev1.ChangeEvent) { e.Rows[0].After[0].Name = "" },
+		"dedup table":         func(e *drplanev1.ChangeEvent) { e.Table = DedupTable },
+		"own table, any case": func(e *drplanev1.ChangeEvent) { e.Table = "DrPlane_Barrier" },
 	} {
 		ev := good()
 		mod(ev)
