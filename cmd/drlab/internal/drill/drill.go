@@ -45,7 +45,7 @@ const (
 	DefaultRate            = 100
 	DefaultRecoverBound    = 30 * time.Second
 	DefaultConvergeBound   = 30 * time.Second
-	DefaultRedundancyBound = 60 * time.Second
+	DefaultRedundancyBound = 30 * time.Second
 	DefaultWarmup          = 3 * time.Second
 )
 
