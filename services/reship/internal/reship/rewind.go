@@ -15,6 +15,7 @@ import (
 	"github.com/drplane/drplane/pkg/audit"
 	"github.com/drplane/drplane/pkg/embednats"
 	"github.com/drplane/drplane/pkg/gtid"
+	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/state"
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/drplane/drplane/services/reship/internal/ship"
@@ -263,8 +264,8 @@ func (e *Engine) recordRewind(ctx context.Context, rec state.MasterRecord, rw st
 			e.o.Logger.Warn().Str("master", rec.Instance).Msg("no failover record names the new master: the rewind is only audited")
 			return "", nil
 		case fo == nil || (!fo.Done() && !e.o.Now().After(deadline)):
-			if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
-				return "", err
+			if !retry.Sleep(ctx, 100*time.Millisecond) {
+				return "", ctx.Err()
 			}
 			continue
 		}
@@ -306,17 +307,5 @@ func (e *Engine) auditRewind(ctx context.Context, rec state.MasterRecord, failov
 	defer cancel()
 	if err := audit.NewOutbox(e.o.Store).Put(actx, ev); err != nil {
 		e.o.Logger.Warn().Err(err).Msg("could not write the rewind's audit event")
-	}
-}
-
-// sleepCtx waits d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
