@@ -113,14 +113,18 @@ func (a *app) shardsShowCmd() *cobra.Command {
 
 func (a *app) shardsMoveCmd() *cobra.Command {
 	var to, backup, reason string
+	var force bool
 	cmd := &cobra.Command{
-		Use:   "move KEYSPACE SHARD --to DC [--backup DC] --reason R",
-		Short: "Change a shard's owner DC (the raw map change, without waiting for replication)",
-		Long: `move makes DC the owner of one shard. It is the raw shard-map change: it does
-not wait for the new owner to have replicated the shard's data (that is the
-evacuation workflow's job), so use it for shards that are frozen or idle.
-Without --backup the shard keeps its backup, unless that is the new owner, in
-which case the old owner becomes the backup. Needs an admin token.`,
+		Use:   "move KEYSPACE SHARD --to DC [--backup DC] [--force] --reason R",
+		Short: "Hand a shard to another DC through the safe handoff (or the raw flip with --force)",
+		Long: `move makes DC the owner of one shard through the safe handoff: the shard is
+frozen, the routers acknowledge, the new owner catches up to the old owner's
+barrier, and owner and backup flip in one fenced write (a move_shard
+operation, see drctl operations). The call waits up to --timeout. With
+--force it is the raw shard-map change at once, without waiting for the new
+owner to have the shard's data (audited as forced). Without --backup the
+shard keeps its backup, unless that is the new owner, in which case the old
+owner becomes the backup. Needs an admin token.`,
 		Example:           `  drctl shards move orders 27 --to dc-b1 --reason "rebalance"`,
 		Args:              cobra.ExactArgs(2),
 		ValidArgsFunction: a.completeKeyspaceArg,
@@ -135,7 +139,7 @@ which case the old owner becomes the backup. Needs an admin token.`,
 			}
 			defer c.Close()
 			resp, err := c.Shard.MoveShard(ctx, &drplanev1.MoveShardRequest{
-				Keyspace: args[0], Shard: id, OwnerDc: to, BackupDc: backup, Reason: reason,
+				Keyspace: args[0], Shard: id, OwnerDc: to, BackupDc: backup, Reason: reason, Force: force,
 			})
 			if err != nil {
 				return err
@@ -152,6 +156,7 @@ which case the old owner becomes the backup. Needs an admin token.`,
 	cmd.Flags().StringVar(&to, "to", "", "DC that is to own the shard (required)")
 	cmd.Flags().StringVar(&backup, "backup", "", "backup DC (default: keep it, or the old owner when the backup becomes the owner)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why (required, audited)")
+	cmd.Flags().BoolVar(&force, "force", false, "the raw flip at once, with no freeze and no catch-up")
 	_ = cmd.MarkFlagRequired("to")
 	_ = cmd.MarkFlagRequired("reason")
 	_ = cmd.RegisterFlagCompletionFunc("to", a.completeDCs)

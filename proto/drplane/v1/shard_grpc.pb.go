@@ -61,8 +61,9 @@ type ShardServiceClient interface {
 	// target catches up to the old owner's capture watermark, one fenced flip
 	// and unfreeze), run as an operation (kind move_shard) that the call waits
 	// for up to timeout_seconds; with force the raw flip, at once and with no
-	// catch-up. This release does not wire the safe handoff to MoveShard yet:
-	// every call is the raw flip, with or without force. Needs role admin.
+	// catch-up (and no fence: the old owner's changes still in flight are
+	// applied, not refused as divergence). A move that keeps the owner (a
+	// backup change) is the raw map change. Needs role admin.
 	MoveShard(ctx context.Context, in *MoveShardRequest, opts ...grpc.CallOption) (*MoveShardResponse, error)
 	// SetShardState freezes or unfreezes a shard (ACTIVE, FROZEN, MOVING).
 	// Needs role admin.
@@ -218,8 +219,9 @@ type ShardServiceServer interface {
 	// target catches up to the old owner's capture watermark, one fenced flip
 	// and unfreeze), run as an operation (kind move_shard) that the call waits
 	// for up to timeout_seconds; with force the raw flip, at once and with no
-	// catch-up. This release does not wire the safe handoff to MoveShard yet:
-	// every call is the raw flip, with or without force. Needs role admin.
+	// catch-up (and no fence: the old owner's changes still in flight are
+	// applied, not refused as divergence). A move that keeps the owner (a
+	// backup change) is the raw map change. Needs role admin.
 	MoveShard(context.Context, *MoveShardRequest) (*MoveShardResponse, error)
 	// SetShardState freezes or unfreezes a shard (ACTIVE, FROZEN, MOVING).
 	// Needs role admin.

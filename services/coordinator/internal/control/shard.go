@@ -18,6 +18,7 @@ import (
 	"github.com/drplane/drplane/pkg/topology"
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/drplane/drplane/services/coordinator/internal/auth"
+	"github.com/drplane/drplane/services/coordinator/internal/evac"
 	"github.com/drplane/drplane/services/coordinator/internal/handoff"
 	"github.com/drplane/drplane/services/coordinator/internal/ops"
 	"github.com/drplane/drplane/services/coordinator/internal/routes"
@@ -39,7 +40,10 @@ type ShardsOptions struct {
 	// Routers records the route streams and their acknowledgements for
 	// handoffs; nil records none (AckRoutes then answers UNAVAILABLE).
 	Routers *handoff.Routers
-	Logger  zerolog.Logger
+	// Operations stores safe shard moves for the leader to run; nil makes
+	// every MoveShard the raw flip.
+	Operations *evac.Store
+	Logger     zerolog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -109,6 +113,9 @@ func describeShard(req any) (action, target string, params map[string]string, ok
 	}
 	switch r := req.(type) {
 	case *drplanev1.MoveShardRequest:
+		if r.GetForce() {
+			params["force"] = "true"
+		}
 		set("owner", r.GetOwnerDc())
 		set("backup", r.GetBackupDc())
 		set("reason", r.GetReason())

@@ -13,9 +13,22 @@ import (
 	"github.com/drplane/drplane/services/coordinator/internal/ops"
 )
 
-// MoveShard changes a shard's owner (and backup) DC through the leader.
+// MoveShard changes a shard's owner (and backup) DC: by default through
+// the safe handoff (a move_shard operation the leader runs), with force
+// (or when the owner stays) as the raw map change through the queue.
 func (s *Shards) MoveShard(ctx context.Context, req *drplanev1.MoveShardRequest) (*drplanev1.MoveShardResponse, error) {
-	m, err := s.mutate(ctx, req, ops.KindMoveShard, func() (ops.Params, error) { return s.checkMove(req) })
+	if !req.GetForce() && s.o.Operations != nil {
+		if e, err := s.entry(req.GetKeyspace()); err == nil {
+			if cur, ok := e.Map.Shard(int(req.GetShard())); ok && req.GetShard() >= 0 && cur.Owner != req.GetOwnerDc() {
+				return s.safeMove(ctx, req)
+			}
+		}
+	}
+	m, err := s.mutate(ctx, req, ops.KindMoveShard, func() (ops.Params, error) {
+		p, err := s.checkMove(req)
+		p.Force = req.GetForce()
+		return p, err
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -158,3 +158,40 @@ func TestEvacuationAPI(t *testing.T) {
 		assert.Positive(t, actions[a], "no %s event (%v)", a, actions)
 	}
 }
+
+func TestMoveShardIsTheSafeHandoffUnlessForced(t *testing.T) {
+	st, cs := startCoords(t, 1)
+	c := cs[0]
+	leaderOf(t, cs)
+	admin := as(t, adminToken)
+	// No collector answers the barrier here: the safe move aborts and the
+	// shard stays at its owner, unfrozen.
+	_, err := c.shards.MoveShard(admin, &drplanev1.MoveShardRequest{Keyspace: "orders", Shard: 27, OwnerDc: "dc-a2", Reason: "safe"})
+	e := requireCode(t, err, drplanev1.ErrorCode_ERROR_CODE_UNAVAILABLE, "")
+	assert.Contains(t, e.Message, "stays at dc-a1")
+	s, _ := loadMap(t, st, "orders").Shard(27)
+	assert.Equal(t, "dc-a1", s.Owner)
+	assert.Equal(t, shardmap.Active, s.State)
+	list, err := c.evac.ListOperations(as(t, viewerToken), &drplanev1.ListOperationsRequest{Kind: drplanev1.OperationKind_OPERATION_KIND_MOVE_SHARD})
+	require.NoError(t, err)
+	require.Len(t, list.GetOperations(), 1)
+	assert.Equal(t, drplanev1.OperationState_OPERATION_STATE_FAILED, list.GetOperations()[0].GetState())
+
+	// With force it is the raw flip, at once, audited as forced.
+	_, err = c.shards.MoveShard(admin, &drplanev1.MoveShardRequest{Keyspace: "orders", Shard: 27, OwnerDc: "dc-a2", Reason: "forced", Force: true})
+	require.NoError(t, err)
+	s, _ = loadMap(t, st, "orders").Shard(27)
+	assert.Equal(t, "dc-a2", s.Owner)
+	assert.Empty(t, s.Fences, "a forced move fences nothing: no false divergence")
+	evs, err := audit.NewOutbox(st).List(t.Context(), 0)
+	require.NoError(t, err)
+	forced := 0
+	for _, ev := range evs {
+		if ev.Action == "shard.move" && ev.Params["force"] == "true" {
+			forced++
+		}
+	}
+	assert.Positive(t, forced)
+	_, err = c.shards.MoveShard(admin, &drplanev1.MoveShardRequest{Keyspace: "orders", Shard: 27, OwnerDc: "dc-b1", Reason: "x", TimeoutSeconds: 301})
+	requireCode(t, err, drplanev1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "timeout_seconds")
+}

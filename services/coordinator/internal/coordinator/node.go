@@ -131,7 +131,7 @@ func NewNode(o NodeOptions) (*Node, error) {
 	failover := control.NewFailover(control.FailoverOptions{Store: o.Store, Queue: q, Source: o.ID, Logger: o.Logger, Now: o.Now})
 	routers := handoff.NewRouters(o.Store, o.ID)
 	shards := control.NewShards(control.ShardsOptions{Cache: cache, Queue: q, Store: o.Store, Source: o.ID,
-		Routers: routers, Logger: o.Logger, Now: o.Now})
+		Routers: routers, Operations: evac.NewStore(o.Store), Logger: o.Logger, Now: o.Now})
 	evacuation := control.NewEvacuation(control.EvacuationOptions{Store: o.Store, Source: o.ID, Logger: o.Logger, Now: o.Now})
 	runner := evac.NewRunner(evac.RunnerOptions{
 		Store: o.Store, Leader: l, ID: o.ID, Now: o.Now, Logger: o.Logger.With().Str("component", "operations").Logger(),

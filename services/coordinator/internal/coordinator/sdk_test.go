@@ -55,7 +55,7 @@ func TestSDKWatchersSeeMapChanges(t *testing.T) {
 	}
 
 	begin := time.Now()
-	_, err := cs[1].shards.MoveShard(as(t, adminToken), &drplanev1.MoveShardRequest{
+	_, err := cs[1].shards.MoveShard(as(t, adminToken), &drplanev1.MoveShardRequest{Force: true,
 		Keyspace: "orders", Shard: 27, OwnerDc: "dc-b1", Reason: "sdk test"})
 	require.NoError(t, err)
 	for _, r := range rs {

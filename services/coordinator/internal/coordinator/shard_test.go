@@ -200,7 +200,7 @@ func TestWatchRoutesSeesChangesAtOnce(t *testing.T) {
 
 	// A move through a follower: every watcher sees the new map.
 	begin := time.Now()
-	resp, err := followers[0].shards.MoveShard(as(t, adminToken), &drplanev1.MoveShardRequest{
+	resp, err := followers[0].shards.MoveShard(as(t, adminToken), &drplanev1.MoveShardRequest{Force: true,
 		Keyspace: "orders", Shard: 27, OwnerDc: "dc-b1", Reason: "test move",
 	})
 	require.NoError(t, err)
@@ -398,7 +398,7 @@ func TestLeaderLossMidMutation(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			shard := int32(10 + i)
-			_, err := c.shards.MoveShard(as(t, adminToken), &drplanev1.MoveShardRequest{
+			_, err := c.shards.MoveShard(as(t, adminToken), &drplanev1.MoveShardRequest{Force: true,
 				Keyspace: "orders", Shard: shard, OwnerDc: dcs[i%3], BackupDc: dcs[(i+1)%3], Reason: fmt.Sprintf("during handover %d", i),
 			})
 			// Applied, or still queued when the handover outlasted the wait.
@@ -515,7 +515,7 @@ func TestShardREST(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, code, "body: %s", body)
 	assert.Contains(t, string(body), `"field":"shard"`)
 
-	code, body = c.rest(t, http.MethodPost, "/v1/keyspaces/orders/shards/27:move", adminToken, `{"owner_dc": "dc-a2", "reason": "rest move"}`)
+	code, body = c.rest(t, http.MethodPost, "/v1/keyspaces/orders/shards/27:move", adminToken, `{"owner_dc": "dc-a2", "reason": "rest move", "force": true}`)
 	require.Equal(t, http.StatusOK, code, "body: %s", body)
 	assert.Contains(t, string(body), `"leader":"coord-1"`)
 	s, _ := loadMap(t, st, "orders").Shard(27)

@@ -76,6 +76,8 @@ type Params struct {
 	// KillSwitch is the switch set_killswitch stores.
 	KillSwitch *state.KillSwitch `json:"kill_switch,omitempty"`
 	Reason     string            `json:"reason,omitempty"`
+	// Force marks a move_shard asked for as the raw flip (audited).
+	Force bool `json:"force,omitempty"`
 }
 
 // Result is what the leader reports back besides the outcome.
@@ -188,6 +190,9 @@ func (o Op) AuditParams() map[string]string {
 	case KindMoveShard:
 		set("owner", p.Owner)
 		set("backup", p.Backup)
+		if p.Force {
+			m["force"] = "true"
+		}
 	case KindSetShardState:
 		set("state", string(p.ShardState))
 	case KindSetDCState:
