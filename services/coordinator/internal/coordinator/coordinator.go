@@ -246,7 +246,7 @@ func run(ctx context.Context, cfg *Config, env *daemon.Env) error {
 		Audit:       AuditOptions{Docs: docs, Index: cfg.Audit.Index, Retention: cfg.Audit.OutboxRetention},
 		Replication: ReplicationOptions{NATS: nc, DC: cfg.DC, Ledger: cfg.Ledger},
 		Handoff:     HandoffOptions{RouterGrace: cfg.Handoff.RouterGrace, CatchUp: cfg.Handoff.CatchUp},
-		Registerer:  env.Registry, Logger: env.Logger,
+		Lease:       env.Lease, Registerer: env.Registry, Logger: env.Logger,
 	})
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/drplane/drplane/services/coordinator/internal/auditlog"
 	"github.com/drplane/drplane/services/coordinator/internal/auth"
 	"github.com/drplane/drplane/services/coordinator/internal/control"
+	"github.com/drplane/drplane/services/coordinator/internal/dclive"
 	"github.com/drplane/drplane/services/coordinator/internal/evac"
 	"github.com/drplane/drplane/services/coordinator/internal/handoff"
 	"github.com/drplane/drplane/services/coordinator/internal/leader"
@@ -54,6 +56,9 @@ type NodeOptions struct {
 	// Handoff bounds the waits of safe shard handoffs; zero fields take
 	// package handoff's defaults.
 	Handoff HandoffOptions
+	// Lease is the process lease this coordinator's DC views are written
+	// on (nil: written without a lease).
+	Lease func() clientv3.LeaseID
 	// Registerer receives the coordinator's metrics; nil registers none.
 	Registerer prometheus.Registerer
 	Logger     zerolog.Logger
@@ -105,6 +110,10 @@ type Node struct {
 	// Operations runs evacuations, restores and safe shard moves while
 	// this coordinator leads.
 	Operations *evac.Runner
+	// Prober writes this DC's views of the others (nil without a DC);
+	// Watcher assesses every DC while this coordinator leads.
+	Prober  *dclive.Prober
+	Watcher *dclive.Watcher
 }
 
 // NewNode builds a coordinator and binds its API ports.
@@ -182,7 +191,20 @@ func NewNode(o NodeOptions) (*Node, error) {
 	if err := srv.Listen(); err != nil {
 		return nil, err
 	}
-	return &Node{Leader: l, Queue: q, Cache: cache, Server: srv, Indexer: indexer, Ledger: led, Operations: runner}, nil
+	var prober *dclive.Prober
+	if o.Replication.DC != "" {
+		if prober, err = dclive.NewProber(dclive.ProberOptions{
+			Store: o.Store, DC: o.Replication.DC, NATS: o.Replication.NATS, Lease: o.Lease, ID: o.ID,
+			Logger: o.Logger.With().Str("component", "dcprobe").Logger(), Now: o.Now,
+		}); err != nil {
+			return nil, err
+		}
+	}
+	watcher := dclive.NewWatcher(dclive.WatcherOptions{
+		Store: o.Store, ID: o.ID, Registerer: o.Registerer,
+		Logger: o.Logger.With().Str("component", "dclive").Logger(), Now: o.Now,
+	})
+	return &Node{Leader: l, Queue: q, Cache: cache, Server: srv, Indexer: indexer, Ledger: led, Operations: runner, Prober: prober, Watcher: watcher}, nil
 }
 
 // newLedger builds the request ledger when the coordinator has both NATS
@@ -222,5 +244,26 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.Ledger != nil {
 		g.Go(func() error { return n.Ledger.Run(gctx) })
 	}
+	if n.Prober != nil {
+		g.Go(func() error { return n.Prober.Run(gctx) })
+	}
+	g.Go(func() error { return n.watchDCs(gctx) })
 	return g.Wait()
+}
+
+// watchDCs runs the DC liveness watcher during every term of this
+// coordinator's leadership, until ctx ends.
+func (n *Node) watchDCs(ctx context.Context) error {
+	for {
+		term, err := n.Leader.Await(ctx)
+		if err != nil {
+			return nil //nolint:nilerr // ctx ended: a clean stop
+		}
+		tctx, cancel := term.Context(ctx)
+		_ = n.Watcher.Lead(tctx, term.Fence)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
 }

@@ -188,6 +188,8 @@ type Agent struct {
 	ops        *failover.Ops
 	elector    *elect.Elector
 	supervisor *supervise.Supervisor
+	// lease keeps the DC lease while this agent leads.
+	lease func(elect.Leadership) error
 }
 
 // New wires an agent from its configuration.
@@ -222,13 +224,34 @@ func New(cfg *Config, p Parts) (*Agent, error) {
 		ops.Close()
 		return nil, err
 	}
-	return &Agent{ops: ops, elector: el, supervisor: sup}, nil
+	now := p.Now
+	if now == nil {
+		now = time.Now
+	}
+	lease := func(l elect.Leadership) error {
+		return keepDCLease(l, p.Store, cfg.DC, cfg.ID, cfg.Election.TTL, now, p.Logger)
+	}
+	return &Agent{ops: ops, elector: el, supervisor: sup, lease: lease}, nil
 }
 
-// Run campaigns and supervises until ctx ends.
+// Run campaigns, and while it leads supervises the DC and keeps its DC
+// lease, until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.ops.Close()
-	return a.elector.Run(ctx, a.supervisor.Lead)
+	return a.elector.Run(ctx, func(l elect.Leadership) error {
+		lctx, cancel := context.WithCancel(l.Ctx)
+		ll := l
+		ll.Ctx = lctx
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = a.lease(ll)
+		}()
+		err := a.supervisor.Lead(l)
+		cancel()
+		<-done
+		return err
+	})
 }
 
 // Elector returns the agent's elector (leadership state).
