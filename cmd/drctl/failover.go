@@ -234,3 +234,50 @@ func (a *app) completeClusters(cmd *cobra.Command, args []string, _ string) ([]s
 		return names
 	})
 }
+
+// failoverCmd is `drctl failover release <dc>/<cluster> --reason R`.
+func (a *app) failoverCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "failover",
+		Short: "Act on the HA agents' automatic failover (release a hold)",
+	}
+	cmd.AddCommand(a.failoverReleaseCmd())
+	return cmd
+}
+
+func (a *app) failoverReleaseCmd() *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "release DC/CLUSTER",
+		Short: "Let the HA agent fail a held (flapping) cluster over again",
+		Long: `release lifts the failover budget's hold on one MySQL cluster (drctl status
+shows "failover held: reason, until"): the DC's HA agent forgets the failovers
+and master changes before now and fails the cluster over on its next cycle if
+its master is dead. It does not lift a kill switch. Needs an operator token;
+the release and its reason are audited.`,
+		Example:           `  drctl failover release dc-a1/db --reason "db2's disk replaced"`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: a.completeClusters,
+		RunE: a.runE(func(ctx context.Context, _ *cobra.Command, args []string) error {
+			dc, cluster, ok := strings.Cut(args[0], "/")
+			if !ok || dc == "" || cluster == "" || strings.Contains(cluster, "/") {
+				return usagef("invalid cluster %q: want DC/CLUSTER, e.g. dc-a1/db", args[0])
+			}
+			c, err := a.dial(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			resp, err := c.Failover.ReleaseFailoverHold(ctx, &drplanev1.ReleaseFailoverHoldRequest{
+				Dc: dc, Cluster: cluster, Reason: reason,
+			})
+			if err != nil {
+				return err
+			}
+			return a.print(resp, func(w io.Writer) error { return renderRelease(w, dc+"/"+cluster, resp) })
+		}),
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why the cluster may fail over again (required)")
+	_ = cmd.MarkFlagRequired("reason")
+	return cmd
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -64,6 +65,13 @@ func renderStatus(w io.Writer, resp *drplanev1.GetStatusResponse) error {
 // M") and its instance table.
 func writeCluster(b *bytes.Buffer, cl *drplanev1.ClusterStatus) {
 	fmt.Fprintf(b, "  cluster %s: HEALTH %s, master %s\n", cell(cl.GetName()), orDash(cell(cl.GetHealth())), orNone(cell(cl.GetMaster())))
+	if h := cl.GetFailoverHold(); h != nil {
+		until := "released by an operator or when its cause goes"
+		if h.GetUntil() != nil {
+			until = "until " + h.GetUntil().AsTime().UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(b, "    failover held: %s, %s (%s)\n", cell(h.GetReason()), until, cell(h.GetDetail()))
+	}
 	if len(cl.GetInstances()) == 0 {
 		b.WriteString("    no instances observed\n")
 		return

@@ -193,3 +193,13 @@ func when(ts *timestamppb.Timestamp) string {
 	}
 	return ts.AsTime().UTC().Format("2006-01-02 15:04:05Z")
 }
+
+func renderRelease(w io.Writer, cluster string, resp *drplanev1.ReleaseFailoverHoldResponse) error {
+	if !resp.GetHeld() {
+		_, err := fmt.Fprintf(w, "released %s (no failover was held)\n", cluster)
+		return err
+	}
+	h := resp.GetHold()
+	_, err := fmt.Fprintf(w, "released %s: failover was held: %s (%s)\n", cluster, cell(h.GetReason()), cell(h.GetDetail()))
+	return err
+}

@@ -220,3 +220,14 @@ func TestRenderJSON(t *testing.T) {
 	require.NoError(t, protojson.Unmarshal(b.Bytes(), got))
 	assert.True(t, proto.Equal(want, got), "JSON round-trips to the same message")
 }
+
+func TestRenderStatusFailoverHold(t *testing.T) {
+	st := fixtureStatus()
+	until := time.Date(2026, 1, 2, 3, 14, 0, 0, time.UTC)
+	st.GetDcs()[0].GetClusters()[0].FailoverHold = &drplanev1.FailoverHold{Reason: "unsettled",
+		Detail: "the master promoted 3s ago failed", Until: timestamppb.New(until)}
+	var b bytes.Buffer
+	require.NoError(t, renderStatus(&b, st))
+	assert.Contains(t, b.String(), "  cluster db: HEALTH DEGRADED, master dc-a1-db1\n    failover held: unsettled, until 2026-01-02T03:14:00Z (the master promoted 3s ago failed)\n")
+	assert.Equal(t, 1, strings.Count(b.String(), "failover held"), "only the held cluster")
+}

@@ -86,7 +86,7 @@ permission denied, 4 API unreachable.`,
 	}
 	_ = root.MarkPersistentFlagFilename("lab", "json")
 
-	root.AddCommand(a.statusCmd(), a.switchoverCmd(), a.failoversCmd(), a.killSwitchCmd(), a.routeCmd(), a.shardsCmd(), a.dcCmd(), a.auditCmd(), a.replCmd())
+	root.AddCommand(a.statusCmd(), a.switchoverCmd(), a.failoversCmd(), a.failoverCmd(), a.killSwitchCmd(), a.routeCmd(), a.shardsCmd(), a.dcCmd(), a.auditCmd(), a.replCmd())
 	return root
 }
 

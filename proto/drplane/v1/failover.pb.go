@@ -201,6 +201,211 @@ func (FailoverOutcome) EnumDescriptor() ([]byte, []int) {
 	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{2}
 }
 
+// ReleaseFailoverHoldRequest names the cluster and why it is released.
+type ReleaseFailoverHoldRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// DC of the cluster.
+	Dc string `protobuf:"bytes,1,opt,name=dc,proto3" json:"dc,omitempty"`
+	// Cluster name.
+	Cluster string `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// Why; required (audited).
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseFailoverHoldRequest) Reset() {
+	*x = ReleaseFailoverHoldRequest{}
+	mi := &file_drplane_v1_failover_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseFailoverHoldRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseFailoverHoldRequest) ProtoMessage() {}
+
+func (x *ReleaseFailoverHoldRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_failover_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseFailoverHoldRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseFailoverHoldRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ReleaseFailoverHoldRequest) GetDc() string {
+	if x != nil {
+		return x.Dc
+	}
+	return ""
+}
+
+func (x *ReleaseFailoverHoldRequest) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *ReleaseFailoverHoldRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// ReleaseFailoverHoldResponse says what was released.
+type ReleaseFailoverHoldResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// True when a hold was in place when the release was recorded.
+	Held bool `protobuf:"varint,1,opt,name=held,proto3" json:"held,omitempty"`
+	// The hold that was in place, when held is true.
+	Hold *FailoverHold `protobuf:"bytes,2,opt,name=hold,proto3" json:"hold,omitempty"`
+	// When the release was recorded: the agent forgets what came before.
+	ReleasedAt    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=released_at,json=releasedAt,proto3" json:"released_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseFailoverHoldResponse) Reset() {
+	*x = ReleaseFailoverHoldResponse{}
+	mi := &file_drplane_v1_failover_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseFailoverHoldResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseFailoverHoldResponse) ProtoMessage() {}
+
+func (x *ReleaseFailoverHoldResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_failover_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseFailoverHoldResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseFailoverHoldResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ReleaseFailoverHoldResponse) GetHeld() bool {
+	if x != nil {
+		return x.Held
+	}
+	return false
+}
+
+func (x *ReleaseFailoverHoldResponse) GetHold() *FailoverHold {
+	if x != nil {
+		return x.Hold
+	}
+	return nil
+}
+
+func (x *ReleaseFailoverHoldResponse) GetReleasedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReleasedAt
+	}
+	return nil
+}
+
+// FailoverHold says why the DC's HA agent does not fail a cluster over
+// although its analysis calls for it.
+type FailoverHold struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "killswitch", "flapping" (the failover budget is spent) or
+	// "unsettled" (the master promoted last failed before the cluster
+	// settled).
+	Reason string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	// What the agent saw.
+	Detail string `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	// Since when the failover is held.
+	Since *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	// When the hold lapses by itself; unset: when its cause goes or an
+	// operator releases it.
+	Until         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=until,proto3" json:"until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailoverHold) Reset() {
+	*x = FailoverHold{}
+	mi := &file_drplane_v1_failover_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailoverHold) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailoverHold) ProtoMessage() {}
+
+func (x *FailoverHold) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_failover_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailoverHold.ProtoReflect.Descriptor instead.
+func (*FailoverHold) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *FailoverHold) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *FailoverHold) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *FailoverHold) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *FailoverHold) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
 // SwitchoverRequest names the cluster to switch over.
 type SwitchoverRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -220,7 +425,7 @@ type SwitchoverRequest struct {
 
 func (x *SwitchoverRequest) Reset() {
 	*x = SwitchoverRequest{}
-	mi := &file_drplane_v1_failover_proto_msgTypes[0]
+	mi := &file_drplane_v1_failover_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -232,7 +437,7 @@ func (x *SwitchoverRequest) String() string {
 func (*SwitchoverRequest) ProtoMessage() {}
 
 func (x *SwitchoverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_failover_proto_msgTypes[0]
+	mi := &file_drplane_v1_failover_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -245,7 +450,7 @@ func (x *SwitchoverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SwitchoverRequest.ProtoReflect.Descriptor instead.
 func (*SwitchoverRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{0}
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SwitchoverRequest) GetDc() string {
@@ -289,7 +494,7 @@ type SwitchoverResponse struct {
 
 func (x *SwitchoverResponse) Reset() {
 	*x = SwitchoverResponse{}
-	mi := &file_drplane_v1_failover_proto_msgTypes[1]
+	mi := &file_drplane_v1_failover_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -301,7 +506,7 @@ func (x *SwitchoverResponse) String() string {
 func (*SwitchoverResponse) ProtoMessage() {}
 
 func (x *SwitchoverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_failover_proto_msgTypes[1]
+	mi := &file_drplane_v1_failover_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -314,7 +519,7 @@ func (x *SwitchoverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SwitchoverResponse.ProtoReflect.Descriptor instead.
 func (*SwitchoverResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{1}
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SwitchoverResponse) GetIntent() *SwitchoverIntent {
@@ -359,7 +564,7 @@ type SwitchoverIntent struct {
 
 func (x *SwitchoverIntent) Reset() {
 	*x = SwitchoverIntent{}
-	mi := &file_drplane_v1_failover_proto_msgTypes[2]
+	mi := &file_drplane_v1_failover_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -371,7 +576,7 @@ func (x *SwitchoverIntent) String() string {
 func (*SwitchoverIntent) ProtoMessage() {}
 
 func (x *SwitchoverIntent) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_failover_proto_msgTypes[2]
+	mi := &file_drplane_v1_failover_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -384,7 +589,7 @@ func (x *SwitchoverIntent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SwitchoverIntent.ProtoReflect.Descriptor instead.
 func (*SwitchoverIntent) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{2}
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SwitchoverIntent) GetId() string {
@@ -467,7 +672,7 @@ type FailoverStep struct {
 
 func (x *FailoverStep) Reset() {
 	*x = FailoverStep{}
-	mi := &file_drplane_v1_failover_proto_msgTypes[3]
+	mi := &file_drplane_v1_failover_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -479,7 +684,7 @@ func (x *FailoverStep) String() string {
 func (*FailoverStep) ProtoMessage() {}
 
 func (x *FailoverStep) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_failover_proto_msgTypes[3]
+	mi := &file_drplane_v1_failover_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -492,7 +697,7 @@ func (x *FailoverStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverStep.ProtoReflect.Descriptor instead.
 func (*FailoverStep) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{3}
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *FailoverStep) GetName() string {
@@ -582,7 +787,7 @@ type FailoverRecord struct {
 
 func (x *FailoverRecord) Reset() {
 	*x = FailoverRecord{}
-	mi := &file_drplane_v1_failover_proto_msgTypes[4]
+	mi := &file_drplane_v1_failover_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +799,7 @@ func (x *FailoverRecord) String() string {
 func (*FailoverRecord) ProtoMessage() {}
 
 func (x *FailoverRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_failover_proto_msgTypes[4]
+	mi := &file_drplane_v1_failover_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +812,7 @@ func (x *FailoverRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverRecord.ProtoReflect.Descriptor instead.
 func (*FailoverRecord) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{4}
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *FailoverRecord) GetId() string {
@@ -793,7 +998,7 @@ type FailoverRewind struct {
 
 func (x *FailoverRewind) Reset() {
 	*x = FailoverRewind{}
-	mi := &file_drplane_v1_failover_proto_msgTypes[5]
+	mi := &file_drplane_v1_failover_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -805,7 +1010,7 @@ func (x *FailoverRewind) String() string {
 func (*FailoverRewind) ProtoMessage() {}
 
 func (x *FailoverRewind) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_failover_proto_msgTypes[5]
+	mi := &file_drplane_v1_failover_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -818,7 +1023,7 @@ func (x *FailoverRewind) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverRewind.ProtoReflect.Descriptor instead.
 func (*FailoverRewind) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{5}
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *FailoverRewind) GetFrom() string {
@@ -899,7 +1104,7 @@ type ListFailoversRequest struct {
 
 func (x *ListFailoversRequest) Reset() {
 	*x = ListFailoversRequest{}
-	mi := &file_drplane_v1_failover_proto_msgTypes[6]
+	mi := &file_drplane_v1_failover_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -911,7 +1116,7 @@ func (x *ListFailoversRequest) String() string {
 func (*ListFailoversRequest) ProtoMessage() {}
 
 func (x *ListFailoversRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_failover_proto_msgTypes[6]
+	mi := &file_drplane_v1_failover_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -924,7 +1129,7 @@ func (x *ListFailoversRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFailoversRequest.ProtoReflect.Descriptor instead.
 func (*ListFailoversRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{6}
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListFailoversRequest) GetDc() string {
@@ -959,7 +1164,7 @@ type ListFailoversResponse struct {
 
 func (x *ListFailoversResponse) Reset() {
 	*x = ListFailoversResponse{}
-	mi := &file_drplane_v1_failover_proto_msgTypes[7]
+	mi := &file_drplane_v1_failover_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1176,7 @@ func (x *ListFailoversResponse) String() string {
 func (*ListFailoversResponse) ProtoMessage() {}
 
 func (x *ListFailoversResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_failover_proto_msgTypes[7]
+	mi := &file_drplane_v1_failover_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1189,7 @@ func (x *ListFailoversResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFailoversResponse.ProtoReflect.Descriptor instead.
 func (*ListFailoversResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{7}
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListFailoversResponse) GetRecords() []*FailoverRecord {
@@ -1016,7 +1221,7 @@ type KillSwitch struct {
 
 func (x *KillSwitch) Reset() {
 	*x = KillSwitch{}
-	mi := &file_drplane_v1_failover_proto_msgTypes[8]
+	mi := &file_drplane_v1_failover_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +1233,7 @@ func (x *KillSwitch) String() string {
 func (*KillSwitch) ProtoMessage() {}
 
 func (x *KillSwitch) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_failover_proto_msgTypes[8]
+	mi := &file_drplane_v1_failover_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +1246,7 @@ func (x *KillSwitch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillSwitch.ProtoReflect.Descriptor instead.
 func (*KillSwitch) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{8}
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *KillSwitch) GetScope() string {
@@ -1095,7 +1300,7 @@ type ListKillSwitchesRequest struct {
 
 func (x *ListKillSwitchesRequest) Reset() {
 	*x = ListKillSwitchesRequest{}
-	mi := &file_drplane_v1_failover_proto_msgTypes[9]
+	mi := &file_drplane_v1_failover_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1312,7 @@ func (x *ListKillSwitchesRequest) String() string {
 func (*ListKillSwitchesRequest) ProtoMessage() {}
 
 func (x *ListKillSwitchesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_failover_proto_msgTypes[9]
+	mi := &file_drplane_v1_failover_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1325,7 @@ func (x *ListKillSwitchesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKillSwitchesRequest.ProtoReflect.Descriptor instead.
 func (*ListKillSwitchesRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{9}
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{12}
 }
 
 // ListKillSwitchesResponse carries every switch that is set.
@@ -1134,7 +1339,7 @@ type ListKillSwitchesResponse struct {
 
 func (x *ListKillSwitchesResponse) Reset() {
 	*x = ListKillSwitchesResponse{}
-	mi := &file_drplane_v1_failover_proto_msgTypes[10]
+	mi := &file_drplane_v1_failover_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1146,7 +1351,7 @@ func (x *ListKillSwitchesResponse) String() string {
 func (*ListKillSwitchesResponse) ProtoMessage() {}
 
 func (x *ListKillSwitchesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_failover_proto_msgTypes[10]
+	mi := &file_drplane_v1_failover_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1159,7 +1364,7 @@ func (x *ListKillSwitchesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKillSwitchesResponse.ProtoReflect.Descriptor instead.
 func (*ListKillSwitchesResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{10}
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListKillSwitchesResponse) GetKillSwitches() []*KillSwitch {
@@ -1184,7 +1389,7 @@ type SetKillSwitchRequest struct {
 
 func (x *SetKillSwitchRequest) Reset() {
 	*x = SetKillSwitchRequest{}
-	mi := &file_drplane_v1_failover_proto_msgTypes[11]
+	mi := &file_drplane_v1_failover_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1196,7 +1401,7 @@ func (x *SetKillSwitchRequest) String() string {
 func (*SetKillSwitchRequest) ProtoMessage() {}
 
 func (x *SetKillSwitchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_failover_proto_msgTypes[11]
+	mi := &file_drplane_v1_failover_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1209,7 +1414,7 @@ func (x *SetKillSwitchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetKillSwitchRequest.ProtoReflect.Descriptor instead.
 func (*SetKillSwitchRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{11}
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SetKillSwitchRequest) GetDc() string {
@@ -1244,7 +1449,7 @@ type SetKillSwitchResponse struct {
 
 func (x *SetKillSwitchResponse) Reset() {
 	*x = SetKillSwitchResponse{}
-	mi := &file_drplane_v1_failover_proto_msgTypes[12]
+	mi := &file_drplane_v1_failover_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1256,7 +1461,7 @@ func (x *SetKillSwitchResponse) String() string {
 func (*SetKillSwitchResponse) ProtoMessage() {}
 
 func (x *SetKillSwitchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_failover_proto_msgTypes[12]
+	mi := &file_drplane_v1_failover_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1269,7 +1474,7 @@ func (x *SetKillSwitchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetKillSwitchResponse.ProtoReflect.Descriptor instead.
 func (*SetKillSwitchResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{12}
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SetKillSwitchResponse) GetKillSwitch() *KillSwitch {
@@ -1292,7 +1497,7 @@ type ClearKillSwitchRequest struct {
 
 func (x *ClearKillSwitchRequest) Reset() {
 	*x = ClearKillSwitchRequest{}
-	mi := &file_drplane_v1_failover_proto_msgTypes[13]
+	mi := &file_drplane_v1_failover_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1304,7 +1509,7 @@ func (x *ClearKillSwitchRequest) String() string {
 func (*ClearKillSwitchRequest) ProtoMessage() {}
 
 func (x *ClearKillSwitchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_failover_proto_msgTypes[13]
+	mi := &file_drplane_v1_failover_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1317,7 +1522,7 @@ func (x *ClearKillSwitchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClearKillSwitchRequest.ProtoReflect.Descriptor instead.
 func (*ClearKillSwitchRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{13}
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ClearKillSwitchRequest) GetDc() string {
@@ -1347,7 +1552,7 @@ type ClearKillSwitchResponse struct {
 
 func (x *ClearKillSwitchResponse) Reset() {
 	*x = ClearKillSwitchResponse{}
-	mi := &file_drplane_v1_failover_proto_msgTypes[14]
+	mi := &file_drplane_v1_failover_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1564,7 @@ func (x *ClearKillSwitchResponse) String() string {
 func (*ClearKillSwitchResponse) ProtoMessage() {}
 
 func (x *ClearKillSwitchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_failover_proto_msgTypes[14]
+	mi := &file_drplane_v1_failover_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1577,7 @@ func (x *ClearKillSwitchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClearKillSwitchResponse.ProtoReflect.Descriptor instead.
 func (*ClearKillSwitchResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{14}
+	return file_drplane_v1_failover_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ClearKillSwitchResponse) GetCleared() bool {
@@ -1394,7 +1599,21 @@ var File_drplane_v1_failover_proto protoreflect.FileDescriptor
 const file_drplane_v1_failover_proto_rawDesc = "" +
 	"\n" +
 	"\x19drplane/v1/failover.proto\x12\n" +
-	"drplane.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"v\n" +
+	"drplane.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"^\n" +
+	"\x1aReleaseFailoverHoldRequest\x12\x0e\n" +
+	"\x02dc\x18\x01 \x01(\tR\x02dc\x12\x18\n" +
+	"\acluster\x18\x02 \x01(\tR\acluster\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x9c\x01\n" +
+	"\x1bReleaseFailoverHoldResponse\x12\x12\n" +
+	"\x04held\x18\x01 \x01(\bR\x04held\x12,\n" +
+	"\x04hold\x18\x02 \x01(\v2\x18.drplane.v1.FailoverHoldR\x04hold\x12;\n" +
+	"\vreleased_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"releasedAt\"\xa2\x01\n" +
+	"\fFailoverHold\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
+	"\x05until\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\"v\n" +
 	"\x11SwitchoverRequest\x12\x0e\n" +
 	"\x02dc\x18\x01 \x01(\tR\x02dc\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x0e\n" +
@@ -1506,14 +1725,15 @@ const file_drplane_v1_failover_proto_rawDesc = "" +
 	"\x18FAILOVER_OUTCOME_RUNNING\x10\x01\x12\x1e\n" +
 	"\x1aFAILOVER_OUTCOME_SUCCEEDED\x10\x02\x12\x1b\n" +
 	"\x17FAILOVER_OUTCOME_FAILED\x10\x03\x12\x1c\n" +
-	"\x18FAILOVER_OUTCOME_ABORTED\x10\x042\xe9\x04\n" +
+	"\x18FAILOVER_OUTCOME_ABORTED\x10\x042\x8e\x06\n" +
 	"\x0fFailoverService\x12~\n" +
 	"\n" +
 	"Switchover\x12\x1d.drplane.v1.SwitchoverRequest\x1a\x1e.drplane.v1.SwitchoverResponse\"1\x82\xd3\xe4\x93\x02+:\x01*\"&/v1/clusters/{dc}/{cluster}:switchover\x12k\n" +
 	"\rListFailovers\x12 .drplane.v1.ListFailoversRequest\x1a!.drplane.v1.ListFailoversResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/failovers\x12w\n" +
 	"\x10ListKillSwitches\x12#.drplane.v1.ListKillSwitchesRequest\x1a$.drplane.v1.ListKillSwitchesResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/killswitches\x12q\n" +
 	"\rSetKillSwitch\x12 .drplane.v1.SetKillSwitchRequest\x1a!.drplane.v1.SetKillSwitchResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/killswitches\x12}\n" +
-	"\x0fClearKillSwitch\x12\".drplane.v1.ClearKillSwitchRequest\x1a#.drplane.v1.ClearKillSwitchResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/killswitches:clearB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
+	"\x0fClearKillSwitch\x12\".drplane.v1.ClearKillSwitchRequest\x1a#.drplane.v1.ClearKillSwitchResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/killswitches:clear\x12\xa2\x01\n" +
+	"\x13ReleaseFailoverHold\x12&.drplane.v1.ReleaseFailoverHoldRequest\x1a'.drplane.v1.ReleaseFailoverHoldResponse\":\x82\xd3\xe4\x93\x024:\x01*\"//v1/clusters/{dc}/{cluster}:releaseFailoverHoldB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
 
 var (
 	file_drplane_v1_failover_proto_rawDescOnce sync.Once
@@ -1528,67 +1748,76 @@ func file_drplane_v1_failover_proto_rawDescGZIP() []byte {
 }
 
 var file_drplane_v1_failover_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_drplane_v1_failover_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_drplane_v1_failover_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_drplane_v1_failover_proto_goTypes = []any{
-	(SwitchoverState)(0),             // 0: drplane.v1.SwitchoverState
-	(FailoverKind)(0),                // 1: drplane.v1.FailoverKind
-	(FailoverOutcome)(0),             // 2: drplane.v1.FailoverOutcome
-	(*SwitchoverRequest)(nil),        // 3: drplane.v1.SwitchoverRequest
-	(*SwitchoverResponse)(nil),       // 4: drplane.v1.SwitchoverResponse
-	(*SwitchoverIntent)(nil),         // 5: drplane.v1.SwitchoverIntent
-	(*FailoverStep)(nil),             // 6: drplane.v1.FailoverStep
-	(*FailoverRecord)(nil),           // 7: drplane.v1.FailoverRecord
-	(*FailoverRewind)(nil),           // 8: drplane.v1.FailoverRewind
-	(*ListFailoversRequest)(nil),     // 9: drplane.v1.ListFailoversRequest
-	(*ListFailoversResponse)(nil),    // 10: drplane.v1.ListFailoversResponse
-	(*KillSwitch)(nil),               // 11: drplane.v1.KillSwitch
-	(*ListKillSwitchesRequest)(nil),  // 12: drplane.v1.ListKillSwitchesRequest
-	(*ListKillSwitchesResponse)(nil), // 13: drplane.v1.ListKillSwitchesResponse
-	(*SetKillSwitchRequest)(nil),     // 14: drplane.v1.SetKillSwitchRequest
-	(*SetKillSwitchResponse)(nil),    // 15: drplane.v1.SetKillSwitchResponse
-	(*ClearKillSwitchRequest)(nil),   // 16: drplane.v1.ClearKillSwitchRequest
-	(*ClearKillSwitchResponse)(nil),  // 17: drplane.v1.ClearKillSwitchResponse
-	(*timestamppb.Timestamp)(nil),    // 18: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 19: google.protobuf.Duration
+	(SwitchoverState)(0),                // 0: drplane.v1.SwitchoverState
+	(FailoverKind)(0),                   // 1: drplane.v1.FailoverKind
+	(FailoverOutcome)(0),                // 2: drplane.v1.FailoverOutcome
+	(*ReleaseFailoverHoldRequest)(nil),  // 3: drplane.v1.ReleaseFailoverHoldRequest
+	(*ReleaseFailoverHoldResponse)(nil), // 4: drplane.v1.ReleaseFailoverHoldResponse
+	(*FailoverHold)(nil),                // 5: drplane.v1.FailoverHold
+	(*SwitchoverRequest)(nil),           // 6: drplane.v1.SwitchoverRequest
+	(*SwitchoverResponse)(nil),          // 7: drplane.v1.SwitchoverResponse
+	(*SwitchoverIntent)(nil),            // 8: drplane.v1.SwitchoverIntent
+	(*FailoverStep)(nil),                // 9: drplane.v1.FailoverStep
+	(*FailoverRecord)(nil),              // 10: drplane.v1.FailoverRecord
+	(*FailoverRewind)(nil),              // 11: drplane.v1.FailoverRewind
+	(*ListFailoversRequest)(nil),        // 12: drplane.v1.ListFailoversRequest
+	(*ListFailoversResponse)(nil),       // 13: drplane.v1.ListFailoversResponse
+	(*KillSwitch)(nil),                  // 14: drplane.v1.KillSwitch
+	(*ListKillSwitchesRequest)(nil),     // 15: drplane.v1.ListKillSwitchesRequest
+	(*ListKillSwitchesResponse)(nil),    // 16: drplane.v1.ListKillSwitchesResponse
+	(*SetKillSwitchRequest)(nil),        // 17: drplane.v1.SetKillSwitchRequest
+	(*SetKillSwitchResponse)(nil),       // 18: drplane.v1.SetKillSwitchResponse
+	(*ClearKillSwitchRequest)(nil),      // 19: drplane.v1.ClearKillSwitchRequest
+	(*ClearKillSwitchResponse)(nil),     // 20: drplane.v1.ClearKillSwitchResponse
+	(*timestamppb.Timestamp)(nil),       // 21: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 22: google.protobuf.Duration
 }
 var file_drplane_v1_failover_proto_depIdxs = []int32{
-	5,  // 0: drplane.v1.SwitchoverResponse.intent:type_name -> drplane.v1.SwitchoverIntent
-	7,  // 1: drplane.v1.SwitchoverResponse.record:type_name -> drplane.v1.FailoverRecord
-	18, // 2: drplane.v1.SwitchoverIntent.requested_at:type_name -> google.protobuf.Timestamp
-	0,  // 3: drplane.v1.SwitchoverIntent.state:type_name -> drplane.v1.SwitchoverState
-	18, // 4: drplane.v1.FailoverStep.at:type_name -> google.protobuf.Timestamp
-	19, // 5: drplane.v1.FailoverStep.took:type_name -> google.protobuf.Duration
-	1,  // 6: drplane.v1.FailoverRecord.kind:type_name -> drplane.v1.FailoverKind
-	2,  // 7: drplane.v1.FailoverRecord.outcome:type_name -> drplane.v1.FailoverOutcome
-	6,  // 8: drplane.v1.FailoverRecord.steps:type_name -> drplane.v1.FailoverStep
-	18, // 9: drplane.v1.FailoverRecord.detected_at:type_name -> google.protobuf.Timestamp
-	18, // 10: drplane.v1.FailoverRecord.started_at:type_name -> google.protobuf.Timestamp
-	18, // 11: drplane.v1.FailoverRecord.writable_at:type_name -> google.protobuf.Timestamp
-	18, // 12: drplane.v1.FailoverRecord.finished_at:type_name -> google.protobuf.Timestamp
-	19, // 13: drplane.v1.FailoverRecord.rto:type_name -> google.protobuf.Duration
-	19, // 14: drplane.v1.FailoverRecord.block_window:type_name -> google.protobuf.Duration
-	8,  // 15: drplane.v1.FailoverRecord.rewind:type_name -> drplane.v1.FailoverRewind
-	18, // 16: drplane.v1.FailoverRewind.at:type_name -> google.protobuf.Timestamp
-	7,  // 17: drplane.v1.ListFailoversResponse.records:type_name -> drplane.v1.FailoverRecord
-	18, // 18: drplane.v1.KillSwitch.set_at:type_name -> google.protobuf.Timestamp
-	11, // 19: drplane.v1.ListKillSwitchesResponse.kill_switches:type_name -> drplane.v1.KillSwitch
-	11, // 20: drplane.v1.SetKillSwitchResponse.kill_switch:type_name -> drplane.v1.KillSwitch
-	11, // 21: drplane.v1.ClearKillSwitchResponse.kill_switch:type_name -> drplane.v1.KillSwitch
-	3,  // 22: drplane.v1.FailoverService.Switchover:input_type -> drplane.v1.SwitchoverRequest
-	9,  // 23: drplane.v1.FailoverService.ListFailovers:input_type -> drplane.v1.ListFailoversRequest
-	12, // 24: drplane.v1.FailoverService.ListKillSwitches:input_type -> drplane.v1.ListKillSwitchesRequest
-	14, // 25: drplane.v1.FailoverService.SetKillSwitch:input_type -> drplane.v1.SetKillSwitchRequest
-	16, // 26: drplane.v1.FailoverService.ClearKillSwitch:input_type -> drplane.v1.ClearKillSwitchRequest
-	4,  // 27: drplane.v1.FailoverService.Switchover:output_type -> drplane.v1.SwitchoverResponse
-	10, // 28: drplane.v1.FailoverService.ListFailovers:output_type -> drplane.v1.ListFailoversResponse
-	13, // 29: drplane.v1.FailoverService.ListKillSwitches:output_type -> drplane.v1.ListKillSwitchesResponse
-	15, // 30: drplane.v1.FailoverService.SetKillSwitch:output_type -> drplane.v1.SetKillSwitchResponse
-	17, // 31: drplane.v1.FailoverService.ClearKillSwitch:output_type -> drplane.v1.ClearKillSwitchResponse
-	27, // [27:32] is the sub-list for method output_type
-	22, // [22:27] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	5,  // 0: drplane.v1.ReleaseFailoverHoldResponse.hold:type_name -> drplane.v1.FailoverHold
+	21, // 1: drplane.v1.ReleaseFailoverHoldResponse.released_at:type_name -> google.protobuf.Timestamp
+	21, // 2: drplane.v1.FailoverHold.since:type_name -> google.protobuf.Timestamp
+	21, // 3: drplane.v1.FailoverHold.until:type_name -> google.protobuf.Timestamp
+	8,  // 4: drplane.v1.SwitchoverResponse.intent:type_name -> drplane.v1.SwitchoverIntent
+	10, // 5: drplane.v1.SwitchoverResponse.record:type_name -> drplane.v1.FailoverRecord
+	21, // 6: drplane.v1.SwitchoverIntent.requested_at:type_name -> google.protobuf.Timestamp
+	0,  // 7: drplane.v1.SwitchoverIntent.state:type_name -> drplane.v1.SwitchoverState
+	21, // 8: drplane.v1.FailoverStep.at:type_name -> google.protobuf.Timestamp
+	22, // 9: drplane.v1.FailoverStep.took:type_name -> google.protobuf.Duration
+	1,  // 10: drplane.v1.FailoverRecord.kind:type_name -> drplane.v1.FailoverKind
+	2,  // 11: drplane.v1.FailoverRecord.outcome:type_name -> drplane.v1.FailoverOutcome
+	9,  // 12: drplane.v1.FailoverRecord.steps:type_name -> drplane.v1.FailoverStep
+	21, // 13: drplane.v1.FailoverRecord.detected_at:type_name -> google.protobuf.Timestamp
+	21, // 14: drplane.v1.FailoverRecord.started_at:type_name -> google.protobuf.Timestamp
+	21, // 15: drplane.v1.FailoverRecord.writable_at:type_name -> google.protobuf.Timestamp
+	21, // 16: drplane.v1.FailoverRecord.finished_at:type_name -> google.protobuf.Timestamp
+	22, // 17: drplane.v1.FailoverRecord.rto:type_name -> google.protobuf.Duration
+	22, // 18: drplane.v1.FailoverRecord.block_window:type_name -> google.protobuf.Duration
+	11, // 19: drplane.v1.FailoverRecord.rewind:type_name -> drplane.v1.FailoverRewind
+	21, // 20: drplane.v1.FailoverRewind.at:type_name -> google.protobuf.Timestamp
+	10, // 21: drplane.v1.ListFailoversResponse.records:type_name -> drplane.v1.FailoverRecord
+	21, // 22: drplane.v1.KillSwitch.set_at:type_name -> google.protobuf.Timestamp
+	14, // 23: drplane.v1.ListKillSwitchesResponse.kill_switches:type_name -> drplane.v1.KillSwitch
+	14, // 24: drplane.v1.SetKillSwitchResponse.kill_switch:type_name -> drplane.v1.KillSwitch
+	14, // 25: drplane.v1.ClearKillSwitchResponse.kill_switch:type_name -> drplane.v1.KillSwitch
+	6,  // 26: drplane.v1.FailoverService.Switchover:input_type -> drplane.v1.SwitchoverRequest
+	12, // 27: drplane.v1.FailoverService.ListFailovers:input_type -> drplane.v1.ListFailoversRequest
+	15, // 28: drplane.v1.FailoverService.ListKillSwitches:input_type -> drplane.v1.ListKillSwitchesRequest
+	17, // 29: drplane.v1.FailoverService.SetKillSwitch:input_type -> drplane.v1.SetKillSwitchRequest
+	19, // 30: drplane.v1.FailoverService.ClearKillSwitch:input_type -> drplane.v1.ClearKillSwitchRequest
+	3,  // 31: drplane.v1.FailoverService.ReleaseFailoverHold:input_type -> drplane.v1.ReleaseFailoverHoldRequest
+	7,  // 32: drplane.v1.FailoverService.Switchover:output_type -> drplane.v1.SwitchoverResponse
+	13, // 33: drplane.v1.FailoverService.ListFailovers:output_type -> drplane.v1.ListFailoversResponse
+	16, // 34: drplane.v1.FailoverService.ListKillSwitches:output_type -> drplane.v1.ListKillSwitchesResponse
+	18, // 35: drplane.v1.FailoverService.SetKillSwitch:output_type -> drplane.v1.SetKillSwitchResponse
+	20, // 36: drplane.v1.FailoverService.ClearKillSwitch:output_type -> drplane.v1.ClearKillSwitchResponse
+	4,  // 37: drplane.v1.FailoverService.ReleaseFailoverHold:output_type -> drplane.v1.ReleaseFailoverHoldResponse
+	32, // [32:38] is the sub-list for method output_type
+	26, // [26:32] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_failover_proto_init() }
@@ -1602,7 +1831,7 @@ func file_drplane_v1_failover_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drplane_v1_failover_proto_rawDesc), len(file_drplane_v1_failover_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   15,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

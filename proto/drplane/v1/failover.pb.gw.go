@@ -206,6 +206,67 @@ func local_request_FailoverService_ClearKillSwitch_0(ctx context.Context, marsha
 	return msg, metadata, err
 }
 
+func request_FailoverService_ReleaseFailoverHold_0(ctx context.Context, marshaler runtime.Marshaler, client FailoverServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq ReleaseFailoverHoldRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	val, ok := pathParams["dc"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "dc")
+	}
+	protoReq.Dc, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "dc", err)
+	}
+	val, ok = pathParams["cluster"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "cluster")
+	}
+	protoReq.Cluster, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "cluster", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.ReleaseFailoverHold(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_FailoverService_ReleaseFailoverHold_0(ctx context.Context, marshaler runtime.Marshaler, server FailoverServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq ReleaseFailoverHoldRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	val, ok := pathParams["dc"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "dc")
+	}
+	protoReq.Dc, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "dc", err)
+	}
+	val, ok = pathParams["cluster"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "cluster")
+	}
+	protoReq.Cluster, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "cluster", err)
+	}
+	msg, err := server.ReleaseFailoverHold(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 // RegisterFailoverServiceHandlerServer registers the http handlers for service FailoverService to "mux".
 // UnaryRPC     :call FailoverServiceServer directly.
 // StreamingRPC :currently unsupported pending https://github.com/grpc/grpc-go/issues/906.
@@ -311,6 +372,26 @@ func RegisterFailoverServiceHandlerServer(ctx context.Context, mux *runtime.Serv
 			return
 		}
 		forward_FailoverService_ClearKillSwitch_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodPost, pattern_FailoverService_ReleaseFailoverHold_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/drplane.v1.FailoverService/ReleaseFailoverHold", runtime.WithHTTPPathPattern("/v1/clusters/{dc}/{cluster}:releaseFailoverHold"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_FailoverService_ReleaseFailoverHold_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_FailoverService_ReleaseFailoverHold_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
 
 	return nil
@@ -437,21 +518,40 @@ func RegisterFailoverServiceHandlerClient(ctx context.Context, mux *runtime.Serv
 		}
 		forward_FailoverService_ClearKillSwitch_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPost, pattern_FailoverService_ReleaseFailoverHold_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/drplane.v1.FailoverService/ReleaseFailoverHold", runtime.WithHTTPPathPattern("/v1/clusters/{dc}/{cluster}:releaseFailoverHold"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_FailoverService_ReleaseFailoverHold_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_FailoverService_ReleaseFailoverHold_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	return nil
 }
 
 var (
-	pattern_FailoverService_Switchover_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 1, 0, 4, 1, 5, 3}, []string{"v1", "clusters", "dc", "cluster"}, "switchover"))
-	pattern_FailoverService_ListFailovers_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "failovers"}, ""))
-	pattern_FailoverService_ListKillSwitches_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "killswitches"}, ""))
-	pattern_FailoverService_SetKillSwitch_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "killswitches"}, ""))
-	pattern_FailoverService_ClearKillSwitch_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "killswitches"}, "clear"))
+	pattern_FailoverService_Switchover_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 1, 0, 4, 1, 5, 3}, []string{"v1", "clusters", "dc", "cluster"}, "switchover"))
+	pattern_FailoverService_ListFailovers_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "failovers"}, ""))
+	pattern_FailoverService_ListKillSwitches_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "killswitches"}, ""))
+	pattern_FailoverService_SetKillSwitch_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "killswitches"}, ""))
+	pattern_FailoverService_ClearKillSwitch_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "killswitches"}, "clear"))
+	pattern_FailoverService_ReleaseFailoverHold_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 1, 0, 4, 1, 5, 3}, []string{"v1", "clusters", "dc", "cluster"}, "releaseFailoverHold"))
 )
 
 var (
-	forward_FailoverService_Switchover_0       = runtime.ForwardResponseMessage
-	forward_FailoverService_ListFailovers_0    = runtime.ForwardResponseMessage
-	forward_FailoverService_ListKillSwitches_0 = runtime.ForwardResponseMessage
-	forward_FailoverService_SetKillSwitch_0    = runtime.ForwardResponseMessage
-	forward_FailoverService_ClearKillSwitch_0  = runtime.ForwardResponseMessage
+	forward_FailoverService_Switchover_0          = runtime.ForwardResponseMessage
+	forward_FailoverService_ListFailovers_0       = runtime.ForwardResponseMessage
+	forward_FailoverService_ListKillSwitches_0    = runtime.ForwardResponseMessage
+	forward_FailoverService_SetKillSwitch_0       = runtime.ForwardResponseMessage
+	forward_FailoverService_ClearKillSwitch_0     = runtime.ForwardResponseMessage
+	forward_FailoverService_ReleaseFailoverHold_0 = runtime.ForwardResponseMessage
 )

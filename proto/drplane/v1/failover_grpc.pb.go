@@ -19,11 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	FailoverService_Switchover_FullMethodName       = "/drplane.v1.FailoverService/Switchover"
-	FailoverService_ListFailovers_FullMethodName    = "/drplane.v1.FailoverService/ListFailovers"
-	FailoverService_ListKillSwitches_FullMethodName = "/drplane.v1.FailoverService/ListKillSwitches"
-	FailoverService_SetKillSwitch_FullMethodName    = "/drplane.v1.FailoverService/SetKillSwitch"
-	FailoverService_ClearKillSwitch_FullMethodName  = "/drplane.v1.FailoverService/ClearKillSwitch"
+	FailoverService_Switchover_FullMethodName          = "/drplane.v1.FailoverService/Switchover"
+	FailoverService_ListFailovers_FullMethodName       = "/drplane.v1.FailoverService/ListFailovers"
+	FailoverService_ListKillSwitches_FullMethodName    = "/drplane.v1.FailoverService/ListKillSwitches"
+	FailoverService_SetKillSwitch_FullMethodName       = "/drplane.v1.FailoverService/SetKillSwitch"
+	FailoverService_ClearKillSwitch_FullMethodName     = "/drplane.v1.FailoverService/ClearKillSwitch"
+	FailoverService_ReleaseFailoverHold_FullMethodName = "/drplane.v1.FailoverService/ReleaseFailoverHold"
 )
 
 // FailoverServiceClient is the client API for FailoverService service.
@@ -58,6 +59,13 @@ type FailoverServiceClient interface {
 	// ClearKillSwitch removes a kill switch; clearing one that is not set is
 	// not an error (cleared is false). Needs role admin.
 	ClearKillSwitch(ctx context.Context, in *ClearKillSwitchRequest, opts ...grpc.CallOption) (*ClearKillSwitchResponse, error)
+	// ReleaseFailoverHold lets the DC's HA agent fail a cluster over again
+	// although its failover budget holds it (a flapping cluster, see
+	// GetStatus's failover_hold): the agent forgets the failovers and master
+	// changes before the release. It does not lift a kill switch. Releasing
+	// a cluster that is not held is not an error (held is false). Needs role
+	// operator.
+	ReleaseFailoverHold(ctx context.Context, in *ReleaseFailoverHoldRequest, opts ...grpc.CallOption) (*ReleaseFailoverHoldResponse, error)
 }
 
 type failoverServiceClient struct {
@@ -118,6 +126,16 @@ func (c *failoverServiceClient) ClearKillSwitch(ctx context.Context, in *ClearKi
 	return out, nil
 }
 
+func (c *failoverServiceClient) ReleaseFailoverHold(ctx context.Context, in *ReleaseFailoverHoldRequest, opts ...grpc.CallOption) (*ReleaseFailoverHoldResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReleaseFailoverHoldResponse)
+	err := c.cc.Invoke(ctx, FailoverService_ReleaseFailoverHold_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FailoverServiceServer is the server API for FailoverService service.
 // All implementations must embed UnimplementedFailoverServiceServer
 // for forward compatibility.
@@ -150,6 +168,13 @@ type FailoverServiceServer interface {
 	// ClearKillSwitch removes a kill switch; clearing one that is not set is
 	// not an error (cleared is false). Needs role admin.
 	ClearKillSwitch(context.Context, *ClearKillSwitchRequest) (*ClearKillSwitchResponse, error)
+	// ReleaseFailoverHold lets the DC's HA agent fail a cluster over again
+	// although its failover budget holds it (a flapping cluster, see
+	// GetStatus's failover_hold): the agent forgets the failovers and master
+	// changes before the release. It does not lift a kill switch. Releasing
+	// a cluster that is not held is not an error (held is false). Needs role
+	// operator.
+	ReleaseFailoverHold(context.Context, *ReleaseFailoverHoldRequest) (*ReleaseFailoverHoldResponse, error)
 	mustEmbedUnimplementedFailoverServiceServer()
 }
 
@@ -174,6 +199,9 @@ func (UnimplementedFailoverServiceServer) SetKillSwitch(context.Context, *SetKil
 }
 func (UnimplementedFailoverServiceServer) ClearKillSwitch(context.Context, *ClearKillSwitchRequest) (*ClearKillSwitchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ClearKillSwitch not implemented")
+}
+func (UnimplementedFailoverServiceServer) ReleaseFailoverHold(context.Context, *ReleaseFailoverHoldRequest) (*ReleaseFailoverHoldResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReleaseFailoverHold not implemented")
 }
 func (UnimplementedFailoverServiceServer) mustEmbedUnimplementedFailoverServiceServer() {}
 func (UnimplementedFailoverServiceServer) testEmbeddedByValue()                         {}
@@ -286,6 +314,24 @@ func _FailoverService_ClearKillSwitch_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FailoverService_ReleaseFailoverHold_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseFailoverHoldRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FailoverServiceServer).ReleaseFailoverHold(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FailoverService_ReleaseFailoverHold_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FailoverServiceServer).ReleaseFailoverHold(ctx, req.(*ReleaseFailoverHoldRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FailoverService_ServiceDesc is the grpc.ServiceDesc for FailoverService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -312,6 +358,10 @@ var FailoverService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ClearKillSwitch",
 			Handler:    _FailoverService_ClearKillSwitch_Handler,
+		},
+		{
+			MethodName: "ReleaseFailoverHold",
+			Handler:    _FailoverService_ReleaseFailoverHold_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -838,7 +838,10 @@ type ClusterStatus struct {
 	// Summary health: "OK"; "DEGRADED" (master fine, some replica unhealthy);
 	// "NO_MASTER" (no writable master); "TWO_WRITABLE" (more than one instance
 	// accepts writes — a guarantee violation).
-	Health        string `protobuf:"bytes,4,opt,name=health,proto3" json:"health,omitempty"`
+	Health string `protobuf:"bytes,4,opt,name=health,proto3" json:"health,omitempty"`
+	// Set while the DC's HA agent holds back an automatic failover of the
+	// cluster (see FailoverService.ReleaseFailoverHold).
+	FailoverHold  *FailoverHold `protobuf:"bytes,5,opt,name=failover_hold,json=failoverHold,proto3" json:"failover_hold,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -899,6 +902,13 @@ func (x *ClusterStatus) GetHealth() string {
 		return x.Health
 	}
 	return ""
+}
+
+func (x *ClusterStatus) GetFailoverHold() *FailoverHold {
+	if x != nil {
+		return x.FailoverHold
+	}
+	return nil
 }
 
 // InstanceStatus is one observation of one MySQL instance.
@@ -1199,7 +1209,7 @@ var File_drplane_v1_topology_proto protoreflect.FileDescriptor
 const file_drplane_v1_topology_proto_rawDesc = "" +
 	"\n" +
 	"\x19drplane/v1/topology.proto\x12\n" +
-	"drplane.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\x14\n" +
+	"drplane.v1\x1a\x19drplane/v1/failover.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\x14\n" +
 	"\x12GetTopologyRequest\"G\n" +
 	"\x13GetTopologyResponse\x120\n" +
 	"\btopology\x18\x01 \x01(\v2\x14.drplane.v1.TopologyR\btopology\"\xdf\x01\n" +
@@ -1242,12 +1252,13 @@ const file_drplane_v1_topology_proto_rawDesc = "" +
 	"\x04city\x18\x02 \x01(\tR\x04city\x12)\n" +
 	"\x05state\x18\x03 \x01(\x0e2\x13.drplane.v1.DCStateR\x05state\x125\n" +
 	"\bclusters\x18\x04 \x03(\v2\x19.drplane.v1.ClusterStatusR\bclusters\x127\n" +
-	"\bservices\x18\x05 \x03(\v2\x1b.drplane.v1.ServiceInstanceR\bservices\"\x8d\x01\n" +
+	"\bservices\x18\x05 \x03(\v2\x1b.drplane.v1.ServiceInstanceR\bservices\"\xcc\x01\n" +
 	"\rClusterStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06master\x18\x02 \x01(\tR\x06master\x128\n" +
 	"\tinstances\x18\x03 \x03(\v2\x1a.drplane.v1.InstanceStatusR\tinstances\x12\x16\n" +
-	"\x06health\x18\x04 \x01(\tR\x06health\"\x98\x05\n" +
+	"\x06health\x18\x04 \x01(\tR\x06health\x12=\n" +
+	"\rfailover_hold\x18\x05 \x01(\v2\x18.drplane.v1.FailoverHoldR\ffailoverHold\"\x98\x05\n" +
 	"\x0eInstanceStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12$\n" +
@@ -1337,6 +1348,7 @@ var file_drplane_v1_topology_proto_goTypes = []any{
 	(*InstanceStatus)(nil),        // 14: drplane.v1.InstanceStatus
 	(*ServiceInstance)(nil),       // 15: drplane.v1.ServiceInstance
 	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*FailoverHold)(nil),          // 17: drplane.v1.FailoverHold
 }
 var file_drplane_v1_topology_proto_depIdxs = []int32{
 	4,  // 0: drplane.v1.GetTopologyResponse.topology:type_name -> drplane.v1.Topology
@@ -1352,18 +1364,19 @@ var file_drplane_v1_topology_proto_depIdxs = []int32{
 	13, // 10: drplane.v1.DCStatus.clusters:type_name -> drplane.v1.ClusterStatus
 	15, // 11: drplane.v1.DCStatus.services:type_name -> drplane.v1.ServiceInstance
 	14, // 12: drplane.v1.ClusterStatus.instances:type_name -> drplane.v1.InstanceStatus
-	1,  // 13: drplane.v1.InstanceStatus.role:type_name -> drplane.v1.Role
-	16, // 14: drplane.v1.InstanceStatus.observed_at:type_name -> google.protobuf.Timestamp
-	16, // 15: drplane.v1.ServiceInstance.started_at:type_name -> google.protobuf.Timestamp
-	2,  // 16: drplane.v1.TopologyService.GetTopology:input_type -> drplane.v1.GetTopologyRequest
-	10, // 17: drplane.v1.TopologyService.GetStatus:input_type -> drplane.v1.GetStatusRequest
-	3,  // 18: drplane.v1.TopologyService.GetTopology:output_type -> drplane.v1.GetTopologyResponse
-	11, // 19: drplane.v1.TopologyService.GetStatus:output_type -> drplane.v1.GetStatusResponse
-	18, // [18:20] is the sub-list for method output_type
-	16, // [16:18] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	17, // 13: drplane.v1.ClusterStatus.failover_hold:type_name -> drplane.v1.FailoverHold
+	1,  // 14: drplane.v1.InstanceStatus.role:type_name -> drplane.v1.Role
+	16, // 15: drplane.v1.InstanceStatus.observed_at:type_name -> google.protobuf.Timestamp
+	16, // 16: drplane.v1.ServiceInstance.started_at:type_name -> google.protobuf.Timestamp
+	2,  // 17: drplane.v1.TopologyService.GetTopology:input_type -> drplane.v1.GetTopologyRequest
+	10, // 18: drplane.v1.TopologyService.GetStatus:input_type -> drplane.v1.GetStatusRequest
+	3,  // 19: drplane.v1.TopologyService.GetTopology:output_type -> drplane.v1.GetTopologyResponse
+	11, // 20: drplane.v1.TopologyService.GetStatus:output_type -> drplane.v1.GetStatusResponse
+	19, // [19:21] is the sub-list for method output_type
+	17, // [17:19] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_topology_proto_init() }
@@ -1371,6 +1384,7 @@ func file_drplane_v1_topology_proto_init() {
 	if File_drplane_v1_topology_proto != nil {
 		return
 	}
+	file_drplane_v1_failover_proto_init()
 	file_drplane_v1_topology_proto_msgTypes[12].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -43,6 +43,8 @@ func describe(req any) (action, target string, params map[string]string, ok bool
 		return ActionSwitchover, r.GetDc() + "/" + r.GetCluster(), params, true
 	case *drplanev1.SetKillSwitchRequest:
 		return ActionKillSwitchSet, state.KillSwitchScope(r.GetDc(), r.GetCluster()), map[string]string{"reason": r.GetReason()}, true
+	case *drplanev1.ReleaseFailoverHoldRequest:
+		return ActionFailoverRelease, r.GetDc() + "/" + r.GetCluster(), map[string]string{"reason": r.GetReason()}, true
 	case *drplanev1.ClearKillSwitchRequest:
 		return ActionKillSwitchClear, state.KillSwitchScope(r.GetDc(), r.GetCluster()), map[string]string{}, true
 	}

@@ -103,14 +103,37 @@ func (s *Topology) GetStatus(ctx context.Context, req *drplanev1.GetStatusReques
 	if err != nil {
 		return nil, apierr.Wrap(err, drplanev1.ErrorCode_ERROR_CODE_UNAVAILABLE, "read services from etcd")
 	}
+	mems, err := s.Store.Memories(ctx, req.GetDc())
+	if err != nil {
+		return nil, apierr.Wrap(err, drplanev1.ErrorCode_ERROR_CODE_UNAVAILABLE, "read the HA agents' cluster memories from etcd")
+	}
 	now := time.Now
 	if s.Now != nil {
 		now = s.Now
 	}
-	return BuildStatus(t, req.GetDc(), obs, masters, svcs, now()), nil
+	resp := BuildStatus(t, req.GetDc(), obs, masters, svcs, now())
+	addHolds(resp, mems)
+	return resp, nil
 }
 
 type clusterKey struct{ dc, cluster string }
+
+// addHolds sets the failover hold of every cluster the HA agents hold.
+func addHolds(resp *drplanev1.GetStatusResponse, mems []state.ClusterMemory) {
+	held := map[clusterKey]state.FailoverHold{}
+	for _, m := range mems {
+		if m.Hold != nil {
+			held[clusterKey{m.DC, m.Cluster}] = *m.Hold
+		}
+	}
+	for _, dc := range resp.GetDcs() {
+		for _, cl := range dc.GetClusters() {
+			if h, ok := held[clusterKey{dc.GetName(), cl.GetName()}]; ok {
+				cl.FailoverHold = holdToProto(h)
+			}
+		}
+	}
+}
 
 // Cluster health values.
 const (

@@ -35,6 +35,7 @@ func TestPolicyCoversEveryMethod(t *testing.T) {
 	assert.Equal(t, auth.RoleOperator, p[drplanev1.FailoverService_Switchover_FullMethodName])
 	assert.Equal(t, auth.RoleAdmin, p[drplanev1.FailoverService_SetKillSwitch_FullMethodName])
 	assert.Equal(t, auth.RoleAdmin, p[drplanev1.FailoverService_ClearKillSwitch_FullMethodName])
+	assert.Equal(t, auth.RoleOperator, p[drplanev1.FailoverService_ReleaseFailoverHold_FullMethodName])
 	assert.Equal(t, auth.RoleViewer, p[drplanev1.ShardService_Route_FullMethodName])
 	assert.Equal(t, auth.RoleViewer, p[drplanev1.ShardService_WatchRoutes_FullMethodName])
 	assert.Equal(t, auth.RoleAdmin, p[drplanev1.ShardService_MoveShard_FullMethodName])

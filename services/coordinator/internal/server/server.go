@@ -111,11 +111,12 @@ func Policy() map[string]auth.Role {
 		drplanev1.TopologyService_GetTopology_FullMethodName: auth.RoleViewer,
 		drplanev1.TopologyService_GetStatus_FullMethodName:   auth.RoleViewer,
 
-		drplanev1.FailoverService_ListFailovers_FullMethodName:    auth.RoleViewer,
-		drplanev1.FailoverService_ListKillSwitches_FullMethodName: auth.RoleViewer,
-		drplanev1.FailoverService_Switchover_FullMethodName:       auth.RoleOperator,
-		drplanev1.FailoverService_SetKillSwitch_FullMethodName:    auth.RoleAdmin,
-		drplanev1.FailoverService_ClearKillSwitch_FullMethodName:  auth.RoleAdmin,
+		drplanev1.FailoverService_ListFailovers_FullMethodName:       auth.RoleViewer,
+		drplanev1.FailoverService_ListKillSwitches_FullMethodName:    auth.RoleViewer,
+		drplanev1.FailoverService_Switchover_FullMethodName:          auth.RoleOperator,
+		drplanev1.FailoverService_SetKillSwitch_FullMethodName:       auth.RoleAdmin,
+		drplanev1.FailoverService_ClearKillSwitch_FullMethodName:     auth.RoleAdmin,
+		drplanev1.FailoverService_ReleaseFailoverHold_FullMethodName: auth.RoleOperator,
 
 		drplanev1.ShardService_Route_FullMethodName:         auth.RoleViewer,
 		drplanev1.ShardService_BatchRoute_FullMethodName:    auth.RoleViewer,
