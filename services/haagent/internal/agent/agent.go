@@ -204,8 +204,10 @@ func New(cfg *Config, p Parts) (*Agent, error) {
 		ReplUser: cfg.MySQL.ReplUser, ReplPassword: cfg.MySQL.ReplPassword.Reveal(),
 	}, cfg.SemiSyncTimeout, 2*time.Second)
 	outbox := audit.NewOutbox(p.Store)
+	hooks := cfg.Hooks
+	hooks.Secrets = []string{cfg.MySQL.Password.Reveal(), cfg.MySQL.ReplPassword.Reveal(), cfg.Etcd.Password.Reveal()}
 	runner := failover.NewRunner(failover.Options{
-		DC: cfg.DC, AgentID: cfg.ID, Ops: ops, Store: p.Store, Audit: outbox, Hooks: cfg.Hooks,
+		DC: cfg.DC, AgentID: cfg.ID, Ops: ops, Store: p.Store, Audit: outbox, Hooks: hooks,
 		ApplyTimeout: cfg.ApplyTimeout, Metrics: failover.NewMetrics(p.Registry), Logger: p.Logger, Now: p.Now,
 	})
 	sup := supervise.New(supervise.Options{

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -20,6 +21,14 @@ var ErrHookFailed = errors.New("failover: hook failed")
 // The same values are in the environment as DRPLANE_FAILOVER_ID,
 // DRPLANE_KIND, DRPLANE_DC, DRPLANE_CLUSTER, DRPLANE_OLD_MASTER,
 // DRPLANE_NEW_MASTER, DRPLANE_ANALYSIS, DRPLANE_ERROR and DRPLANE_HOOK.
+//
+// A hook does not inherit the agent's environment (it holds the MySQL and
+// etcd credentials): it gets only PATH, HOME, LANG, LC_ALL, TZ and TMPDIR
+// from it, plus the DRPLANE_* values. Its output is redacted (the agent's
+// secrets and anything shaped like "password=…") before it is logged or
+// stored in a failover record, which viewers can read. A command that
+// leaves a child holding its output is cut off WaitDelay after its
+// timeout.
 type Hooks struct {
 	// PreFailover runs before any instance changes; a non-zero exit aborts
 	// the failover or switchover.
@@ -30,6 +39,30 @@ type Hooks struct {
 	PostFailure [][]string `yaml:"post_failure"`
 	// Timeout bounds each command (default 10s).
 	Timeout time.Duration `yaml:"timeout"`
+	// Secrets are redacted from the commands' output (set by the agent
+	// from its configuration, never from YAML).
+	Secrets []string `yaml:"-"`
+}
+
+// hookWaitDelay is how long a hook's output pipes may stay open after the
+// command exited or was killed (a grandchild holding them).
+const hookWaitDelay = time.Second
+
+// passedEnv are the variables a hook gets from the agent's environment.
+var passedEnv = []string{"PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"}
+
+// secretShaped matches key=value or key: value pairs whose key names a
+// credential.
+var secretShaped = regexp.MustCompile(`(?i)((?:password|passwd|pwd|secret|token|api[_-]?key)["']?\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s,;&]+)`)
+
+// Redact removes the secrets and credential-shaped values from s.
+func (h Hooks) Redact(s string) string {
+	for _, sec := range h.Secrets {
+		if len(sec) >= 3 {
+			s = strings.ReplaceAll(s, sec, "[REDACTED]")
+		}
+	}
+	return secretShaped.ReplaceAllString(s, "${1}[REDACTED]")
 }
 
 // HookVars are the values substituted into hook commands.
@@ -60,7 +93,12 @@ func (v HookVars) Expand(args []string) []string {
 }
 
 func (v HookVars) env(hook string) []string {
-	env := append(os.Environ(), "DRPLANE_HOOK="+hook)
+	env := []string{"DRPLANE_HOOK=" + hook}
+	for _, k := range passedEnv {
+		if val, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+val)
+		}
+	}
 	for _, p := range v.pairs() {
 		name := "DRPLANE_" + strings.ToUpper(p[0])
 		if p[0] == "id" {
@@ -86,12 +124,13 @@ func (h Hooks) Run(ctx context.Context, hook string, cmds [][]string, v HookVars
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		cmd := exec.CommandContext(cctx, args[0], args[1:]...)
 		cmd.Env = v.env(hook)
+		cmd.WaitDelay = hookWaitDelay
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		err := cmd.Run()
 		cancel()
 		if err != nil {
-			tail := strings.TrimSpace(out.String())
+			tail := h.Redact(strings.TrimSpace(out.String()))
 			if len(tail) > 512 {
 				tail = tail[len(tail)-512:]
 			}
