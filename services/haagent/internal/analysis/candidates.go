@@ -20,25 +20,49 @@ type Candidate struct {
 // the reason every other instance of the cluster was left out, by name.
 //
 // Eligible: reachable, not the recorded master, not NoMaster, not
-// Quarantined, a replica (Role REPLICA), no SQL error, not lagging more than
-// c.MaxLag, and no errant GTIDs against the master's last known binlog
-// position (checked only when it is known). Order: the most advanced received
-// position (see comparePos), then Priority (higher first), then Name.
+// Quarantined, a replica (Role REPLICA), no SQL error, and no errant GTIDs
+// against the master's last known binlog position (checked only when it is
+// known). A replica lagging more than c.MaxLag is left out only when
+// another eligible replica that does not lag has received everything it
+// has: the most advanced replica is always a candidate, however far its SQL
+// thread is behind (the promotion waits for its relay log), so a lag never
+// makes a promotion lose what that replica received. Order: the most
+// advanced received position (see comparePos), then Priority (higher
+// first), then Name.
 func Candidates(c Cluster) (ok []Candidate, excluded map[string]string) {
 	return newView(c).candidates()
 }
 
 func (v view) candidates() ([]Candidate, map[string]string) {
 	mpos, mknown := v.masterPos()
-	ok := []Candidate{}
+	var fresh, slow []Candidate
 	excluded := map[string]string{}
 	for _, in := range v.c.Instances {
 		pos, why := v.eligible(in, mpos, mknown)
-		if why != "" {
+		switch {
+		case why != "":
 			excluded[in.Name] = why
+		case lagging(in, v.c.MaxLag):
+			slow = append(slow, Candidate{Instance: in, Pos: pos})
+		default:
+			fresh = append(fresh, Candidate{Instance: in, Pos: pos})
+		}
+	}
+	ok := append([]Candidate{}, fresh...)
+	for _, s := range slow {
+		covered := ""
+		for _, f := range fresh {
+			if f.Pos.Contains(s.Pos) {
+				covered = f.Instance.Name
+				break
+			}
+		}
+		if covered == "" {
+			ok = append(ok, s)
 			continue
 		}
-		ok = append(ok, Candidate{Instance: in, Pos: pos})
+		excluded[s.Instance.Name] = fmt.Sprintf("lagging %ds behind, more than %s, and %s has received all it has",
+			*s.Instance.Status.SecondsBehind, v.c.MaxLag, covered)
 	}
 	sort.SliceStable(ok, func(i, j int) bool {
 		if c := comparePos(ok[i].Pos, ok[j].Pos); c != 0 {
@@ -53,6 +77,7 @@ func (v view) candidates() ([]Candidate, map[string]string) {
 }
 
 // eligible returns in's received position, or why it cannot be promoted.
+// Lag is judged by the caller.
 func (v view) eligible(in Instance, mpos gtid.Pos, mknown bool) (gtid.Pos, string) {
 	st := in.Status
 	switch {
@@ -68,8 +93,6 @@ func (v view) eligible(in Instance, mpos gtid.Pos, mknown bool) (gtid.Pos, strin
 		return nil, fmt.Sprintf("not a replica (role %s)", st.Role)
 	case st.SQLErrno != 0:
 		return nil, fmt.Sprintf("SQL thread error %d", st.SQLErrno)
-	case lagging(in, v.c.MaxLag):
-		return nil, fmt.Sprintf("lagging %ds behind, more than %s", *st.SecondsBehind, v.c.MaxLag)
 	}
 	recv := st.GTIDIOPos
 	if recv == "" {

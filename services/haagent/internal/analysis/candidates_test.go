@@ -59,6 +59,22 @@ func TestCandidates(t *testing.T) {
 	}
 }
 
+// TestCandidatesMostAdvancedLagging: the replica that received the most
+// is a candidate (and the best) however far its SQL thread lags; a lagging
+// replica that received no more than a fresh one is left out.
+func TestCandidatesMostAdvancedLagging(t *testing.T) {
+	c := cluster("m1", master("m1", "0-1-100", down),
+		replica("fresh", "m1", "0-1-90", lost("Connecting")),
+		replica("behind", "m1", "0-1-80", lost("Connecting"), received("0-1-100"), lag(600)),
+		replica("slow", "m1", "0-1-80", lost("Connecting"), received("0-1-85"), lag(600)))
+	ok, excluded := analysis.Candidates(c)
+	require.Len(t, ok, 2, "excluded: %v", excluded)
+	assert.Equal(t, "behind", ok[0].Instance.Name, "the most advanced is promoted, after its relay log")
+	assert.Equal(t, "fresh", ok[1].Instance.Name)
+	assert.Contains(t, excluded["slow"], "lagging 600s")
+	assert.Contains(t, excluded["slow"], "fresh has received all it has")
+}
+
 func TestCandidatesGTIDBeforePriority(t *testing.T) {
 	c := cluster("m1", master("m1", "0-1-100", down),
 		replica("low", "m1", "0-1-100", lost("Connecting"), received("0-1-102")),

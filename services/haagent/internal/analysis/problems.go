@@ -46,7 +46,7 @@ func Problems() []Problem {
 		{Code: DeadReplica, Priority: 450, Recovery: RecoveryAlert, eval: deadReplica,
 			Description: "An instance other than the master is unreachable while the master is reachable."},
 		{Code: LaggingReplica, Priority: 400, Recovery: RecoveryAlert, eval: laggingReplica,
-			Description: "A replica receiving from the master is further behind than the cluster's maximum lag; it is no promotion candidate meanwhile."},
+			Description: "A replica receiving from the master is further behind than the cluster's maximum lag; meanwhile it is promoted only if it has received more than every replica that does not lag (the promotion then waits for its relay log)."},
 		{Code: Quarantined, Priority: 300, Recovery: RecoveryAlert, eval: quarantined,
 			Description: "The instance was quarantined (errant GTIDs) and waits for an operator to re-clone it. It yields no other analysis."},
 	}

@@ -80,6 +80,8 @@ type Failover struct {
 	// every other instance is not one.
 	Candidates []string
 	Excluded   map[string]string
+	// Known are the candidates' received positions as analyzed, by name.
+	Known map[string]string
 }
 
 // Event is something the decision changed that the agent reports (log,
@@ -187,10 +189,12 @@ func Decide(in Input, p Policy) Plan {
 	}
 	cands, excluded := analysis.Candidates(in.Cluster)
 	names := make([]string, len(cands))
+	known := make(map[string]string, len(cands))
 	for i, c := range cands {
 		names[i] = c.Instance.Name
+		known[c.Instance.Name] = c.Pos.String()
 	}
-	plan.Failover = &Failover{Analysis: *fa, DetectedAt: m.DetectedAt, Candidates: names, Excluded: excluded}
+	plan.Failover = &Failover{Analysis: *fa, DetectedAt: m.DetectedAt, Candidates: names, Excluded: excluded, Known: known}
 	plan.Events, plan.Memory = events, m
 	return plan
 }

@@ -45,15 +45,20 @@ type Options struct {
 	// FenceTimeout bounds fencing an old master that may be unreachable
 	// (default 1s).
 	FenceTimeout time.Duration
-	Metrics      *Metrics
-	Logger       zerolog.Logger
-	Now          func() time.Time
+	// ReadWait bounds the retries of a candidate's fresh read before it is
+	// given up (default 3s).
+	ReadWait time.Duration
+	Metrics  *Metrics
+	Logger   zerolog.Logger
+	Now      func() time.Time
 }
 
 // Runner runs failovers and switchovers.
 type Runner struct {
 	o   Options
 	seq atomic.Uint64
+	// read is Ops.Read (replaced in tests).
+	read func(ctx context.Context, addr string) (Position, error)
 }
 
 // NewRunner returns a Runner.
@@ -70,7 +75,10 @@ func NewRunner(o Options) *Runner {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
 	}
-	return &Runner{o: o}
+	if o.ReadWait <= 0 {
+		o.ReadWait = 3 * time.Second
+	}
+	return &Runner{o: o, read: o.Ops.Read}
 }
 
 // Ops returns the runner's instance operations.
@@ -90,6 +98,10 @@ type Plan struct {
 	// Candidates are the eligible replicas, best first; fresh positions
 	// decide among them.
 	Candidates []string
+	// Known are the candidates' received positions as the analysis saw
+	// them, by name: a candidate that cannot be read still counts for the
+	// RPO.
+	Known map[string]string
 }
 
 // procedure tracks one record while it runs.
@@ -254,9 +266,10 @@ func (r *Runner) Failover(ctx context.Context, fence state.Fence, plan Plan) (st
 	}
 	var cand topology.Instance
 	var candPos Position
+	var seen []gtid.Pos
 	err := p.step("choose_candidate", func() error {
 		var err error
-		cand, candPos, err = r.choose(ctx, plan.Cluster, plan.Candidates)
+		cand, candPos, seen, err = r.choose(ctx, plan.Cluster, plan.Candidates)
 		return err
 	})
 	if err != nil {
@@ -279,7 +292,7 @@ func (r *Runner) Failover(ctx context.Context, fence state.Fence, plan Plan) (st
 	}
 	p.writable()
 	r.repoint(ctx, p, plan.Cluster, cand, plan.Master.Instance)
-	r.rpo(ctx, p, plan.OldPos, cand.Addr)
+	r.rpo(ctx, p, highWater(plan, seen), cand.Addr)
 	fenceWG.Wait()
 	return p.finish(ctx, nil)
 }
@@ -330,22 +343,51 @@ func (r *Runner) repoint(ctx context.Context, p *procedure, cl topology.Cluster,
 	wg.Wait()
 }
 
-// rpo counts what the old master had that the new one lacks.
-func (r *Runner) rpo(ctx context.Context, p *procedure, oldPos, newAddr string) {
-	old, err := gtid.ParsePos(oldPos)
-	if err != nil || oldPos == "" {
+// highWater is the most the cluster is known to have had: the old
+// master's last observed position merged with every candidate's received
+// position, as observed and as read now. A promotion that lacks part of
+// it lost that part.
+func highWater(plan Plan, seen []gtid.Pos) gtid.Pos {
+	var hw gtid.Pos
+	known := false
+	add := func(s string) {
+		if s == "" {
+			return
+		}
+		if p, err := gtid.ParsePos(s); err == nil {
+			hw, known = merge(hw, p), true
+		}
+	}
+	add(plan.OldPos)
+	for _, n := range plan.Candidates {
+		add(plan.Known[n])
+	}
+	for _, p := range seen {
+		hw, known = merge(hw, p), true
+	}
+	if !known {
+		return nil
+	}
+	return hw
+}
+
+// rpo counts what the cluster had (high) that the new master lacks.
+func (r *Runner) rpo(ctx context.Context, p *procedure, high gtid.Pos, newAddr string) {
+	if len(high) == 0 {
 		return
 	}
-	np, err := r.o.Ops.Read(ctx, newAddr)
+	np, err := r.read(ctx, newAddr)
 	if err != nil {
 		return
 	}
-	p.rec.RPOTransactions, p.rec.LostGTIDs = analysis.Missing(old, np.Binlog)
+	p.rec.RPOTransactions, p.rec.LostGTIDs = analysis.Missing(high, np.Binlog)
 }
 
 // choose reads the candidates now and returns the most advanced by what it
-// has received, keeping the given order among equals.
-func (r *Runner) choose(ctx context.Context, cl topology.Cluster, names []string) (topology.Instance, Position, error) {
+// has received, keeping the given order among equals, and every position
+// it read. A read that fails is retried for ReadWait: a candidate is not
+// passed over because one probe timed out (it may be the most advanced).
+func (r *Runner) choose(ctx context.Context, cl topology.Cluster, names []string) (topology.Instance, Position, []gtid.Pos, error) {
 	type read struct {
 		in  topology.Instance
 		pos Position
@@ -362,23 +404,42 @@ func (r *Runner) choose(ctx context.Context, cl topology.Cluster, names []string
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			reads[i].pos, reads[i].err = r.o.Ops.Read(ctx, reads[i].in.Addr)
+			reads[i].pos, reads[i].err = r.readRetrying(ctx, reads[i].in.Addr)
 		}()
 	}
 	wg.Wait()
 	best := -1
+	var seen []gtid.Pos
 	for i, rd := range reads {
 		if rd.err != nil {
 			continue
 		}
+		seen = append(seen, rd.pos.Received)
 		if best < 0 || (rd.pos.Received.Contains(reads[best].pos.Received) && !reads[best].pos.Received.Contains(rd.pos.Received)) {
 			best = i
 		}
 	}
 	if best < 0 {
-		return topology.Instance{}, Position{}, fmt.Errorf("%w among %v", ErrNoCandidate, names)
+		return topology.Instance{}, Position{}, seen, fmt.Errorf("%w among %v", ErrNoCandidate, names)
 	}
-	return reads[best].in, reads[best].pos, nil
+	return reads[best].in, reads[best].pos, seen, nil
+}
+
+// readRetrying reads addr's positions, retrying failures for ReadWait.
+func (r *Runner) readRetrying(ctx context.Context, addr string) (Position, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.o.ReadWait)
+	defer cancel()
+	for {
+		pos, err := r.read(ctx, addr)
+		if err == nil || ctx.Err() != nil {
+			return pos, err
+		}
+		select {
+		case <-ctx.Done():
+			return pos, err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func instance(cl topology.Cluster, name string) (topology.Instance, bool) {

@@ -104,7 +104,7 @@ func (r *Runner) Switchover(ctx context.Context, fence state.Fence, plan Switcho
 		return r.o.Ops.Replicate(ctx, old.Addr, to.Addr, mysqld.CurrentPos)
 	})
 	r.repoint(ctx, p, plan.Cluster, to, old.Name)
-	r.rpo(ctx, p, last.String(), to.Addr)
+	r.rpo(ctx, p, last, to.Addr)
 	return p.finish(ctx, nil)
 }
 

@@ -321,7 +321,8 @@ func (s *Supervisor) act(ctx context.Context, fence state.Fence, cl topology.Clu
 func (s *Supervisor) failover(ctx context.Context, fence state.Fence, cl topology.Cluster, sn snapshot, cm *mind,
 	f decide.Failover) {
 	plan := failover.Plan{Cluster: cl, Master: sn.masters[cl.Name], MasterRev: sn.masterRevs[cl.Name],
-		OldPos: cm.mem.MasterPos, Analysis: string(f.Analysis.Code), DetectedAt: f.DetectedAt, Candidates: f.Candidates}
+		OldPos: cm.mem.MasterPos, Analysis: string(f.Analysis.Code), DetectedAt: f.DetectedAt,
+		Candidates: f.Candidates, Known: f.Known}
 	s.o.Logger.Warn().Str("cluster", cl.Name).Str("code", string(f.Analysis.Code)).Strs("candidates", f.Candidates).
 		Interface("excluded", f.Excluded).Msg("starting automatic failover")
 	rec, err := s.o.Runner.Failover(ctx, fence, plan)
