@@ -45,6 +45,9 @@ type Options struct {
 	// FenceTimeout bounds fencing an old master that may be unreachable
 	// (default 1s).
 	FenceTimeout time.Duration
+	// StepTimeout bounds each step that changes an instance (default 5s;
+	// the relay-log waits get ApplyTimeout on top).
+	StepTimeout time.Duration
 	// ReadWait bounds the retries of a candidate's fresh read before it is
 	// given up (default 3s).
 	ReadWait time.Duration
@@ -74,6 +77,9 @@ func NewRunner(o Options) *Runner {
 	}
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
+	}
+	if o.StepTimeout <= 0 {
+		o.StepTimeout = 5 * time.Second
 	}
 	if o.ReadWait <= 0 {
 		o.ReadWait = 3 * time.Second
@@ -131,6 +137,16 @@ func (p *procedure) step(name string, fn func() error) error {
 	}
 	p.addStep(s)
 	return err
+}
+
+// bounded runs fn as a step with its own deadline: a hung instance fails
+// the step instead of holding the procedure (and the agent) forever.
+func (p *procedure) bounded(ctx context.Context, name string, limit time.Duration, fn func(ctx context.Context) error) error {
+	return p.step(name, func() error {
+		sctx, cancel := context.WithTimeout(ctx, limit)
+		defer cancel()
+		return fn(sctx)
+	})
 }
 
 func (p *procedure) addStep(s state.Step) {
@@ -276,18 +292,18 @@ func (r *Runner) Failover(ctx context.Context, fence state.Fence, plan Plan) (st
 		return p.finish(ctx, err)
 	}
 	p.rec.NewMaster = cand.Name
-	if err := p.step("wait_relay_applied", func() error {
+	if err := p.bounded(ctx, "wait_relay_applied", r.o.ApplyTimeout+r.o.StepTimeout, func(ctx context.Context) error {
 		return r.o.Ops.WaitApplied(ctx, cand.Addr, candPos.Received, r.o.ApplyTimeout)
 	}); err != nil {
 		return p.finish(ctx, err)
 	}
-	if err := p.step("stop_replication", func() error { return r.o.Ops.StopReplication(ctx, cand.Addr) }); err != nil {
+	if err := p.bounded(ctx, "stop_replication", r.o.StepTimeout, func(ctx context.Context) error { return r.o.Ops.StopReplication(ctx, cand.Addr) }); err != nil {
 		return p.finish(ctx, err)
 	}
 	if err := r.commit(ctx, p, plan.Master, plan.MasterRev, cand, "failover: "+plan.Analysis); err != nil {
 		return p.finish(ctx, err)
 	}
-	if err := p.step("promote", func() error { return r.o.Ops.MakeMaster(ctx, cand.Addr) }); err != nil {
+	if err := p.bounded(ctx, "promote", r.o.StepTimeout, func(ctx context.Context) error { return r.o.Ops.MakeMaster(ctx, cand.Addr) }); err != nil {
 		return p.finish(ctx, err)
 	}
 	p.writable()

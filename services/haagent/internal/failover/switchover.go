@@ -51,7 +51,7 @@ func (r *Runner) Switchover(ctx context.Context, fence state.Fence, plan Switcho
 	}); err != nil {
 		return p.finish(ctx, fmt.Errorf("%w: %w", ErrAborted, err))
 	}
-	if err := p.step("check_target", func() error {
+	if err := p.bounded(ctx, "check_target", r.o.StepTimeout, func(ctx context.Context) error {
 		pos, err := r.o.Ops.Read(ctx, to.Addr)
 		switch {
 		case err != nil:
@@ -64,7 +64,7 @@ func (r *Runner) Switchover(ctx context.Context, fence state.Fence, plan Switcho
 		return p.finish(ctx, fmt.Errorf("%w: %w", ErrSwitchover, err))
 	}
 	blockedAt := r.o.Now()
-	if err := p.step("block_writes", func() error {
+	if err := p.bounded(ctx, "block_writes", r.o.StepTimeout, func(ctx context.Context) error {
 		fctx, cancel := context.WithTimeout(ctx, r.o.FenceTimeout)
 		defer cancel()
 		return r.o.Ops.Fence(fctx, old.Addr)
@@ -72,19 +72,19 @@ func (r *Runner) Switchover(ctx context.Context, fence state.Fence, plan Switcho
 		return p.finish(ctx, r.unblock(ctx, p, old, fmt.Errorf("%w: %w", ErrSwitchover, err)))
 	}
 	var last gtid.Pos
-	if err := p.step("read_old_position", func() error {
+	if err := p.bounded(ctx, "read_old_position", r.o.StepTimeout, func(ctx context.Context) error {
 		pos, err := r.o.Ops.Read(ctx, old.Addr)
 		last = pos.Binlog
 		return err
 	}); err != nil {
 		return p.finish(ctx, r.unblock(ctx, p, old, fmt.Errorf("%w: %w", ErrSwitchover, err)))
 	}
-	if err := p.step("wait_target_caught_up", func() error {
+	if err := p.bounded(ctx, "wait_target_caught_up", r.o.ApplyTimeout+r.o.StepTimeout, func(ctx context.Context) error {
 		return r.o.Ops.WaitApplied(ctx, to.Addr, last, r.o.ApplyTimeout)
 	}); err != nil {
 		return p.finish(ctx, r.unblock(ctx, p, old, fmt.Errorf("%w: %w", ErrSwitchover, err)))
 	}
-	if err := p.step("stop_replication", func() error { return r.o.Ops.StopReplication(ctx, to.Addr) }); err != nil {
+	if err := p.bounded(ctx, "stop_replication", r.o.StepTimeout, func(ctx context.Context) error { return r.o.Ops.StopReplication(ctx, to.Addr) }); err != nil {
 		return p.finish(ctx, r.unblock(ctx, p, old, fmt.Errorf("%w: %w", ErrSwitchover, err)))
 	}
 	if err := r.commit(ctx, p, plan.Master, plan.MasterRev, to, "switchover requested by "+plan.Intent.RequestedBy); err != nil {
@@ -93,14 +93,14 @@ func (r *Runner) Switchover(ctx context.Context, fence state.Fence, plan Switcho
 		_ = r.o.Ops.StartReplication(ctx, to.Addr)
 		return p.finish(ctx, r.unblock(ctx, p, old, fmt.Errorf("%w: %w", ErrSwitchover, err)))
 	}
-	if err := p.step("promote", func() error { return r.o.Ops.MakeMaster(ctx, to.Addr) }); err != nil {
+	if err := p.bounded(ctx, "promote", r.o.StepTimeout, func(ctx context.Context) error { return r.o.Ops.MakeMaster(ctx, to.Addr) }); err != nil {
 		// The record names the target; the analysis (NoWritableMaster)
 		// retries making it writable. Do not unblock the old master.
 		return p.finish(ctx, fmt.Errorf("%w: promote %s: %w", ErrSwitchover, to.Name, err))
 	}
 	p.writable()
 	p.rec.BlockWindow = state.Duration(p.rec.WritableAt.Sub(blockedAt))
-	_ = p.step("rejoin_old_master", func() error {
+	_ = p.bounded(ctx, "rejoin_old_master", r.o.StepTimeout, func(ctx context.Context) error {
 		return r.o.Ops.Replicate(ctx, old.Addr, to.Addr, mysqld.CurrentPos)
 	})
 	r.repoint(ctx, p, plan.Cluster, to, old.Name)
@@ -111,7 +111,7 @@ func (r *Runner) Switchover(ctx context.Context, fence state.Fence, plan Switcho
 // unblock makes the old master writable again after a switchover failed
 // before the master record changed.
 func (r *Runner) unblock(ctx context.Context, p *procedure, old topology.Instance, cause error) error {
-	if err := p.step("unblock_old_master", func() error { return r.o.Ops.MakeMaster(ctx, old.Addr) }); err != nil {
+	if err := p.bounded(ctx, "unblock_old_master", r.o.StepTimeout, func(ctx context.Context) error { return r.o.Ops.MakeMaster(ctx, old.Addr) }); err != nil {
 		return fmt.Errorf("%w; the old master %s stays read-only: %w", cause, old.Name, err)
 	}
 	return cause

@@ -107,7 +107,7 @@ func (s *Supervisor) audit(ctx context.Context, action, target string, params ma
 }
 
 // switchover carries out an operator's switchover intent.
-func (s *Supervisor) switchover(ctx context.Context, fence state.Fence, cl topology.Cluster, sn snapshot,
+func (s *Supervisor) switchover(ctx context.Context, fence state.Fence, cl topology.Cluster, sn snapshot, cm *mind,
 	v analysis.Cluster, found []analysis.Analysis, in intent) {
 	master, ok := sn.masters[cl.Name]
 	if !ok {
@@ -143,7 +143,7 @@ func (s *Supervisor) switchover(ctx context.Context, fence state.Fence, cl topol
 	running.rev = rev
 	plan := failoverPlan(cl, master, sn.masterRevs[cl.Name], to, in.SwitchoverIntent)
 	rec, err := s.o.Runner.Switchover(ctx, fence, plan)
-	if cm, ok := s.clusters[cl.Name]; ok && err == nil {
+	if err == nil {
 		cm.mem = cm.mem.SwitchedOver(s.o.Now())
 		s.persist(ctx, fence, cm)
 	}
@@ -205,6 +205,7 @@ type metrics struct {
 	recoveries *prometheus.CounterVec
 	blocked    *prometheus.CounterVec
 	held       *prometheus.GaugeVec
+	busy       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -225,12 +226,15 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		blocked: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "drplane_haagent_failover_held_total", Help: "Automatic failovers held back, by reason.",
 		}, []string{"cluster", "reason"}),
+		busy: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drplane_haagent_cluster_busy_total", Help: "Cycles that skipped a cluster still busy with the last one's recovery.",
+		}, []string{"cluster"}),
 		held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "drplane_haagent_failover_held", Help: "1 while an automatic failover of the cluster is held back, by reason.",
 		}, []string{"cluster", "reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.cycle, m.readErrors, m.analysis, m.recoveries, m.blocked, m.held)
+		reg.MustRegister(m.cycle, m.readErrors, m.analysis, m.recoveries, m.blocked, m.held, m.busy)
 	}
 	return m
 }

@@ -58,9 +58,12 @@ type Supervisor struct {
 	lastMasters map[string]state.MasterRecord
 	lastWrite   map[string]string // instance addr → name, instances seen writable
 
-	// clusters is the memory of each cluster, by name, touched only by the
-	// Lead goroutine.
+	// clusters is the memory of each cluster, by name; the map is touched
+	// only by the Lead goroutine, a mind only by its cluster's goroutine
+	// while busy.
 	clusters map[string]*mind
+	// wg counts the clusters' goroutines; Lead waits for them.
+	wg sync.WaitGroup
 }
 
 // mind is the agent's memory of one cluster.
@@ -70,6 +73,8 @@ type mind struct {
 	saved []byte
 	// active are the analyses matching now, by code|instance.
 	active map[string]analysis.Analysis
+	// busy is set while the cluster's goroutine runs.
+	busy atomic.Bool
 }
 
 // New returns a Supervisor.
@@ -118,6 +123,7 @@ func (s *Supervisor) Lead(l elect.Leadership) error {
 		}
 		select {
 		case <-ctx.Done():
+			s.wg.Wait()
 			s.o.Logger.Info().Msg("leadership ended")
 			return nil
 		case ev, ok := <-updates:
@@ -203,26 +209,51 @@ func (s *Supervisor) cycle(ctx context.Context, fence state.Fence, topo topology
 		}
 		return
 	}
-	views := map[string]analysis.Cluster{}
-	found := map[string][]analysis.Analysis{}
-	for _, cl := range topo.ClustersIn(s.o.DC) {
-		cm := s.mind(cl.Name, sn)
-		v := s.view(cl, sn, byName, cm)
-		views[cl.Name] = v
-		found[cl.Name] = analysis.Analyze(v)
-		s.report(cl.Name, cm, found[cl.Name])
-		s.act(ctx, fence, cl, sn, cm, v, found[cl.Name])
-	}
 	for _, in := range sn.intents {
 		if in.State != state.SwitchoverPending || ctx.Err() != nil {
 			continue
 		}
-		cl, ok := topo.Cluster(s.o.DC, in.Cluster)
-		if !ok {
+		if _, ok := topo.Cluster(s.o.DC, in.Cluster); !ok {
 			s.finishIntent(ctx, fence, in, "", fmt.Errorf("cluster %s/%s is not in the topology", in.DC, in.Cluster))
+		}
+	}
+	// Each cluster is supervised on its own goroutine: a cluster whose
+	// recovery hangs (an instance that stopped answering) is skipped until
+	// it is done, and never delays the fencing or failover of another.
+	for _, cl := range topo.ClustersIn(s.o.DC) {
+		cm := s.mind(cl.Name, sn)
+		if !cm.busy.CompareAndSwap(false, true) {
+			s.m.busy.WithLabelValues(cl.Name).Inc()
 			continue
 		}
-		s.switchover(ctx, fence, cl, sn, views[cl.Name], found[cl.Name], in)
+		var intents []intent
+		for _, in := range sn.intents {
+			if in.Cluster == cl.Name && in.State == state.SwitchoverPending {
+				intents = append(intents, in)
+			}
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer cm.busy.Store(false)
+			s.supervise(ctx, fence, cl, sn, byName, cm, intents)
+		}()
+	}
+}
+
+// supervise is one cycle of one cluster: analysis, decision, recovery,
+// then the operators' pending switchovers.
+func (s *Supervisor) supervise(ctx context.Context, fence state.Fence, cl topology.Cluster, sn snapshot,
+	byName map[string]state.InstanceStatus, cm *mind, intents []intent) {
+	v := s.view(cl, sn, byName, cm)
+	found := analysis.Analyze(v)
+	s.report(cl.Name, cm, found)
+	s.act(ctx, fence, cl, sn, cm, v, found)
+	for _, in := range intents {
+		if ctx.Err() != nil {
+			return
+		}
+		s.switchover(ctx, fence, cl, sn, cm, v, found, in)
 	}
 }
 
