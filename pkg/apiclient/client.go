@@ -50,7 +50,7 @@ type Client struct {
 	// Shard routes keys, watches routing tables and changes the shard map
 	// and DC states.
 	Shard drplanev1.ShardServiceClient
-	// Evacuation drains and restores DCs (reserved: UNIMPLEMENTED for now).
+	// Evacuation evacuates and restores DCs and follows their operations.
 	Evacuation drplanev1.EvacuationServiceClient
 	// Audit searches the audit log.
 	Audit drplanev1.AuditServiceClient
