@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // DCState is the administrative state of a data center.
@@ -78,6 +79,23 @@ type Keyspace struct {
 	Table    string `yaml:"table" json:"table"`
 	ShardKey string `yaml:"shard_key" json:"shard_key"`
 	Shards   int    `yaml:"shards" json:"shards"`
+	// AutoCityFailover, when set, overrides the coordinator's
+	// city_failover.auto for this keyspace: whether its shards move to
+	// their backups by themselves when their owner DC is LOST.
+	AutoCityFailover *bool `yaml:"auto_city_failover,omitempty" json:"auto_city_failover,omitempty"`
+	// MaxRPO is the data-loss budget of an automatic city failover (a Go
+	// duration such as "5s"): a shard whose estimated loss window exceeds
+	// it is held for an operator. Empty: no budget.
+	MaxRPO string `yaml:"max_rpo,omitempty" json:"max_rpo,omitempty"`
+}
+
+// MaxRPODuration returns MaxRPO parsed (0: no budget).
+func (k Keyspace) MaxRPODuration() time.Duration {
+	d, err := time.ParseDuration(k.MaxRPO)
+	if err != nil || k.MaxRPO == "" {
+		return 0
+	}
+	return d
 }
 
 // FieldError is one validation failure, naming the field by its path
@@ -231,6 +249,9 @@ func (t *Topology) Validate() error {
 		}
 		if ks.Shards < 1 || ks.Shards > 65536 {
 			c.add(f+".shards", "%d out of range 1-65536", ks.Shards)
+		}
+		if d, err := time.ParseDuration(ks.MaxRPO); ks.MaxRPO != "" && (err != nil || d < 0) {
+			c.add(f+".max_rpo", "%q is not a duration >= 0 such as \"5s\"", ks.MaxRPO)
 		}
 		in := clusterDCs[ks.Cluster]
 		if in == nil {
