@@ -31,7 +31,7 @@ func Connect(ctx context.Context, url, name string, log zerolog.Logger) (*nats.C
 		}),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("bus: connect %s: %w", url, err)
+		return nil, fmt.Errorf("bus: connect %s: %w", Redact(url), err)
 	}
 	if err := ctx.Err(); err != nil {
 		nc.Close()

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 
+	"github.com/drplane/drplane/pkg/bus"
 	"github.com/drplane/drplane/pkg/config"
 	"github.com/drplane/drplane/pkg/daemon"
 	"github.com/drplane/drplane/pkg/mtls"
@@ -142,7 +143,7 @@ func (c *Config) Validate() error {
 	}
 	if c.NATSURL != "" {
 		if u, err := url.Parse(c.NATSURL); err != nil || u.Scheme == "" || u.Host == "" {
-			return config.Invalid("nats_url", "%q is not a nats://host:port URL", c.NATSURL)
+			return config.Invalid("nats_url", "%q is not a nats://host:port URL", bus.Redact(c.NATSURL))
 		}
 	}
 	if err := c.Ledger.Validate("ledger"); err != nil {
@@ -276,7 +277,7 @@ func connectNATS(addr, name string, log zerolog.Logger) (*nats.Conn, error) {
 		}),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("coordinator: NATS %s: %w", addr, err)
+		return nil, fmt.Errorf("coordinator: NATS %s: %w", bus.Redact(addr), err)
 	}
 	return nc, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/drplane/drplane/pkg/bus"
 	"github.com/drplane/drplane/pkg/daemon"
 	"github.com/drplane/drplane/pkg/embednats"
 )
@@ -65,7 +66,7 @@ func run(ctx context.Context, cfg *Config, env *daemon.Env) error {
 		nats.Timeout(2*time.Second),
 	)
 	if err != nil {
-		return fmt.Errorf("reship: connect %s: %w", cfg.NATSURL, err)
+		return fmt.Errorf("reship: connect %s: %w", bus.Redact(cfg.NATSURL), err)
 	}
 	defer pub.Close()
 	eng, err := NewEngine(Options{
