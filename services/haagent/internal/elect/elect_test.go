@@ -213,8 +213,15 @@ func TestRevokedLeaseEndsTenure(t *testing.T) {
 	require.ErrorIs(t, context.Cause(old.l.Ctx), elect.ErrLeaseLost)
 	check.For(t, 5*time.Second, time.Millisecond, func() error { return check.That(standby.leads(), "standby leads") })
 	t.Logf("lease revoked → standby leads: %v", time.Since(began))
+	// SelfFence runs after the tenure ended (the lease is already gone, so
+	// nothing orders it before the standby's election); the test's SelfFence
+	// records its call only once its own etcd read returned, so it is polled
+	// for rather than expected at once.
+	check.For(t, 5*time.Second, time.Millisecond, func() error {
+		return check.That(len(leader.fenceCalls()) > 0, "the old leader called SelfFence")
+	})
 	calls := leader.fenceCalls()
-	require.Len(t, calls, 1, "a leader whose lease is gone fences itself")
+	require.Len(t, calls, 1, "a leader whose lease is gone fences itself, once")
 	assert.Contains(t, calls[0].reason, "lease lost")
 	// The old leader campaigns again as a follower.
 	check.For(t, 10*time.Second, 20*time.Millisecond, func() error { return check.That(len(g.candidacies()) == 2, "old leader campaigns again") })
