@@ -140,7 +140,7 @@ func (f *Flipper) Failover(ctx context.Context, fence state.Fence, req Request) 
 	var err error
 	for attempt := 0; attempt < attempts; attempt++ {
 		var ev evidence
-		if ev, err = f.gather(ctx, req.DC, rec.LeaseGoneSince); err != nil {
+		if ev, err = f.gather(ctx, req.DC); err != nil {
 			break
 		}
 		if _, ok := ev.topo.DC(req.DC); !ok {
@@ -188,7 +188,7 @@ func (f *Flipper) Failover(ctx context.Context, fence state.Fence, req Request) 
 }
 
 // gather reads the evidence the plan needs.
-func (f *Flipper) gather(ctx context.Context, dc string, goneSince time.Time) (evidence, error) {
+func (f *Flipper) gather(ctx context.Context, dc string) (evidence, error) {
 	st := f.o.Store
 	ev := evidence{alive: map[string]bool{}, lastHeard: map[string]time.Time{}, lagP99: map[string]time.Duration{},
 		missing: map[string]map[string][]string{}, missTotal: map[string]int64{}}
@@ -249,7 +249,6 @@ func (f *Flipper) gather(ctx context.Context, dc string, goneSince time.Time) (e
 			ev.missing[d.Name], ev.missTotal[d.Name] = by, total
 		}
 	}
-	_ = goneSince
 	return ev, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/drplane/drplane/pkg/audit"
+	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/shardmap"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/pkg/topology"
@@ -92,20 +93,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		if err != nil {
 			r.o.Logger.Warn().Err(err).Int64("fence", term.Fence.Rev).Msg("operations: running stopped; resuming")
 		}
-		if !r.pause(ctx) {
+		if !retry.Sleep(ctx, r.o.RetryDelay) {
 			return nil
 		}
-	}
-}
-
-func (r *Runner) pause(ctx context.Context) bool {
-	t := time.NewTimer(r.o.RetryDelay)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

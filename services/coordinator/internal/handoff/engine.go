@@ -14,6 +14,7 @@ import (
 
 	"github.com/drplane/drplane/pkg/audit"
 	"github.com/drplane/drplane/pkg/gtid"
+	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/shardmap"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/pkg/topology"
@@ -368,7 +369,7 @@ func (e *Engine) barrier(ctx context.Context, from string, ks topology.Keyspace,
 		case !time.Now().Before(deadline):
 			return "", fmt.Errorf("%w: no collector of %s wrote barrier %s within %s", ErrBarrier, from, id, e.o.CatchUp)
 		}
-		if !pause(ctx) {
+		if !retry.Sleep(ctx, pollEvery) {
 			return "", ctx.Err()
 		}
 	}
@@ -406,7 +407,7 @@ func (e *Engine) caughtUp(ctx context.Context, dc, from, ks, mark string, moves 
 			sort.Ints(missing)
 			return fmt.Errorf("%w: %s has not applied %s of %s up to %s for shards %v", ErrCatchUp, dc, ks, from, mark, head(missing))
 		}
-		if !pause(ctx) {
+		if !retry.Sleep(ctx, pollEvery) {
 			return ctx.Err()
 		}
 	}
@@ -417,15 +418,4 @@ func head(xs []int) []int {
 		return xs[:10]
 	}
 	return xs
-}
-
-func pause(ctx context.Context) bool {
-	t := time.NewTimer(pollEvery)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/drplane/drplane/pkg/apierr"
 	"github.com/drplane/drplane/pkg/audit"
+	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/shardmap"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/pkg/topology"
@@ -38,22 +39,10 @@ func (q *Queue) Run(ctx context.Context) error {
 		}
 		if err != nil {
 			q.o.Logger.Warn().Err(err).Int64("fence", term.Fence.Rev).Msg("operations queue: applying stopped; resuming")
-			if !q.pause(ctx) {
+			if !retry.Sleep(ctx, q.o.RetryDelay) {
 				return nil
 			}
 		}
-	}
-}
-
-// pause waits RetryDelay; false when ctx ended first.
-func (q *Queue) pause(ctx context.Context) bool {
-	t := time.NewTimer(q.o.RetryDelay)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 
@@ -97,7 +86,7 @@ func (q *Queue) lead(ctx context.Context, fence state.Fence) error {
 			return nil
 		}
 		// The watch broke: read the whole queue again.
-		if !q.pause(ctx) {
+		if !retry.Sleep(ctx, q.o.RetryDelay) {
 			return nil
 		}
 	}
