@@ -21,6 +21,16 @@
 //	drctl shards set-state KEYSPACE SHARD ACTIVE|FROZEN|MOVING --reason R
 //	drctl dc set-state DC ACTIVE|DRAINING|EVACUATED|DOWN --reason R
 //	                            changes, queued and applied by the leader
+//	drctl evacuate DC [--to DC] [--parallel N] [--dry-run] [--wait] [--reason R]
+//	                            hand every shard of a DC to another DC in waves
+//	drctl restore DC [--move-home] [--parallel N] [--dry-run] [--wait]
+//	                            the DC ACTIVE again, its home shards handed back
+//	drctl operations list [--kind K] [--running] [--limit N]
+//	drctl operations show|watch ID
+//	drctl operations cancel|resume ID [--reason R] [--wait]
+//	                            evacuations, restores and safe shard moves
+//	drctl divergence list [--origin DC] [--keyspace KS] [--limit N]
+//	drctl divergence show ID    changes refused after their shard's handoff
 //	drctl audit search [QUERY] [--since 1h] [--until T] [--actor A] [--action X] [--limit N] [--page-token T]
 //	                            audit events, newest first
 //	drctl repl status [--dc DC] replication per DC pair, ledger backlog per DC
@@ -34,6 +44,10 @@
 // Exit codes: 0 success; 1 the API or drctl itself failed; 2 usage error
 // (bad flag, argument or output format, no endpoint given); 3 the API
 // refused the token (UNAUTHENTICATED or PERMISSION_DENIED); 4 the API could
-// not be reached (UNAVAILABLE). Errors are printed to stderr as
+// not be reached (UNAVAILABLE); 5 a followed operation (--wait, operations
+// watch) ended CANCELED (one that ended FAILED exits 1). A followed
+// operation reports on stdout: a progress bar on a terminal, one line per
+// finished shard handoff otherwise, one JSON object per line with -o json.
+// Errors are printed to stderr as
 // "drctl: MESSAGE (code CODE)", CODE being the drplane error code.
 package main

@@ -18,6 +18,7 @@ const (
 	exitUsage       = 2 // bad flags, arguments or output format; no endpoint
 	exitAuth        = 3 // UNAUTHENTICATED or PERMISSION_DENIED
 	exitUnavailable = 4 // the API cannot be reached
+	exitCanceled    = 5 // a followed operation ended CANCELED
 )
 
 // usageError marks an error as the caller's fault (exit 2).
@@ -51,6 +52,10 @@ func classify(err error) (int, string) {
 		return exitOK, ""
 	case errors.As(err, &ue), errors.Is(err, apiclient.ErrNoEndpoint), errors.Is(err, mtls.ErrConfig):
 		return exitUsage, "drctl: " + err.Error()
+	}
+	var oe operationEnded
+	if errors.As(err, &oe) {
+		return oe.code, oe.line
 	}
 	var re runError
 	if !errors.As(err, &re) {

@@ -26,11 +26,19 @@ type app struct {
 
 	flags  apiclient.Flags
 	output string
+	// terminal, when set, replaces the check whether a writer is a
+	// terminal (tests).
+	terminal func(io.Writer) bool
 }
 
 // run executes drctl with args and returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	a := &app{stdout: stdout, stderr: stderr, getenv: getenv}
+	return (&app{stdout: stdout, stderr: stderr, getenv: getenv}).execute(ctx, args)
+}
+
+// execute runs the command tree on args and returns the exit code.
+func (a *app) execute(ctx context.Context, args []string) int {
+	stderr := a.stderr
 	root := a.rootCmd()
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
@@ -48,14 +56,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 func (a *app) rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "drctl",
-		Short: "Operate drplane: status, routing, shards, DC states, switchovers, failover history, kill switches and replication",
+		Short: "Operate drplane: status, routing, shards, DC states, evacuations, switchovers, failover history, kill switches, replication and divergence",
 		Long: `drctl talks to the drplane control API.
 
 The endpoint and token come from --api/--token, else DRPLANE_API/DRPLANE_TOKEN,
 else the lab file named by --lab (a lab directory or its lab.json).
 
-Exit codes: 0 ok, 1 API or runtime error, 2 usage error, 3 unauthenticated or
-permission denied, 4 API unreachable.`,
+Exit codes: 0 ok, 1 API or runtime error (or a followed operation failed),
+2 usage error, 3 unauthenticated or permission denied, 4 API unreachable,
+5 a followed operation was canceled.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(*cobra.Command, []string) error {
@@ -86,7 +95,8 @@ permission denied, 4 API unreachable.`,
 	}
 	_ = root.MarkPersistentFlagFilename("lab", "json")
 
-	root.AddCommand(a.statusCmd(), a.switchoverCmd(), a.failoversCmd(), a.failoverCmd(), a.killSwitchCmd(), a.routeCmd(), a.shardsCmd(), a.dcCmd(), a.auditCmd(), a.replCmd())
+	root.AddCommand(a.statusCmd(), a.switchoverCmd(), a.failoversCmd(), a.failoverCmd(), a.killSwitchCmd(), a.routeCmd(), a.shardsCmd(), a.dcCmd(), a.auditCmd(), a.replCmd(),
+		a.evacuateCmd(), a.restoreCmd(), a.operationsCmd(), a.divergenceCmd())
 	return root
 }
 

@@ -57,6 +57,8 @@ type Client struct {
 	// Replication reports cross-DC replication, finds requests in the
 	// ledger and lists and retries dead letters.
 	Replication drplanev1.ReplicationServiceClient
+	// Divergence lists the changes refused after a shard's handoff.
+	Divergence drplanev1.DivergenceServiceClient
 }
 
 // Dial returns a client for the API at o.Addr. The connection is made in
@@ -93,6 +95,7 @@ func Dial(ctx context.Context, o Options) (*Client, error) {
 	c.Evacuation = drplanev1.NewEvacuationServiceClient(conn)
 	c.Audit = drplanev1.NewAuditServiceClient(conn)
 	c.Replication = drplanev1.NewReplicationServiceClient(conn)
+	c.Divergence = drplanev1.NewDivergenceServiceClient(conn)
 	return c, nil
 }
 

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
+)
+
+// divergenceCmd is `drctl divergence list|show`: the changes a DC captured
+// for a shard after it handed the shard off, refused and kept.
+func (a *app) divergenceCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "divergence",
+		Short: "List the changes refused because their DC no longer owned the shard",
+		Long: `A change a DC captured for a shard after it handed the shard off (a write that
+reached the old owner through a stale router, or that a DC took while it was
+cut off) is never applied over the new owner's data: reship or the collector
+refuses it and records it here, once, audited. Reads need a viewer token.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(a.divergenceListCmd(), a.divergenceShowCmd())
+	return cmd
+}
+
+func (a *app) divergenceListCmd() *cobra.Command {
+	var origin, keyspace string
+	var limit int32
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List divergence entries, newest first",
+		Example: `  drctl divergence list
+  drctl divergence list --origin dc-a1 --keyspace orders -o json`,
+		Args: cobra.NoArgs,
+		RunE: a.runE(func(ctx context.Context, _ *cobra.Command, _ []string) error {
+			if limit < 1 || limit > 1000 {
+				return usagef("invalid --limit %d: want 1 to 1000", limit)
+			}
+			c, err := a.dial(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			resp, err := c.Divergence.ListDivergence(ctx, &drplanev1.ListDivergenceRequest{OriginDc: origin, Keyspace: keyspace, PageSize: limit})
+			if err != nil {
+				return err
+			}
+			return a.print(resp, func(w io.Writer) error { return renderDivergences(w, resp) })
+		}),
+	}
+	cmd.Flags().StringVar(&origin, "origin", "", "only changes this DC captured")
+	cmd.Flags().StringVar(&keyspace, "keyspace", "", "only this keyspace")
+	cmd.Flags().Int32Var(&limit, "limit", 100, "at most this many (1 to 1000)")
+	_ = cmd.RegisterFlagCompletionFunc("origin", a.completeDCs)
+	return cmd
+}
+
+func (a *app) divergenceShowCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "show ID",
+		Short:   "Show one divergence entry with the refused change (ID is ORIGIN-DC:REQUEST-ID)",
+		Example: `  drctl divergence show dc-a1:1-101-42/7`,
+		Args:    cobra.ExactArgs(1),
+		RunE: a.runE(func(ctx context.Context, _ *cobra.Command, args []string) error {
+			c, err := a.dial(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			resp, err := c.Divergence.GetDivergence(ctx, &drplanev1.GetDivergenceRequest{Id: args[0]})
+			if err != nil {
+				return err
+			}
+			return a.print(resp, func(w io.Writer) error { return renderDivergence(w, resp) })
+		}),
+	}
+}
+
+func divergenceState(s drplanev1.DivergenceState) string {
+	if s == drplanev1.DivergenceState_DIVERGENCE_STATE_UNSPECIFIED {
+		return "-"
+	}
+	return trimEnum(s.String(), "DIVERGENCE_STATE_")
+}
+
+// renderDivergences writes one row per entry and how many matched.
+func renderDivergences(w io.Writer, resp *drplanev1.ListDivergenceResponse) error {
+	var b bytes.Buffer
+	if len(resp.GetEntries()) == 0 {
+		b.WriteString("no divergence recorded: no change was refused after a handoff\n")
+		_, err := w.Write(b.Bytes())
+		return err
+	}
+	fmt.Fprintf(&b, "%d entries, newest first, %d shown\n", resp.GetTotal(), len(resp.GetEntries()))
+	tw := newTable(&b)
+	fmt.Fprintln(tw, "ID\tSTATE\tSHARD\tORIGIN\tOWNER\tGTID\tROWS\tCOMMITTED\tDETECTED\tBY\tFENCE\tOPERATION")
+	for _, e := range resp.GetEntries() {
+		fmt.Fprintf(tw, "%s\t%s\t%s/%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", cell(e.GetId()), divergenceState(e.GetState()),
+			cell(e.GetKeyspace()), e.GetShard(), cell(e.GetOriginDc()), cell(e.GetOwnerDc()), cell(e.GetGtid()), e.GetRows(),
+			when(e.GetCommitTime()), when(e.GetDetectedAt()), cell(e.GetDetectedBy()), orDash(cell(e.GetFenceWatermark())),
+			orDash(cell(e.GetFenceOperationId())))
+	}
+	tw.Flush()
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+// renderDivergence writes one entry and a line per refused row.
+func renderDivergence(w io.Writer, resp *drplanev1.GetDivergenceResponse) error {
+	var b bytes.Buffer
+	e := resp.GetEntry()
+	fmt.Fprintf(&b, "divergence %s %s: %s/%d, captured by %s after it handed the shard to %s\n", cell(e.GetId()),
+		divergenceState(e.GetState()), cell(e.GetKeyspace()), e.GetShard(), cell(e.GetOriginDc()), cell(e.GetOwnerDc()))
+	fmt.Fprintf(&b, "  GTID %s, %d rows, committed %s; refused by %s at %s\n", cell(e.GetGtid()), e.GetRows(), when(e.GetCommitTime()),
+		cell(e.GetDetectedBy()), when(e.GetDetectedAt()))
+	fmt.Fprintf(&b, "  fence: watermark %s of operation %s\n", orDash(cell(e.GetFenceWatermark())), orDash(cell(e.GetFenceOperationId())))
+	ch := resp.GetChange()
+	if ch == nil {
+		b.WriteString("  the refused change was not kept\n")
+		_, err := w.Write(b.Bytes())
+		return err
+	}
+	tw := newTable(&b)
+	fmt.Fprintln(tw, "  OP\tTABLE\tKEY")
+	for _, r := range ch.GetRows() {
+		var key []string
+		for _, c := range r.GetKey() {
+			key = append(key, columnText(c))
+		}
+		fmt.Fprintf(tw, "  %s\t%s.%s\t%s\n", trimEnum(r.GetOp().String(), "ROW_OP_"), cell(ch.GetSchema()), cell(ch.GetTable()), cell(strings.Join(key, ", ")))
+	}
+	tw.Flush()
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+// trimEnum is an enum value's name without its prefix.
+func trimEnum(name, prefix string) string { return strings.TrimPrefix(name, prefix) }
+
+// columnText renders a key column as name=value.
+func columnText(c *drplanev1.Column) string {
+	v := c.GetValue()
+	var s string
+	switch k := v.GetKind().(type) {
+	case *drplanev1.Value_Null:
+		s = "NULL"
+	case *drplanev1.Value_Int:
+		s = strconv.FormatInt(k.Int, 10)
+	case *drplanev1.Value_Uint:
+		s = strconv.FormatUint(k.Uint, 10)
+	case *drplanev1.Value_Float:
+		s = strconv.FormatFloat(k.Float, 'g', -1, 64)
+	case *drplanev1.Value_Text:
+		s = strconv.Quote(k.Text)
+	case *drplanev1.Value_Raw:
+		s = fmt.Sprintf("0x%x", k.Raw)
+	default:
+		s = "?"
+	}
+	return c.GetName() + "=" + s
+}
