@@ -358,6 +358,14 @@ func (r *Runner) finish(ctx context.Context, fence state.Fence, op *Operation, s
 	params := map[string]string{"state": string(st), "moved": strconv.Itoa(t.Moved), "aborted": strconv.Itoa(t.Aborted),
 		"skipped": strconv.Itoa(t.Skipped), "waves_done": strconv.Itoa(t.WavesDone), "block_p50_ms": strconv.FormatInt(t.BlockP50Ms, 10),
 		"block_p99_ms": strconv.FormatInt(t.BlockP99Ms, 10), "duration_ms": strconv.FormatInt(t.DurationMs, 10)}
+	if st == Canceled && op.Kind == KindEvacuate {
+		// The DC stays DRAINING: nothing is planned into it, and it still
+		// owns what was not handed off. Resume goes on; restore undoes.
+		params["dc_state"] = string(topology.DCDraining)
+		params["left"] = strconv.Itoa(t.Shards - t.Moved - t.Skipped)
+		r.o.Logger.Info().Str("operation", op.ID).Str("dc", op.DC).Int("left", t.Shards-t.Moved-t.Skipped).
+			Msg("evacuation canceled; the DC stays DRAINING until the operation is resumed or the DC restored")
+	}
 	ev := r.event(*op, ActionFinish, params)
 	if st == Failed {
 		ev.Outcome, ev.Error = audit.OutcomeFailed, cause

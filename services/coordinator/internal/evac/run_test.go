@@ -274,6 +274,66 @@ func TestCancelStopsAfterTheWaveAndResumeFinishes(t *testing.T) {
 	}
 }
 
+// TestRestoreUndoesACanceledEvacuation: a canceled evacuation leaves its
+// DC DRAINING (audited so) and every shard at a settled owner; restore
+// with move_home sets the DC ACTIVE and hands the moved shards back.
+func TestRestoreUndoesACanceledEvacuation(t *testing.T) {
+	b := newBed(t)
+	b.delay.Store(int64(100 * time.Millisecond))
+	b.coordinator(t, "c1")
+	op := b.evacuation(t, "dc-a1", 1)
+	ops := evac.NewStore(b.st)
+	check.For(t, waitFor, 5*time.Millisecond, func() error {
+		cur, err := ops.Get(t.Context(), op.ID)
+		if err != nil {
+			return err
+		}
+		if cur.Totals().Moved < 1 {
+			return fmt.Errorf("no wave done yet")
+		}
+		cur.State = evac.Canceling
+		_, err = ops.Update(t.Context(), cur, nil)
+		return err
+	})
+	canceled := b.waitState(t, op.ID, evac.Canceled)
+	tot := canceled.Totals()
+	require.Less(t, tot.Moved, 4)
+	assert.Equal(t, topology.DCDraining, b.dcState(t, "dc-a1"))
+	evs, err := audit.NewOutbox(b.st).List(t.Context(), 0)
+	require.NoError(t, err)
+	var finish *audit.Event
+	for i, e := range evs {
+		if e.Action == evac.ActionFinish && e.Target == op.ID {
+			finish = &evs[i]
+		}
+	}
+	require.NotNil(t, finish, "the finish is audited")
+	assert.Equal(t, "CANCELED", finish.Params["state"])
+	assert.Equal(t, "DRAINING", finish.Params["dc_state"])
+	assert.Equal(t, strconv.Itoa(4-tot.Moved), finish.Params["left"])
+
+	// Restore with move_home: ACTIVE, and every shard home again.
+	w, err := evac.LoadWorld(t.Context(), b.st)
+	require.NoError(t, err)
+	p, err := evac.PlanRestore(w, "dc-a1", 4)
+	require.NoError(t, err)
+	require.Len(t, p.Handoffs, tot.Moved, "restore hands back exactly the shards the evacuation moved")
+	now := time.Now().UTC()
+	rst, err := ops.Create(t.Context(), evac.Operation{ID: evac.NewID(evac.KindRestore, now), Kind: evac.KindRestore, DC: "dc-a1", MoveHome: true,
+		Parallel: 4, State: evac.Pending, RequestedBy: "test", CreatedAt: now, Handoffs: p.Handoffs, Targets: p.Targets})
+	require.NoError(t, err, "the canceled evacuation released the DC's lock")
+	b.waitState(t, rst.ID, evac.Succeeded)
+	assert.Equal(t, topology.DCActive, b.dcState(t, "dc-a1"))
+	m := b.settled(t, "")
+	for _, s := range m.Shards {
+		assert.Equal(t, s.HomeDC(), s.Owner, "shard %d is home again", s.ID)
+	}
+	// The restore leaves the canceled evacuation's record as it was.
+	cur, err := ops.Get(t.Context(), op.ID)
+	require.NoError(t, err)
+	assert.Equal(t, evac.Canceled, cur.State)
+}
+
 func TestNextLeaderResumesAnEvacuation(t *testing.T) {
 	b := newBed(t)
 	b.delay.Store(int64(200 * time.Millisecond))
