@@ -122,7 +122,7 @@ func (c *Config) Validate() error {
 	case c.Hooks.Timeout <= 0:
 		return config.Invalid("hooks.timeout", "must be > 0")
 	}
-	for name, hs := range map[string][][]string{"pre_failover": c.Hooks.PreFailover, "post_success": c.Hooks.PostSuccess, "post_failure": c.Hooks.PostFailure} {
+	for name, hs := range map[string][][]string{"pre_failover": c.Hooks.PreFailover, "fence": c.Hooks.Fence, "post_success": c.Hooks.PostSuccess, "post_failure": c.Hooks.PostFailure} {
 		for i, h := range hs {
 			if len(h) == 0 || h[0] == "" {
 				return config.Invalid("hooks."+name, "command %d is empty", i)

@@ -17,10 +17,11 @@ var ErrHookFailed = errors.New("failover: hook failed")
 
 // Hooks are commands run around failovers and switchovers. Each command is
 // an argument vector (no shell) whose arguments may hold {placeholders}:
-// {id} {kind} {dc} {cluster} {old_master} {new_master} {analysis} {error}.
-// The same values are in the environment as DRPLANE_FAILOVER_ID,
+// {id} {kind} {dc} {cluster} {old_master} {old_addr} {new_master} {analysis}
+// {error}. The same values are in the environment as DRPLANE_FAILOVER_ID,
 // DRPLANE_KIND, DRPLANE_DC, DRPLANE_CLUSTER, DRPLANE_OLD_MASTER,
-// DRPLANE_NEW_MASTER, DRPLANE_ANALYSIS, DRPLANE_ERROR and DRPLANE_HOOK.
+// DRPLANE_OLD_ADDR, DRPLANE_NEW_MASTER, DRPLANE_ANALYSIS, DRPLANE_ERROR and
+// DRPLANE_HOOK.
 //
 // A hook does not inherit the agent's environment (it holds the MySQL and
 // etcd credentials): it gets only PATH, HOME, LANG, LC_ALL, TZ and TMPDIR
@@ -33,6 +34,16 @@ type Hooks struct {
 	// PreFailover runs before any instance changes; a non-zero exit aborts
 	// the failover or switchover.
 	PreFailover [][]string `yaml:"pre_failover"`
+	// Fence fences the old master out of band (power it off, kill its
+	// process, cut it off from every client) before an automatic failover
+	// promotes another instance, unless the agent confirmed it read-only
+	// over SQL first. It must exit 0 only once the old master can no
+	// longer answer any client as it was: a paused or partitioned master
+	// cannot be fenced over SQL, and when it resumes it would answer
+	// read_only=0 beside the new master until the agent reaches it. When
+	// set, a failover whose old master is fenced neither way fails (and is
+	// retried) instead of promoting. See docs/adr/0008-fencing-a-lost-master.md.
+	Fence [][]string `yaml:"fence"`
 	// PostSuccess and PostFailure run after the outcome is known; their
 	// exit status is logged and recorded, nothing more.
 	PostSuccess [][]string `yaml:"post_success"`
@@ -67,13 +78,13 @@ func (h Hooks) Redact(s string) string {
 
 // HookVars are the values substituted into hook commands.
 type HookVars struct {
-	ID, Kind, DC, Cluster, OldMaster, NewMaster, Analysis, Error string
+	ID, Kind, DC, Cluster, OldMaster, OldAddr, NewMaster, Analysis, Error string
 }
 
 func (v HookVars) pairs() [][2]string {
 	return [][2]string{
 		{"id", v.ID}, {"kind", v.Kind}, {"dc", v.DC}, {"cluster", v.Cluster},
-		{"old_master", v.OldMaster}, {"new_master", v.NewMaster}, {"analysis", v.Analysis}, {"error", v.Error},
+		{"old_master", v.OldMaster}, {"old_addr", v.OldAddr}, {"new_master", v.NewMaster}, {"analysis", v.Analysis}, {"error", v.Error},
 	}
 }
 

@@ -29,6 +29,9 @@ var (
 	ErrNotClaimed = errors.New("failover: could not claim the cluster")
 	// ErrAborted means a pre-failover hook stopped the procedure.
 	ErrAborted = errors.New("failover: aborted by hook")
+	// ErrNotFenced means a fence hook is configured and the old master was
+	// fenced neither over SQL nor by the hook: nothing was promoted.
+	ErrNotFenced = errors.New("failover: old master not fenced")
 )
 
 // Options configure a Runner.
@@ -114,6 +117,8 @@ type Plan struct {
 type procedure struct {
 	r     *Runner
 	fence state.Fence
+	// oldAddr is the old master's address, for the hooks.
+	oldAddr string
 	mu    sync.Mutex // guards rec.Steps: steps may run in parallel
 	rec   state.FailoverRecord
 }
@@ -176,7 +181,7 @@ func (p *procedure) claim(ctx context.Context) error {
 
 func (p *procedure) vars(errText string) HookVars {
 	return HookVars{ID: p.rec.ID, Kind: string(p.rec.Kind), DC: p.rec.DC, Cluster: p.rec.Cluster,
-		OldMaster: p.rec.OldMaster, NewMaster: p.rec.NewMaster, Analysis: p.rec.Analysis, Error: errText}
+		OldMaster: p.rec.OldMaster, OldAddr: p.oldAddr, NewMaster: p.rec.NewMaster, Analysis: p.rec.Analysis, Error: errText}
 }
 
 // finish records the outcome, runs the post hooks, audits and counts it.
@@ -265,21 +270,14 @@ func (r *Runner) Failover(ctx context.Context, fence state.Fence, plan Plan) (st
 	}); err != nil {
 		return p.finish(ctx, fmt.Errorf("%w: %w", ErrAborted, err))
 	}
-	// Fence the old master in case it is only partly dead; it is usually
-	// unreachable, so this runs beside the candidate choice, bounded.
-	// The promotion does not wait for it: a paused master cannot ack (its
-	// replicas stop acking), and the analysis fences it when it returns.
-	var fenceWG sync.WaitGroup
-	defer fenceWG.Wait()
-	if old, ok := instance(plan.Cluster, plan.Master.Instance); ok {
-		fenceWG.Add(1)
-		go func() {
-			defer fenceWG.Done()
-			fctx, cancel := context.WithTimeout(ctx, r.o.FenceTimeout)
-			defer cancel()
-			_ = p.step("fence_old_master", func() error { return r.o.Ops.Fence(fctx, old.Addr) })
-		}()
-	}
+	// Fence the old master beside the candidate choice: over SQL in case
+	// it is only partly dead (bounded; it is usually unreachable) and, with
+	// a fence hook, out of band. The promotion waits for one of them to
+	// succeed when a fence hook is configured (see fenceOld).
+	old, known := instance(plan.Cluster, plan.Master.Instance)
+	p.oldAddr = old.Addr
+	awaitFence, fenceWait := r.fenceOld(ctx, p, old, known)
+	defer fenceWait()
 	var cand topology.Instance
 	var candPos Position
 	var seen []gtid.Pos
@@ -297,6 +295,11 @@ func (r *Runner) Failover(ctx context.Context, fence state.Fence, plan Plan) (st
 	}); err != nil {
 		return p.finish(ctx, err)
 	}
+	if len(r.o.Hooks.Fence) > 0 {
+		if err := p.step("await_fence", awaitFence); err != nil {
+			return p.finish(ctx, err)
+		}
+	}
 	if err := p.bounded(ctx, "stop_replication", r.o.StepTimeout, func(ctx context.Context) error { return r.o.Ops.StopReplication(ctx, cand.Addr) }); err != nil {
 		return p.finish(ctx, err)
 	}
@@ -309,8 +312,60 @@ func (r *Runner) Failover(ctx context.Context, fence state.Fence, plan Plan) (st
 	p.writable()
 	r.repoint(ctx, p, plan.Cluster, cand, plan.Master.Instance)
 	r.rpo(ctx, p, highWater(plan, seen), cand.Addr)
-	fenceWG.Wait()
+	fenceWait()
 	return p.finish(ctx, nil)
+}
+
+// fenceOld starts fencing the old master: over SQL (kill the clients,
+// read_only=1; bounded by FenceTimeout) and, when a fence hook is
+// configured, out of band at the same time. With a fence hook, await
+// returns nil once one of them succeeded and ErrNotFenced when both failed;
+// without one it returns nil at once. wait waits for both to end.
+//
+// Without a fence hook nothing waits for the SQL fence: a master that
+// cannot be reached cannot be fenced over SQL, and the analysis fences it
+// as soon as it is reachable again. Until then a resumed master answers
+// read_only=0 beside the new master, but it cannot acknowledge a write:
+// its replicas were repointed and semi-sync waits semi_sync_timeout.
+// ADR 0008 says what each mode guarantees.
+func (r *Runner) fenceOld(ctx context.Context, p *procedure, old topology.Instance, known bool) (await func() error, wait func()) {
+	var wg sync.WaitGroup
+	results := make(chan error, 2)
+	n := 0
+	if known {
+		n++
+		wg.Go(func() {
+			fctx, cancel := context.WithTimeout(ctx, r.o.FenceTimeout)
+			defer cancel()
+			results <- p.step("fence_old_master", func() error { return r.o.Ops.Fence(fctx, old.Addr) })
+		})
+	}
+	if len(r.o.Hooks.Fence) > 0 {
+		n++
+		wg.Go(func() {
+			results <- p.step("fence_hook", func() error { return r.o.Hooks.Run(ctx, "fence", r.o.Hooks.Fence, p.vars("")) })
+		})
+	}
+	var once sync.Once
+	var verdict error
+	await = func() error {
+		if len(r.o.Hooks.Fence) == 0 {
+			return nil
+		}
+		once.Do(func() {
+			var errs []error
+			for range n {
+				err := <-results
+				if err == nil {
+					return
+				}
+				errs = append(errs, err)
+			}
+			verdict = fmt.Errorf("%w: %s: %w", ErrNotFenced, p.rec.OldMaster, errors.Join(errs...))
+		})
+		return verdict
+	}
+	return await, wg.Wait
 }
 
 // writable stamps the moment the new master accepted writes.
