@@ -119,8 +119,8 @@ type procedure struct {
 	fence state.Fence
 	// oldAddr is the old master's address, for the hooks.
 	oldAddr string
-	mu    sync.Mutex // guards rec.Steps: steps may run in parallel
-	rec   state.FailoverRecord
+	mu      sync.Mutex // guards rec.Steps: steps may run in parallel
+	rec     state.FailoverRecord
 }
 
 func (r *Runner) start(kind state.FailoverKind, cl topology.Cluster, fence state.Fence) *procedure {
