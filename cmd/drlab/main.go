@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
@@ -40,7 +41,7 @@ func run(args []string) int {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(upCmd(), downCmd(), drillCmd())
+	root.AddCommand(upCmd(), downCmd(), drillCmd(), fenceCmd())
 	root.SetArgs(args)
 	err := root.Execute()
 	if err == nil {
@@ -83,7 +84,7 @@ DIR/lab.json, prints the time to ready, and stops everything on Ctrl-C.`,
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			log := logging.New(os.Stderr, logging.Options{Level: logLevel, Format: "console"}, map[string]string{"component": "drlab"})
-			return lab.Up(ctx, lab.Options{Dir: dir, Config: cfg, BinDir: binDir, Logger: log, Out: cmd.OutOrStdout()})
+			return lab.Up(ctx, lab.Options{Dir: dir, Config: cfg, BinDir: binDir, Fence: fenceArgv(dir), Logger: log, Out: cmd.OutOrStdout()})
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", ".lab", "lab directory (data, logs, lab.json)")
@@ -157,7 +158,7 @@ DIR/drill-report.json, and exits 1 when any check failed.`,
 			defer stop()
 			log := logging.New(os.Stderr, logging.Options{Level: zerolog.LevelWarnValue, Format: "console"}, map[string]string{"component": "drlab"})
 			start := func(ctx context.Context, ready func(*labfile.Lab)) error {
-				return lab.Up(ctx, lab.Options{Dir: dir, Config: lab.DefaultConfig(), BinDir: binDir, Logger: log, Out: os.Stderr, Ready: ready})
+				return lab.Up(ctx, lab.Options{Dir: dir, Config: lab.DefaultConfig(), BinDir: binDir, Fence: fenceArgv(dir), Logger: log, Out: os.Stderr, Ready: ready})
 			}
 			var report *drill.Report
 			err = drill.OnLab(ctx, dir, fresh, start, func(l *labfile.Lab) error {
@@ -190,5 +191,44 @@ DIR/drill-report.json, and exits 1 when any check failed.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "report format: table or json")
 	cmd.Flags().StringVar(&binDir, "bin", "", "directory of the service binaries for a fresh lab (default: drlab's own directory)")
 	cmd.Flags().BoolVar(&fresh, "fresh", false, "always start a fresh lab in --dir (refused while a lab runs there)")
+	return cmd
+}
+
+// fenceArgv is the HA agents' fence hook in a lab in dir: this binary's
+// fence command (nil when its path is unknown: no hook).
+func fenceArgv(dir string) []string {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil
+	}
+	return []string{exe, "fence", "--dir", abs}
+}
+
+func fenceCmd() *cobra.Command {
+	var dir string
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "fence INSTANCE",
+		Short: "kill a lab mysqld (the HA agents' fence hook)",
+		Long: `Kills the lab instance's mariadbd with SIGKILL, which also ends a paused one, and
+waits until it is gone; an instance that is not running counts as fenced. The
+lab's HA agents run it (hooks.fence) before they promote another instance when
+they cannot reach the old master. Exits 0 only when the instance is not running.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			got, err := lab.Fence(dir, args[0], wait)
+			if err != nil {
+				return err
+			}
+			_, _ = fmt.Fprintln(cmd.OutOrStdout(), got)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", ".lab", "lab directory")
+	cmd.Flags().DurationVar(&wait, "wait", 5*time.Second, "how long to wait for the killed process to go")
 	return cmd
 }

@@ -139,7 +139,8 @@ func stepSwitchover(ctx context.Context, d *Drill, dc string, ev *Event) {
 // stepPause stops the DC's master with SIGSTOP, keeps it stopped until
 // another instance has been promoted (past detection), then lets it go on
 // with SIGCONT: the deposed master must neither stay writable nor
-// acknowledge anything.
+// acknowledge anything. When the HA agent fenced it out of band (the lab's
+// fence hook kills it), it is started again instead, as after a kill.
 func stepPause(ctx context.Context, d *Drill, dc string, ev *Event) {
 	p, ok := d.masterProc(ctx, dc, ev)
 	if !ok {
@@ -163,6 +164,13 @@ func stepPause(ctx context.Context, d *Drill, dc string, ev *Event) {
 	}
 	defer resume()
 	d.waitFailover(ctx, dc, p.name, ev)
+	if p.gone() {
+		// The HA agent fenced it out of band (the lab's fence hook kills
+		// it) before promoting: a supervisor starts it again, read-only.
+		resumed = true
+		d.say("  %s was fenced (killed) by the HA agent before the promotion", p.name)
+		d.restart(ctx, p, ev)
+	}
 	resume()
 	d.systemRecord(ctx, dc, ev, drplanev1.FailoverKind_FAILOVER_KIND_FAILOVER)
 }

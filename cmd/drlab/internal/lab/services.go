@@ -67,6 +67,11 @@ func (l *Lab) serviceConfig(dc string, u unit, healthAddr string, api labfile.AP
 			"repl_user": users.ReplUser, "repl_password": users.ReplPassword}
 		c["poll_interval"] = l.o.Config.PollInterval.String()
 		c["semi_sync_timeout"] = l.o.Config.SemiSyncTimeout.String()
+		if len(l.o.Fence) > 0 {
+			// A paused master is killed before another is promoted: it
+			// can never answer read_only=0 beside the new master (ADR 0008).
+			c["hooks"] = map[string]any{"fence": [][]string{append(append([]string(nil), l.o.Fence...), "{old_master}")}}
+		}
 	case "reship":
 		// Binlog capture needs REPLICATION SLAVE only; the keyspaces come
 		// from the topology in etcd.

@@ -38,6 +38,10 @@ type Options struct {
 	Config Config
 	// BinDir holds the service binaries (coordinator, haagent, reship, collector).
 	BinDir string
+	// Fence, when set, is the command the HA agents run to fence an old
+	// master they cannot reach (hooks.fence), before the instance's name:
+	// drlab's own "fence --dir DIR".
+	Fence  []string
 	Logger zerolog.Logger
 	// Out receives the human progress report.
 	Out io.Writer
