@@ -60,8 +60,9 @@ func CheckTwoWritable(samples map[ClusterID][]Sample) CheckResult {
 }
 
 // epoch is a span in which one instance was its cluster's master as the
-// samples saw it: it became writable after lo (the last sample before that
-// did not see it writable) and was first seen writable at hi.
+// samples saw it: it became writable after lo (when the last sample before
+// that, which did not see it writable, began its reads) and was first seen
+// writable at hi.
 type epoch struct {
 	instance string
 	lo, hi   time.Time
@@ -70,14 +71,19 @@ type epoch struct {
 // epochs turns a cluster's samples into its succession of masters.
 func epochs(samples []Sample) []epoch {
 	var out []epoch
-	var prev time.Time // the sample before the current one
+	var prev time.Time // when the sample before the current one began
 	cur := ""
 	for _, s := range samples {
 		if len(s.Writable) == 1 && s.Writable[0] != cur {
 			cur = s.Writable[0]
 			out = append(out, epoch{instance: cur, lo: prev, hi: s.At})
 		}
-		prev = s.At
+		// A sample's read of one instance may end long before its slowest
+		// read (a paused instance times out): only its start bounds them.
+		prev = s.From
+		if prev.IsZero() {
+			prev = s.At
+		}
 	}
 	return out
 }

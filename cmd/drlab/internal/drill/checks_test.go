@@ -88,6 +88,14 @@ func TestDeposed(t *testing.T) {
 		Sample{At: at(160), ReadOnly: []string{"db1", "db2"}}, Sample{At: at(175), Writable: []string{"db1"}})}
 	again := CheckDeposed([]Write{acked(7, 0, "db1", 150, 180)}, back, clusters)
 	assert.Equal(t, Pass, again.Outcome, again.Detail)
+
+	// A sample whose reads began at 300 ms and ended at 400 ms (a paused
+	// instance timed out) saw db1 read-only: db1 may have become writable
+	// any time after 300 ms, so its ack at 350 ms is no deposed ack.
+	slow := map[ClusterID][]Sample{cl: append(samples[cl],
+		Sample{From: at(300), At: at(400), ReadOnly: []string{"db1", "db2"}}, Sample{From: at(410), At: at(420), Writable: []string{"db1"}})}
+	slowOK := CheckDeposed([]Write{acked(8, 0, "db1", 250, 350)}, slow, clusters)
+	assert.Equal(t, Pass, slowOK.Outcome, slowOK.Detail)
 }
 
 func TestConverged(t *testing.T) {

@@ -40,7 +40,9 @@ func (w Write) Acked() bool { return !w.Ack.IsZero() }
 
 // Sample is one round of read_only reads of a cluster's instances.
 type Sample struct {
-	At time.Time
+	// From is when the sample's reads began and At when the last one
+	// ended: each instance was read somewhere in between.
+	From, At time.Time
 	// Writable are the instances that answered read_only=0; instances that
 	// did not answer (killed, paused) are in neither list.
 	Writable []string

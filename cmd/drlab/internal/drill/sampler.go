@@ -62,6 +62,7 @@ func (s *Sampler) Run(ctx context.Context) error {
 
 // sample reads every instance at once and records one sample per cluster.
 func (s *Sampler) sample(ctx context.Context) {
+	from := time.Now()
 	ro := make([]int, len(s.targets)) // 0 no answer, 1 read-only, 2 writable
 	var wg sync.WaitGroup
 	for i, t := range s.targets {
@@ -86,7 +87,7 @@ func (s *Sampler) sample(ctx context.Context) {
 	for i, t := range s.targets {
 		sm := by[t.cluster]
 		if sm == nil {
-			sm = &Sample{At: at}
+			sm = &Sample{From: from, At: at}
 			by[t.cluster] = sm
 		}
 		switch ro[i] {
