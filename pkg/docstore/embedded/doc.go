@@ -1,9 +1,10 @@
 // Package embedded is the in-process docstore.Store: one bleve index per
 // docstore index, in a subdirectory of Options.Dir or in memory.
 //
-// Documents are kept verbatim beside the index (bleve internal keys, written
-// in the same batch as the index entries), so Get returns exactly what was
-// written and merges read the stored JSON. Only mapped fields are indexed,
+// Documents are kept verbatim in a stored, unindexed field of their bleve
+// document (written with the index entries, compacted with them by the
+// segment merger), so Get returns exactly what was written and merges read
+// the stored JSON. Only mapped fields are indexed,
 // converted and checked the way Elasticsearch would, so a document
 // Elasticsearch would reject is rejected here too.
 //

@@ -42,11 +42,8 @@ func (s *Store) Search(ctx context.Context, name string, q docstore.Query) (docs
 	}
 	out.Hits = make([]docstore.Hit, 0, len(hits))
 	for _, h := range hits {
-		raw, err := ix.bi.GetInternal(srcKey(h.ID))
-		if err != nil {
-			return docstore.Result{}, fmt.Errorf("%w: read %q: %w", docstore.ErrUnavailable, h.ID, err)
-		}
-		if raw == nil {
+		raw, ok := h.Fields[sourceField].(string)
+		if !ok {
 			continue
 		}
 		out.Hits = append(out.Hits, docstore.Hit{ID: h.ID, Doc: json.RawMessage(raw)})
@@ -98,6 +95,7 @@ func (ix *index) request(q docstore.Query) (*bleve.SearchRequest, error) {
 	order = append(order, &search.SortDocID{Desc: q.Desc})
 
 	req := bleve.NewSearchRequestOptions(final, q.Size+1, 0, false)
+	req.Fields = []string{sourceField}
 	req.SortByCustom(order)
 	if q.After != "" {
 		after, err := decodeCursor(q.After)

@@ -26,13 +26,9 @@ import (
 // boundaries, like Elasticsearch's standard analyzer (without stop words).
 const textAnalyzer = "docstore_text"
 
-// Internal (non-document) keys of a bleve index.
-const (
-	mappingKey = "docstore/mapping"
-	srcPrefix  = "docstore/src/"
-)
-
-func srcKey(id string) []byte { return []byte(srcPrefix + id) }
+// mappingKey is the internal (non-document) key of a bleve index that
+// holds its docstore mapping.
+const mappingKey = "docstore/mapping"
 
 // Options configure a Store.
 type Options struct {
@@ -107,6 +103,9 @@ func (s *Store) lookupIndex(name string) (*index, error) {
 	if err != nil {
 		_ = bi.Close()
 		return nil, fmt.Errorf("%w: index %q: %w", docstore.ErrUnavailable, name, err)
+	}
+	if bi, err = s.upgrade(name, path, bi, m); err != nil {
+		return nil, err
 	}
 	ix := &index{name: name, path: path, bi: bi, m: m}
 	s.indexes[name] = ix
@@ -204,6 +203,9 @@ func newBleve(path string, m docstore.Mapping) (bleve.Index, error) {
 	if err == nil {
 		err = bi.SetInternal([]byte(mappingKey), raw)
 	}
+	if err == nil {
+		err = bi.SetInternal([]byte(formatKey), []byte(formatCurrent))
+	}
 	if err != nil {
 		_ = bi.Close()
 		return nil, err
@@ -212,8 +214,7 @@ func newBleve(path string, m docstore.Mapping) (bleve.Index, error) {
 }
 
 // bleveMapping builds the bleve mapping of m: only mapped fields are
-// indexed, nothing is stored in bleve's own document store (sources are
-// kept under internal keys).
+// indexed, and nothing is stored but the source (sourceField).
 func bleveMapping(m docstore.Mapping) (*mapping.IndexMappingImpl, error) {
 	im := bleve.NewIndexMapping()
 	if err := im.AddCustomAnalyzer(textAnalyzer, map[string]any{
@@ -246,6 +247,7 @@ func bleveMapping(m docstore.Mapping) (*mapping.IndexMappingImpl, error) {
 		}
 		dm.AddFieldMappingsAt(parts[len(parts)-1], fieldMapping(m[f]))
 	}
+	root.AddFieldMappingsAt(sourceField, sourceMapping())
 	im.DefaultMapping = root
 	return im, nil
 }
@@ -276,67 +278,80 @@ func fieldMapping(t docstore.FieldType) *mapping.FieldMapping {
 // rebuild replaces ix's bleve index by one built for m from the stored
 // documents. The caller holds ix.wmu.
 func (s *Store) rebuild(ctx context.Context, ix *index, m docstore.Mapping) error {
-	newPath := ""
-	if ix.path != "" {
-		newPath = ix.path + ".rebuild"
-		if err := os.RemoveAll(newPath); err != nil {
-			return fmt.Errorf("%w: %w", docstore.ErrUnavailable, err)
-		}
-	}
-	nb, err := newBleve(newPath, m)
-	if err != nil {
-		return fmt.Errorf("%w: rebuild %q: %w", docstore.ErrUnavailable, ix.name, err)
-	}
-	discard := func() {
-		_ = nb.Close()
-		if newPath != "" {
-			_ = os.RemoveAll(newPath)
-		}
-	}
 	ix.mu.RLock()
-	n, err := copyDocs(ctx, ix.bi, nb, m)
+	nb, n, err := build(ctx, ix.bi, ix.path, m, readSource)
 	ix.mu.RUnlock()
 	if err != nil {
-		discard()
 		return err
 	}
 
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	old := ix.bi
-	if ix.path != "" {
-		// Swap directories: the old copy stays as .prev until the new one
-		// is in place (lookupIndex restores it after a crash).
-		err = errors.Join(nb.Close(), old.Close())
-		if err == nil {
-			err = os.Rename(ix.path, ix.path+".prev")
-		}
-		if err == nil {
-			err = os.Rename(newPath, ix.path)
-		}
-		if err == nil {
-			err = os.RemoveAll(ix.path + ".prev")
-		}
-		if err == nil {
-			nb, err = bleve.Open(ix.path)
-		}
-		if err != nil {
-			// The index is unusable until the store is reopened.
-			s.mu.Lock()
-			delete(s.indexes, ix.name)
-			s.mu.Unlock()
-			return fmt.Errorf("%w: rebuild %q: %w", docstore.ErrUnavailable, ix.name, err)
-		}
-	} else if err := old.Close(); err != nil {
-		s.opts.Logger.Warn().Err(err).Str("index", ix.name).Msg("closing the replaced docstore index")
+	nb, err = swap(ix.path, ix.bi, nb)
+	if err != nil {
+		// The index is unusable until the store is reopened.
+		s.mu.Lock()
+		delete(s.indexes, ix.name)
+		s.mu.Unlock()
+		return fmt.Errorf("%w: rebuild %q: %w", docstore.ErrUnavailable, ix.name, err)
 	}
 	ix.bi, ix.m = nb, m
 	s.opts.Logger.Info().Str("index", ix.name).Int("docs", n).Int("fields", len(m)).Msg("docstore index rebuilt with new fields")
 	return nil
 }
 
-// copyDocs indexes every stored document of from into to under m.
-func copyDocs(ctx context.Context, from, to bleve.Index, m docstore.Mapping) (int, error) {
+// build makes a new bleve index for m beside path (in memory when path is
+// empty) holding every document of from, read with src.
+func build(ctx context.Context, from bleve.Index, path string, m docstore.Mapping, src sourceReader) (bleve.Index, int, error) {
+	newPath := ""
+	if path != "" {
+		newPath = path + ".rebuild"
+		if err := os.RemoveAll(newPath); err != nil {
+			return nil, 0, fmt.Errorf("%w: %w", docstore.ErrUnavailable, err)
+		}
+	}
+	nb, err := newBleve(newPath, m)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: new index: %w", docstore.ErrUnavailable, err)
+	}
+	n, err := copyDocs(ctx, from, nb, m, src)
+	if err != nil {
+		_ = nb.Close()
+		if newPath != "" {
+			_ = os.RemoveAll(newPath)
+		}
+		return nil, n, err
+	}
+	return nb, n, nil
+}
+
+// swap puts nb, built by build, in the place of old and returns it. On
+// error neither is usable.
+func swap(path string, old, nb bleve.Index) (bleve.Index, error) {
+	if path == "" {
+		return nb, old.Close()
+	}
+	// Swap directories: the old copy stays as .prev until the new one is in
+	// place (lookupIndex restores it after a crash).
+	err := errors.Join(nb.Close(), old.Close())
+	if err == nil {
+		err = os.Rename(path, path+".prev")
+	}
+	if err == nil {
+		err = os.Rename(path+".rebuild", path)
+	}
+	if err == nil {
+		err = os.RemoveAll(path + ".prev")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return bleve.Open(path)
+}
+
+// copyDocs indexes every document of from, its source read with src, into
+// to under m.
+func copyDocs(ctx context.Context, from, to bleve.Index, m docstore.Mapping, src sourceReader) (int, error) {
 	var after []string
 	n := 0
 	for {
@@ -352,7 +367,7 @@ func copyDocs(ctx context.Context, from, to bleve.Index, m docstore.Mapping) (in
 		}
 		batch := to.NewBatch()
 		for _, h := range res.Hits {
-			raw, err := from.GetInternal(srcKey(h.ID))
+			raw, err := src(from, h.ID)
 			if err != nil {
 				return n, fmt.Errorf("%w: %w", docstore.ErrUnavailable, err)
 			}
@@ -363,13 +378,12 @@ func copyDocs(ctx context.Context, from, to bleve.Index, m docstore.Mapping) (in
 			if err == nil {
 				var idoc map[string]any
 				if idoc, err = indexable(m, doc); err == nil {
-					err = batch.Index(h.ID, idoc)
+					err = batch.Index(h.ID, withSource(idoc, raw))
 				}
 			}
 			if err != nil {
 				return n, fmt.Errorf("%w: document %q does not fit the new mapping: %w", docstore.ErrMappingConflict, h.ID, err)
 			}
-			batch.SetInternal(srcKey(h.ID), raw)
 			n++
 		}
 		if err := to.Batch(batch); err != nil {

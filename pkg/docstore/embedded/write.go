@@ -39,13 +39,12 @@ func (s *Store) Bulk(ctx context.Context, name string, ops []docstore.Op) (docst
 		}
 		idoc, err := indexable(ix.m, doc)
 		if err == nil {
-			err = batch.Index(op.ID, idoc)
+			err = batch.Index(op.ID, withSource(idoc, raw))
 		}
 		if err != nil {
 			res.Items[i].Err = fmt.Errorf("%w: %q: %w", docstore.ErrRejected, op.ID, err)
 			continue
 		}
-		batch.SetInternal(srcKey(op.ID), raw)
 		pending[op.ID] = doc
 	}
 	if batch.Size() == 0 {
@@ -80,7 +79,7 @@ func (ix *index) prepare(op docstore.Op, pending map[string]map[string]any) (map
 	if ok {
 		cur = deepCopy(cur)
 	} else {
-		raw, err := ix.bi.GetInternal(srcKey(op.ID))
+		raw, err := readSource(ix.bi, op.ID)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: read %q: %w", docstore.ErrUnavailable, op.ID, err)
 		}
@@ -134,7 +133,7 @@ func (s *Store) Get(ctx context.Context, name, id string) (json.RawMessage, erro
 	}
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	raw, err := ix.bi.GetInternal(srcKey(id))
+	raw, err := readSource(ix.bi, id)
 	if err != nil {
 		return nil, fmt.Errorf("%w: get %q: %w", docstore.ErrUnavailable, id, err)
 	}
