@@ -55,6 +55,8 @@ func lookup(code drplanev1.ErrorCode) (e entry, ok bool) {
 		return entry{grpc: codes.Canceled, message: "canceled"}, true
 	case drplanev1.ErrorCode_ERROR_CODE_UNIMPLEMENTED:
 		return entry{grpc: codes.Unimplemented, message: "not implemented"}, true
+	case drplanev1.ErrorCode_ERROR_CODE_RESOURCE_EXHAUSTED:
+		return entry{grpc: codes.ResourceExhausted, retryable: true, message: "too many requests"}, true
 	}
 	return entry{}, false
 }
@@ -99,8 +101,10 @@ func fromGRPC(c codes.Code) drplanev1.ErrorCode {
 		return drplanev1.ErrorCode_ERROR_CODE_FAILED_PRECONDITION
 	case codes.Aborted:
 		return drplanev1.ErrorCode_ERROR_CODE_CONFLICT
-	case codes.Unavailable, codes.ResourceExhausted:
+	case codes.Unavailable:
 		return drplanev1.ErrorCode_ERROR_CODE_UNAVAILABLE
+	case codes.ResourceExhausted:
+		return drplanev1.ErrorCode_ERROR_CODE_RESOURCE_EXHAUSTED
 	default: // OK, Unknown, Unimplemented, Internal, DataLoss
 		return drplanev1.ErrorCode_ERROR_CODE_INTERNAL
 	}

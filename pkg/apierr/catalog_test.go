@@ -35,6 +35,7 @@ func TestGRPCCodeCoversCatalog(t *testing.T) {
 		drplanev1.ErrorCode_ERROR_CODE_DEADLINE_EXCEEDED:   {codes.DeadlineExceeded, false},
 		drplanev1.ErrorCode_ERROR_CODE_CANCELED:            {codes.Canceled, false},
 		drplanev1.ErrorCode_ERROR_CODE_UNIMPLEMENTED:       {codes.Unimplemented, false},
+		drplanev1.ErrorCode_ERROR_CODE_RESOURCE_EXHAUSTED:  {codes.ResourceExhausted, true},
 	}
 	require.Len(t, wantGRPC, len(drplanev1.ErrorCode_name), "every ErrorCode needs a row in wantGRPC")
 	for v, name := range drplanev1.ErrorCode_name {

@@ -82,6 +82,10 @@ const (
 	// The method exists in the API contract but this release does not
 	// implement it yet (for example EvacuationService). Not retryable.
 	ErrorCode_ERROR_CODE_UNIMPLEMENTED ErrorCode = 16
+	// The caller made too many calls that were refused (unauthenticated or
+	// denied), or holds too many open watch streams. Retryable after a
+	// backoff; the ErrorInfo metadata key "retry_after_ms" says how long.
+	ErrorCode_ERROR_CODE_RESOURCE_EXHAUSTED ErrorCode = 17
 )
 
 // Enum value maps for ErrorCode.
@@ -104,6 +108,7 @@ var (
 		14: "ERROR_CODE_DEADLINE_EXCEEDED",
 		15: "ERROR_CODE_CANCELED",
 		16: "ERROR_CODE_UNIMPLEMENTED",
+		17: "ERROR_CODE_RESOURCE_EXHAUSTED",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":         0,
@@ -123,6 +128,7 @@ var (
 		"ERROR_CODE_DEADLINE_EXCEEDED":   14,
 		"ERROR_CODE_CANCELED":            15,
 		"ERROR_CODE_UNIMPLEMENTED":       16,
+		"ERROR_CODE_RESOURCE_EXHAUSTED":  17,
 	}
 )
 
@@ -158,7 +164,7 @@ var File_drplane_v1_errors_proto protoreflect.FileDescriptor
 const file_drplane_v1_errors_proto_rawDesc = "" +
 	"\n" +
 	"\x17drplane/v1/errors.proto\x12\n" +
-	"drplane.v1*\x84\x04\n" +
+	"drplane.v1*\xa7\x04\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bERROR_CODE_INVALID_ARGUMENT\x10\x01\x12\x18\n" +
@@ -177,7 +183,8 @@ const file_drplane_v1_errors_proto_rawDesc = "" +
 	"\x13ERROR_CODE_INTERNAL\x10\r\x12 \n" +
 	"\x1cERROR_CODE_DEADLINE_EXCEEDED\x10\x0e\x12\x17\n" +
 	"\x13ERROR_CODE_CANCELED\x10\x0f\x12\x1c\n" +
-	"\x18ERROR_CODE_UNIMPLEMENTED\x10\x10B7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
+	"\x18ERROR_CODE_UNIMPLEMENTED\x10\x10\x12!\n" +
+	"\x1dERROR_CODE_RESOURCE_EXHAUSTED\x10\x11B7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
 
 var (
 	file_drplane_v1_errors_proto_rawDescOnce sync.Once

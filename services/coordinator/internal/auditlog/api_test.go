@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -68,12 +69,12 @@ type api struct {
 	audit drplanev1.AuditServiceClient
 	base  string
 	reg   *prometheus.Registry
+	ref   *Refusals
 }
 
 type apiOpts struct {
-	docs  docstore.Store // default: a fresh in-memory store with an indexer
-	now   func() time.Time
-	burst int
+	docs docstore.Store // default: a fresh in-memory store with an indexer
+	now  func() time.Time
 }
 
 func startAPI(t *testing.T, o apiOpts) *api {
@@ -90,7 +91,7 @@ func startAPI(t *testing.T, o apiOpts) *api {
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
 	unauth := NewUnauthenticated(UnauthenticatedOptions{
-		Store: st, Source: "coord-test", Burst: o.burst, Now: o.now, Registerer: reg, Logger: zerolog.Nop(),
+		Store: st, Source: "coord-test", Now: o.now, Registerer: reg, Logger: zerolog.Nop(),
 	})
 	srv := server.New(server.Options{
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Auth: authn,
@@ -115,7 +116,7 @@ func startAPI(t *testing.T, o apiOpts) *api {
 	conn, err := grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
-	return &api{st: st, docs: o.docs, audit: drplanev1.NewAuditServiceClient(conn), base: "http://" + srv.HTTPAddr(), reg: reg}
+	return &api{st: st, docs: o.docs, audit: drplanev1.NewAuditServiceClient(conn), base: "http://" + srv.HTTPAddr(), reg: reg, ref: unauth.Refusals()}
 }
 
 func bearer(t *testing.T, token string) context.Context {
@@ -393,13 +394,17 @@ func TestSearchAuditStoreDown(t *testing.T) {
 
 // TestUnauthenticatedCallsAudited: a REST call without a token, or with an
 // unknown one, is refused with 401 and audited; the event names the token
-// only by a prefix of its hash.
+// only by a prefix of its hash. Both calls come from one address, so the
+// second is written with the aggregate at the end of the window.
 func TestUnauthenticatedCallsAudited(t *testing.T) {
-	a := startAPI(t, apiOpts{})
+	clock := &fakeClock{t: time.Now()}
+	a := startAPI(t, apiOpts{now: clock.Now})
 	code, _ := a.get(t, "/v1/status", "")
 	require.Equal(t, http.StatusUnauthorized, code)
 	code, _ = a.get(t, "/v1/topology", "wrong-secret")
 	require.Equal(t, http.StatusUnauthorized, code)
+	clock.Add(DefaultRefusalWindow)
+	a.ref.Flush(t.Context())
 
 	var resp *drplanev1.SearchAuditResponse
 	check.For(t, waitFor, 20*time.Millisecond, func() error {
@@ -437,33 +442,98 @@ func TestUnauthenticatedCallsAudited(t *testing.T) {
 	assert.Len(t, out, 2)
 }
 
-// TestUnauthenticatedFloodRateLimited: with the clock stopped, a flood of
-// anonymous calls writes one burst of events and counts the rest as
-// dropped; the next event written once tokens refill carries the count.
-func TestUnauthenticatedFloodRateLimited(t *testing.T) {
+// TestUnauthenticatedFloodAggregated: with the clock stopped, a flood of
+// anonymous calls from one address writes its first event at once and
+// gathers the rest; when the window ends one event counts them, with the
+// first and last time seen. The next window starts afresh.
+func TestUnauthenticatedFloodAggregated(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
-	a := startAPI(t, apiOpts{docs: openStore(t, ""), now: clock.Now, burst: 20})
+	a := startAPI(t, apiOpts{docs: openStore(t, ""), now: clock.Now})
 	for range 50 {
 		code, _ := a.get(t, "/v1/status", "")
 		require.Equal(t, http.StatusUnauthorized, code)
+		clock.Add(time.Second)
 	}
 	out := audit.NewOutbox(a.st)
 	evs, err := out.List(t.Context(), 0)
 	require.NoError(t, err)
-	assert.Len(t, evs, 20, "the burst")
-	assert.Equal(t, 30.0, counterValue(t, a.reg, "drplane_coordinator_audit_dropped_total"))
+	require.Len(t, evs, 1, "the first refusal")
+	assert.Equal(t, "REST GET /v1/status", evs[0].Target)
+	assert.Empty(t, evs[0].Params[ParamRepeated])
+	assert.Equal(t, 1, a.ref.Pending())
 
-	clock.Add(time.Second) // five more tokens at 5/s
-	for range 6 {
-		code, _ := a.get(t, "/v1/status", "")
-		require.Equal(t, http.StatusUnauthorized, code)
-	}
+	a.ref.Flush(t.Context())
 	evs, err = out.List(t.Context(), 0)
 	require.NoError(t, err)
-	require.Len(t, evs, 25)
-	assert.Equal(t, "30", evs[20].Params["dropped_before"], "the first event after the drops counts them")
-	assert.Empty(t, evs[21].Params["dropped_before"])
-	assert.Equal(t, 31.0, counterValue(t, a.reg, "drplane_coordinator_audit_dropped_total"))
+	require.Len(t, evs, 1, "the window has not ended: 50 s of 60")
+	clock.Add(10 * time.Second)
+	a.ref.Flush(t.Context())
+	evs, err = out.List(t.Context(), 0)
+	require.NoError(t, err)
+	require.Len(t, evs, 2)
+	agg := evs[1]
+	assert.Equal(t, ActionUnauthenticated, agg.Action)
+	assert.Equal(t, ActorAnonymous, agg.Actor)
+	assert.Equal(t, "49", agg.Params[ParamRepeated])
+	assert.Equal(t, "2025-03-01T12:00:01Z", agg.Params[ParamFirstSeen])
+	assert.Equal(t, "2025-03-01T12:00:49Z", agg.Params[ParamLastSeen])
+	assert.Equal(t, 49.0, counterValue(t, a.reg, "drplane_coordinator_audit_refusals_aggregated_total"))
+	assert.Zero(t, a.ref.Pending())
+
+	code, _ := a.get(t, "/v1/status", "")
+	require.Equal(t, http.StatusUnauthorized, code)
+	evs, err = out.List(t.Context(), 0)
+	require.NoError(t, err)
+	assert.Len(t, evs, 3, "a new window writes its first refusal at once")
+}
+
+// TestRefusalsBounded: refusals from more callers than MaxCallers, with the
+// write bucket spent, cost at most the bucket's events plus one aggregate
+// per tracked caller plus one for the rest, and every refusal is counted.
+func TestRefusalsBounded(t *testing.T) {
+	st := newEtcd(t)
+	clock := &fakeClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
+	r := NewRefusals(RefusalsOptions{Store: st, Source: "c1", MaxCallers: 10, Burst: 3, Rate: 0.001, Now: clock.Now, Logger: zerolog.Nop()})
+	const callers, each = 40, 5
+	for i := range callers {
+		for range each {
+			ev := audit.Event{Actor: ActorAnonymous, Action: ActionUnauthenticated, Target: "/x/y", Outcome: audit.OutcomeDenied,
+				Params: map[string]string{"peer": "10.0.0." + strconv.Itoa(i) + ":1234"}}
+			require.NoError(t, r.Put(t.Context(), ev))
+		}
+	}
+	evs, err := audit.NewOutbox(st).List(t.Context(), 0)
+	require.NoError(t, err)
+	assert.Len(t, evs, 3, "the bucket's burst")
+	clock.Add(DefaultRefusalWindow)
+	r.Flush(t.Context())
+	evs, err = audit.NewOutbox(st).List(t.Context(), 0)
+	require.NoError(t, err)
+	assert.Len(t, evs, 3+10+1)
+	total := 0
+	for _, e := range evs {
+		n := 1
+		if e.Params[ParamRepeated] != "" {
+			n, err = strconv.Atoi(e.Params[ParamRepeated])
+			require.NoError(t, err)
+		}
+		total += n
+	}
+	assert.Equal(t, callers*each, total)
+	last := evs[len(evs)-1]
+	for _, e := range evs {
+		if e.Action == ActionRefusedOverflow {
+			last = e
+		}
+	}
+	assert.Equal(t, ActorVarious, last.Actor)
+	assert.Equal(t, strconv.Itoa((callers-10)*each), last.Params[ParamRepeated])
+
+	// An event that is not a refusal is written as it is.
+	require.NoError(t, r.Put(t.Context(), audit.Event{ID: "x", Time: clock.Now(), Actor: "token:a", Action: "a.b", Outcome: audit.OutcomeOK}))
+	evs, err = audit.NewOutbox(st).List(t.Context(), 0)
+	require.NoError(t, err)
+	assert.Len(t, evs, 3+10+1+1)
 }
 
 func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
@@ -513,22 +583,3 @@ type streamWith struct {
 }
 
 func (s streamWith) Context() context.Context { return s.ctx }
-
-func TestBucket(t *testing.T) {
-	clock := &fakeClock{t: time.Unix(1000, 0)}
-	b := newBucket(5, 3, clock.Now)
-	for range 3 {
-		assert.True(t, b.take())
-	}
-	assert.False(t, b.take(), "burst used up")
-	clock.Add(100 * time.Millisecond)
-	assert.False(t, b.take(), "half a token")
-	clock.Add(100 * time.Millisecond)
-	assert.True(t, b.take(), "one token after 200ms at 5/s")
-	assert.False(t, b.take())
-	clock.Add(time.Hour)
-	for range 3 {
-		assert.True(t, b.take())
-	}
-	assert.False(t, b.take(), "never more than the burst")
-}

@@ -51,9 +51,16 @@ func describe(req any) (action, target string, params map[string]string, ok bool
 	return "", "", nil, false
 }
 
+// EventWriter stores audit events: audit.Outbox, or for refused calls
+// auditlog.Refusals.
+type EventWriter interface {
+	Put(ctx context.Context, ev audit.Event) error
+}
+
 // auditor writes the audit events of API calls to the etcd outbox.
 type auditor struct {
-	outbox   *audit.Outbox
+	outbox   EventWriter
+	denied   EventWriter
 	source   string
 	now      func() time.Time
 	log      zerolog.Logger
@@ -61,8 +68,8 @@ type auditor struct {
 	seq      atomic.Uint64
 }
 
-func newAuditor(st *state.Store, source string, now func() time.Time, log zerolog.Logger, d describeFunc) *auditor {
-	return &auditor{outbox: audit.NewOutbox(st), source: source, now: now, log: log, describe: d}
+func newAuditor(st *state.Store, denied EventWriter, source string, now func() time.Time, log zerolog.Logger, d describeFunc) *auditor {
+	return &auditor{outbox: audit.NewOutbox(st), denied: denied, source: source, now: now, log: log, describe: d}
 }
 
 // newEvent starts the audit event of a mutating call by who; finish
@@ -90,9 +97,13 @@ func (a *auditor) finish(ctx context.Context, ev *audit.Event, err error) {
 		ev.Outcome = audit.OutcomeFailed
 		ev.Error = apierr.Describe(err)
 	}
+	w := a.outbox
+	if ev.Outcome == audit.OutcomeDenied && a.denied != nil {
+		w = a.denied
+	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
 	defer cancel()
-	if perr := a.outbox.Put(wctx, *ev); perr != nil {
+	if perr := w.Put(wctx, *ev); perr != nil {
 		a.log.Error().Err(perr).Str("action", ev.Action).Str("target", ev.Target).Str("actor", ev.Actor).
 			Str("outcome", ev.Outcome).Msg("audit event not written")
 	}

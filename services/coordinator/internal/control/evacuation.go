@@ -31,6 +31,10 @@ type EvacuationOptions struct {
 	Store *state.Store
 	// Source names this coordinator process in audit event ids.
 	Source string
+	// Denied, when non-nil, writes the events of refused calls (outcome
+	// DENIED) instead of the outbox (auditlog.Refusals aggregates them per
+	// caller).
+	Denied EventWriter
 	Logger zerolog.Logger
 	Now    func() time.Time
 }
@@ -53,7 +57,7 @@ func NewEvacuation(o EvacuationOptions) *Evacuation {
 	if o.Source == "" {
 		o.Source = "coordinator"
 	}
-	return &Evacuation{o: o, ops: evac.NewStore(o.Store), aud: newAuditor(o.Store, o.Source+"/evacuation", o.Now, o.Logger, describeEvacuation)}
+	return &Evacuation{o: o, ops: evac.NewStore(o.Store), aud: newAuditor(o.Store, o.Denied, o.Source+"/evacuation", o.Now, o.Logger, describeEvacuation)}
 }
 
 // AuditDenied returns a unary server interceptor that audits refused

@@ -49,6 +49,10 @@ type FailoverOptions struct {
 	// Source names this coordinator process in audit event ids; it must be
 	// unique among the processes writing to the outbox (the service id).
 	Source string
+	// Denied, when non-nil, writes the events of refused calls (outcome
+	// DENIED) instead of the outbox (auditlog.Refusals aggregates them per
+	// caller).
+	Denied EventWriter
 	Logger zerolog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -72,7 +76,7 @@ func NewFailover(o FailoverOptions) *Failover {
 	if o.Source == "" {
 		o.Source = "coordinator"
 	}
-	return &Failover{o: o, aud: newAuditor(o.Store, o.Source, o.Now, o.Logger, describe)}
+	return &Failover{o: o, aud: newAuditor(o.Store, o.Denied, o.Source, o.Now, o.Logger, describe)}
 }
 
 // caller returns the authenticated caller's token name.

@@ -37,6 +37,10 @@ type ShardsOptions struct {
 	Store *state.Store
 	// Source names this coordinator process in audit event ids.
 	Source string
+	// Denied, when non-nil, writes the events of refused calls (outcome
+	// DENIED) instead of the outbox (auditlog.Refusals aggregates them per
+	// caller).
+	Denied EventWriter
 	// Routers records the route streams and their acknowledgements for
 	// handoffs; nil records none (AckRoutes then answers UNAVAILABLE).
 	Routers *handoff.Routers
@@ -71,7 +75,7 @@ func NewShards(o ShardsOptions) *Shards {
 		o.Source = "coordinator"
 	}
 	return &Shards{
-		o: o, aud: newAuditor(o.Store, o.Source+"/shards", o.Now, o.Logger, describeShard),
+		o: o, aud: newAuditor(o.Store, o.Denied, o.Source+"/shards", o.Now, o.Logger, describeShard),
 		tables: map[*routes.Entry]*drplanev1.RoutingTable{},
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/drplane/drplane/pkg/mtls"
 	"github.com/drplane/drplane/services/coordinator/internal/auditlog"
 	"github.com/drplane/drplane/services/coordinator/internal/auth"
+	"github.com/drplane/drplane/services/coordinator/internal/guard"
 	"github.com/drplane/drplane/services/coordinator/internal/handoff"
 	"github.com/drplane/drplane/services/coordinator/internal/ledger"
 )
@@ -81,12 +82,38 @@ type API struct {
 	GRPCAddr string       `yaml:"grpc_addr"`
 	HTTPAddr string       `yaml:"http_addr"`
 	TLS      mtls.Options `yaml:"tls,omitempty"`
+	// TrustedProxies are the addresses or CIDR prefixes of the proxies in
+	// front of the API whose X-Forwarded-For is believed (for audited
+	// peers and per-caller limits). Empty: the TCP peer is the caller.
+	TrustedProxies []string `yaml:"trusted_proxies,omitempty"`
+	// Limits bound what one caller can cost.
+	Limits Limits `yaml:"limits"`
+}
+
+// Limits bound the API per caller (a token, else an address).
+type Limits struct {
+	// RefusedRate (per second) and RefusedBurst bound the refused calls
+	// (unauthenticated, permission denied) of one caller; beyond them
+	// every call of that caller is answered RESOURCE_EXHAUSTED until the
+	// bucket refills.
+	RefusedRate  float64 `yaml:"refused_rate"`
+	RefusedBurst int     `yaml:"refused_burst"`
+	// MaxWatches bounds the open WatchRoutes and WatchOperation streams of
+	// one caller.
+	MaxWatches int `yaml:"max_watches"`
+	// RefusalWindow is how long the repeated refusals of one caller are
+	// gathered into one audit event (count, first and last seen).
+	RefusalWindow time.Duration `yaml:"refusal_window"`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() *Config {
 	return &Config{
-		Common: daemon.DefaultCommon(), API: API{GRPCAddr: "127.0.0.1:7700", HTTPAddr: "127.0.0.1:7701"},
+		Common: daemon.DefaultCommon(),
+		API: API{GRPCAddr: "127.0.0.1:7700", HTTPAddr: "127.0.0.1:7701", Limits: Limits{
+			RefusedRate: guard.DefaultRefusedRate, RefusedBurst: guard.DefaultRefusedBurst,
+			MaxWatches: guard.DefaultMaxWatches, RefusalWindow: auditlog.DefaultRefusalWindow,
+		}},
 		Leader:  Leader{SessionTTL: 5 * time.Second},
 		Ops:     Ops{WaitTimeout: 10 * time.Second, Retention: 24 * time.Hour},
 		Handoff: Handoff{RouterGrace: handoff.DefaultRouterGrace, CatchUp: handoff.DefaultCatchUp},
@@ -116,6 +143,21 @@ func (c *Config) Validate() error {
 	}
 	if err := c.API.TLS.Validate("api.tls"); err != nil {
 		return config.Invalid("api.tls", "%v", err)
+	}
+	if _, err := guard.ParseProxies(c.API.TrustedProxies); err != nil {
+		return config.Invalid("api.trusted_proxies", "%v", err)
+	}
+	if l := c.API.Limits; l.RefusedRate <= 0 || l.RefusedRate > 1000 {
+		return config.Invalid("api.limits.refused_rate", "must be in (0, 1000], got %v", l.RefusedRate)
+	}
+	if l := c.API.Limits; l.RefusedBurst < 1 || l.RefusedBurst > 10000 {
+		return config.Invalid("api.limits.refused_burst", "must be between 1 and 10000, got %d", l.RefusedBurst)
+	}
+	if l := c.API.Limits; l.MaxWatches < 1 || l.MaxWatches > 10000 {
+		return config.Invalid("api.limits.max_watches", "must be between 1 and 10000, got %d", l.MaxWatches)
+	}
+	if l := c.API.Limits; l.RefusalWindow < time.Second || l.RefusalWindow > time.Hour {
+		return config.Invalid("api.limits.refusal_window", "must be between 1s and 1h, got %s", l.RefusalWindow)
 	}
 	if len(c.Auth.Tokens) == 0 {
 		return config.Invalid("auth.tokens", "at least one token is required (every API call needs one)")
@@ -243,7 +285,7 @@ func run(ctx context.Context, cfg *Config, env *daemon.Env) error {
 	}
 	n, err := NewNode(NodeOptions{
 		Store: env.State, ID: env.Record.ID, GRPCAddr: cfg.API.GRPCAddr, HTTPAddr: cfg.API.HTTPAddr, TLS: tlsCfg,
-		Tokens: cfg.Auth.Tokens, LeaderTTL: cfg.Leader.SessionTTL, OpsWait: cfg.Ops.WaitTimeout, OpsRetention: cfg.Ops.Retention,
+		Tokens: cfg.Auth.Tokens, Limits: limitOptions(cfg.API), LeaderTTL: cfg.Leader.SessionTTL, OpsWait: cfg.Ops.WaitTimeout, OpsRetention: cfg.Ops.Retention,
 		Audit:       AuditOptions{Docs: docs, Index: cfg.Audit.Index, Retention: cfg.Audit.OutboxRetention},
 		Replication: ReplicationOptions{NATS: nc, DC: cfg.DC, Ledger: cfg.Ledger},
 		Handoff:     HandoffOptions{RouterGrace: cfg.Handoff.RouterGrace, CatchUp: cfg.Handoff.CatchUp},
@@ -280,4 +322,13 @@ func connectNATS(addr, name string, log zerolog.Logger) (*nats.Conn, error) {
 		return nil, fmt.Errorf("coordinator: NATS %s: %w", bus.Redact(addr), err)
 	}
 	return nc, nil
+}
+
+// limitOptions are the API limits of a validated configuration.
+func limitOptions(a API) LimitOptions {
+	proxies, _ := guard.ParseProxies(a.TrustedProxies) // checked by Validate
+	return LimitOptions{
+		TrustedProxies: proxies, RefusedRate: a.Limits.RefusedRate, RefusedBurst: a.Limits.RefusedBurst,
+		MaxWatches: a.Limits.MaxWatches, RefusalWindow: a.Limits.RefusalWindow,
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"net/http"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -21,6 +22,7 @@ import (
 	"github.com/drplane/drplane/services/coordinator/internal/control"
 	"github.com/drplane/drplane/services/coordinator/internal/dclive"
 	"github.com/drplane/drplane/services/coordinator/internal/evac"
+	"github.com/drplane/drplane/services/coordinator/internal/guard"
 	"github.com/drplane/drplane/services/coordinator/internal/handoff"
 	"github.com/drplane/drplane/services/coordinator/internal/leader"
 	"github.com/drplane/drplane/services/coordinator/internal/ledger"
@@ -42,6 +44,9 @@ type NodeOptions struct {
 	GRPCAddr, HTTPAddr string
 	TLS                *tls.Config
 	Tokens             []auth.Token
+	// Limits bound what one caller can cost; zero fields take package
+	// guard's and auditlog's defaults.
+	Limits LimitOptions
 	// LeaderTTL, OpsWait and OpsRetention default as in packages leader and
 	// ops when zero.
 	LeaderTTL    time.Duration
@@ -64,6 +69,21 @@ type NodeOptions struct {
 	Logger     zerolog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// LimitOptions bound the API per caller.
+type LimitOptions struct {
+	// TrustedProxies are the addresses whose x-forwarded-for is believed.
+	TrustedProxies guard.Proxies
+	// RefusedRate and RefusedBurst bound the refused calls of one
+	// identity (guard.Options).
+	RefusedRate  float64
+	RefusedBurst int
+	// MaxWatches bounds the open watch streams of one identity.
+	MaxWatches int
+	// RefusalWindow is how long repeated refusals of one caller are
+	// gathered into one audit event.
+	RefusalWindow time.Duration
 }
 
 // AuditOptions say where the audit log is indexed.
@@ -114,6 +134,10 @@ type Node struct {
 	// Watcher assesses every DC while this coordinator leads.
 	Prober  *dclive.Prober
 	Watcher *dclive.Watcher
+	// Refusals writes the aggregated audit events of refused calls; Guard
+	// throttles refused callers and bounds their watch streams.
+	Refusals *auditlog.Refusals
+	Guard    *guard.Guard
 }
 
 // NewNode builds a coordinator and binds its API ports.
@@ -137,20 +161,33 @@ func NewNode(o NodeOptions) (*Node, error) {
 		Logger: o.Logger.With().Str("component", "ops").Logger(),
 	})
 	cache := routes.New(routes.Options{Store: o.Store, Logger: o.Logger.With().Str("component", "routes").Logger()})
-	failover := control.NewFailover(control.FailoverOptions{Store: o.Store, Queue: q, Source: o.ID, Logger: o.Logger, Now: o.Now})
+	refusals := auditlog.NewRefusals(auditlog.RefusalsOptions{
+		Store: o.Store, Source: o.ID, Window: o.Limits.RefusalWindow, Registerer: o.Registerer,
+		Logger: o.Logger.With().Str("component", "refusals").Logger(), Now: o.Now,
+	})
+	resolver := guard.Resolver{Auth: authn, Proxies: o.Limits.TrustedProxies}
+	unauth := auditlog.NewUnauthenticated(auditlog.UnauthenticatedOptions{
+		Refusals: refusals, Resolver: resolver, Source: o.ID, Logger: o.Logger, Now: o.Now,
+	})
+	gd := guard.New(guard.Options{
+		Resolver: resolver, RefusedRate: o.Limits.RefusedRate, RefusedBurst: o.Limits.RefusedBurst,
+		MaxWatches: o.Limits.MaxWatches,
+		Watches: []string{
+			drplanev1.ShardService_WatchRoutes_FullMethodName, drplanev1.EvacuationService_WatchOperation_FullMethodName,
+		},
+		Throttled: unauth.Throttled, Registerer: o.Registerer, Now: o.Now,
+	})
+	failover := control.NewFailover(control.FailoverOptions{Store: o.Store, Queue: q, Source: o.ID, Denied: refusals, Logger: o.Logger, Now: o.Now})
 	routers := handoff.NewRouters(o.Store, o.ID)
-	shards := control.NewShards(control.ShardsOptions{Cache: cache, Queue: q, Store: o.Store, Source: o.ID,
+	shards := control.NewShards(control.ShardsOptions{Cache: cache, Queue: q, Store: o.Store, Source: o.ID, Denied: refusals,
 		Routers: routers, Operations: evac.NewStore(o.Store), Logger: o.Logger, Now: o.Now})
-	evacuation := control.NewEvacuation(control.EvacuationOptions{Store: o.Store, Source: o.ID, Logger: o.Logger, Now: o.Now})
+	evacuation := control.NewEvacuation(control.EvacuationOptions{Store: o.Store, Source: o.ID, Denied: refusals, Logger: o.Logger, Now: o.Now})
 	runner := evac.NewRunner(evac.RunnerOptions{
 		Store: o.Store, Leader: l, ID: o.ID, Now: o.Now, Logger: o.Logger.With().Str("component", "operations").Logger(),
 		Engine: handoff.NewEngine(handoff.Options{
 			Store: o.Store, Routers: routers, RouterGrace: o.Handoff.RouterGrace, CatchUp: o.Handoff.CatchUp,
 			Actor: "coordinator:" + o.ID, Logger: o.Logger.With().Str("component", "handoff").Logger(), Now: o.Now,
 		}),
-	})
-	unauth := auditlog.NewUnauthenticated(auditlog.UnauthenticatedOptions{
-		Store: o.Store, Source: o.ID, Registerer: o.Registerer, Logger: o.Logger, Now: o.Now,
 	})
 	var (
 		indexer *auditlog.Indexer
@@ -170,7 +207,7 @@ func NewNode(o NodeOptions) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	replOpts := repl.Options{Store: o.Store, NATS: o.Replication.NATS, Source: o.ID, Logger: o.Logger, Now: o.Now}
+	replOpts := repl.Options{Store: o.Store, NATS: o.Replication.NATS, Source: o.ID, Denied: refusals, Logger: o.Logger, Now: o.Now}
 	if led != nil {
 		replOpts.Ledger = led
 	}
@@ -181,12 +218,16 @@ func NewNode(o NodeOptions) (*Node, error) {
 		Divergence: &control.Divergence{Store: o.Store},
 		Audit:      search, Replication: replication,
 		PreAuth: []grpc.UnaryServerInterceptor{
-			unauth.Unary(), failover.AuditDenied(authn), shards.AuditDenied(authn), evacuation.AuditDenied(authn),
+			gd.Unary(), unauth.Unary(), failover.AuditDenied(authn), shards.AuditDenied(authn), evacuation.AuditDenied(authn),
 			replication.AuditDenied(authn),
 		},
-		PreAuthStream: []grpc.StreamServerInterceptor{unauth.Stream()},
-		RefusedREST:   unauth.REST,
-		Logger:        o.Logger,
+		PreAuthStream: []grpc.StreamServerInterceptor{gd.Stream(), unauth.Stream()},
+		AdmitREST:     gd.AdmitREST,
+		RefusedREST: func(r *http.Request, err error) {
+			gd.RefusedREST(r, err)
+			unauth.REST(r, err)
+		},
+		Logger: o.Logger,
 	})
 	if err := srv.Listen(); err != nil {
 		return nil, err
@@ -204,7 +245,8 @@ func NewNode(o NodeOptions) (*Node, error) {
 		Store: o.Store, ID: o.ID, Registerer: o.Registerer,
 		Logger: o.Logger.With().Str("component", "dclive").Logger(), Now: o.Now,
 	})
-	return &Node{Leader: l, Queue: q, Cache: cache, Server: srv, Indexer: indexer, Ledger: led, Operations: runner, Prober: prober, Watcher: watcher}, nil
+	return &Node{Leader: l, Queue: q, Cache: cache, Server: srv, Indexer: indexer, Ledger: led, Operations: runner, Prober: prober, Watcher: watcher,
+		Refusals: refusals, Guard: gd}, nil
 }
 
 // newLedger builds the request ledger when the coordinator has both NATS
@@ -238,6 +280,7 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { return n.Queue.Run(gctx) })
 	g.Go(func() error { return n.Operations.Run(gctx) })
 	g.Go(func() error { return n.Server.Run(gctx) })
+	g.Go(func() error { return n.Refusals.Run(gctx) })
 	if n.Indexer != nil {
 		g.Go(func() error { return n.Indexer.Run(gctx) })
 	}

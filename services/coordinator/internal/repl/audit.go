@@ -27,17 +27,24 @@ const (
 	auditSequences = 20
 )
 
+// EventWriter stores audit events: audit.Outbox, or for refused calls
+// auditlog.Refusals.
+type EventWriter interface {
+	Put(ctx context.Context, ev audit.Event) error
+}
+
 // auditor writes the audit events of RetryDeadLetters calls.
 type auditor struct {
-	outbox *audit.Outbox
+	outbox EventWriter
+	denied EventWriter
 	source string
 	now    func() time.Time
 	log    zerolog.Logger
 	seq    atomic.Uint64
 }
 
-func newAuditor(st *state.Store, source string, now func() time.Time, log zerolog.Logger) *auditor {
-	return &auditor{outbox: audit.NewOutbox(st), source: source, now: now, log: log}
+func newAuditor(st *state.Store, denied EventWriter, source string, now func() time.Time, log zerolog.Logger) *auditor {
+	return &auditor{outbox: audit.NewOutbox(st), denied: denied, source: source, now: now, log: log}
 }
 
 // event starts the audit event of a retry request by who.
@@ -76,9 +83,13 @@ func (a *auditor) finish(ctx context.Context, ev *audit.Event, err error, failed
 	default:
 		ev.Outcome = audit.OutcomeOK
 	}
+	w := a.outbox
+	if ev.Outcome == audit.OutcomeDenied && a.denied != nil {
+		w = a.denied
+	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
 	defer cancel()
-	if perr := a.outbox.Put(wctx, *ev); perr != nil {
+	if perr := w.Put(wctx, *ev); perr != nil {
 		a.log.Error().Err(perr).Str("action", ev.Action).Str("target", ev.Target).Str("actor", ev.Actor).
 			Str("outcome", ev.Outcome).Msg("audit event not written")
 	}

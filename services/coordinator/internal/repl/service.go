@@ -41,6 +41,10 @@ type Options struct {
 	NATS *nats.Conn
 	// Source names this coordinator in audit events.
 	Source string
+	// Denied, when non-nil, writes the events of refused calls (outcome
+	// DENIED) instead of the outbox (auditlog.Refusals aggregates them per
+	// caller).
+	Denied EventWriter
 	Logger zerolog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -61,7 +65,7 @@ func New(o Options) *Service {
 	if o.Source == "" {
 		o.Source = "coordinator"
 	}
-	return &Service{o: o, aud: newAuditor(o.Store, o.Source, o.Now, o.Logger)}
+	return &Service{o: o, aud: newAuditor(o.Store, o.Denied, o.Source, o.Now, o.Logger)}
 }
 
 // errOff is the answer of the calls that need NATS on a coordinator

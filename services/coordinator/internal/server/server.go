@@ -58,6 +58,10 @@ type Options struct {
 	// UNAUTHENTICATED before the gateway read anything of it (e.g. to
 	// audit it; the gRPC interceptors never see such a call).
 	RefusedREST func(r *http.Request, err error)
+	// AdmitREST, when non-nil, runs first for every REST call: an error
+	// answers the call at once (e.g. a throttled caller's
+	// RESOURCE_EXHAUSTED).
+	AdmitREST func(r *http.Request) error
 	// MaxBodyBytes bounds a REST request body; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 	Logger       zerolog.Logger
@@ -304,6 +308,13 @@ func (s *Server) authenticateFirst(gw *runtime.ServeMux, eo apierr.Options) http
 	}
 	render := apierr.HTTPErrorHandler(eo)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.o.AdmitREST != nil {
+			if err := s.o.AdmitREST(r); err != nil {
+				_, out := runtime.MarshalerForRequest(gw, r)
+				render(r.Context(), gw, out, w, r, err)
+				return
+			}
+		}
 		ctx := metadata.NewIncomingContext(r.Context(), metadata.Pairs("authorization", r.Header.Get("Authorization")))
 		if r.Header.Get("Authorization") == "" {
 			ctx = metadata.NewIncomingContext(r.Context(), metadata.MD{})
