@@ -40,13 +40,17 @@ type Event struct {
 	Err string `json:"error,omitempty"`
 }
 
-// SystemRecord is what the services recorded for an event (a failover
-// record).
+// SystemRecord is what the services recorded for an event: the HA agent's
+// failover record, or the coordinator's operation of an evacuation or a
+// restore (see operationRecord).
 type SystemRecord struct {
-	ID          string        `json:"id"`
-	Outcome     string        `json:"outcome"`
-	OldMaster   string        `json:"old_master"`
-	NewMaster   string        `json:"new_master"`
+	ID        string `json:"id"`
+	Outcome   string `json:"outcome"`
+	OldMaster string `json:"old_master,omitempty"`
+	NewMaster string `json:"new_master,omitempty"`
+	// Moved and Aborted count an operation's handoffs.
+	Moved       int           `json:"moved,omitempty"`
+	Aborted     int           `json:"aborted,omitempty"`
 	RTO         time.Duration `json:"rto"`
 	BlockWindow time.Duration `json:"block_window"`
 	// RPO is the number of transactions the system says were lost; -1

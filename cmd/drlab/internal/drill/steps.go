@@ -307,10 +307,11 @@ func (d *Drill) waitOperation(ctx context.Context, id string, ev *Event) {
 		if err == nil {
 			switch op := resp.GetOperation(); op.GetState() {
 			case drplanev1.OperationState_OPERATION_STATE_SUCCEEDED:
-				ev.Done = time.Now()
+				ev.Done, ev.Record = time.Now(), operationRecord(op)
 				return
 			case drplanev1.OperationState_OPERATION_STATE_FAILED, drplanev1.OperationState_OPERATION_STATE_CANCELED:
 				ev.Done, ev.Err = time.Now(), fmt.Sprintf("operation %s ended %s: %s", id, op.GetState(), op.GetError())
+				ev.Record = operationRecord(op)
 				return
 			}
 		}
@@ -320,4 +321,35 @@ func (d *Drill) waitOperation(ctx context.Context, id string, ev *Event) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// operationRecord is the coordinator's record of an evacuation or restore,
+// from its handoffs: writes to a shard stop only while the handoff engine
+// holds it frozen, so the longest freeze the engine measured (freeze to
+// unfreeze) is both the system's RTO and block window of the event. A
+// handoff flips a shard only once the new owner applied the old owner's
+// watermark, and an aborted one unfreezes it at the old owner, so the
+// system's RPO of a finished operation is zero by construction; -1
+// (unknown) for one that failed or was canceled.
+func operationRecord(op *drplanev1.Operation) *SystemRecord {
+	r := &SystemRecord{ID: op.GetId(), Outcome: strings.TrimPrefix(op.GetState().String(), "OPERATION_STATE_"), RPO: -1}
+	if op.GetState() == drplanev1.OperationState_OPERATION_STATE_SUCCEEDED {
+		r.RPO = 0
+	}
+	var longest int64
+	for _, h := range op.GetHandoffs() {
+		switch h.GetState() {
+		case drplanev1.HandoffState_HANDOFF_STATE_MOVED:
+			r.Moved++
+		case drplanev1.HandoffState_HANDOFF_STATE_ABORTED:
+			r.Aborted++
+		}
+		longest = max(longest, h.GetBlockMs())
+	}
+	if t := op.GetTotals(); t != nil {
+		longest = max(longest, t.GetBlockMaxMs())
+	}
+	r.RTO = time.Duration(longest) * time.Millisecond
+	r.BlockWindow = r.RTO
+	return r
 }

@@ -1,0 +1,31 @@
+package drill
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+
+	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
+)
+
+func TestOperationRecord(t *testing.T) {
+	op := &drplanev1.Operation{Id: "op-1", State: drplanev1.OperationState_OPERATION_STATE_SUCCEEDED,
+		Handoffs: []*drplanev1.Handoff{
+			{Shard: 0, State: drplanev1.HandoffState_HANDOFF_STATE_MOVED, BlockMs: 120},
+			{Shard: 1, State: drplanev1.HandoffState_HANDOFF_STATE_MOVED, BlockMs: 340},
+			{Shard: 2, State: drplanev1.HandoffState_HANDOFF_STATE_SKIPPED},
+		},
+		Totals: &drplanev1.OperationTotals{BlockMaxMs: 340}}
+	r := operationRecord(op)
+	assert.Equal(t, &SystemRecord{ID: "op-1", Outcome: "SUCCEEDED", Moved: 2, RTO: 340 * time.Millisecond,
+		BlockWindow: 340 * time.Millisecond, RPO: 0}, r)
+
+	op.State = drplanev1.OperationState_OPERATION_STATE_FAILED
+	op.Handoffs[1].State = drplanev1.HandoffState_HANDOFF_STATE_ABORTED
+	r = operationRecord(op)
+	assert.Equal(t, "FAILED", r.Outcome)
+	assert.Equal(t, 1, r.Moved)
+	assert.Equal(t, 1, r.Aborted)
+	assert.EqualValues(t, -1, r.RPO, "a failed operation's loss is not known")
+}
