@@ -114,7 +114,7 @@ func downCmd() *cobra.Command {
 }
 
 func drillCmd() *cobra.Command {
-	var dir, steps, output, binDir string
+	var dir, steps, output, binDir, brk string
 	var repeat int
 	var rate float64
 	var fresh bool
@@ -131,14 +131,19 @@ directly, that no acknowledged write was lost, that no two instances of a
 cluster were writable at once, that no deposed master acknowledged a write,
 that every DC holds the same data, that nothing was applied twice, and that
 every shard has one owner. Prints per event the RTO, the write-block window
-and the RPO next to the failover records' own figures, writes
-DIR/drill-report.json, and exits 1 when any check failed.`,
+and the RPO next to the system's own figures (failover records, evacuation
+and restore operations), writes DIR/drill-report.json, and exits 1 when any
+check failed. --break adds a deliberate fault after each step, to see the
+checks fail.`,
 		Example: `  drlab drill --fresh
   drlab drill --steps kill,pause --repeat 10 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			list, err := drill.ParseSteps(steps)
 			if err != nil {
+				return &exitError{code: config.ExitInvalid, err: err}
+			}
+			if err := drill.ParseBreak(brk); err != nil {
 				return &exitError{code: config.ExitInvalid, err: err}
 			}
 			if output != "table" && output != "json" {
@@ -162,7 +167,7 @@ DIR/drill-report.json, and exits 1 when any check failed.`,
 			}
 			var report *drill.Report
 			err = drill.OnLab(ctx, dir, fresh, start, func(l *labfile.Lab) error {
-				report, err = drill.Run(ctx, drill.Options{Lab: l, Steps: list, Repeat: repeat, Rate: rate, Progress: os.Stderr, Logger: log})
+				report, err = drill.Run(ctx, drill.Options{Lab: l, Steps: list, Repeat: repeat, Rate: rate, Break: brk, Progress: os.Stderr, Logger: log})
 				if err != nil {
 					return err
 				}
@@ -191,6 +196,7 @@ DIR/drill-report.json, and exits 1 when any check failed.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "report format: table or json")
 	cmd.Flags().StringVar(&binDir, "bin", "", "directory of the service binaries for a fresh lab (default: drlab's own directory)")
 	cmd.Flags().BoolVar(&fresh, "fresh", false, "always start a fresh lab in --dir (refused while a lab runs there)")
+	cmd.Flags().StringVar(&brk, "break", "", "add a deliberate fault after each step, to see the checks fail: "+strings.Join(drill.Breaks, ","))
 	return cmd
 }
 

@@ -35,43 +35,29 @@ type drillReport struct {
 			Outcome string `json:"outcome"`
 		} `json:"record"`
 	} `json:"events"`
-	Checks []struct {
-		Name    string `json:"name"`
-		After   string `json:"after"`
-		Outcome string `json:"outcome"`
-		Detail  string `json:"detail"`
-	} `json:"checks"`
+	Checks []drillCheck `json:"checks"`
 }
 
-// drillSteps are the steps of the short drill. The paused-master step
-// (pause) is not in it yet: today a master resumed after SIGSTOP answers
-// read_only=0 for a few hundred milliseconds next to the new master, and
-// the HA agent quarantines it instead of rejoining it, so the drill's
-// two-writable and redundancy checks fail on it (see docs/benchmarks.md).
-// Add it back once those pass.
-const drillSteps = "kill,switchover"
+type drillCheck struct {
+	Name    string `json:"name"`
+	After   string `json:"after"`
+	Outcome string `json:"outcome"`
+	Detail  string `json:"detail"`
+}
+
+// drillSteps are the steps of the short drill: one in each of the lab's
+// three DCs.
+const drillSteps = "kill,switchover,pause"
 
 // TestDrillShort runs the short DR drill on a fresh lab, as make demo does:
-// kill -9 of a master and a switchover, each in another DC, under SDK
-// writes to every shard, and requires every check to pass.
+// kill -9 of a master, a switchover and a paused master, each in another
+// DC, under SDK writes to every shard, and requires every check to pass,
+// full redundancy after each step included.
 func TestDrillShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the whole lab and runs the drill")
 	}
-	bin := bins(t)
-	dir := filepath.Join(t.TempDir(), "lab")
-	cmd := exec.Command(filepath.Join(bin, "drlab"), "drill", "--fresh", "--dir", dir, "--steps", drillSteps, "-o", "json")
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	t.Cleanup(func() { _ = exec.Command(filepath.Join(bin, "drlab"), "down", "--dir", dir).Run() })
-	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
-		t.Fatalf("drlab drill: %v\n%s", err, errb.String())
-	}
-	t.Logf("drlab drill:\n%s", errb.String())
-	var r drillReport
-	require.NoError(t, json.Unmarshal(out.Bytes(), &r), "report: %s\nstderr: %s", out.String(), errb.String())
+	r, dir, runErr := runDrill(t, "--steps", drillSteps)
 
 	// The report is also in the lab directory.
 	saved, err := os.ReadFile(filepath.Join(dir, "drill-report.json"))
@@ -100,26 +86,60 @@ func TestDrillShort(t *testing.T) {
 	require.Positive(t, r.Writes.Acked)
 	failed := 0
 	for _, c := range r.Checks {
-		if c.Name == redundancyCheck && c.Outcome != "PASS" {
-			// Not gated here: under load the HA agent sometimes stops a
-			// healthy replica of a DC no step touched (it reads the
-			// replica's position after the master's and takes it for
-			// errant GTIDs), so the cluster stays one replica short. The
-			// drill reports it; the invariants below must hold regardless.
-			t.Logf("not fully redundant (after %s): %s", c.After, c.Detail)
-			continue
-		}
 		if !assert.Equal(t, "PASS", c.Outcome, "%s (after %s): %s", c.Name, c.After, c.Detail) {
 			failed++
 		}
 	}
 	require.Zero(t, failed, "the drill reported a failed check")
-	if r.Passed {
-		require.NoError(t, err, "drlab drill passed but exited non-zero")
-	} else {
-		require.True(t, errors.As(err, &ee) && ee.ExitCode() == 1, "a failed check must make drlab drill exit 1: %v", err)
-	}
+	require.True(t, r.Passed)
+	require.NoError(t, runErr, "drlab drill passed but exited non-zero")
 }
 
-// redundancyCheck is the name of the drill's redundancy check.
-const redundancyCheck = "full redundancy restored"
+// TestDrillBreak runs the drill with a deliberate fault after its step (a
+// replica made writable beside its master for a second, as a build that
+// promotes without fencing would): the drill must fail, exit 1, and name the
+// violation.
+func TestDrillBreak(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the whole lab and runs the drill")
+	}
+	r, _, err := runDrill(t, "--steps", "switchover", "--break", "writable-replica")
+	var ee *exec.ExitError
+	require.True(t, errors.As(err, &ee) && ee.ExitCode() == 1, "a failed check must make drlab drill exit 1: %v", err)
+	require.False(t, r.Passed)
+	require.Len(t, r.Events, 1)
+	require.Empty(t, r.Events[0].Error)
+	dc := r.Events[0].Target[:5]
+	var two *drillCheck
+	for i, c := range r.Checks {
+		if c.Name == "never two writable instances of a cluster" {
+			two = &r.Checks[i]
+		}
+	}
+	require.NotNil(t, two, "no two-writable check in the report")
+	require.Equal(t, "FAIL", two.Outcome)
+	require.Contains(t, two.Detail, dc+"/main at ", "the violation names the cluster")
+	require.Contains(t, two.Detail, "writable "+dc+"-db", "the violation names the writable instances")
+}
+
+// runDrill runs drlab drill on a fresh lab with args and returns its report,
+// the lab directory and the command's error (an *exec.ExitError when it
+// exited non-zero).
+func runDrill(t *testing.T, args ...string) (drillReport, string, error) {
+	t.Helper()
+	bin := bins(t)
+	dir := filepath.Join(t.TempDir(), "lab")
+	cmd := exec.Command(filepath.Join(bin, "drlab"), append([]string{"drill", "--fresh", "--dir", dir, "-o", "json"}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	t.Cleanup(func() { _ = exec.Command(filepath.Join(bin, "drlab"), "down", "--dir", dir).Run() })
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("drlab drill: %v\n%s", err, errb.String())
+	}
+	t.Logf("drlab drill:\n%s", errb.String())
+	var r drillReport
+	require.NoError(t, json.Unmarshal(out.Bytes(), &r), "report: %s\nstderr: %s", out.String(), errb.String())
+	return r, dir, err
+}

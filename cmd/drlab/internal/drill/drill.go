@@ -33,6 +33,9 @@ type Options struct {
 	// RedundancyBound the wait for every cluster to be fully redundant
 	// again between steps.
 	RecoverBound, ConvergeBound, RedundancyBound time.Duration
+	// Break, when set (one of Breaks), adds a deliberate fault after each
+	// step, to show that the checks fail on it.
+	Break string
 	// Warmup is how long the writers run before the first step.
 	Warmup time.Duration
 	// Progress receives one line per step and check as the drill goes.
@@ -252,6 +255,9 @@ func (d *Drill) steps(ctx context.Context) error {
 			d.say("%s#%d in %s", name, round, dc)
 			fn(ctx, d, dc, &ev)
 			ev.Outage = MeasureOutage(d.writers.Writes(), ev.Shards, ev.At, ev.Done, ev.OldMaster)
+			if err := d.breakAfter(ctx, dc); err != nil && ev.Err == "" {
+				ev.Err = "break " + d.o.Break + ": " + err.Error()
+			}
 			label := fmt.Sprintf("%s#%d", name, round)
 			if ev.Err != "" {
 				d.say("  %s", ev.Err)

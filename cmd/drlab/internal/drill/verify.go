@@ -75,6 +75,24 @@ func (m *MySQL) Writable(ctx context.Context, dc string) []string {
 	return out
 }
 
+// SetReadOnly sets an instance's read_only as root.
+func (m *MySQL) SetReadOnly(ctx context.Context, instance string, on bool) error {
+	root := m.root[instance]
+	if root == nil {
+		return fmt.Errorf("no root access to %s", instance)
+	}
+	v := 0
+	if on {
+		v = 1
+	}
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := root.ExecContext(qctx, fmt.Sprintf("SET GLOBAL read_only = %d", v)); err != nil {
+		return fmt.Errorf("%s: set read_only=%d: %w", instance, v, err)
+	}
+	return nil
+}
+
 // Master returns the one writable instance of a DC.
 func (m *MySQL) Master(ctx context.Context, dc string) (string, error) {
 	w := m.Writable(ctx, dc)
