@@ -56,6 +56,10 @@ type SystemRecord struct {
 	// RPO is the number of transactions the system says were lost; -1
 	// when it does not know.
 	RPO int64 `json:"rpo_transactions"`
+	// Rewound counts the requests reship had shipped from the old master
+	// that the new one lacks (the record's rewind): the other DCs applied
+	// them, the event's DC does not have them.
+	Rewound int `json:"rewound_requests,omitempty"`
 }
 
 // Outage is the writers' view of an event on the affected shards.

@@ -114,6 +114,9 @@ func (r *Report) Table(w io.Writer) error {
 			if rec.RPO < 0 {
 				sysRPO = "unknown"
 			}
+			if rec.Rewound > 0 {
+				sysRPO += fmt.Sprintf(" (+%d shipped, rewound)", rec.Rewound)
+			}
 		}
 		rto, outcome := ms(e.Outage.RTO), "ok"
 		if !e.Outage.Recovered {

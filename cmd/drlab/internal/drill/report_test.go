@@ -15,7 +15,7 @@ func TestReportTable(t *testing.T) {
 		Events: []Event{
 			{Step: "kill", Kind: "kill", Round: 1, Available: true, Target: "dc-a1/main master dc-a1-db1",
 				Outage: Outage{Recovered: true, RTO: 412 * time.Millisecond, Block: 380 * time.Millisecond, Failed: 9},
-				Record: &SystemRecord{Outcome: "SUCCEEDED", RTO: 250 * time.Millisecond, RPO: 0}},
+				Record: &SystemRecord{Outcome: "SUCCEEDED", RTO: 250 * time.Millisecond, RPO: 0, Rewound: 1}},
 			{Step: "evacuate", Kind: "evacuate", Round: 1, Reason: "the coordinator does not implement evacuation yet"},
 		},
 		Writes: Writes{Attempted: 100, Acked: 91, Failed: 9, Errors: map[string]int{"connection_refused": 9}},
@@ -33,6 +33,7 @@ func TestReportTable(t *testing.T) {
 	assert.Contains(t, out, "not available: the coordinator does not implement evacuation yet")
 	assert.NotContains(t, out, "evacuate    1", "an unavailable step is not in the summary")
 	assert.Contains(t, out, "412ms")
+	assert.Contains(t, out, "0 (+1 shipped, rewound)", "the requests the other DCs applied and the event's DC lost")
 	assert.Contains(t, out, "connection_refused  9")
 	assert.Contains(t, out, "FAIL    after run: dc-a1/main at 03:04:05.000: writable db1, db2")
 	assert.Contains(t, out, "FAIL: see the checks above")

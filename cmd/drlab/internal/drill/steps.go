@@ -270,7 +270,8 @@ func (d *Drill) systemRecord(ctx context.Context, dc string, ev *Event, kind drp
 func recordOf(r *drplanev1.FailoverRecord) *SystemRecord {
 	return &SystemRecord{ID: r.GetId(), Outcome: strings.TrimPrefix(r.GetOutcome().String(), "FAILOVER_OUTCOME_"),
 		OldMaster: r.GetOldMaster(), NewMaster: r.GetNewMaster(), RTO: r.GetRto().AsDuration(),
-		BlockWindow: r.GetBlockWindow().AsDuration(), RPO: r.GetRpoTransactions()}
+		BlockWindow: r.GetBlockWindow().AsDuration(), RPO: r.GetRpoTransactions(),
+		Rewound: int(r.GetRewind().GetLostRequestsTotal())}
 }
 
 // stepEvacuate drains the DC through the evacuation API and waits for the
