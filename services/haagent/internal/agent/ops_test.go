@@ -148,13 +148,21 @@ func TestActiveAgentCrashMidRecovery(t *testing.T) {
 	assert.Contains(t, recs[0].Error, "interrupted")
 	assert.Equal(t, state.OutcomeSucceeded, recs[1].Outcome)
 	assert.Equal(t, "agent-standby", recs[1].Agent)
-	evs, err := audit.NewOutbox(e.Store).List(context.Background(), 0)
-	require.NoError(t, err)
-	var actions []string
-	for _, ev := range evs {
-		actions = append(actions, ev.Action)
-	}
-	assert.Contains(t, actions, "failover.automatic")
+	// The runner audits after it saved the final record: wait for the event.
+	check.For(t, 10*time.Second, check.Every, func() error {
+		evs, err := audit.NewOutbox(e.Store).List(context.Background(), 0)
+		if err != nil {
+			return err
+		}
+		var actions []string
+		for _, ev := range evs {
+			if ev.Action == "failover.automatic" {
+				return nil
+			}
+			actions = append(actions, ev.Action)
+		}
+		return fmt.Errorf("no failover.automatic audit event yet, only %v", actions)
+	})
 }
 
 // haagentBinary returns $DRPLANE_BIN/haagent when set, else builds it.
