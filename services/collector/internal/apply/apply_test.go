@@ -2,6 +2,7 @@ package apply_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -35,6 +36,7 @@ func TestApply(t *testing.T) {
 	t.Run("binlog skip flag", func(t *testing.T) { testSkipFlag(t, sh) })
 	t.Run("local NATS restarted while applying", func(t *testing.T) { testNATSRestart(t, sh) })
 	t.Run("duplicate past the first dedup chunk", func(t *testing.T) { testBigBatchDuplicate(t, sh) })
+	t.Run("late change older than the rows", func(t *testing.T) { testOrderingGuard(t, sh) })
 	t.Run("throughput", func(t *testing.T) { testThroughput(t, sh) })
 }
 
@@ -391,4 +393,59 @@ func testThroughput(t *testing.T, sh *shared) {
 		1000*r.histSum("drplane_collector_batch_seconds")/batches)
 	assert.EqualValues(t, n, scalar(t, b.app, "SELECT COUNT(*) FROM bench"))
 	assert.EqualValues(t, n, scalar(t, b.app, "SELECT COUNT(*) FROM "+apply.DedupTable))
+}
+
+// testOrderingGuard: a request that arrives after newer changes of the same
+// origin to its rows (a retried dead letter, a late republish) does not
+// roll those rows back: its changes to them are skipped and counted, its
+// changes to other rows are applied. A change from another origin is not
+// ordered against them (a handoff's barrier orders origins).
+func testOrderingGuard(t *testing.T, sh *shared) {
+	b := newBed(t, sh)
+	g := &gen{origin: dcA1, server: 11}
+	note := func(s string) *string { return &s }
+	old := g.event(0, "orders",
+		&drplanev1.RowChange{Op: drplanev1.RowOp_ROW_OP_INSERT, Key: []*drplanev1.Column{col("id", int64(1))},
+			After: orderRow{ID: 1, User: 8, Amount: 100, Note: note("old")}.cols()},
+		&drplanev1.RowChange{Op: drplanev1.RowOp_ROW_OP_INSERT, Key: []*drplanev1.Column{col("id", int64(2))},
+			After: orderRow{ID: 2, User: 8, Amount: 200, Note: note("old")}.cols()},
+		&drplanev1.RowChange{Op: drplanev1.RowOp_ROW_OP_INSERT, Key: []*drplanev1.Column{col("id", int64(3))},
+			After: orderRow{ID: 3, User: 8, Amount: 300, Note: note("old")}.cols()})
+	newer := g.event(0, "orders",
+		&drplanev1.RowChange{Op: drplanev1.RowOp_ROW_OP_UPDATE, Key: []*drplanev1.Column{col("id", int64(1))},
+			Before: orderRow{ID: 1, User: 8, Amount: 100, Note: note("old")}.cols(),
+			After:  orderRow{ID: 1, User: 8, Amount: 101, Note: note("new")}.cols()})
+	deleted := g.event(0, "orders",
+		&drplanev1.RowChange{Op: drplanev1.RowOp_ROW_OP_DELETE, Key: []*drplanev1.Column{col("id", int64(2))},
+			Before: orderRow{ID: 2, User: 8, Amount: 200, Note: note("old")}.cols()})
+	r := b.start(nil, nil)
+	b.publish(newer, deleted)
+	b.waitDrained(2, waitLong)
+	b.publish(old) // the oldest change of the three comes last
+	b.waitDrained(3, waitLong)
+
+	noteOf := func(id int64) string {
+		var n sql.NullString
+		err := b.app.QueryRowContext(t.Context(), "SELECT note FROM orders WHERE id = ?", id).Scan(&n)
+		if errors.Is(err, sql.ErrNoRows) {
+			return "(none)"
+		}
+		require.NoError(t, err)
+		return n.String
+	}
+	assert.Equal(t, "new", noteOf(1), "the newer update stays")
+	assert.Equal(t, "(none)", noteOf(2), "the deleted row stays deleted")
+	assert.Equal(t, "old", noteOf(3), "a row no newer change touched is applied")
+	assert.EqualValues(t, 2, r.counter("drplane_collector_stale_rows_total"))
+	assert.EqualValues(t, 3, r.counter("drplane_collector_applied_total"), "the late request is applied (its other rows) and acked")
+
+	// Another origin's change is not ordered against dc-a1's.
+	other := (&gen{origin: dcA2, server: 21}).event(0, "orders",
+		&drplanev1.RowChange{Op: drplanev1.RowOp_ROW_OP_UPDATE, Key: []*drplanev1.Column{col("id", int64(1))},
+			Before: orderRow{ID: 1, User: 8, Amount: 101, Note: note("new")}.cols(),
+			After:  orderRow{ID: 1, User: 8, Amount: 102, Note: note("from a2")}.cols()})
+	b.publish(other)
+	b.waitDrained(4, waitLong)
+	assert.Equal(t, "from a2", noteOf(1))
+	assert.EqualValues(t, 2, r.counter("drplane_collector_stale_rows_total"))
 }

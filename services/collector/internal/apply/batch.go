@@ -189,8 +189,15 @@ func (a *Applier) applyTx(ctx context.Context, items []*item) (err error) {
 	var ops []rowOp
 	for i, it := range items {
 		if it.fresh {
-			ops = append(ops, rowOps(it.ev, dbs[i])...)
+			for _, op := range rowOps(it.ev, dbs[i]) {
+				op.it = it
+				ops = append(ops, op)
+			}
 		}
+	}
+	ops, stale, err := guardOps(ctx, tx, ops)
+	if err != nil {
+		return err
 	}
 	if err := execOps(ctx, tx, ops); err != nil {
 		return err
@@ -205,7 +212,7 @@ func (a *Applier) applyTx(ctx context.Context, items []*item) (err error) {
 		return fmt.Errorf("commit: %w", err)
 	}
 	for _, it := range items {
-		it.done = true
+		it.done, it.stale = true, stale[it]
 		if it.fresh {
 			a.applied++
 		}
@@ -238,6 +245,11 @@ func (a *Applier) ensureTable(ctx context.Context, db string) error {
 	if _, err := pool.ExecContext(ctx, barrierDDL(db)); err != nil {
 		return fmt.Errorf("create %s: %w", qualify(db, "drplane_barrier"), err)
 	}
+	for _, ddl := range rowPositionDDL(db) {
+		if _, err := pool.ExecContext(ctx, ddl); err != nil {
+			return fmt.Errorf("create the ordering guard's tables in %s: %w", quoteIdent(db), err)
+		}
+	}
 	a.ensured[db] = true
 	return nil
 }
@@ -262,6 +274,12 @@ func (a *Applier) record(items []*item, at time.Time) {
 		case it.ev == nil || !it.done:
 		case it.fresh:
 			origin := it.ev.GetOriginDc()
+			if it.stale > 0 {
+				a.m.staleRows.WithLabelValues(origin).Add(float64(it.stale))
+				a.log.Warn().Str("origin", origin).Str("request", it.ev.GetRequestId()).Str("gtid", it.ev.GetGtid()).
+					Int("rows_skipped", it.stale).Int("rows", len(it.ev.GetRows())).
+					Msg("request older than changes already applied to some of its rows: those rows keep the newer data")
+			}
 			a.m.applied.WithLabelValues(origin).Inc()
 			a.m.rows.WithLabelValues(origin).Add(float64(len(it.ev.GetRows())))
 			if ct := it.commitTime(); !ct.IsZero() {

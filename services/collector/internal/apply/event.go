@@ -52,6 +52,9 @@ type item struct {
 	poison error
 	// attempts counts the non-transient failures of the request applied alone.
 	attempts int
+	// stale counts the row changes the ordering guard skipped: rows that
+	// newer changes of the same origin had reached first.
+	stale int
 	// diverged: refused as divergence, not applied; unacked: not acked
 	// either (the divergence could not be recorded yet).
 	diverged, unacked bool

@@ -111,7 +111,9 @@ func newBed(t *testing.T, sh *shared) *bed {
 	b := &bed{t: t, sh: sh, st: state.New(sh.cli, root), js: map[string]jetstream.JetStream{}}
 	admin := sh.db.AdminDB(sh.db.Master)
 	for _, q := range []string{"SET GLOBAL read_only = 0", "DELETE FROM shop.orders", "DELETE FROM shop.items",
-		"UPDATE shop.apply_count SET n = 0", "DROP TABLE IF EXISTS shop." + apply.DedupTable, "DELETE FROM shop.plain", "DELETE FROM shop.bench"} {
+		"UPDATE shop.apply_count SET n = 0", "DROP TABLE IF EXISTS shop." + apply.DedupTable,
+		"DROP TABLE IF EXISTS shop." + apply.RowPositionTable, "DROP TABLE IF EXISTS shop." + apply.OriginPositionTable,
+		"DELETE FROM shop.plain", "DELETE FROM shop.bench"} {
 		_, err := admin.ExecContext(ctx, q)
 		require.NoError(t, err, q)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -300,3 +301,25 @@ type hdrMsg struct {
 
 func (m *hdrMsg) Headers() nats.Header { return m.h }
 func (m *hdrMsg) Data() []byte         { return m.data }
+
+func TestRowGuardOrder(t *testing.T) {
+	at := func(origin, g string) position { return positionOf(&drplanev1.ChangeEvent{OriginDc: origin, Gtid: g}) }
+	assert.True(t, at("a", "0-1-5").before(at("a", "0-2-6")), "same origin and domain: by sequence, whatever the server")
+	assert.False(t, at("a", "0-1-6").before(at("a", "0-1-6")))
+	assert.False(t, at("a", "0-1-7").before(at("a", "0-1-6")))
+	assert.False(t, at("a", "0-1-5").before(at("b", "0-1-6")), "other origins are not ordered")
+	assert.False(t, at("a", "0-1-5").before(at("a", "1-1-6")), "nor other domains")
+	assert.False(t, at("a", "garbage").before(at("a", "0-1-6")), "an unparsable GTID is never older")
+
+	id := func(v int64) []*drplanev1.Column {
+		return []*drplanev1.Column{{Name: "id", Value: &drplanev1.Value{Kind: &drplanev1.Value_Int{Int: v}}}}
+	}
+	assert.Less(t, string(rowKey("t", id(-5))), string(rowKey("t", id(3))), "integer keys keep their order")
+	assert.Less(t, string(rowKey("t", id(3))), string(rowKey("t", id(300))))
+	assert.NotEqual(t, rowKey("t", id(3)), rowKey("u", id(3)), "tables apart")
+	long := []*drplanev1.Column{{Name: "k", Value: &drplanev1.Value{Kind: &drplanev1.Value_Text{Text: strings.Repeat("x", 400)}}}}
+	k := rowKey("t", long)
+	assert.Len(t, k, 33, "a long key by its hash")
+	assert.Equal(t, byte(0xFF), k[0])
+	assert.Nil(t, rowKey("t", nil))
+}

@@ -11,6 +11,7 @@ type metrics struct {
 	rows         *prometheus.CounterVec
 	duplicates   *prometheus.CounterVec
 	diverged     *prometheus.CounterVec
+	staleRows    *prometheus.CounterVec
 	deadLetters  *prometheus.CounterVec
 	redeliveries prometheus.Counter
 	batchSize    prometheus.Histogram
@@ -44,6 +45,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		diverged: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "drplane_collector_diverged_total",
 			Help: "Changes refused because their origin had handed the shard off before capturing them (divergence).",
+		}, []string{"origin"}),
+		staleRows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drplane_collector_stale_rows_total",
+			Help: "Row changes skipped by the ordering guard: older than a change of the same origin already applied to the row (a late retry or republish).",
 		}, []string{"origin"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "drplane_collector_dead_letters_total",
@@ -85,7 +90,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.lag, m.applied, m.rows, m.duplicates, m.diverged, m.deadLetters, m.redeliveries, m.batchSize,
+		reg.MustRegister(m.lag, m.applied, m.rows, m.duplicates, m.diverged, m.staleRows, m.deadLetters, m.redeliveries, m.batchSize,
 			m.batchSeconds, m.retries, m.ledgerDrops, m.ledgerErrors, m.auditErrors, m.pending)
 	}
 	return m

@@ -56,6 +56,12 @@ type rowOp struct {
 	cols  []string
 	vals  []any
 	size  int
+	// The ordering guard's view: the database, the row's key (rowKey; nil
+	// without a primary key), the change's source position and its request.
+	db  string
+	key []byte
+	pos position
+	it  *item
 }
 
 // signature groups ops that one statement can carry.
@@ -87,18 +93,24 @@ func valueSize(v any) int {
 // a row to another primary key deletes the old key first.
 func rowOps(ev *drplanev1.ChangeEvent, db string) []rowOp {
 	table := qualify(db, ev.GetTable())
+	pos := positionOf(ev)
 	ops := make([]rowOp, 0, len(ev.GetRows()))
+	add := func(kind opKind, cols, key []*drplanev1.Column) {
+		op := newOp(kind, table, cols)
+		op.db, op.key, op.pos = db, rowKey(ev.GetTable(), key), pos
+		ops = append(ops, op)
+	}
 	for _, rc := range ev.GetRows() {
 		switch rc.GetOp() {
 		case drplanev1.RowOp_ROW_OP_DELETE:
-			ops = append(ops, newOp(opDelete, table, rc.GetKey()))
+			add(opDelete, rc.GetKey(), rc.GetKey())
 		case drplanev1.RowOp_ROW_OP_UPDATE:
 			if old := movedKey(rc); old != nil {
-				ops = append(ops, newOp(opDelete, table, old))
+				add(opDelete, old, old)
 			}
-			ops = append(ops, newOp(opUpsert, table, rc.GetAfter()))
+			add(opUpsert, rc.GetAfter(), rc.GetKey())
 		default:
-			ops = append(ops, newOp(opUpsert, table, rc.GetAfter()))
+			add(opUpsert, rc.GetAfter(), rc.GetKey())
 		}
 	}
 	return ops
