@@ -236,9 +236,9 @@ func (b *bed) closePools() {
 	}
 }
 
-// reset empties shop.orders and the dedup table in every DC (on the
-// masters, as root; the statements replicate inside the DC and reship does
-// not ship DDL) once the collectors are idle.
+// reset empties shop.orders, the dedup table and the ordering guard's
+// tables in every DC (on the masters, as root; the statements replicate
+// inside the DC and reship does not ship DDL) once the collectors are idle.
 func (b *bed) reset(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -247,13 +247,15 @@ func (b *bed) reset(t testing.TB) {
 	for _, name := range dcNames() {
 		admin := b.dcs[name].admin(t)
 		stmts := []string{"TRUNCATE TABLE " + database + ".orders"}
-		var n int
-		if err := admin.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-			database, dedupTable).Scan(&n); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if n > 0 {
-			stmts = append(stmts, "TRUNCATE TABLE "+database+"."+dedupTable)
+		for _, table := range []string{dedupTable, "drplane_row_position", "drplane_origin_position"} {
+			var n int
+			if err := admin.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+				database, table).Scan(&n); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if n > 0 {
+				stmts = append(stmts, "TRUNCATE TABLE "+database+"."+table)
+			}
 		}
 		for _, stmt := range stmts {
 			if _, err := admin.ExecContext(ctx, stmt); err != nil {

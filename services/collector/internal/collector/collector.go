@@ -123,8 +123,11 @@ skip_replication=1 so that reship never ships the changes back. Each request
 writes a dedup row (origin_dc, request_id) into <database>.drplane_applied
 (created at start) in the same transaction: a request delivered again, also
 past the JetStream dedup window, is skipped. Rows are applied by primary key
-(upsert of the after image, delete by key). Messages are acked after the
-commit.
+(upsert of the after image, delete by key). Each row change records its
+source position (origin, GTID) in <database>.drplane_row_position: a change
+older than the one recorded for its row from the same origin (a late retry)
+is skipped for that row and counted (drplane_collector_stale_rows_total).
+Messages are acked after the commit.
 
 Transient errors (connection lost, read-only during a failover, deadlock,
 lock wait) are retried with backoff and never dead-lettered. A batch that
