@@ -64,18 +64,22 @@ func (s Step) Done() bool { return s == StepMoved || s == StepSkipped }
 
 // Handoff is one shard's move within an operation.
 type Handoff struct {
-	Keyspace  string    `json:"ks"`
-	Shard     int       `json:"shard"`
-	From      string    `json:"from"`
-	To        string    `json:"to"`
-	Backup    string    `json:"backup"`
-	Wave      int       `json:"wave"`
-	Step      Step      `json:"step"`
-	Watermark string    `json:"wm,omitempty"`
-	FrozenAt  time.Time `json:"frozen_at,omitzero"`
-	DoneAt    time.Time `json:"done_at,omitzero"`
-	Revision  int64     `json:"rev,omitempty"`
-	Error     string    `json:"error,omitempty"`
+	Keyspace  string `json:"ks"`
+	Shard     int    `json:"shard"`
+	From      string `json:"from"`
+	To        string `json:"to"`
+	Backup    string `json:"backup"`
+	Wave      int    `json:"wave"`
+	Step      Step   `json:"step"`
+	Watermark string `json:"wm,omitempty"`
+	// WaveAt is when the leader started the handoff's wave (just before
+	// the freeze). A leader that resumes a wave a dead one started counts
+	// the block window from here: the shard may have been frozen since.
+	WaveAt   time.Time `json:"wave_at,omitzero"`
+	FrozenAt time.Time `json:"frozen_at,omitzero"`
+	DoneAt   time.Time `json:"done_at,omitzero"`
+	Revision int64     `json:"rev,omitempty"`
+	Error    string    `json:"error,omitempty"`
 }
 
 // Block is how long the shard refused writes (0 when it never froze).

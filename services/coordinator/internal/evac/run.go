@@ -235,8 +235,16 @@ func (r *Runner) wave(ctx context.Context, fence state.Fence, op *Operation, w i
 			return true, r.finish(ctx, fence, op, Canceled, "")
 		}
 		moves := make([]handoff.Move, len(idx))
+		// resumed marks the handoffs of a wave a dead leader started: it
+		// may have frozen them long before this leader's freeze.
+		resumed := make([]bool, len(idx))
 		for j, i := range idx {
 			h := &op.Handoffs[i]
+			if h.Step == StepFrozen && !h.WaveAt.IsZero() {
+				resumed[j] = true
+			} else {
+				h.WaveAt = r.o.Now().UTC()
+			}
 			h.Step, h.Error = StepFrozen, ""
 			moves[j] = handoff.Move{Keyspace: h.Keyspace, Shard: h.Shard, From: h.From, To: h.To, Backup: h.Backup}
 		}
@@ -253,6 +261,9 @@ func (r *Runner) wave(ctx context.Context, fence state.Fence, op *Operation, w i
 			h.Watermark, h.Revision, h.Error = res.Watermark, res.Revision, res.Error
 			if !res.FrozenAt.IsZero() {
 				h.FrozenAt, h.DoneAt = res.FrozenAt.UTC(), res.DoneAt.UTC()
+				if resumed[j] && h.WaveAt.Before(h.FrozenAt) {
+					h.FrozenAt = h.WaveAt
+				}
 			}
 			switch res.Outcome {
 			case handoff.Moved:

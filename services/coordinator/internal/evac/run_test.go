@@ -341,17 +341,20 @@ func TestNextLeaderResumesAnEvacuation(t *testing.T) {
 	op := b.evacuation(t, "dc-a1", 1)
 	ops := evac.NewStore(b.st)
 	// Stop the first leader in the middle of a wave.
+	var inFlight []int
+	var seen time.Time
 	check.For(t, waitFor, 2*time.Millisecond, func() error {
 		cur, err := ops.Get(t.Context(), op.ID)
 		if err != nil {
 			return err
 		}
-		for _, h := range cur.Handoffs {
+		seen, inFlight = time.Now(), nil
+		for i, h := range cur.Handoffs {
 			if h.Step == evac.StepFrozen && cur.Totals().Moved >= 1 {
-				return nil
+				inFlight = append(inFlight, i)
 			}
 		}
-		return fmt.Errorf("no second wave running yet")
+		return check.That(len(inFlight) > 0, "no second wave running yet")
 	})
 	c1.shutdown()
 	b.coordinator(t, "c2")
@@ -359,6 +362,13 @@ func TestNextLeaderResumesAnEvacuation(t *testing.T) {
 	assert.Equal(t, "c2", done.Leader)
 	b.settled(t, "dc-a1")
 	assert.Equal(t, 4, done.Totals().Moved)
+	// The block window of the wave the first leader left counts from its
+	// start, not from the second leader's freeze.
+	for _, i := range inFlight {
+		h := done.Handoffs[i]
+		assert.False(t, h.FrozenAt.After(seen), "shard %d: frozen at %s, seen in its wave at %s", h.Shard, h.FrozenAt, seen)
+		assert.Greater(t, h.Block(), h.DoneAt.Sub(seen), "shard %d", h.Shard)
+	}
 	for target, n := range b.flips(t) {
 		assert.Equal(t, 1, n, "shard %s flipped more than once", target)
 	}
