@@ -5,6 +5,10 @@
 // application account and check that every DC converges, that each request
 // is applied exactly once (through redeliveries, a collector crash, a
 // master failover and a DC outage) and that nothing is shipped back.
+// TestEvacuation adds two coordinator processes and drctl: the acceptance
+// of planned evacuation and restore under SDK writes (a leader killed -9
+// mid-evacuation, a stale router's late write listed as divergence, cancel
+// and resume, restore with --move-home).
 // BenchmarkReplication measures the apply rate against the raw insert rate
 // and the commit-to-visible lag (docs/benchmarks.md).
 //

@@ -20,14 +20,16 @@ import (
 	"github.com/drplane/drplane/pkg/freeport"
 )
 
-// bins returns a directory holding the reship and collector binaries:
-// $DRPLANE_BIN when set (make test builds them first), otherwise a fresh go
-// build into a temporary directory.
+// bins returns a directory holding the reship, collector, coordinator and
+// drctl binaries: $DRPLANE_BIN when set (make test builds them first),
+// otherwise a fresh go build into a temporary directory.
 func bins(t testing.TB) string {
 	t.Helper()
 	names := map[string]string{
-		"reship":    "github.com/drplane/drplane/services/reship/cmd/reship",
-		"collector": "github.com/drplane/drplane/services/collector/cmd/collector",
+		"reship":      "github.com/drplane/drplane/services/reship/cmd/reship",
+		"collector":   "github.com/drplane/drplane/services/collector/cmd/collector",
+		"coordinator": "github.com/drplane/drplane/services/coordinator/cmd/coordinator",
+		"drctl":       "github.com/drplane/drplane/cmd/drctl",
 	}
 	dir := os.Getenv("DRPLANE_BIN")
 	if dir == "" {
