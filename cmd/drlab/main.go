@@ -41,7 +41,7 @@ func run(args []string) int {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(upCmd(), downCmd(), drillCmd(), fenceCmd())
+	root.AddCommand(upCmd(), downCmd(), drillCmd(), fenceCmd(), dcCmd())
 	root.SetArgs(args)
 	err := root.Execute()
 	if err == nil {
@@ -236,5 +236,49 @@ they cannot reach the old master. Exits 0 only when the instance is not running.
 	}
 	cmd.Flags().StringVar(&dir, "dir", ".lab", "lab directory")
 	cmd.Flags().DurationVar(&wait, "wait", 5*time.Second, "how long to wait for the killed process to go")
+	return cmd
+}
+
+func dcCmd() *cobra.Command {
+	var dir string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "dc",
+		Short: "take a whole DC of the running lab away, or bring it back",
+	}
+	kill := &cobra.Command{
+		Use:   "kill DC",
+		Short: "kill every process of a DC at once, as a power loss would",
+		Long: `Asks the lab running in --dir (over DIR/run/lab.sock) to send SIGKILL to every
+process of the DC (its mysqld instances and its services) and to stop the DC's
+etcd member and NATS server, which run inside drlab. Prints what it stopped.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			stopped, err := lab.KillDCIn(ctx, dir, args[0])
+			for _, s := range stopped {
+				_, _ = fmt.Fprintln(cmd.OutOrStdout(), s)
+			}
+			return err
+		},
+	}
+	start := &cobra.Command{
+		Use:   "start DC",
+		Short: "start a killed DC again: etcd member, NATS server, mysqld (read-only), services",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			if err := lab.StartDCIn(ctx, dir, args[0]); err != nil {
+				return err
+			}
+			_, _ = fmt.Fprintf(cmd.OutOrStdout(), "%s started\n", args[0])
+			return nil
+		},
+	}
+	cmd.PersistentFlags().StringVar(&dir, "dir", ".lab", "lab directory")
+	cmd.PersistentFlags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait for the lab")
+	cmd.AddCommand(kill, start)
 	return cmd
 }

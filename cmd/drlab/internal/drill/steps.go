@@ -75,7 +75,7 @@ func (d *Drill) step(ctx context.Context, name string) (stepFunc, string) {
 		}
 		return stepRestore, ""
 	case StepDCLoss, StepDCReturn:
-		return nil, "the services do not fail a lost DC over yet (no city failover), and the lab cannot stop one DC's etcd member and NATS server"
+		return nil, "the services do not fail a lost DC over yet (no city failover); the lab can take a DC away (drlab dc kill)"
 	}
 	return nil, "unknown step"
 }

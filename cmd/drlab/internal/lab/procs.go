@@ -21,6 +21,42 @@ type proc struct {
 	cmd        *exec.Cmd
 	done       chan struct{}
 	logPath    string
+	// bin, args and pidPath start it again (respawn).
+	bin     string
+	args    []string
+	pidPath string
+}
+
+// running reports whether the process has not exited.
+func (p *proc) running() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// kill sends SIGKILL and waits for the process to be gone; false when it
+// had already exited.
+func (p *proc) kill() bool {
+	if !p.running() {
+		return false
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+	return true
+}
+
+// respawn starts the process again as it was started, as a new proc.
+func (p *proc) respawn() (*proc, error) {
+	cmd, done, err := spawn(p.bin, p.args, nil, p.logPath, p.pidPath)
+	if err != nil {
+		return nil, err
+	}
+	np := *p
+	np.cmd, np.done = cmd, done
+	return &np, nil
 }
 
 func (p *proc) label() string { return p.dc + "/" + p.name }

@@ -141,11 +141,15 @@ func (l *Lab) spawnService(dc string, u unit, health string, cfg map[string]any)
 	if _, err := os.Stat(bin); err != nil {
 		return fmt.Errorf("service binary %s missing (run make build): %w", bin, err)
 	}
-	logPath := filepath.Join(l.dir, "logs", base+".log")
-	cmd, done, err := spawn(bin, []string{"--config", confPath}, nil, logPath, filepath.Join(l.dir, "run", base+".pid"))
+	logPath, pidPath := filepath.Join(l.dir, "logs", base+".log"), filepath.Join(l.dir, "run", base+".pid")
+	args := []string{"--config", confPath}
+	cmd, done, err := spawn(bin, args, nil, logPath, pidPath)
 	if err != nil {
 		return err
 	}
-	l.procs = append(l.procs, &proc{dc: dc, name: svc, healthAddr: health, cmd: cmd, done: done, logPath: logPath})
+	l.pmu.Lock()
+	l.procs = append(l.procs, &proc{dc: dc, name: svc, healthAddr: health, cmd: cmd, done: done, logPath: logPath,
+		bin: bin, args: args, pidPath: pidPath})
+	l.pmu.Unlock()
 	return nil
 }

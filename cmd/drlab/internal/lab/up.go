@@ -61,9 +61,12 @@ type Lab struct {
 	users map[string]mysqld.Users
 	// appPasswords holds each DC's app-user password.
 	appPasswords map[string]string
-	procs        []*proc
-	file         labfile.Lab
-	started      time.Time
+	// pmu guards procs and file; dcMu serialises KillDC and StartDC.
+	pmu     sync.Mutex
+	dcMu    sync.Mutex
+	procs   []*proc
+	file    labfile.Lab
+	started time.Time
 }
 
 func (l *Lab) say(format string, args ...any) {
@@ -84,6 +87,10 @@ func Up(ctx context.Context, o Options) error {
 	startCtx, cancel := context.WithTimeout(ctx, o.Config.ReadyTimeout)
 	err = l.start(startCtx)
 	cancel()
+	var stopControl func()
+	if err == nil {
+		stopControl, err = l.serveControl(ctx)
+	}
 	if err == nil {
 		l.say("lab ready in %.1fs: %d DCs, %d mysqld, %d services — %s", time.Since(l.started).Seconds(),
 			len(o.Config.DCs), l.mysqlCount(), len(l.procs), filepath.Join(dir, labfile.FileName))
@@ -93,6 +100,7 @@ func Up(ctx context.Context, o Options) error {
 			fmt.Fprintf(o.Out, "\n  drctl --lab %s status\n\nPress Ctrl-C to stop the lab.\n", filepath.Join(dir, labfile.FileName))
 		}
 		<-ctx.Done()
+		stopControl()
 		fmt.Fprintln(o.Out)
 		l.say("stopping the lab")
 	} else {
@@ -313,7 +321,10 @@ func (l *Lab) stop() {
 	clean := 0
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	for _, p := range l.procs {
+	l.dcMu.Lock() // no DC killed or started meanwhile
+	defer l.dcMu.Unlock()
+	procs := l.allProcs()
+	for _, p := range procs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -322,12 +333,12 @@ func (l *Lab) stop() {
 				clean++
 				mu.Unlock()
 			}
-			_ = os.Remove(filepath.Join(l.dir, "run", p.dc+"-"+p.name+".pid"))
+			_ = os.Remove(p.pidPath)
 		}()
 	}
 	wg.Wait()
-	if len(l.procs) > 0 {
-		l.say("stopped %d services (%d exited cleanly)", len(l.procs), clean)
+	if len(procs) > 0 {
+		l.say("stopped %d services (%d exited cleanly)", len(procs), clean)
 	}
 	n := 0
 	for _, insts := range l.mysql {
