@@ -72,6 +72,8 @@ func (l *Lab) serviceConfig(dc string, u unit, healthAddr string, api labfile.AP
 			// can never answer read_only=0 beside the new master (ADR 0008).
 			c["hooks"] = map[string]any{"fence": [][]string{append(append([]string(nil), l.o.Fence...), "{old_master}")}}
 		}
+		// The row images of the transactions a repair discards.
+		c["repair"] = map[string]any{"dir": filepath.Join(l.dir, "data", u.base(dc)+"-repairs")}
 	case "reship":
 		// Binlog capture needs REPLICATION SLAVE only; the keyspaces come
 		// from the topology in etcd.

@@ -21,6 +21,7 @@ import (
 	"github.com/drplane/drplane/services/haagent/internal/elect"
 	"github.com/drplane/drplane/services/haagent/internal/failover"
 	"github.com/drplane/drplane/services/haagent/internal/observe"
+	"github.com/drplane/drplane/services/haagent/internal/repair"
 	"github.com/drplane/drplane/services/haagent/internal/supervise"
 )
 
@@ -45,6 +46,27 @@ type Config struct {
 	ApplyTimeout time.Duration  `yaml:"apply_timeout"`
 	Election     Election       `yaml:"election"`
 	Hooks        failover.Hooks `yaml:"hooks"`
+	// Repair configures the automatic repair of deposed masters.
+	Repair Repair `yaml:"repair"`
+}
+
+// Repair configures how a deposed master that returns with errant
+// transactions is brought back (package repair; docs/operations.md).
+type Repair struct {
+	// Mode "auto" saves and undoes its never-acknowledged transactions and
+	// rejoins it when that is proven safe, and quarantines it otherwise;
+	// "off" always quarantines it. A deposed master with nothing errant is
+	// rejoined in both.
+	Mode string `yaml:"mode"`
+	// Dir receives the row images of the discarded transactions, one file
+	// per repair, on the active agent's host.
+	Dir string `yaml:"dir"`
+	// MariaDBBinlog and MariaDB are the mariadb-binlog and mariadb client
+	// programs (default: found on PATH).
+	MariaDBBinlog string `yaml:"mariadb_binlog"`
+	MariaDB       string `yaml:"mariadb"`
+	// Timeout bounds one repair.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // FailoverBudget is the anti-flap budget: a dead master is failed over
@@ -86,7 +108,8 @@ func DefaultConfig() *Config {
 		SemiSyncTimeout: 30 * time.Second, MaxLag: 10 * time.Second,
 		FailoverBudget: FailoverBudget{Settle: 5 * time.Second, Window: 10 * time.Minute, MaxFailovers: 10},
 		ApplyTimeout:   5 * time.Second, Election: Election{TTL: 5 * time.Second, FenceBefore: 2 * time.Second},
-		Hooks: failover.Hooks{Timeout: 10 * time.Second},
+		Hooks:  failover.Hooks{Timeout: 10 * time.Second},
+		Repair: Repair{Mode: string(repair.ModeAuto), Dir: "/var/lib/drplane/haagent/repairs", Timeout: 30 * time.Second},
 	}
 }
 
@@ -121,6 +144,12 @@ func (c *Config) Validate() error {
 		return config.Invalid("election.fence_before", "must be between 0 and election.ttl (%s), got %s", c.Election.TTL, c.Election.FenceBefore)
 	case c.Hooks.Timeout <= 0:
 		return config.Invalid("hooks.timeout", "must be > 0")
+	case c.Repair.Mode != string(repair.ModeAuto) && c.Repair.Mode != string(repair.ModeOff):
+		return config.Invalid("repair.mode", "must be %q or %q, got %q", repair.ModeAuto, repair.ModeOff, c.Repair.Mode)
+	case c.Repair.Mode == string(repair.ModeAuto) && c.Repair.Dir == "":
+		return config.Invalid("repair.dir", "required with repair.mode %q", repair.ModeAuto)
+	case c.Repair.Timeout < time.Second:
+		return config.Invalid("repair.timeout", "must be at least 1s, got %s", c.Repair.Timeout)
 	}
 	for name, hs := range map[string][][]string{"pre_failover": c.Hooks.PreFailover, "fence": c.Hooks.Fence, "post_success": c.Hooks.PostSuccess, "post_failure": c.Hooks.PostFailure} {
 		for i, h := range hs {
@@ -152,8 +181,9 @@ election revision fences every master-record write. The active agent polls
 every instance, runs the failure analysis (see docs/failure-modes.md) and
 carries out the recoveries: automatic failover of a dead master to the most
 advanced eligible replica, fencing of deposed or extra writable masters,
-repointing and rejoining replicas, quarantining instances with errant
-transactions, and the switchovers operators request with 'drctl switchover'.
+repointing and rejoining replicas, repairing a deposed master that returns
+with never-acknowledged transactions (saved to repair.dir, undone, rejoined)
+or quarantining it when that cannot be proven safe, and the switchovers operators request with 'drctl switchover'.
 An active agent that cannot renew its etcd lease fences its masters before
 the lease expires; without etcd quorum nothing is promoted and the masters
 keep serving.`,
@@ -186,6 +216,7 @@ type Parts struct {
 // Agent is one HA agent: it campaigns, and supervises the DC while it leads.
 type Agent struct {
 	ops        *failover.Ops
+	repair     *repair.Repairer
 	elector    *elect.Elector
 	supervisor *supervise.Supervisor
 	// lease keeps the DC lease while this agent leads.
@@ -210,8 +241,14 @@ func New(cfg *Config, p Parts) (*Agent, error) {
 		DC: cfg.DC, AgentID: cfg.ID, Ops: ops, Store: p.Store, Audit: outbox, Hooks: hooks,
 		ApplyTimeout: cfg.ApplyTimeout, Metrics: failover.NewMetrics(p.Registry), Logger: p.Logger, Now: p.Now,
 	})
+	rep := repair.New(repair.Options{
+		DC: cfg.DC, AgentID: cfg.ID, Mode: repair.Mode(cfg.Repair.Mode), Dir: cfg.Repair.Dir,
+		Binlog: cfg.Repair.MariaDBBinlog, Client: cfg.Repair.MariaDB,
+		User: cfg.MySQL.User, Password: cfg.MySQL.Password.Reveal(), Ops: ops, Store: p.Store,
+		Timeout: cfg.Repair.Timeout, Logger: p.Logger, Registry: p.Registry, Now: p.Now,
+	})
 	sup := supervise.New(supervise.Options{
-		DC: cfg.DC, ID: cfg.ID, Store: p.Store, Observer: ob, Runner: runner, Audit: outbox,
+		DC: cfg.DC, ID: cfg.ID, Store: p.Store, Observer: ob, Runner: runner, Audit: outbox, Repair: rep,
 		Interval: cfg.PollInterval, MaxLag: cfg.MaxLag,
 		Policy: decide.Policy{Settle: cfg.FailoverBudget.Settle, Window: cfg.FailoverBudget.Window,
 			MaxFailovers: cfg.FailoverBudget.MaxFailovers},
@@ -224,6 +261,7 @@ func New(cfg *Config, p Parts) (*Agent, error) {
 	})
 	if err != nil {
 		ops.Close()
+		rep.Close()
 		return nil, err
 	}
 	now := p.Now
@@ -233,13 +271,14 @@ func New(cfg *Config, p Parts) (*Agent, error) {
 	lease := func(l elect.Leadership) error {
 		return keepDCLease(l, p.Store, cfg.DC, cfg.ID, cfg.Election.TTL, now, p.Logger)
 	}
-	return &Agent{ops: ops, elector: el, supervisor: sup, lease: lease}, nil
+	return &Agent{ops: ops, repair: rep, elector: el, supervisor: sup, lease: lease}, nil
 }
 
 // Run campaigns, and while it leads supervises the DC and keeps its DC
 // lease, until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.ops.Close()
+	defer a.repair.Close()
 	return a.elector.Run(ctx, func(l elect.Leadership) error {
 		lctx, cancel := context.WithCancel(l.Ctx)
 		ll := l

@@ -44,6 +44,7 @@ func testConfig(e *hatest.Env, id string) *agent.Config {
 	cfg.SemiSyncTimeout = 60 * time.Second
 	cfg.FailoverBudget = agent.FailoverBudget{}
 	cfg.Election = agent.Election{TTL: 4 * time.Second, FenceBefore: time.Second}
+	cfg.Repair.Dir = e.T.TempDir()
 	return cfg
 }
 

@@ -32,13 +32,13 @@ func Problems() []Problem {
 		{Code: NoWritableMaster, Priority: 750, Recovery: RecoveryUnfence, eval: noWritableMaster,
 			Description: "The recorded master is reachable but read-only and no other instance is writable, e.g. a master restarted read-only or a promotion interrupted before the new master became writable. It is made writable."},
 		{Code: ErrantGTID, Priority: 700, Recovery: RecoveryQuarantine, eval: errantGTID,
-			Description: "An instance other than the master has transactions the master does not have. It is quarantined: replication stopped, kept read-only, never repointed, rejoined or promoted."},
+			Description: "An instance other than the master has transactions the master does not have. It is fenced and handed to the repair: a deposed master whose errant transactions provably were never acknowledged has them saved, undone and is rejoined; any other is quarantined: replication stopped, kept read-only, never repointed, rejoined or promoted."},
 		{Code: ReplicationBroken, Priority: 650, Recovery: RecoveryAlert, eval: replicationBroken,
 			Description: "A replica of the master stopped replicating on an error (SQL error, or an IO thread that gave up on one) that restarting would repeat."},
 		{Code: ReplicaWrongSource, Priority: 600, Recovery: RecoveryRepoint, eval: replicaWrongSource,
 			Description: "A replica replicates from an instance other than the recorded master. It is pointed at the master (slave_pos)."},
 		{Code: OrphanInstance, Priority: 590, Recovery: RecoveryRejoin, eval: orphanInstance,
-			Description: "A read-only instance other than the master is not replicating from anywhere, e.g. an old master. It is made a replica of the master (current_pos)."},
+			Description: "A read-only instance other than the master is not replicating from anywhere, e.g. an old master. It is made a replica of the master (current_pos), after the repair compared its binlog with the master's: an old master holding transactions the master lacks is repaired or quarantined as for ErrantGTID."},
 		{Code: ReplicationStopped, Priority: 580, Recovery: RecoveryRestartReplication, eval: replicationStopped,
 			Description: "A replica of the master has its IO or SQL thread stopped without an error. Replication is restarted."},
 		{Code: SemiSyncNoReplicas, Priority: 500, Recovery: RecoveryAlert, eval: semiSyncNoReplicas,
@@ -48,7 +48,7 @@ func Problems() []Problem {
 		{Code: LaggingReplica, Priority: 400, Recovery: RecoveryAlert, eval: laggingReplica,
 			Description: "A replica receiving from the master is further behind than the cluster's maximum lag; meanwhile it is promoted only if it has received more than every replica that does not lag (the promotion then waits for its relay log)."},
 		{Code: Quarantined, Priority: 300, Recovery: RecoveryAlert, eval: quarantined,
-			Description: "The instance was quarantined (errant GTIDs) and waits for an operator to re-clone it. It yields no other analysis."},
+			Description: "The instance was quarantined (errant GTIDs the repair could not prove unacknowledged; the mark says why) and waits for an operator to re-clone it. It yields no other analysis."},
 	}
 	for i := range rows {
 		eval := rows[i].eval

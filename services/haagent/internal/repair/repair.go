@@ -247,7 +247,8 @@ func (r *Repairer) repair(ctx context.Context, job Job) (Result, error) {
 		return refused(err)
 	}
 	if rec.Images, err = r.save(job, rec, images); err != nil {
-		return Result{}, err
+		// Nothing is discarded that was not saved first.
+		return refused(fmt.Errorf("%w: %w", ErrRefused, err))
 	}
 	undo, err := r.tools.read(ctx, addr, resume, own.firstLog, "--flashback", "--disable-log-bin")
 	if err != nil {

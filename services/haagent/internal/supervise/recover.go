@@ -24,6 +24,17 @@ func (s *Supervisor) recover(ctx context.Context, fence state.Fence, cl topology
 			in = i
 		}
 	}
+	if s.o.Repair != nil {
+		// An instance being repaired is the repairer's alone; an orphan or
+		// errant one goes to it.
+		if s.o.Repair.Busy(cl.Name + "/" + a.Instance) {
+			return
+		}
+		if a.Recovery == analysis.RecoveryRejoin || a.Recovery == analysis.RecoveryQuarantine {
+			s.repair(ctx, fence, cl, sn, in, a)
+			return
+		}
+	}
 	master, hasMaster := sn.masters[cl.Name]
 	ops := s.o.Runner.Ops()
 	actx, cancel := context.WithTimeout(ctx, s.o.ActionTimeout)

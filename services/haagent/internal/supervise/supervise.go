@@ -21,6 +21,7 @@ import (
 	"github.com/drplane/drplane/services/haagent/internal/elect"
 	"github.com/drplane/drplane/services/haagent/internal/failover"
 	"github.com/drplane/drplane/services/haagent/internal/observe"
+	"github.com/drplane/drplane/services/haagent/internal/repair"
 )
 
 // Options configure a Supervisor.
@@ -43,9 +44,14 @@ type Options struct {
 	ReadTimeout time.Duration
 	// ActionTimeout bounds each single-instance recovery (default 5s).
 	ActionTimeout time.Duration
-	Logger        zerolog.Logger
-	Registry      prometheus.Registerer
-	Now           func() time.Time
+	// Repair, when set, rejoins orphaned instances and repairs or
+	// quarantines instances with errant transactions (deposed masters),
+	// each on a goroutine of its own; nil: they are rejoined and
+	// quarantined directly.
+	Repair   *repair.Repairer
+	Logger   zerolog.Logger
+	Registry prometheus.Registerer
+	Now      func() time.Time
 }
 
 // Supervisor runs the active agent's cycle.
