@@ -254,7 +254,9 @@ func (d *Drill) steps(ctx context.Context) error {
 			}
 			d.say("%s#%d in %s", name, round, dc)
 			fn(ctx, d, dc, &ev)
-			ev.Outage = MeasureOutage(d.writers.Writes(), ev.Shards, ev.At, ev.Done, ev.OldMaster)
+			writes := d.writers.Writes()
+			ev.Outage = MeasureOutage(writes, ev.Shards, ev.At, ev.Done, ev.OldMaster)
+			matchRewound(ev.Record, writes)
 			if err := d.breakAfter(ctx, dc); err != nil && ev.Err == "" {
 				ev.Err = "break " + d.o.Break + ": " + err.Error()
 			}

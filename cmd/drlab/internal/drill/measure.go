@@ -60,6 +60,28 @@ type SystemRecord struct {
 	// that the new one lacks (the record's rewind): the other DCs applied
 	// them, the event's DC does not have them.
 	Rewound int `json:"rewound_requests,omitempty"`
+	// RewoundIDs are their request ids (as many as the record keeps), and
+	// RewoundAcked how many of them are writes the drill saw acknowledged.
+	RewoundIDs   []string `json:"rewound_ids,omitempty"`
+	RewoundAcked int      `json:"rewound_acknowledged,omitempty"`
+}
+
+// matchRewound counts the rewound requests of rec that are acknowledged
+// writes.
+func matchRewound(rec *SystemRecord, writes []Write) {
+	if rec == nil || len(rec.RewoundIDs) == 0 {
+		return
+	}
+	ids := make(map[string]bool, len(rec.RewoundIDs))
+	for _, id := range rec.RewoundIDs {
+		ids[id] = true
+	}
+	rec.RewoundAcked = 0
+	for _, w := range writes {
+		if w.Acked() && ids[w.RequestID()] {
+			rec.RewoundAcked++
+		}
+	}
 }
 
 // Outage is the writers' view of an event on the affected shards.

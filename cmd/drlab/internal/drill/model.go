@@ -33,10 +33,23 @@ type Write struct {
 	Ack time.Time `json:"ack,omitzero"`
 	// Kind classifies a failure (see errorKind); empty when acknowledged.
 	Kind string `json:"kind,omitempty"`
+	// GTID is the transaction's GTID (@@last_gtid after the commit), for
+	// acknowledged writes.
+	GTID string `json:"gtid,omitempty"`
 }
 
 // Acked reports whether the write was acknowledged.
 func (w Write) Acked() bool { return !w.Ack.IsZero() }
+
+// RequestID is the system's name of the write (reship's and the ledger's
+// request id of one transaction in one shard: "<gtid>/<shard>"), or "" when
+// its GTID is not known.
+func (w Write) RequestID() string {
+	if w.GTID == "" {
+		return ""
+	}
+	return w.GTID + "/" + itoa(w.Shard)
+}
 
 // Sample is one round of read_only reads of a cluster's instances.
 type Sample struct {

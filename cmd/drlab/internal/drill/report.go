@@ -40,6 +40,9 @@ type Writes struct {
 	Dropped int `json:"dropped"`
 	// Errors counts the failed attempts by kind.
 	Errors map[string]int `json:"errors"`
+	// Named counts the acknowledged writes whose GTID (request id) the
+	// drill read after the commit.
+	Named int `json:"named"`
 }
 
 // report assembles the report once the writers and the sampler stopped.
@@ -50,6 +53,9 @@ func (d *Drill) report() *Report {
 	for _, w := range writes {
 		if w.Acked() {
 			r.Writes.Acked++
+			if w.GTID != "" {
+				r.Writes.Named++
+			}
 		} else {
 			r.Writes.Failed++
 			r.Writes.Errors[w.Kind]++
@@ -115,7 +121,7 @@ func (r *Report) Table(w io.Writer) error {
 				sysRPO = "unknown"
 			}
 			if rec.Rewound > 0 {
-				sysRPO += fmt.Sprintf(" (+%d shipped, rewound)", rec.Rewound)
+				sysRPO += fmt.Sprintf(" (+%d shipped, rewound; %d acknowledged)", rec.Rewound, rec.RewoundAcked)
 			}
 		}
 		rto, outcome := ms(e.Outage.RTO), "ok"

@@ -33,7 +33,7 @@ func TestReportTable(t *testing.T) {
 	assert.Contains(t, out, "not available: the coordinator does not implement evacuation yet")
 	assert.NotContains(t, out, "evacuate    1", "an unavailable step is not in the summary")
 	assert.Contains(t, out, "412ms")
-	assert.Contains(t, out, "0 (+1 shipped, rewound)", "the requests the other DCs applied and the event's DC lost")
+	assert.Contains(t, out, "0 (+1 shipped, rewound; 0 acknowledged)", "the requests the other DCs applied and the event's DC lost")
 	assert.Contains(t, out, "connection_refused  9")
 	assert.Contains(t, out, "FAIL    after run: dc-a1/main at 03:04:05.000: writable db1, db2")
 	assert.Contains(t, out, "FAIL: see the checks above")

@@ -271,7 +271,7 @@ func recordOf(r *drplanev1.FailoverRecord) *SystemRecord {
 	return &SystemRecord{ID: r.GetId(), Outcome: strings.TrimPrefix(r.GetOutcome().String(), "FAILOVER_OUTCOME_"),
 		OldMaster: r.GetOldMaster(), NewMaster: r.GetNewMaster(), RTO: r.GetRto().AsDuration(),
 		BlockWindow: r.GetBlockWindow().AsDuration(), RPO: r.GetRpoTransactions(),
-		Rewound: int(r.GetRewind().GetLostRequestsTotal())}
+		Rewound: int(r.GetRewind().GetLostRequestsTotal()), RewoundIDs: r.GetRewind().GetLostRequests()}
 }
 
 // stepEvacuate drains the DC through the evacuation API and waits for the

@@ -29,3 +29,17 @@ func TestOperationRecord(t *testing.T) {
 	assert.Equal(t, 1, r.Aborted)
 	assert.EqualValues(t, -1, r.RPO, "a failed operation's loss is not known")
 }
+
+func TestMatchRewound(t *testing.T) {
+	writes := []Write{
+		{ID: 1, Shard: 6, GTID: "1-101-5221", Ack: t0},
+		{ID: 2, Shard: 6, GTID: "1-101-5222"}, // failed: no ack
+		{ID: 3, Shard: 7, GTID: "1-101-5223", Ack: t0},
+	}
+	assert.Equal(t, "1-101-5221/6", writes[0].RequestID())
+	assert.Empty(t, Write{Shard: 1}.RequestID(), "no GTID, no request id")
+	rec := &SystemRecord{Rewound: 2, RewoundIDs: []string{"1-101-5222/6", "1-101-5223/7"}}
+	matchRewound(rec, writes)
+	assert.Equal(t, 1, rec.RewoundAcked, "only write 3 was acknowledged")
+	matchRewound(nil, writes) // no record: nothing to do
+}

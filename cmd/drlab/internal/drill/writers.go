@@ -239,7 +239,13 @@ func (w *Writers) write(ctx context.Context, dc string, shard int) {
 	defer cancel()
 	err := w.routers[dc].Write(wctx, w.keyspace, w.keys[shard], func(db *sql.DB, rt router.Route) error {
 		rec.Instance = w.instances[rt.Master.Addr]
-		tx, err := db.BeginTx(wctx, nil)
+		// One connection for the transaction and the read of its GTID.
+		conn, err := db.Conn(wctx)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = conn.Close() }()
+		tx, err := conn.BeginTx(wctx, nil)
 		if err != nil {
 			return err
 		}
@@ -252,7 +258,14 @@ func (w *Writers) write(ctx context.Context, dc string, shard int) {
 			"ON DUPLICATE KEY UPDATE amount_cents = amount_cents + 1", counterBase+int64(shard), w.keys[shard]); err != nil {
 			return err
 		}
-		return tx.Commit()
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+		// Acknowledged: the GTID names the write as the system does (its
+		// request id). A failed read leaves it unknown, not the write
+		// unacknowledged.
+		_ = conn.QueryRowContext(wctx, "SELECT @@last_gtid").Scan(&rec.GTID)
+		return nil
 	})
 	if err == nil {
 		rec.Ack = time.Now()
