@@ -30,7 +30,9 @@ const (
 	clusterName = "main"
 	keyspace    = "orders"
 	database    = "shop"
-	shardCount  = 64
+	// shardCount is the keyspace's shard count unless a bed asks for
+	// another (startBedWith).
+	shardCount = 64
 	// dedupTable is the collector's dedup table in the keyspace database.
 	dedupTable = "drplane_applied"
 )
@@ -62,14 +64,15 @@ func cityOf(dc string) string {
 // master records, the NATS mesh, one MariaDB cluster per DC, and the DCs'
 // reship and collector processes.
 type bed struct {
-	t     testing.TB
-	bin   string
-	etcd  *embedetcd.Cluster
-	store *state.Store
-	mesh  *embednats.Mesh
-	topo  topology.Topology
-	table *shardmap.Table
-	dcs   map[string]*dc
+	t      testing.TB
+	bin    string
+	shards int
+	etcd   *embedetcd.Cluster
+	store  *state.Store
+	mesh   *embednats.Mesh
+	topo   topology.Topology
+	table  *shardmap.Table
+	dcs    map[string]*dc
 	// owned lists, per DC, user ids whose shard the DC owns.
 	owned map[string][]int64
 
@@ -95,8 +98,14 @@ type dc struct {
 // are started by startServices.
 func startBed(t testing.TB) *bed {
 	t.Helper()
+	return startBedWith(t, shardCount)
+}
+
+// startBedWith is startBed with a keyspace of shards shards.
+func startBedWith(t testing.TB, shards int) *bed {
+	t.Helper()
 	began := time.Now()
-	b := &bed{t: t, bin: bins(t), dcs: map[string]*dc{}, owned: map[string][]int64{},
+	b := &bed{t: t, bin: bins(t), shards: shards, dcs: map[string]*dc{}, owned: map[string][]int64{},
 		jsByDC: map[string]jetstream.JetStream{}}
 	var wg sync.WaitGroup
 	clusters := make([]*harness.MariaDBCluster, len(dcNames()))
@@ -140,7 +149,7 @@ func (b *bed) storeTopology() {
 		}
 		topo.Clusters = append(topo.Clusters, cl)
 	}
-	ks := topology.Keyspace{Name: keyspace, Cluster: clusterName, Database: database, Table: "orders", ShardKey: "user_id", Shards: shardCount}
+	ks := topology.Keyspace{Name: keyspace, Cluster: clusterName, Database: database, Table: "orders", ShardKey: "user_id", Shards: b.shards}
 	topo.Keyspaces = []topology.Keyspace{ks}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -10,7 +10,9 @@
 // mid-evacuation, a stale router's late write listed as divergence, cancel
 // and resume, restore with --move-home).
 // BenchmarkReplication measures the apply rate against the raw insert rate
-// and the commit-to-visible lag (docs/benchmarks.md).
+// and the commit-to-visible lag, BenchmarkEvacuation the evacuation and
+// restore of a third of a 1,024-shard keyspace under SDK writes
+// (docs/benchmarks.md).
 //
 // The binaries come from $DRPLANE_BIN (make test builds them) or a go build.
 // With DRPLANE_TEST_LOGS=<dir> the services log at debug level into that

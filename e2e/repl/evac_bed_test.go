@@ -234,12 +234,12 @@ func (b *bed) newRouter(t testing.TB, d *dc, api *apiclient.Client, client strin
 func (b *bed) startSDKLoad(t testing.TB, api *apiclient.Client) *sdkLoad {
 	t.Helper()
 	l := &sdkLoad{routers: map[string]*router.Router{}, acked: map[int][]int64{}, maybe: map[int]int{}, refused: map[string]int{},
-		owner: make([]atomic.Pointer[string], shardCount), keys: make([]string, shardCount), done: make(chan struct{})}
+		owner: make([]atomic.Pointer[string], b.shards), keys: make([]string, b.shards), done: make(chan struct{})}
 	l.nextID.Store(loadIDBase)
 	for _, name := range dcNames() {
 		l.routers[name], _ = b.newRouter(t, b.dcs[name], api, "sdk-"+name)
 	}
-	for uid, found := int64(1), 0; found < shardCount; uid++ {
+	for uid, found := int64(1), 0; found < b.shards; uid++ {
 		key := strconv.FormatInt(uid, 10)
 		rt, err := l.routers[dcA1].Route(keyspace, key)
 		if err != nil {
@@ -276,7 +276,7 @@ func (b *bed) startSDKLoad(t testing.TB, api *apiclient.Client) *sdkLoad {
 			case <-tick.C:
 			}
 			select {
-			case jobs <- int(l.turn.Add(1) % shardCount):
+			case jobs <- int(l.turn.Add(1) % int64(len(l.keys))):
 			case <-ctx.Done():
 				return
 			}

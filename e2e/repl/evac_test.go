@@ -35,7 +35,13 @@ type operationView struct {
 	Totals struct {
 		Shards       int `json:"shards"`
 		Moved        int `json:"moved"`
+		Waves        int `json:"waves"`
 		StaleRouters int `json:"stale_routers"`
+		// protojson writes int64 fields as strings.
+		BlockP50Ms int64 `json:"block_p50_ms,string"`
+		BlockP99Ms int64 `json:"block_p99_ms,string"`
+		BlockMaxMs int64 `json:"block_max_ms,string"`
+		DurationMs int64 `json:"duration_ms,string"`
 	} `json:"totals"`
 	Handoffs []struct {
 		Shard   int    `json:"shard"`
@@ -384,7 +390,7 @@ func (b *bed) countID(t testing.TB, dc string, id int64) int {
 // requireLoadEverywhere waits until every DC's MySQL holds every
 // acknowledged write of the load and each shard's counter row equals its
 // acknowledged writes (plus at most the writes of unknown outcome).
-func (b *bed) requireLoadEverywhere(t *testing.T, l *sdkLoad) {
+func (b *bed) requireLoadEverywhere(t testing.TB, l *sdkLoad) {
 	t.Helper()
 	l.mu.Lock()
 	acked := map[int][]int64{}

@@ -1,0 +1,72 @@
+package repl
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/drplane/drplane/pkg/check"
+)
+
+// Settings of BenchmarkEvacuation; DRPLANE_BENCH_SHARDS and
+// DRPLANE_BENCH_PARALLEL override them.
+const (
+	benchEvacShards   = 1024
+	benchEvacParallel = 128
+)
+
+// BenchmarkEvacuation evacuates dc-a1 (a third of a 1,024-shard keyspace)
+// and restores it with --move-home, b.N times, on real parts: the
+// replication bed's MariaDB, reship and collector in three DCs, one
+// coordinator process, drctl, and SDK writers on every shard throughout.
+// It reports, per evacuation and restore, the operation's duration (the
+// leader's start to its finish) and the per-shard block window p50/p99/max
+// (freeze to flip), and at the end the acknowledged writes and how many of
+// them are missing from any DC (it fails unless none is).
+//
+// Run it once: go test -run '^$' -bench BenchmarkEvacuation -benchtime 1x ./repl/
+func BenchmarkEvacuation(b *testing.B) {
+	shards := envInt("DRPLANE_BENCH_SHARDS", benchEvacShards)
+	parallel := strconv.Itoa(envInt("DRPLANE_BENCH_PARALLEL", benchEvacParallel))
+	bd := startBedWith(b, shards)
+	bd.startServices()
+	c := bd.newCoordinator(bd.dcs[dcB1], 1)
+	check.For(b, 30*time.Second, 50*time.Millisecond, func() error { return check.That(c.leads(b.Context()), "%s leads", c.id) })
+	load := bd.startSDKLoad(b, dialAPI(b, c.grpc))
+	load.waitAcked(b, 200)
+	owned := len(bd.ownedBy(b, dcA1))
+
+	run := func(what string, args ...string) operationView {
+		began := time.Now()
+		r := bd.drctl(b, c.grpc, nil, append(args, "--parallel", parallel, "--wait", "-o", "json", "--reason", "benchmark")...)
+		wall := time.Since(began)
+		require.Equal(b, 0, r.code, "%s: %s", what, r.stderr)
+		hs := parseHandoffs(b, r.stdout)
+		require.NotEmpty(b, hs, what)
+		op := bd.operation(b, c, hs[0].Operation)
+		require.Equal(b, "OPERATION_STATE_SUCCEEDED", op.State, what)
+		t := op.Totals
+		b.Logf("%s of %d shards (%d per wave): %d moved in %d waves, %d ms (drctl %s); block p50 %d ms, p99 %d ms, max %d ms",
+			what, t.Shards, envInt("DRPLANE_BENCH_PARALLEL", benchEvacParallel), t.Moved, t.Waves, t.DurationMs,
+			wall.Round(time.Millisecond), t.BlockP50Ms, t.BlockP99Ms, t.BlockMaxMs)
+		b.ReportMetric(float64(t.DurationMs), what+"-ms")
+		b.ReportMetric(float64(t.BlockP50Ms), what+"-block-p50-ms")
+		b.ReportMetric(float64(t.BlockP99Ms), what+"-block-p99-ms")
+		return op
+	}
+	b.ResetTimer()
+	for range b.N {
+		op := run("evacuate", "evacuate", dcA1)
+		require.Equal(b, owned, op.Totals.Moved)
+		op = run("restore", "restore", dcA1, "--move-home")
+		require.Equal(b, owned, op.Totals.Moved)
+	}
+	b.StopTimer()
+	load.halt()
+	bd.requireLoadEverywhere(b, load)
+	b.Logf("SDK load on %d shards: %s; every acknowledged write is in every DC", shards, load.summary())
+	b.ReportMetric(float64(load.ackedTotal()), "acked-writes")
+	b.ReportMetric(0, "acked-lost")
+}
