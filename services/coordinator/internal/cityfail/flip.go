@@ -27,8 +27,10 @@ const (
 )
 
 const (
-	// maxListed bounds the request ids kept on a record.
-	maxListed = 10_000
+	// maxListed bounds the request ids kept on a record; maxPerShard
+	// those listed on one shard.
+	maxListed   = 10_000
+	maxPerShard = 100
 	// mapsPerTxn bounds the shard maps written by one transaction (etcd's
 	// default limit is 128 operations per transaction).
 	mapsPerTxn = 64
@@ -63,8 +65,9 @@ type Options struct {
 	Ledger Ledger
 	// Auto is the global auto_city_failover; a keyspace may override it.
 	Auto bool
-	// Actor is the audit actor ("coordinator:<id>").
-	Actor      string
+	// ID names this coordinator (the failover's leader); Actor is the
+	// audit actor ("coordinator:<id>").
+	ID, Actor  string
 	Registerer prometheus.Registerer
 	Logger     zerolog.Logger
 	Now        func() time.Time
@@ -120,70 +123,130 @@ type evidence struct {
 	missTotal map[string]int64
 }
 
-// Failover flips every shard the DC owns to its backup, except those the
-// policy holds, and records the operation. It returns the record (also on
-// a policy hold) and an error when nothing could be written.
-func (f *Flipper) Failover(ctx context.Context, fence state.Fence, req Request) (Record, error) {
-	start := f.o.Now()
+// NewRecord returns the PENDING record of req, requested by who (not
+// stored).
+func (f *Flipper) NewRecord(req Request, who string) Record {
+	now := f.o.Now().UTC()
 	rec := Record{
-		ID: start.UTC().Format("20060102T150405.000000000Z") + "-" + req.DC, DC: req.DC, Trigger: "automatic",
-		AcceptLoss: req.AcceptLoss, State: Running, Verdict: req.Verdict, Reason: req.Reason, Witnesses: req.Witnesses,
-		LeaseGoneSince: req.LeaseGoneSince, StartedAt: start.UTC(),
+		ID: NewID(req.DC, now), Kind: KindCityFailover, DC: req.DC, Trigger: "automatic", AcceptLoss: req.AcceptLoss,
+		State: Pending, Verdict: req.Verdict, Reason: req.Reason, Witnesses: req.Witnesses,
+		LeaseGoneSince: req.LeaseGoneSince.UTC(), RequestedBy: who, CreatedAt: now,
 	}
 	if req.Operator != "" {
 		rec.Trigger = "operator:" + req.Operator
 	}
-	auto := req.Operator == ""
-	if auto && req.LeaseGoneSince.IsZero() {
-		rec.LeaseGoneSince = start.UTC()
+	if rec.Trigger == "automatic" && rec.LeaseGoneSince.IsZero() {
+		rec.LeaseGoneSince = now
 	}
-	var err error
+	return rec
+}
+
+// Create stores rec (PENDING) under the leader's fence when fence is set.
+func (f *Flipper) Create(ctx context.Context, fence *state.Fence, rec Record) (Record, error) {
+	rev, err := state.Put(ctx, f.o.Store, Key(f.o.Store, rec.ID), rec, state.PutOptions{PrevRev: 0, Fence: fence})
+	if err != nil {
+		return rec, fmt.Errorf("cityfail: store %s: %w", rec.ID, err)
+	}
+	rec.Revision = rev
+	return rec, nil
+}
+
+// Failover stores the record of req and runs it at once.
+func (f *Flipper) Failover(ctx context.Context, fence state.Fence, req Request) (Record, error) {
+	who := f.o.Actor
+	if req.Operator != "" {
+		who = req.Operator
+	}
+	rec, err := f.Create(ctx, &fence, f.NewRecord(req, who))
+	if err != nil {
+		rec.State, rec.Error = Failed, err.Error()
+		return rec, err
+	}
+	return f.Run(ctx, fence, rec)
+}
+
+// permanent reports whether err fails the failover for good (a retry
+// cannot help); other errors leave it RUNNING for a retry.
+func permanent(err error) bool {
+	return errors.Is(err, ErrUnknownDC) || errors.Is(err, ErrNothingToFlip) || errors.Is(err, shardmap.ErrInvalid)
+}
+
+// Run carries rec (PENDING or RUNNING, read at rec.Revision) through the
+// flip: it flips every shard the DC owns to its backup, except those the
+// policy holds, and writes the final state with the last flip. Shards this
+// failover already flipped (a resumed run) are recognised by their fence.
+// It returns the record: DONE or HELD with a nil error; FAILED with the
+// error when the failover cannot succeed (an unknown DC, nothing to flip);
+// still RUNNING with the error when etcd failed or the leadership was lost
+// (run it again later).
+func (f *Flipper) Run(ctx context.Context, fence state.Fence, rec Record) (Record, error) {
+	key := Key(f.o.Store, rec.ID)
+	rec.State, rec.Leader, rec.Error = Running, f.o.ID, ""
+	if rec.StartedAt.IsZero() {
+		rec.StartedAt = f.o.Now().UTC()
+	}
+	rev, err := state.Put(ctx, f.o.Store, key, rec, state.PutOptions{PrevRev: rec.Revision, Fence: &fence})
+	if err != nil {
+		return rec, fmt.Errorf("cityfail: start %s: %w", rec.ID, err)
+	}
+	rec.Revision = rev
+	auto := !strings.HasPrefix(rec.Trigger, "operator:")
 	for attempt := 0; attempt < attempts; attempt++ {
 		var ev evidence
-		if ev, err = f.gather(ctx, req.DC); err != nil {
+		if ev, err = f.gather(ctx, rec.DC); err != nil {
 			break
 		}
-		if _, ok := ev.topo.DC(req.DC); !ok {
-			return rec, fmt.Errorf("%w: %q", ErrUnknownDC, req.DC)
+		if _, ok := ev.topo.DC(rec.DC); !ok {
+			err = fmt.Errorf("%w: %q", ErrUnknownDC, rec.DC)
+			break
 		}
+		rec.Held = ""
 		if auto {
-			if ks, ok := state.Blocked(ev.switches, req.DC, ""); ok {
+			if ks, ok := state.Blocked(ev.switches, rec.DC, ""); ok {
 				rec.Held = "kill switch " + ks.Scope + " is set"
 			}
 		}
 		var maps []shardmap.Map
-		maps, err = f.plan(ctx, &rec, ev, auto && !req.AcceptLoss)
+		maps, err = f.plan(ctx, &rec, ev, auto && !rec.AcceptLoss)
 		if err != nil {
 			break
 		}
 		if len(rec.Shards) == 0 {
-			return rec, ErrNothingToFlip
-		}
-		if rec.Held != "" && strings.HasPrefix(rec.Held, "kill switch") {
-			for i := range rec.Shards {
-				rec.Shards[i].Flipped, rec.Shards[i].Held = false, rec.Held
-			}
-			maps = nil
+			err = fmt.Errorf("%w: %s", ErrNothingToFlip, rec.DC)
+			break
 		}
 		var rev int64
 		rev, err = f.write(ctx, fence, &rec, maps, ev.topo)
 		if errors.Is(err, state.ErrConflict) {
 			continue
 		}
-		if err == nil {
-			rec.MapRevision = rev
-			f.markDown(ctx, req.DC, &rec)
-			f.o.Logger.Warn().Str("dc", req.DC).Str("failover", rec.ID).Str("state", string(rec.State)).
-				Int("flipped", rec.Flipped()).Int("shards", len(rec.Shards)).Dur("took", time.Duration(rec.FlipTook)).
-				Int("ledger_missing", rec.Estimate.RequestsTotal).Dur("max_lag_bound", time.Duration(rec.Estimate.MaxLagBound)).
-				Str("held", rec.Held).Msg("city failover")
-			return rec, nil
+		if err != nil {
+			break
 		}
-		break
+		rec.MapRevision, rec.Revision = rev, rev
+		f.markDown(ctx, rec.DC, &rec)
+		f.o.Logger.Warn().Str("dc", rec.DC).Str("failover", rec.ID).Str("state", string(rec.State)).
+			Int("flipped", rec.Flipped()).Int("shards", len(rec.Shards)).Dur("took", time.Duration(rec.FlipTook)).
+			Int("ledger_missing", rec.Estimate.RequestsTotal).Dur("max_lag_bound", time.Duration(rec.Estimate.MaxLagBound)).
+			Str("held", rec.Held).Msg("city failover")
+		return rec, nil
 	}
-	rec.State, rec.Error = Failed, err.Error()
-	f.o.Logger.Error().Err(err).Str("dc", req.DC).Msg("city failover failed")
-	_, _ = state.Put(context.WithoutCancel(ctx), f.o.Store, Key(f.o.Store, rec.ID), rec, state.PutOptions{PrevRev: -1, Fence: &fence})
+	if !permanent(err) {
+		f.o.Logger.Warn().Err(err).Str("dc", rec.DC).Str("failover", rec.ID).Msg("city failover interrupted; it is run again")
+		return rec, err
+	}
+	rec.State, rec.Error, rec.FinishedAt = Failed, err.Error(), f.o.Now().UTC()
+	f.o.Logger.Error().Err(err).Str("dc", rec.DC).Str("failover", rec.ID).Msg("city failover failed")
+	data, merr := json.Marshal(rec)
+	if merr != nil {
+		return rec, err
+	}
+	ops := append([]clientv3.Op{clientv3.OpPut(key, string(data))}, f.auditOps(rec)...)
+	resp, terr := f.o.Store.Client().Txn(context.WithoutCancel(ctx)).
+		If(fence.Cmp(), clientv3.Compare(clientv3.ModRevision(key), "=", rec.Revision)).Then(ops...).Commit()
+	if terr == nil && resp.Succeeded {
+		rec.Revision = resp.Header.Revision
+	}
 	return rec, err
 }
 
@@ -274,7 +337,9 @@ func target(s shardmap.Shard, lost string, ev evidence) string {
 	return same
 }
 
-// plan fills rec.Shards and the estimate and returns the new maps.
+// plan fills rec.Shards and the estimate and returns the new maps. With
+// policy, rec.Held (a kill switch) holds every shard not flipped yet, and
+// hold decides for the others.
 func (f *Flipper) plan(ctx context.Context, rec *Record, ev evidence, policy bool) ([]shardmap.Map, error) {
 	rec.Shards, rec.Estimate = nil, Estimate{}
 	var out []shardmap.Map
@@ -289,10 +354,17 @@ func (f *Flipper) plan(ctx context.Context, rec *Record, ev evidence, policy boo
 		}
 		next, changed := m, false
 		for _, s := range m.Shards {
+			sf := ShardFlip{Keyspace: ks.Name, Shard: s.ID, From: rec.DC}
 			if s.Owner != rec.DC {
-				continue
+				// Flipped by this failover before a restart of the run?
+				fence, ok := s.FenceOf(rec.DC)
+				if !ok || fence.OperationID != rec.ID {
+					continue
+				}
+				sf.To, sf.Fence, sf.Flipped = s.Owner, fence.Watermark, true
+			} else {
+				sf.To = target(s, rec.DC, ev)
 			}
-			sf := ShardFlip{Keyspace: ks.Name, Shard: s.ID, From: rec.DC, To: target(s, rec.DC, ev)}
 			if sf.To == "" {
 				sf.Held = "no live DC to take it"
 				rec.Shards = append(rec.Shards, sf)
@@ -309,7 +381,7 @@ func (f *Flipper) plan(ctx context.Context, rec *Record, ev evidence, policy boo
 					wms[wk][w.Shard] = w
 				}
 			}
-			if w, ok := wms[wk][int32(s.ID)]; ok { //nolint:gosec // shard ids are below shardmap.MaxShards
+			if w, ok := wms[wk][int32(s.ID)]; ok && !sf.Flipped { //nolint:gosec // shard ids are below shardmap.MaxShards
 				sf.Fence = w.Position
 				if sf.Fence == "" {
 					sf.Fence = w.GTID
@@ -321,10 +393,15 @@ func (f *Flipper) plan(ctx context.Context, rec *Record, ev evidence, policy boo
 			}
 			ids := ev.missing[sf.To][ks.Name+"/"+strconv.Itoa(s.ID)]
 			sf.LedgerMissing = len(ids)
-			if policy {
+			sf.Requests = ids[:min(len(ids), maxPerShard)]
+			switch {
+			case sf.Flipped || !policy:
+			case rec.Held != "": // a kill switch holds every shard
+				sf.Held = rec.Held
+			default:
 				sf.Held = hold(ks, f.o.Auto, sf)
 			}
-			if sf.Held == "" {
+			if sf.Held == "" && !sf.Flipped {
 				next, err = shardmap.Handoff(next, s.ID, sf.To, rec.DC, shardmap.Fence{Watermark: sf.Fence, OperationID: rec.ID})
 				if err != nil {
 					return nil, err
@@ -394,7 +471,7 @@ func (f *Flipper) write(ctx context.Context, fence state.Fence, rec *Record, map
 	for i := 0; i < len(maps) || i == 0; i += mapsPerTxn {
 		batch := maps[min(i, len(maps)):min(i+mapsPerTxn, len(maps))]
 		last := i+mapsPerTxn >= len(maps)
-		cmps := []clientv3.Cmp{fence.Cmp()}
+		cmps := []clientv3.Cmp{fence.Cmp(), clientv3.Compare(clientv3.ModRevision(Key(f.o.Store, rec.ID)), "=", rec.Revision)}
 		var ops []clientv3.Op
 		for _, m := range batch {
 			if err := m.Validate(topo); err != nil {
@@ -413,6 +490,7 @@ func (f *Flipper) write(ctx context.Context, fence state.Fence, rec *Record, map
 			if len(maps) > 0 {
 				rec.FlippedAt, rec.FlipTook = now.UTC(), state.Duration(now.Sub(rec.StartedAt))
 			}
+			rec.FinishedAt = now.UTC()
 			data, err := json.Marshal(rec)
 			if err != nil {
 				return 0, err

@@ -10,10 +10,23 @@
 // the operation and in the audit log. Policy: auto_city_failover (global
 // and per keyspace), the kill switches and the keyspaces' max_rpo budget
 // hold automatic flips for an operator.
+//
+// A failover is a crash-safe operation in etcd, stored with the other
+// long-running operations at /operations/<id> (kind city_failover): the
+// leader's Runner stores it PENDING when the watcher declares a DC LOST
+// (Declare) or an operator asks, then runs it (RUNNING, the fenced flips,
+// the final state written with the last flip). A leader that dies leaves
+// the record PENDING or RUNNING; the next leader runs it again, and the
+// shards already flipped by it (owner changed, fence of this operation)
+// are recognised, not moved twice.
 package cityfail
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/drplane/drplane/pkg/state"
@@ -22,8 +35,13 @@ import (
 // State is where a city failover is.
 type State string
 
+// KindCityFailover is the operation kind of a record at /operations/<id>.
+const KindCityFailover = "city_failover"
+
 // States.
 const (
+	// Pending: stored, not started by a leader yet.
+	Pending State = "PENDING"
 	// Running: planned, shards being flipped.
 	Running State = "RUNNING"
 	// Done: every shard of the DC was flipped.
@@ -50,6 +68,9 @@ type ShardFlip struct {
 	// LedgerMissing counts the requests the ledger knows were captured in
 	// the lost DC for this shard and not applied at the new owner.
 	LedgerMissing int `json:"ledger_missing"`
+	// Requests are the ids the ledger knows were captured for this shard
+	// and not applied at the new owner (at most maxPerShard).
+	Requests []string `json:"requests,omitempty"`
 	// Flipped says whether the shard moved; Held why not.
 	Flipped bool   `json:"flipped"`
 	Held    string `json:"held,omitempty"`
@@ -65,10 +86,15 @@ type Estimate struct {
 	MaxLagBound state.Duration `json:"max_lag_bound"`
 }
 
-// Record is one city failover, at /cityfailovers/<id>.
+// Unfinished reports whether a leader still has to run the failover.
+func (s State) Unfinished() bool { return s == Pending || s == Running }
+
+// Record is one city failover, at /operations/<id>.
 type Record struct {
 	ID string `json:"id"`
-	DC string `json:"dc"`
+	// Kind is always KindCityFailover.
+	Kind string `json:"kind"`
+	DC   string `json:"dc"`
 	// Trigger is "automatic" or "operator:<actor>".
 	Trigger    string `json:"trigger"`
 	AcceptLoss bool   `json:"accept_loss,omitempty"`
@@ -78,7 +104,14 @@ type Record struct {
 	Reason         string    `json:"reason,omitempty"`
 	Witnesses      []string  `json:"witnesses,omitempty"`
 	LeaseGoneSince time.Time `json:"lease_gone_since,omitzero"`
-	StartedAt      time.Time `json:"started_at"`
+	// RequestedBy is "coordinator:<id>" for an automatic failover, the
+	// API token name for an operator's.
+	RequestedBy string    `json:"requested_by"`
+	CreatedAt   time.Time `json:"created_at"`
+	StartedAt   time.Time `json:"started_at,omitzero"`
+	FinishedAt  time.Time `json:"finished_at,omitzero"`
+	// Leader is the coordinator that runs (or ran) it.
+	Leader string `json:"leader,omitempty"`
 	// FlippedAt is when the last flip transaction committed; FlipTook is
 	// StartedAt → FlippedAt.
 	FlippedAt time.Time      `json:"flipped_at,omitzero"`
@@ -90,6 +123,9 @@ type Record struct {
 	Estimate Estimate    `json:"estimate"`
 	// MapRevision is the etcd revision of the last flip.
 	MapRevision int64 `json:"map_revision,omitempty"`
+
+	// Revision is the etcd mod revision the record was read at. Not stored.
+	Revision int64 `json:"-"`
 }
 
 // Flipped counts the shards that moved.
@@ -104,16 +140,34 @@ func (r Record) Flipped() int {
 }
 
 // Key is the etcd key of a record.
-func Key(st *state.Store, id string) string { return st.Key("cityfailovers", id) }
+func Key(st *state.Store, id string) string { return st.Key("operations", id) }
+
+// NewID returns a new failover id, sortable by creation time.
+func NewID(dc string, t time.Time) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return KindCityFailover + "-" + t.UTC().Format("20060102T150405.000Z") + "-" + dc + "-" + hex.EncodeToString(b[:])
+}
+
+// ErrNotFound means no city failover has the id.
+var ErrNotFound = errors.New("cityfail: no such city failover")
 
 // Get reads one record.
 func Get(ctx context.Context, st *state.Store, id string) (Record, error) {
-	r, _, err := state.Get[Record](ctx, st, Key(st, id))
-	return r, err
+	r, rev, err := state.Get[Record](ctx, st, Key(st, id))
+	switch {
+	case errors.Is(err, state.ErrNotFound), err == nil && r.Kind != KindCityFailover:
+		return Record{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+	case err != nil:
+		return Record{}, err
+	}
+	r.Revision = rev
+	return r, nil
 }
 
-// List returns every record, oldest first.
+// List returns every city failover, oldest first (the other operations
+// under /operations are left out).
 func List(ctx context.Context, st *state.Store) ([]Record, error) {
-	rs, _, err := state.List[Record](ctx, st, st.Prefix("cityfailovers"))
+	rs, _, err := list(ctx, st)
 	return rs, err
 }

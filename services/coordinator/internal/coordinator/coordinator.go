@@ -47,6 +47,16 @@ type Config struct {
 	NATSURL string `yaml:"nats_url,omitempty"`
 	// Ledger configures the request ledger (in the audit store).
 	Ledger ledger.Config `yaml:"ledger"`
+	// CityFailover is the policy of automatic city failovers.
+	CityFailover CityFailover `yaml:"city_failover"`
+}
+
+// CityFailover is the global policy of automatic city failovers.
+type CityFailover struct {
+	// Auto is the global auto_city_failover: whether a DC the leader
+	// declares LOST is failed over without an operator (a keyspace's
+	// auto_city_failover in the topology overrides it). Default on.
+	Auto bool `yaml:"auto"`
 }
 
 // Leader configures the coordinator leader election.
@@ -114,11 +124,12 @@ func DefaultConfig() *Config {
 			RefusedRate: guard.DefaultRefusedRate, RefusedBurst: guard.DefaultRefusedBurst,
 			MaxWatches: guard.DefaultMaxWatches, RefusalWindow: auditlog.DefaultRefusalWindow,
 		}},
-		Leader:  Leader{SessionTTL: 5 * time.Second},
-		Ops:     Ops{WaitTimeout: 10 * time.Second, Retention: 24 * time.Hour},
-		Handoff: Handoff{RouterGrace: handoff.DefaultRouterGrace, CatchUp: handoff.DefaultCatchUp},
-		Audit:   auditlog.DefaultConfig(),
-		Ledger:  ledger.DefaultConfig(),
+		Leader:       Leader{SessionTTL: 5 * time.Second},
+		Ops:          Ops{WaitTimeout: 10 * time.Second, Retention: 24 * time.Hour},
+		Handoff:      Handoff{RouterGrace: handoff.DefaultRouterGrace, CatchUp: handoff.DefaultCatchUp},
+		Audit:        auditlog.DefaultConfig(),
+		Ledger:       ledger.DefaultConfig(),
+		CityFailover: CityFailover{Auto: true},
 	}
 }
 
@@ -239,8 +250,15 @@ acknowledgements within handoff.router_grace, the old owner's barrier,
 every live DC caught up within handoff.catch_up, one fenced flip), and
 restores one (ACTIVE again; with move_home its home shards handed back),
 as crash-safe operations in etcd that the leader runs in waves and a new
-leader resumes; cancel stops after the current wave. City failover is NOT
-implemented yet.`,
+leader resumes; cancel stops after the current wave.
+City failover: every coordinator writes its DC's view of the others; the
+leader assesses every DC (its lease, the others' views) and, when one is
+declared LOST, stores a city failover at /operations/<id> and runs it:
+every shard the DC owns flipped to its backup in fenced transactions, with
+the estimated loss (the ledger's captured-not-applied request ids) on the
+record and in the audit log; kill switches, city_failover.auto (and each
+keyspace's auto_city_failover) and the keyspaces' max_rpo hold it for an
+operator. A new leader resumes an interrupted one.`,
 		Config:           cfg,
 		Flags:            cfg.Flags,
 		LogicImplemented: true,
@@ -286,10 +304,11 @@ func run(ctx context.Context, cfg *Config, env *daemon.Env) error {
 	n, err := NewNode(NodeOptions{
 		Store: env.State, ID: env.Record.ID, GRPCAddr: cfg.API.GRPCAddr, HTTPAddr: cfg.API.HTTPAddr, TLS: tlsCfg,
 		Tokens: cfg.Auth.Tokens, Limits: limitOptions(cfg.API), LeaderTTL: cfg.Leader.SessionTTL, OpsWait: cfg.Ops.WaitTimeout, OpsRetention: cfg.Ops.Retention,
-		Audit:       AuditOptions{Docs: docs, Index: cfg.Audit.Index, Retention: cfg.Audit.OutboxRetention},
-		Replication: ReplicationOptions{NATS: nc, DC: cfg.DC, Ledger: cfg.Ledger},
-		Handoff:     HandoffOptions{RouterGrace: cfg.Handoff.RouterGrace, CatchUp: cfg.Handoff.CatchUp},
-		Lease:       env.Lease, Registerer: env.Registry, Logger: env.Logger,
+		Audit:            AuditOptions{Docs: docs, Index: cfg.Audit.Index, Retention: cfg.Audit.OutboxRetention},
+		Replication:      ReplicationOptions{NATS: nc, DC: cfg.DC, Ledger: cfg.Ledger},
+		Handoff:          HandoffOptions{RouterGrace: cfg.Handoff.RouterGrace, CatchUp: cfg.Handoff.CatchUp},
+		AutoCityFailover: cfg.CityFailover.Auto,
+		Lease:            env.Lease, Registerer: env.Registry, Logger: env.Logger,
 	})
 	if err != nil {
 		return err

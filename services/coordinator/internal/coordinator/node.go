@@ -19,6 +19,7 @@ import (
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/drplane/drplane/services/coordinator/internal/auditlog"
 	"github.com/drplane/drplane/services/coordinator/internal/auth"
+	"github.com/drplane/drplane/services/coordinator/internal/cityfail"
 	"github.com/drplane/drplane/services/coordinator/internal/control"
 	"github.com/drplane/drplane/services/coordinator/internal/dclive"
 	"github.com/drplane/drplane/services/coordinator/internal/evac"
@@ -61,6 +62,8 @@ type NodeOptions struct {
 	// Handoff bounds the waits of safe shard handoffs; zero fields take
 	// package handoff's defaults.
 	Handoff HandoffOptions
+	// AutoCityFailover is the global auto_city_failover.
+	AutoCityFailover bool
 	// Lease is the process lease this coordinator's DC views are written
 	// on (nil: written without a lease).
 	Lease func() clientv3.LeaseID
@@ -138,6 +141,8 @@ type Node struct {
 	// throttles refused callers and bounds their watch streams.
 	Refusals *auditlog.Refusals
 	Guard    *guard.Guard
+	// CityFailovers runs the city failovers while this coordinator leads.
+	CityFailovers *cityfail.Runner
 }
 
 // NewNode builds a coordinator and binds its API ports.
@@ -241,12 +246,44 @@ func NewNode(o NodeOptions) (*Node, error) {
 			return nil, err
 		}
 	}
+	flipOpts := cityfail.Options{Store: o.Store, Auto: o.AutoCityFailover, ID: o.ID, Actor: "coordinator:" + o.ID,
+		Registerer: o.Registerer, Logger: o.Logger.With().Str("component", "cityfail").Logger(), Now: o.Now}
+	if led != nil {
+		flipOpts.Ledger = ledgerMissing{led}
+	}
+	cities := cityfail.NewRunner(cityfail.RunnerOptions{Flipper: cityfail.New(flipOpts), Logger: flipOpts.Logger})
 	watcher := dclive.NewWatcher(dclive.WatcherOptions{
-		Store: o.Store, ID: o.ID, Registerer: o.Registerer,
+		Store: o.Store, ID: o.ID, Registerer: o.Registerer, OnLost: declareLost(cities, flipOpts.Logger),
 		Logger: o.Logger.With().Str("component", "dclive").Logger(), Now: o.Now,
 	})
 	return &Node{Leader: l, Queue: q, Cache: cache, Server: srv, Indexer: indexer, Ledger: led, Operations: runner, Prober: prober, Watcher: watcher,
-		Refusals: refusals, Guard: gd}, nil
+		Refusals: refusals, Guard: gd, CityFailovers: cities}, nil
+}
+
+// declareLost stores the city failover of a DC the watcher declared LOST.
+func declareLost(r *cityfail.Runner, log zerolog.Logger) dclive.LostFunc {
+	return func(ctx context.Context, fence state.Fence, dc string, st dclive.Status) {
+		_, err := r.Declare(ctx, fence, cityfail.Request{DC: dc, Verdict: string(st.Code), Reason: st.Reason,
+			Witnesses: st.Witnesses, LeaseGoneSince: st.LeaseGoneSince})
+		switch {
+		case errors.Is(err, cityfail.ErrNothingToFlip), errors.Is(err, cityfail.ErrOpen):
+			log.Info().Err(err).Str("dc", dc).Msg("DC lost: no new city failover")
+		case err != nil:
+			log.Warn().Err(err).Str("dc", dc).Msg("DC lost: no city failover stored")
+		}
+	}
+}
+
+// ledgerMissing answers the flipper from the request ledger.
+type ledgerMissing struct{ l *ledger.Ledger }
+
+func (m ledgerMissing) Missing(ctx context.Context, origin, target string, limit int) ([]cityfail.Missing, int64, error) {
+	us, total, err := m.l.Unapplied(ctx, origin, target, limit)
+	out := make([]cityfail.Missing, len(us))
+	for i, u := range us {
+		out[i] = cityfail.Missing{RequestID: u.RequestID, Keyspace: u.Keyspace, Shard: u.Shard}
+	}
+	return out, total, err
 }
 
 // newLedger builds the request ledger when the coordinator has both NATS
@@ -294,7 +331,7 @@ func (n *Node) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// watchDCs runs the DC liveness watcher during every term of this
+// watchDCs runs the DC liveness watcher and the city failovers during every term of this
 // coordinator's leadership, until ctx ends.
 func (n *Node) watchDCs(ctx context.Context) error {
 	for {
@@ -303,7 +340,10 @@ func (n *Node) watchDCs(ctx context.Context) error {
 			return nil //nolint:nilerr // ctx ended: a clean stop
 		}
 		tctx, cancel := term.Context(ctx)
-		_ = n.Watcher.Lead(tctx, term.Fence)
+		g, gctx := errgroup.WithContext(tctx)
+		g.Go(func() error { return n.Watcher.Lead(gctx, term.Fence) })
+		g.Go(func() error { return n.CityFailovers.Lead(gctx, term.Fence) })
+		_ = g.Wait()
 		cancel()
 		if ctx.Err() != nil {
 			return nil

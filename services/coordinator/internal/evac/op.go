@@ -25,6 +25,10 @@ const (
 	KindMoveShard Kind = "move_shard"
 )
 
+// known reports whether this package runs operations of kind k (other
+// kinds share /operations: the city failovers of package cityfail).
+func (k Kind) known() bool { return k == KindEvacuate || k == KindRestore || k == KindMoveShard }
+
 // State is where an operation is.
 type State string
 
@@ -304,14 +308,15 @@ func encode(op Operation) (string, error) {
 // Get reads one operation.
 func (s *Store) Get(ctx context.Context, id string) (Operation, error) {
 	op, rev, err := state.Get[Operation](ctx, s.st, s.Key(id))
-	if errors.Is(err, state.ErrNotFound) {
+	if errors.Is(err, state.ErrNotFound) || err == nil && !op.Kind.known() {
 		return op, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	op.Revision = rev
 	return op, err
 }
 
-// List returns every operation, oldest first, and the revision of the read.
+// List returns every operation of this package's kinds, oldest first, and
+// the revision of the read.
 func (s *Store) List(ctx context.Context) ([]Operation, int64, error) {
 	resp, err := s.st.Client().Get(ctx, s.Prefix(), clientv3.WithPrefix(),
 		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
@@ -321,7 +326,7 @@ func (s *Store) List(ctx context.Context) ([]Operation, int64, error) {
 	out := make([]Operation, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		var op Operation
-		if json.Unmarshal(kv.Value, &op) != nil {
+		if json.Unmarshal(kv.Value, &op) != nil || !op.Kind.known() {
 			continue
 		}
 		op.Revision = kv.ModRevision

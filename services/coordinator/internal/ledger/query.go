@@ -83,3 +83,46 @@ func (l *Ledger) Retried(ctx context.Context, origin, target string) (int64, err
 	}
 	return res.Total, nil
 }
+
+// Unapplied is one request captured in a DC that a target has not applied.
+type Unapplied struct {
+	RequestID, GTID, Keyspace string
+	Shard                     int32
+}
+
+// Unapplied returns the requests captured in origin that target has not
+// applied (pending there or dead-lettered there), at most limit of them,
+// and how many there are. The ledger knows only the facts that reached
+// it: a request whose capture never left origin is not among them.
+func (l *Ledger) Unapplied(ctx context.Context, origin, target string, limit int) ([]Unapplied, int64, error) {
+	var out []Unapplied
+	var total int64
+	for _, field := range []string{fieldPendingDCs, "dead_lettered_dcs"} {
+		q := docstore.Query{Terms: map[string][]string{fieldOrigin: {origin}, field: {target}}, Sort: fieldCapturedAt,
+			Size: docstore.MaxSize}
+		for {
+			res, err := l.o.Docs.Search(ctx, l.o.Config.Index, q)
+			if err != nil {
+				return nil, 0, fmt.Errorf("ledger: requests of %s not applied at %s: %w", origin, target, err)
+			}
+			if q.After == "" {
+				total += res.Total
+			}
+			for _, h := range res.Hits {
+				if len(out) >= limit {
+					break
+				}
+				d, err := decodeDocument(h.Doc)
+				if err != nil {
+					continue
+				}
+				out = append(out, Unapplied{RequestID: d.RequestID, GTID: d.GTID, Keyspace: d.Keyspace, Shard: d.Shard})
+			}
+			if res.Next == "" || len(out) >= limit {
+				break
+			}
+			q.After = res.Next
+		}
+	}
+	return out, total, nil
+}
