@@ -84,7 +84,10 @@ failover or switchover its cluster, the old and new master, the outcome, the
 RTO (failure detected or switchover asked for, to the new master writable), the
 RPO (transactions lost, "unknown" when the old master's position was not
 known), the block window of a switchover, and what triggered it (the analysis
-code of an automatic failover, or the operator).`,
+code of an automatic failover, or the operator).
+
+drctl failovers list and drctl failovers show ID are about city failovers
+(whole DCs whose shards moved to their backups) instead.`,
 		Example: `  drctl failovers
   drctl failovers --dc dc-a1 --cluster db --limit 10 -o json`,
 		Args: cobra.NoArgs,
@@ -108,6 +111,7 @@ code of an automatic failover, or the operator).`,
 	cmd.Flags().StringVar(&cluster, "cluster", "", "only clusters of this name")
 	cmd.Flags().Int32Var(&limit, "limit", 50, "at most this many records (1 to 1000)")
 	_ = cmd.RegisterFlagCompletionFunc("dc", a.completeDCs)
+	cmd.AddCommand(a.cityFailoversListCmd(), a.cityFailoversShowCmd())
 	return cmd
 }
 
@@ -239,9 +243,9 @@ func (a *app) completeClusters(cmd *cobra.Command, args []string, _ string) ([]s
 func (a *app) failoverCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "failover",
-		Short: "Act on the HA agents' automatic failover (release a hold)",
+		Short: "Act on automatic failover: release an HA hold, fail a lost DC over",
 	}
-	cmd.AddCommand(a.failoverReleaseCmd())
+	cmd.AddCommand(a.failoverReleaseCmd(), a.failoverDCCmd())
 	return cmd
 }
 

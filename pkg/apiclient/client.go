@@ -52,6 +52,8 @@ type Client struct {
 	Shard drplanev1.ShardServiceClient
 	// Evacuation evacuates and restores DCs and follows their operations.
 	Evacuation drplanev1.EvacuationServiceClient
+	// CityFailover fails lost DCs over and shows city failovers.
+	CityFailover drplanev1.CityFailoverServiceClient
 	// Audit searches the audit log.
 	Audit drplanev1.AuditServiceClient
 	// Replication reports cross-DC replication, finds requests in the
@@ -93,6 +95,7 @@ func Dial(ctx context.Context, o Options) (*Client, error) {
 	c.Failover = drplanev1.NewFailoverServiceClient(conn)
 	c.Shard = drplanev1.NewShardServiceClient(conn)
 	c.Evacuation = drplanev1.NewEvacuationServiceClient(conn)
+	c.CityFailover = drplanev1.NewCityFailoverServiceClient(conn)
 	c.Audit = drplanev1.NewAuditServiceClient(conn)
 	c.Replication = drplanev1.NewReplicationServiceClient(conn)
 	c.Divergence = drplanev1.NewDivergenceServiceClient(conn)

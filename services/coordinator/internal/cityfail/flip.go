@@ -123,10 +123,10 @@ type evidence struct {
 	missTotal map[string]int64
 }
 
-// NewRecord returns the PENDING record of req, requested by who (not
-// stored).
-func (f *Flipper) NewRecord(req Request, who string) Record {
-	now := f.o.Now().UTC()
+// NewRecord returns the PENDING record of req, requested by who at now
+// (not stored).
+func NewRecord(req Request, who string, now time.Time) Record {
+	now = now.UTC()
 	rec := Record{
 		ID: NewID(req.DC, now), Kind: KindCityFailover, DC: req.DC, Trigger: "automatic", AcceptLoss: req.AcceptLoss,
 		State: Pending, Verdict: req.Verdict, Reason: req.Reason, Witnesses: req.Witnesses,
@@ -141,14 +141,22 @@ func (f *Flipper) NewRecord(req Request, who string) Record {
 	return rec
 }
 
-// Create stores rec (PENDING) under the leader's fence when fence is set.
-func (f *Flipper) Create(ctx context.Context, fence *state.Fence, rec Record) (Record, error) {
-	rev, err := state.Put(ctx, f.o.Store, Key(f.o.Store, rec.ID), rec, state.PutOptions{PrevRev: 0, Fence: fence})
+// NewRecord returns the PENDING record of req, requested by who.
+func (f *Flipper) NewRecord(req Request, who string) Record { return NewRecord(req, who, f.o.Now()) }
+
+// Create stores rec (PENDING), under fence when it is set.
+func Create(ctx context.Context, st *state.Store, fence *state.Fence, rec Record) (Record, error) {
+	rev, err := state.Put(ctx, st, Key(st, rec.ID), rec, state.PutOptions{PrevRev: 0, Fence: fence})
 	if err != nil {
 		return rec, fmt.Errorf("cityfail: store %s: %w", rec.ID, err)
 	}
 	rec.Revision = rev
 	return rec, nil
+}
+
+// Create stores rec (PENDING) under the leader's fence when fence is set.
+func (f *Flipper) Create(ctx context.Context, fence *state.Fence, rec Record) (Record, error) {
+	return Create(ctx, f.o.Store, fence, rec)
 }
 
 // Failover stores the record of req and runs it at once.
@@ -207,7 +215,14 @@ func (f *Flipper) Run(ctx context.Context, fence state.Fence, rec Record) (Recor
 			}
 		}
 		var maps []shardmap.Map
-		maps, err = f.plan(ctx, &rec, ev, auto && !rec.AcceptLoss)
+		pol := policyAuto
+		switch {
+		case rec.AcceptLoss:
+			pol = policyNone
+		case !auto:
+			pol = policyBudget
+		}
+		maps, err = f.plan(ctx, &rec, ev, pol)
 		if err != nil {
 			break
 		}
@@ -337,10 +352,23 @@ func target(s shardmap.Shard, lost string, ev evidence) string {
 	return same
 }
 
-// plan fills rec.Shards and the estimate and returns the new maps. With
-// policy, rec.Held (a kill switch) holds every shard not flipped yet, and
-// hold decides for the others.
-func (f *Flipper) plan(ctx context.Context, rec *Record, ev evidence, policy bool) ([]shardmap.Map, error) {
+// policy says which holds apply to a failover.
+type policy int
+
+const (
+	// policyNone: an operator accepted the loss; nothing is held.
+	policyNone policy = iota
+	// policyBudget: an operator's failover; max_rpo holds.
+	policyBudget
+	// policyAuto: an automatic failover; kill switches,
+	// auto_city_failover and max_rpo hold.
+	policyAuto
+)
+
+// plan fills rec.Shards and the estimate and returns the new maps. Under
+// policyAuto, rec.Held (a kill switch) holds every shard not flipped yet,
+// and hold decides for the others.
+func (f *Flipper) plan(ctx context.Context, rec *Record, ev evidence, pol policy) ([]shardmap.Map, error) {
 	rec.Shards, rec.Estimate = nil, Estimate{}
 	var out []shardmap.Map
 	wms := map[string]map[int32]state.Watermark{}
@@ -395,11 +423,11 @@ func (f *Flipper) plan(ctx context.Context, rec *Record, ev evidence, policy boo
 			sf.LedgerMissing = len(ids)
 			sf.Requests = ids[:min(len(ids), maxPerShard)]
 			switch {
-			case sf.Flipped || !policy:
-			case rec.Held != "": // a kill switch holds every shard
+			case sf.Flipped || pol == policyNone:
+			case pol == policyAuto && rec.Held != "": // a kill switch holds every shard
 				sf.Held = rec.Held
 			default:
-				sf.Held = hold(ks, f.o.Auto, sf)
+				sf.Held = hold(ks, f.o.Auto, sf, pol == policyAuto)
 			}
 			if sf.Held == "" && !sf.Flipped {
 				next, err = shardmap.Handoff(next, s.ID, sf.To, rec.DC, shardmap.Fence{Watermark: sf.Fence, OperationID: rec.ID})
@@ -431,12 +459,13 @@ func (f *Flipper) plan(ctx context.Context, rec *Record, ev evidence, policy boo
 	return out, nil
 }
 
-// hold returns why the policy holds a shard of ks ("" to flip it).
-func hold(ks topology.Keyspace, auto bool, sf ShardFlip) string {
+// hold returns why the policy holds a shard of ks ("" to flip it):
+// auto_city_failover (when checkAuto) and max_rpo.
+func hold(ks topology.Keyspace, auto bool, sf ShardFlip, checkAuto bool) string {
 	if ks.AutoCityFailover != nil {
 		auto = *ks.AutoCityFailover
 	}
-	if !auto {
+	if checkAuto && !auto {
 		return "auto_city_failover is off for keyspace " + ks.Name
 	}
 	budget := ks.MaxRPODuration()

@@ -89,6 +89,25 @@ type Estimate struct {
 // Unfinished reports whether a leader still has to run the failover.
 func (s State) Unfinished() bool { return s == Pending || s == Running }
 
+// Lost is one request the lost DC committed after a flipped shard's fence
+// that never reached the new owner: a divergence entry.
+type Lost struct {
+	RequestID    string `json:"request_id"`
+	GTID         string `json:"gtid,omitempty"`
+	Keyspace     string `json:"keyspace"`
+	Shard        int32  `json:"shard"`
+	Owner        string `json:"owner"`
+	DivergenceID string `json:"divergence_id"`
+}
+
+// Exact is the loss counted when the lost DC returned.
+type Exact struct {
+	ComputedAt time.Time `json:"computed_at"`
+	// Requests are at most maxListed; RequestsTotal counts all.
+	Requests      []Lost `json:"requests,omitempty"`
+	RequestsTotal int    `json:"requests_total"`
+}
+
 // Record is one city failover, at /operations/<id>.
 type Record struct {
 	ID string `json:"id"`
@@ -121,6 +140,8 @@ type Record struct {
 	Error    string      `json:"error,omitempty"`
 	Shards   []ShardFlip `json:"shards"`
 	Estimate Estimate    `json:"estimate"`
+	// Exact is set once the DC returned and its loss was counted.
+	Exact *Exact `json:"exact,omitempty"`
 	// MapRevision is the etcd revision of the last flip.
 	MapRevision int64 `json:"map_revision,omitempty"`
 

@@ -19,7 +19,7 @@ func TestPolicyCoversEveryMethod(t *testing.T) {
 		drplanev1.TopologyService_ServiceDesc, drplanev1.FailoverService_ServiceDesc,
 		drplanev1.ShardService_ServiceDesc, drplanev1.EvacuationService_ServiceDesc,
 		drplanev1.AuditService_ServiceDesc, drplanev1.ReplicationService_ServiceDesc,
-		drplanev1.DivergenceService_ServiceDesc,
+		drplanev1.DivergenceService_ServiceDesc, drplanev1.CityFailoverService_ServiceDesc,
 	} {
 		for _, m := range sd.Methods {
 			name := "/" + sd.ServiceName + "/" + m.MethodName
@@ -47,6 +47,8 @@ func TestPolicyCoversEveryMethod(t *testing.T) {
 	assert.Equal(t, auth.RoleViewer, p[drplanev1.EvacuationService_ListOperations_FullMethodName])
 	assert.Equal(t, auth.RoleViewer, p[drplanev1.EvacuationService_WatchOperation_FullMethodName])
 	assert.Equal(t, auth.RoleViewer, p[drplanev1.DivergenceService_ListDivergence_FullMethodName])
+	assert.Equal(t, auth.RoleOperator, p[drplanev1.CityFailoverService_FailOverDC_FullMethodName])
+	assert.Equal(t, auth.RoleViewer, p[drplanev1.CityFailoverService_GetCityFailover_FullMethodName])
 	assert.Equal(t, auth.RoleViewer, p[drplanev1.ShardService_AckRoutes_FullMethodName])
 	assert.Equal(t, auth.RoleViewer, p[drplanev1.AuditService_SearchAudit_FullMethodName])
 	assert.Equal(t, auth.RoleViewer, p[drplanev1.ReplicationService_GetReplicationStatus_FullMethodName])

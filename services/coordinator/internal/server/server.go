@@ -45,6 +45,8 @@ type Options struct {
 	Evacuation drplanev1.EvacuationServiceServer
 	// Divergence, when non-nil, serves DivergenceService.
 	Divergence drplanev1.DivergenceServiceServer
+	// CityFailover, when non-nil, serves CityFailoverService.
+	CityFailover drplanev1.CityFailoverServiceServer
 	// Audit, when non-nil, serves AuditService.
 	Audit drplanev1.AuditServiceServer
 	// Replication, when non-nil, serves ReplicationService.
@@ -144,6 +146,10 @@ func Policy() map[string]auth.Role {
 		drplanev1.DivergenceService_ListDivergence_FullMethodName: auth.RoleViewer,
 		drplanev1.DivergenceService_GetDivergence_FullMethodName:  auth.RoleViewer,
 
+		drplanev1.CityFailoverService_FailOverDC_FullMethodName:        auth.RoleOperator,
+		drplanev1.CityFailoverService_ListCityFailovers_FullMethodName: auth.RoleViewer,
+		drplanev1.CityFailoverService_GetCityFailover_FullMethodName:   auth.RoleViewer,
+
 		drplanev1.AuditService_SearchAudit_FullMethodName: auth.RoleViewer,
 
 		drplanev1.ReplicationService_GetReplicationStatus_FullMethodName: auth.RoleViewer,
@@ -185,6 +191,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		if s.o.Divergence != nil {
 			drplanev1.RegisterDivergenceServiceServer(srv, s.o.Divergence)
+		}
+		if s.o.CityFailover != nil {
+			drplanev1.RegisterCityFailoverServiceServer(srv, s.o.CityFailover)
 		}
 		if s.o.Audit != nil {
 			drplanev1.RegisterAuditServiceServer(srv, s.o.Audit)
@@ -241,6 +250,11 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	if s.o.Divergence != nil {
 		if err := drplanev1.RegisterDivergenceServiceHandlerClient(ctx, gw, drplanev1.NewDivergenceServiceClient(conn)); err != nil {
+			return err
+		}
+	}
+	if s.o.CityFailover != nil {
+		if err := drplanev1.RegisterCityFailoverServiceHandlerClient(ctx, gw, drplanev1.NewCityFailoverServiceClient(conn)); err != nil {
 			return err
 		}
 	}
