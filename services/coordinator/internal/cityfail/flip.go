@@ -109,6 +109,9 @@ type Request struct {
 	Verdict, Reason string
 	Witnesses       []string
 	LeaseGoneSince  time.Time
+	// LastSeen is when the DC was last seen alive (its lease held, or a
+	// peer seeing it work).
+	LastSeen time.Time
 }
 
 // evidence is what the plan reads besides the shard maps.
@@ -130,7 +133,7 @@ func NewRecord(req Request, who string, now time.Time) Record {
 	rec := Record{
 		ID: NewID(req.DC, now), Kind: KindCityFailover, DC: req.DC, Trigger: "automatic", AcceptLoss: req.AcceptLoss,
 		State: Pending, Verdict: req.Verdict, Reason: req.Reason, Witnesses: req.Witnesses,
-		LeaseGoneSince: req.LeaseGoneSince.UTC(), RequestedBy: who, CreatedAt: now,
+		LeaseGoneSince: req.LeaseGoneSince.UTC(), LastSeen: req.LastSeen.UTC(), RequestedBy: who, CreatedAt: now,
 	}
 	if req.Operator != "" {
 		rec.Trigger = "operator:" + req.Operator
@@ -417,7 +420,7 @@ func (f *Flipper) plan(ctx context.Context, rec *Record, ev evidence, pol policy
 			}
 			sf.LagBound = state.Duration(-1)
 			if heard, ok := ev.lastHeard[sf.To]; ok {
-				sf.LagBound = state.Duration(max(0, rec.LeaseGoneSince.Sub(heard)) + ev.lagP99[sf.To])
+				sf.LagBound = state.Duration(max(0, rec.lossEnd().Sub(heard)) + ev.lagP99[sf.To])
 			}
 			ids := ev.missing[sf.To][ks.Name+"/"+strconv.Itoa(s.ID)]
 			sf.LedgerMissing = len(ids)

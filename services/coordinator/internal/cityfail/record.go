@@ -123,6 +123,9 @@ type Record struct {
 	Reason         string    `json:"reason,omitempty"`
 	Witnesses      []string  `json:"witnesses,omitempty"`
 	LeaseGoneSince time.Time `json:"lease_gone_since,omitzero"`
+	// LastSeen is when the DC was last seen alive (its lease held, or a
+	// peer seeing it work).
+	LastSeen time.Time `json:"last_seen,omitzero"`
 	// RequestedBy is "coordinator:<id>" for an automatic failover, the
 	// API token name for an operator's.
 	RequestedBy string    `json:"requested_by"`
@@ -147,6 +150,20 @@ type Record struct {
 
 	// Revision is the etcd mod revision the record was read at. Not stored.
 	Revision int64 `json:"-"`
+}
+
+// lossEnd is the end of the loss window: the later of the lease's loss
+// and the last sight of the DC alive; the start of the run when neither
+// is known.
+func (r Record) lossEnd() time.Time {
+	end := r.LeaseGoneSince
+	if r.LastSeen.After(end) {
+		end = r.LastSeen
+	}
+	if end.IsZero() {
+		end = r.StartedAt
+	}
+	return end
 }
 
 // Flipped counts the shards that moved.

@@ -15,6 +15,7 @@ import (
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/drplane/drplane/services/coordinator/internal/auth"
 	"github.com/drplane/drplane/services/coordinator/internal/cityfail"
+	"github.com/drplane/drplane/services/coordinator/internal/dclive"
 )
 
 // ActionCityFailoverRequest is the audit action of an operator's
@@ -162,8 +163,12 @@ func (c *CityFailover) start(ctx context.Context, who string, req *drplanev1.Fai
 		ae.Field = "dc"
 		return cityfail.Record{}, ae
 	}
-	rec := cityfail.NewRecord(cityfail.Request{DC: dc, Operator: who, AcceptLoss: req.GetAcceptLoss(),
-		Reason: strings.TrimSpace(req.GetReason())}, who, c.o.Now())
+	fr := cityfail.Request{DC: dc, Operator: who, AcceptLoss: req.GetAcceptLoss(), Reason: strings.TrimSpace(req.GetReason())}
+	// The leader's liveness verdict, when it has one, bounds the loss window.
+	if s, _, err := state.Get[dclive.Status](ctx, c.o.Store, dclive.StatusKey(c.o.Store, dc)); err == nil {
+		fr.Verdict, fr.LeaseGoneSince, fr.LastSeen = string(s.Code), s.LeaseGoneSince, s.LastSeen
+	}
+	rec := cityfail.NewRecord(fr, who, c.o.Now())
 	rec, err = cityfail.Create(ctx, c.o.Store, nil, rec)
 	if err != nil {
 		return rec, apierr.Wrap(err, drplanev1.ErrorCode_ERROR_CODE_UNAVAILABLE, "store the city failover in etcd")

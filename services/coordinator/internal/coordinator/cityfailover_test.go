@@ -19,6 +19,7 @@ import (
 	"github.com/drplane/drplane/pkg/topology"
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/drplane/drplane/services/coordinator/internal/cityfail"
+	"github.com/drplane/drplane/services/coordinator/internal/dclive"
 )
 
 func cityClient(t *testing.T, c *coord) drplanev1.CityFailoverServiceClient {
@@ -168,6 +169,17 @@ func TestFailOverDCThroughTheAPI(t *testing.T) {
 func TestLeaderFailsOverALostDC(t *testing.T) {
 	st, cs := startCoords(t, 1)
 	leaderOf(t, cs)
+	t.Log("dc-a1 runs (its lease is seen), then goes dark")
+	leases(t, st, "dc-a1")
+	check.For(t, 10*time.Second, 50*time.Millisecond, func() error {
+		s, _, err := state.Get[dclive.Status](context.Background(), st, dclive.StatusKey(st, "dc-a1"))
+		if err != nil {
+			return err
+		}
+		return check.That(s.Code == dclive.Alive, "dc-a1 is %s", s.Code)
+	})
+	_, err := st.Client().Delete(context.Background(), st.DCLeaseKey("dc-a1"))
+	require.NoError(t, err)
 	on := true
 	setKeyspace(t, st, "users", func(ks *topology.Keyspace) { ks.AutoCityFailover = &on })
 	leases(t, st, "dc-a2", "dc-b1")

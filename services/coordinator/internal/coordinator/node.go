@@ -265,7 +265,7 @@ func NewNode(o NodeOptions) (*Node, error) {
 func declareLost(r *cityfail.Runner, log zerolog.Logger) dclive.LostFunc {
 	return func(ctx context.Context, fence state.Fence, dc string, st dclive.Status) {
 		_, err := r.Declare(ctx, fence, cityfail.Request{DC: dc, Verdict: string(st.Code), Reason: st.Reason,
-			Witnesses: st.Witnesses, LeaseGoneSince: st.LeaseGoneSince})
+			Witnesses: st.Witnesses, LeaseGoneSince: st.LeaseGoneSince, LastSeen: st.LastSeen})
 		switch {
 		case errors.Is(err, cityfail.ErrNothingToFlip), errors.Is(err, cityfail.ErrOpen):
 			log.Info().Err(err).Str("dc", dc).Msg("DC lost: no new city failover")

@@ -27,11 +27,15 @@ type Code string
 const (
 	// Alive: the DC's lease is held.
 	Alive Code = "DCAlive"
+	// NeverSeen: the lease is gone and the DC was never seen alive (its
+	// lease held, or peers seeing it working): it has not started yet, or
+	// etcd lost its history. Not failed over; an operator decides.
+	NeverSeen Code = "DCNeverSeen"
 	// LeaseGrace: the lease is gone, for less than the grace.
 	LeaseGrace Code = "DCLeaseGrace"
 	// SeenByPeers: the lease is gone, but a live DC still reaches the DC's
-	// masters, hears from its NATS, or applied from it since: an etcd-side
-	// problem. Not failed over.
+	// masters, hears from its NATS, or applied from it since (within the
+	// link's dead time): an etcd-side problem. Not failed over.
 	SeenByPeers Code = "DCLeaseLostSeenByPeers"
 	// NoPeers: the lease is gone and no other DC is alive to confirm.
 	NoPeers Code = "DCLeaseLostNoPeers"
@@ -55,6 +59,7 @@ type Description struct {
 // Codes is the failure model of whole DCs, in the order Assess decides.
 var Codes = []Description{
 	{Code: Alive, Summary: "the DC's lease is held by its active HA agent", Action: "nothing"},
+	{Code: NeverSeen, Summary: "the DC's lease is gone and the DC was never seen alive (it has not started yet)", Action: "nothing: an operator decides"},
 	{Code: LeaseGrace, Summary: "the DC's lease is gone for less than the grace period", Action: "wait"},
 	{Code: SeenByPeers, Summary: "the DC's lease is gone but another DC still reaches its masters, hears from its NATS or applied from it since (an etcd-side problem)", Action: "nothing: not failed over"},
 	{Code: NoPeers, Summary: "the DC's lease is gone and no other DC is alive to confirm the loss", Action: "hold: an operator decides"},
@@ -105,6 +110,9 @@ type Input struct {
 	// the leader first saw it missing.
 	LeaseHeld      bool
 	LeaseGoneSince time.Time
+	// LastSeen is when a leader last saw the DC alive (its lease held, or
+	// a peer seeing it working); zero: never.
+	LastSeen time.Time
 	Peers          []Peer
 }
 
@@ -123,6 +131,9 @@ func Assess(in Input, th Thresholds) Verdict {
 	if in.LeaseHeld {
 		return Verdict{Code: Alive, Reason: "lease held"}
 	}
+	if in.LastSeen.IsZero() {
+		return Verdict{Code: NeverSeen, Reason: "lease gone and the DC was never seen alive"}
+	}
 	gone := in.Now.Sub(in.LeaseGoneSince)
 	if gone < th.Grace {
 		return Verdict{Code: LeaseGrace, Reason: fmt.Sprintf("lease gone for %s (grace %s)", gone.Round(time.Millisecond), th.Grace)}
@@ -136,7 +147,7 @@ func Assess(in Input, th Thresholds) Verdict {
 	sort.Slice(live, func(i, j int) bool { return live[i].DC < live[j].DC })
 	var seen, stale []string
 	for _, p := range live {
-		if !p.LastApplied.IsZero() && !p.LastApplied.Before(in.LeaseGoneSince) {
+		if !p.LastApplied.IsZero() && !p.LastApplied.Before(in.LeaseGoneSince) && in.Now.Sub(p.LastApplied) < th.LinkDead {
 			seen = append(seen, p.DC+" applied from it at "+p.LastApplied.UTC().Format(time.RFC3339Nano))
 			continue
 		}

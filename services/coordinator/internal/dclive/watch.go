@@ -23,7 +23,11 @@ type Status struct {
 	Since     time.Time `json:"since"`
 	// LeaseGoneSince is when the leader first saw the DC lease missing.
 	LeaseGoneSince time.Time `json:"lease_gone_since,omitzero"`
-	By             string    `json:"by"`
+	// LastSeen is when a leader last saw the DC alive: its lease held, or
+	// a peer seeing it working (as of this status's writing; the leader
+	// keeps it current in memory and hands the current one to OnLost).
+	LastSeen time.Time `json:"last_seen,omitzero"`
+	By       string    `json:"by"`
 }
 
 // StatusKey is the etcd key of dc's status.
@@ -51,12 +55,21 @@ type WatcherOptions struct {
 type Watcher struct {
 	o     WatcherOptions
 	gauge *prometheus.GaugeVec
-	// goneSince: when each DC's lease was first seen missing; status: the
-	// last verdict written; fired: the DCs whose loss was acted on in this
-	// episode.
+	// goneSince: when each DC's lease was first seen missing; lastSeen:
+	// when each DC was last seen alive (seeded from the stored statuses,
+	// so a new leader knows which DCs ever ran); status: the last verdict
+	// written; fired: the DCs whose loss was acted on in this episode.
 	goneSince map[string]time.Time
+	lastSeen  map[string]time.Time
 	status    map[string]Status
 	fired     map[string]bool
+	seeded    bool
+}
+
+// reset starts the episode state afresh.
+func (w *Watcher) reset() {
+	w.goneSince, w.lastSeen = map[string]time.Time{}, map[string]time.Time{}
+	w.status, w.fired, w.seeded = map[string]Status{}, map[string]bool{}, false
 }
 
 // NewWatcher returns a watcher.
@@ -83,7 +96,7 @@ func NewWatcher(o WatcherOptions) *Watcher {
 // Lead assesses every DC each interval until ctx ends (the leadership
 // ended). The episode state starts afresh with every term.
 func (w *Watcher) Lead(ctx context.Context, fence state.Fence) error {
-	w.goneSince, w.status, w.fired = map[string]time.Time{}, map[string]Status{}, map[string]bool{}
+	w.reset()
 	t := time.NewTicker(w.o.Interval)
 	defer t.Stop()
 	for {
@@ -101,9 +114,21 @@ func (w *Watcher) Lead(ctx context.Context, fence state.Fence) error {
 // Once reads the leases, views and replication stats and assesses every DC.
 func (w *Watcher) Once(ctx context.Context, fence state.Fence) error {
 	if w.goneSince == nil {
-		w.goneSince, w.status, w.fired = map[string]time.Time{}, map[string]Status{}, map[string]bool{}
+		w.reset()
 	}
 	st := w.o.Store
+	if !w.seeded {
+		stored, _, err := state.List[Status](ctx, st, st.Prefix("dcstatus"))
+		if err != nil {
+			return err
+		}
+		for _, s := range stored {
+			if s.LastSeen.After(w.lastSeen[s.DC]) {
+				w.lastSeen[s.DC] = s.LastSeen
+			}
+		}
+		w.seeded = true
+	}
 	topo, _, err := st.Topology(ctx)
 	if err != nil {
 		return err
@@ -139,7 +164,10 @@ func (w *Watcher) input(dc topology.DC, topo topology.Topology, leases map[strin
 	} else if _, ok := w.goneSince[dc.Name]; !ok {
 		w.goneSince[dc.Name] = now
 	}
-	in := Input{DC: dc.Name, Now: now, LeaseHeld: held, LeaseGoneSince: w.goneSince[dc.Name]}
+	if held {
+		w.lastSeen[dc.Name] = now
+	}
+	in := Input{DC: dc.Name, Now: now, LeaseHeld: held, LeaseGoneSince: w.goneSince[dc.Name], LastSeen: w.lastSeen[dc.Name]}
 	for _, peer := range topo.DCs {
 		if peer.Name == dc.Name || peer.StateOf() == topology.DCDown {
 			continue
@@ -163,8 +191,12 @@ func (w *Watcher) input(dc topology.DC, topo topology.Topology, leases map[strin
 
 // record writes a changed verdict, and acts once on a loss.
 func (w *Watcher) record(ctx context.Context, fence state.Fence, dc string, in Input, v Verdict, now time.Time) {
+	if v.Code == SeenByPeers {
+		w.lastSeen[dc] = now
+	}
 	prev, had := w.status[dc]
-	cur := Status{DC: dc, Code: v.Code, Reason: v.Reason, Witnesses: v.Witnesses, Since: now.UTC(), By: w.o.ID}
+	cur := Status{DC: dc, Code: v.Code, Reason: v.Reason, Witnesses: v.Witnesses, Since: now.UTC(), By: w.o.ID,
+		LastSeen: w.lastSeen[dc].UTC()}
 	if !in.LeaseHeld {
 		cur.LeaseGoneSince = in.LeaseGoneSince.UTC()
 	}
@@ -185,6 +217,9 @@ func (w *Watcher) record(ctx context.Context, fence state.Fence, dc string, in I
 			return
 		}
 	}
+	if had && prev.Code == v.Code {
+		cur.LastSeen = prev.LastSeen // as stored
+	}
 	w.status[dc] = cur
 	if v.Code == Alive {
 		delete(w.fired, dc)
@@ -192,6 +227,7 @@ func (w *Watcher) record(ctx context.Context, fence state.Fence, dc string, in I
 	if v.Code == Lost && !w.fired[dc] {
 		w.fired[dc] = true
 		if w.o.OnLost != nil {
+			cur.LastSeen = w.lastSeen[dc].UTC()
 			w.o.OnLost(ctx, fence, dc, cur)
 		}
 	}

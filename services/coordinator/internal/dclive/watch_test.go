@@ -138,3 +138,63 @@ func TestWatcherDeclaresLossOnlyWhenPeersConfirm(t *testing.T) {
 	require.NoError(t, w.Once(ctx, state.Fence{Key: fence.Key, Rev: fence.Rev + 1000}))
 	assert.Equal(t, Alive, status("dc-b1").Code)
 }
+
+// TestWatcherNeverFailsOverADCNeverSeen: a DC whose lease no leader ever
+// saw (its agents have not started) is DCNeverSeen, not lost, even when
+// no peer reaches it; once seen, a new leader reads that back from the
+// stored status and treats the lease's loss as a loss.
+func TestWatcherNeverFailsOverADCNeverSeen(t *testing.T) {
+	ctx := t.Context()
+	st := state.New(harness.EtcdClient(t), "/test/"+t.Name())
+	topo := topology.Topology{
+		Cities: []topology.City{{Name: "city-a"}, {Name: "city-b"}},
+		DCs:    []topology.DC{{Name: "dc-a1", City: "city-a"}, {Name: "dc-b1", City: "city-b"}},
+	}
+	_, err := st.PutTopology(ctx, topo, -1)
+	require.NoError(t, err)
+	require.NoError(t, st.PutDCLease(ctx, state.DCLease{DC: "dc-b1", Agent: "agent"}, 0, nil))
+	resp, err := st.Client().Put(ctx, st.Key("leader-fence"), "me")
+	require.NoError(t, err)
+	fence := state.Fence{Key: st.Key("leader-fence"), Rev: resp.Header.Revision}
+	clk := &clock{now: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
+	log := zerolog.New(zerolog.NewTestWriter(t))
+	lost := 0
+	newWatcher := func() *Watcher {
+		return NewWatcher(WatcherOptions{Store: st, ID: "leader", Logger: log, Now: clk.Now,
+			OnLost: func(context.Context, state.Fence, string, Status) { lost++ }})
+	}
+	view := func() {
+		require.NoError(t, st.PutDCView(ctx, state.DCView{Observer: "dc-b1", Target: "dc-a1", MastersProbed: 1, ObservedAt: clk.Now()}, 0))
+	}
+	status := func() Status {
+		s, _, err := state.Get[Status](ctx, st, StatusKey(st, "dc-a1"))
+		require.NoError(t, err)
+		return s
+	}
+	w := newWatcher()
+	require.NoError(t, w.Once(ctx, fence))
+	clk.Add(5 * time.Second)
+	view()
+	require.NoError(t, w.Once(ctx, fence))
+	assert.Equal(t, NeverSeen, status().Code)
+	assert.Zero(t, lost)
+
+	t.Log("dc-a1's agents start: seen; a new leader takes over; the lease goes")
+	require.NoError(t, st.PutDCLease(ctx, state.DCLease{DC: "dc-a1", Agent: "agent"}, 0, nil))
+	require.NoError(t, w.Once(ctx, fence))
+	require.Equal(t, Alive, status().Code)
+	seenAt := status().LastSeen
+	require.False(t, seenAt.IsZero())
+	_, err = st.Client().Delete(ctx, st.DCLeaseKey("dc-a1"))
+	require.NoError(t, err)
+	w = newWatcher()
+	require.NoError(t, w.Once(ctx, fence))
+	assert.Equal(t, LeaseGrace, status().Code)
+	clk.Add(2 * time.Second)
+	view()
+	require.NoError(t, w.Once(ctx, fence))
+	s := status()
+	require.Equal(t, Lost, s.Code, s.Reason)
+	require.Equal(t, 1, lost)
+	assert.Equal(t, seenAt, s.LastSeen)
+}
