@@ -43,7 +43,7 @@ func fixtureCityFailover() *drplanev1.CityFailover {
 		Verdict: "DCLost", Reason: "lease gone for 1.2s", Witnesses: []string{"dc-a2", "dc-b1"}, FlipMs: 260,
 		ShardsTotal: 2, ShardsFlipped: 2,
 		Estimate: &drplanev1.RPOEstimate{RequestIds: []string{"1-1-7/3", "1-1-8/3"}, RequestsTotal: 2, MaxLagBoundMs: 1500},
-		Exact: &drplanev1.RPOExact{RequestsTotal: 1, Requests: []*drplanev1.LostRequest{{RequestId: "1-1-8/3", Gtid: "1-1-8"}}},
+		Exact:    &drplanev1.RPOExact{RequestsTotal: 1, Requests: []*drplanev1.LostRequest{{RequestId: "1-1-8/3", Gtid: "1-1-8"}}},
 		Shards: []*drplanev1.CityFailoverShard{
 			{Keyspace: "orders", Shard: 3, FromDc: "dc-a1", ToDc: "dc-b1", Fence: "1-1-6", LagBoundMs: 1500, LedgerMissing: 2, Flipped: true},
 			{Keyspace: "orders", Shard: 9, FromDc: "dc-a1", ToDc: "dc-a2", LagBoundMs: -1, Flipped: true},

@@ -113,7 +113,7 @@ type Input struct {
 	// LastSeen is when a leader last saw the DC alive (its lease held, or
 	// a peer seeing it working); zero: never.
 	LastSeen time.Time
-	Peers          []Peer
+	Peers    []Peer
 }
 
 // Verdict is Assess's answer.
