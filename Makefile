@@ -12,6 +12,8 @@ SERVICES  := coordinator haagent reship collector
 # Every package of every workspace module.
 PKGS      := github.com/drplane/drplane/...
 TEST_FLAGS ?= -count=1 -timeout 20m
+# Where tests leave artifacts to look at (the dashboard's screenshots).
+ARTIFACTS ?= $(CURDIR)/build/artifacts
 # The Helm chart's tests: a module of its own, outside go.work (Helm's
 # Kubernetes dependencies need a newer etcd than the workspace pins), so
 # GOWORK=off. DRPLANE_BIN lets them run the service binaries' --check-config,
@@ -37,7 +39,7 @@ help: ## list targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: deps
-deps: deps-mariadb deps-java tools ## install what the build and tests need (MariaDB, a JDK and Maven via apt-get, pinned tools via go install)
+deps: deps-mariadb deps-java deps-chromium tools ## install what the build and tests need (MariaDB, a JDK and Maven, chromium via apt-get, pinned tools via go install)
 
 .PHONY: deps-mariadb
 deps-mariadb: ## install MariaDB server and client if mariadbd is missing
@@ -56,6 +58,16 @@ deps-java: ## install a JDK and Maven if missing (for the test Elasticsearch nod
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq default-jdk-headless maven >/dev/null; \
 	fi
 	@java -version 2>&1 | head -1
+
+.PHONY: deps-chromium
+deps-chromium: ## install Debian's chromium if missing (the dashboard's browser tests drive it headless)
+	@if ! command -v chromium >/dev/null 2>&1 && [ -z "$$DRPLANE_CHROMIUM" ]; then \
+		echo "deps: installing chromium"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null \
+			|| echo "deps: chromium could not be installed: the browser tests will skip"; \
+	fi
+	@$${DRPLANE_CHROMIUM:-chromium} --version 2>/dev/null || true
 
 .PHONY: tools
 tools: ## install the pinned code generators and linters into .tools/
@@ -81,8 +93,8 @@ images: static ## the four service images, without Docker: OCI layout build/imag
 		--version $(VERSION) --revision $(REVISION) --created $(SOURCE_DATE_EPOCH)
 
 .PHONY: test
-test: deps-mariadb deps-java build images ## install deps, build binaries and images, then run unit and integration tests (real mariadbd, etcd, NATS, Elasticsearch) and the chart and image tests
-	DRPLANE_BIN=$(BIN) $(GO) test $(TEST_FLAGS) $(PKGS)
+test: deps-mariadb deps-java deps-chromium build images ## install deps, build binaries and images, then run unit and integration tests (real mariadbd, etcd, NATS, Elasticsearch, headless chromium) and the chart and image tests
+	DRPLANE_BIN=$(BIN) DRPLANE_ARTIFACTS=$(ARTIFACTS) $(GO) test $(TEST_FLAGS) $(PKGS)
 	GO=$(GO) scripts/test-es.sh
 	$(CHART_TEST)
 

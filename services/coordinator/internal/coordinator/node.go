@@ -31,6 +31,7 @@ import (
 	"github.com/drplane/drplane/services/coordinator/internal/repl"
 	"github.com/drplane/drplane/services/coordinator/internal/routes"
 	"github.com/drplane/drplane/services/coordinator/internal/server"
+	"github.com/drplane/drplane/services/coordinator/internal/ui"
 )
 
 // errCacheLoading is the readiness error while the routing cache loads.
@@ -218,6 +219,10 @@ func NewNode(o NodeOptions) (*Node, error) {
 		replOpts.Ledger = led
 	}
 	replication := repl.New(replOpts)
+	refusedREST := func(r *http.Request, err error) {
+		gd.RefusedREST(r, err)
+		unauth.REST(r, err)
+	}
 	srv := server.New(server.Options{
 		GRPCAddr: o.GRPCAddr, HTTPAddr: o.HTTPAddr, TLS: o.TLS, Auth: authn,
 		Topology: &control.Topology{Store: o.Store}, Failover: failover, Shards: shards, Evacuation: evacuation,
@@ -229,10 +234,9 @@ func NewNode(o NodeOptions) (*Node, error) {
 		},
 		PreAuthStream: []grpc.StreamServerInterceptor{gd.Stream(), unauth.Stream()},
 		AdmitREST:     gd.AdmitREST,
-		RefusedREST: func(r *http.Request, err error) {
-			gd.RefusedREST(r, err)
-			unauth.REST(r, err)
-		},
+		RefusedREST:   refusedREST,
+		UI: ui.New(ui.Options{Auth: authn, Store: o.Store, Admit: gd.AdmitREST, Refused: refusedREST, OpenStream: gd.OpenWatchREST,
+			Logger: o.Logger.With().Str("component", "ui").Logger()}),
 		Logger: o.Logger,
 	})
 	if err := srv.Listen(); err != nil {

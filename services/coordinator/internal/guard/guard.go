@@ -273,3 +273,15 @@ func RESTTarget(r *http.Request) string {
 	}
 	return t
 }
+
+// OpenWatchREST counts a long-lived REST stream of r's caller (the
+// dashboard's event stream) as one of its watches, refusing it beyond
+// MaxWatches; release is called when the stream ends.
+func (g *Guard) OpenWatchREST(r *http.Request) (release func(), err error) {
+	c := g.o.Resolver.OfHTTP(r)
+	if err := g.openWatch(c); err != nil {
+		g.report(r.Context(), c, RESTTarget(r), err)
+		return nil, err
+	}
+	return func() { g.closeWatch(c) }, nil
+}

@@ -64,6 +64,10 @@ type Options struct {
 	// answers the call at once (e.g. a throttled caller's
 	// RESOURCE_EXHAUSTED).
 	AdmitREST func(r *http.Request) error
+	// UI, when non-nil, serves the web dashboard under /ui on the HTTP
+	// port. Its requests end when the server shuts down (its event stream
+	// stays open otherwise).
+	UI http.Handler
 	// MaxBodyBytes bounds a REST request body; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 	Logger       zerolog.Logger
@@ -271,12 +275,20 @@ func (s *Server) Run(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("/openapi.json", openapi.Handler())
 	mux.Handle("/", s.authenticateFirst(gw, eo))
+	streams, stopStreams := context.WithCancel(context.Background())
+	defer stopStreams()
+	if s.o.UI != nil {
+		ui := untilDone(streams, s.o.UI)
+		mux.Handle("/ui", ui)
+		mux.Handle("/ui/", ui)
+	}
 	// No WriteTimeout: server-streaming calls (watches) stay open.
 	hs := &http.Server{
 		Handler: mux, TLSConfig: s.o.TLS,
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 64 << 10,
 	}
+	hs.RegisterOnShutdown(stopStreams)
 
 	errc := make(chan error, 3)
 	go func() { errc <- gs.Serve(s.grpcLn) }()
@@ -343,5 +355,17 @@ func (s *Server) authenticateFirst(gw *runtime.ServeMux, eo apierr.Options) http
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		gw.ServeHTTP(w, r)
+	})
+}
+
+// untilDone ends each request's context when done ends, so that long-lived
+// responses (the dashboard's event stream) let a shutdown finish.
+func untilDone(done context.Context, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		stop := context.AfterFunc(done, cancel)
+		defer stop()
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }

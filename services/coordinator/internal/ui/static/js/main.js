@@ -1,0 +1,188 @@
+// The dashboard: token login, the views, live updates.
+import {API, APIError, can} from './api.js';
+import {Live} from './live.js';
+import * as topology from './views/topology.js';
+
+const views = {topology};
+const DEFAULT_VIEW = 'topology';
+
+const $ = (id) => document.getElementById(id);
+
+// app is what every view gets: the API client, the session (name, role),
+// can(need), confirm(...) and notify(...).
+const app = {
+  api: null,
+  session: null,
+  can(need) { return !!this.session && can(this.session.role, need); },
+  confirm,
+  notify,
+  refresh: () => refresh(),
+};
+
+let live = null;
+let current = null; // {name, view}
+let rendering = null; // the render in flight
+let again = false; // a change arrived while rendering
+
+function setTheme(dark) {
+  document.documentElement.dataset.theme = dark ? 'dark' : 'light';
+  $('theme').setAttribute('aria-pressed', String(dark));
+  $('theme').textContent = dark ? 'Light' : 'Dark';
+  try { localStorage.setItem('drplane-theme', dark ? 'dark' : 'light'); } catch { /* private mode */ }
+}
+
+function initTheme() {
+  let saved = null;
+  try { saved = localStorage.getItem('drplane-theme'); } catch { /* private mode */ }
+  const dark = saved ? saved === 'dark' : window.matchMedia('(prefers-color-scheme: dark)').matches;
+  setTheme(dark);
+  $('theme').addEventListener('click', () => setTheme(document.documentElement.dataset.theme !== 'dark'));
+}
+
+// confirm asks before an operator action; resolves true on Confirm.
+function confirm(title, text, okLabel = 'Confirm') {
+  const dlg = $('confirm');
+  $('confirm-title').textContent = title;
+  $('confirm-text').textContent = text;
+  $('confirm-ok').textContent = okLabel;
+  const back = document.activeElement;
+  return new Promise((resolve) => {
+    dlg.addEventListener('close', () => {
+      resolve(dlg.returnValue === 'ok');
+      if (back && back.isConnected) back.focus();
+    }, {once: true});
+    dlg.returnValue = '';
+    dlg.showModal();
+    $('confirm-cancel').focus();
+  });
+}
+
+// notify reports the outcome of an action in the live region.
+function notify(text, isError) {
+  const el = $('notice') || document.body.appendChild(Object.assign(document.createElement('div'), {id: 'notice'}));
+  el.setAttribute('role', isError ? 'alert' : 'status');
+  el.className = 'notice ' + (isError ? 'bad' : 'ok');
+  el.textContent = text;
+}
+
+function setLive(state, detail) {
+  const el = $('live');
+  el.dataset.state = state;
+  el.textContent = state === 'live' ? 'Live' : state === 'lost' ? `Connection lost — ${detail || 'reconnecting'}` : 'Connecting…';
+}
+
+async function login(token) {
+  const api = new API(token);
+  const session = await api.get('/ui/api/session');
+  app.api = api;
+  app.session = session;
+  $('login').hidden = true;
+  $('view').hidden = false;
+  $('nav').hidden = false;
+  $('logout').hidden = false;
+  $('who').textContent = `${session.name} (${session.role})`;
+  live = new Live(token, onChange, setLive);
+  live.start();
+  route();
+}
+
+function logout() {
+  if (live) live.stop();
+  live = null;
+  app.api = null;
+  app.session = null;
+  current = null;
+  $('view').replaceChildren();
+  $('view').hidden = true;
+  $('nav').hidden = true;
+  $('logout').hidden = true;
+  $('who').textContent = '';
+  $('live').textContent = '';
+  $('login').hidden = false;
+  $('token').value = '';
+  $('token').focus();
+}
+
+function onChange(topic) {
+  if (!current) return;
+  if (topic === '*' || (current.view.topics || []).includes(topic)) refresh();
+}
+
+// refresh renders the current view again; changes during a render are
+// gathered into one more render after it.
+async function refresh() {
+  if (!current) return;
+  if (rendering) {
+    again = true;
+    return;
+  }
+  const {view} = current;
+  const container = $('view');
+  const focusId = document.activeElement && document.activeElement.id;
+  rendering = (async () => {
+    try {
+      const node = await view.render(app, current.params);
+      if (current && current.view === view) {
+        container.replaceChildren(node);
+        container.setAttribute('aria-busy', 'false');
+        // A live update replaces the nodes: keep the keyboard focus on
+        // the element of the same id.
+        const el = focusId && document.getElementById(focusId);
+        if (el && el !== document.activeElement && container.contains(el)) el.focus({preventScroll: true});
+      }
+    } catch (e) {
+      if (e instanceof APIError && e.status === 401) {
+        logout();
+        $('login-error').textContent = 'The token is no longer accepted: sign in again.';
+        return;
+      }
+      container.replaceChildren(Object.assign(document.createElement('p'), {className: 'error', role: 'alert', textContent: `Could not load: ${e.message}`}));
+    }
+  })();
+  await rendering;
+  rendering = null;
+  if (again) {
+    again = false;
+    refresh();
+  }
+}
+
+function route() {
+  if (!app.session) return;
+  const [name, ...rest] = (location.hash.replace(/^#\/?/, '') || DEFAULT_VIEW).split('/');
+  const view = views[name] || views[DEFAULT_VIEW];
+  const viewName = views[name] ? name : DEFAULT_VIEW;
+  for (const a of document.querySelectorAll('#nav a')) {
+    if (a.dataset.view === viewName) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  const changed = !current || current.name !== viewName;
+  current = {name: viewName, view, params: rest.map(decodeURIComponent)};
+  document.title = `${view.title} · drplane`;
+  if (changed) {
+    $('view').setAttribute('aria-busy', 'true');
+    $('view').replaceChildren(Object.assign(document.createElement('p'), {textContent: 'Loading…'}));
+  }
+  refresh().then(() => { if (changed) $('main').focus({preventScroll: true}); });
+}
+
+function init() {
+  initTheme();
+  $('login-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    $('login-error').textContent = '';
+    const token = $('token').value.trim();
+    $('token').value = '';
+    try {
+      await login(token);
+    } catch (e) {
+      $('login-error').textContent = e instanceof APIError && e.status === 401 ? 'Unknown token.' : `Sign-in failed: ${e.message}`;
+      $('token').focus();
+    }
+  });
+  $('logout').addEventListener('click', logout);
+  window.addEventListener('hashchange', route);
+  $('token').focus();
+}
+
+init();
