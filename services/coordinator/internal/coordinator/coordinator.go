@@ -108,8 +108,8 @@ type Limits struct {
 	// bucket refills.
 	RefusedRate  float64 `yaml:"refused_rate"`
 	RefusedBurst int     `yaml:"refused_burst"`
-	// MaxWatches bounds the open WatchRoutes and WatchOperation streams of
-	// one caller.
+	// MaxWatches bounds the open WatchRoutes and WatchOperation streams
+	// and dashboard event streams (/ui/api/events) of one caller.
 	MaxWatches int `yaml:"max_watches"`
 	// RefusalWindow is how long the repeated refusals of one caller are
 	// gathered into one audit event (count, first and last seen).

@@ -1,6 +1,7 @@
 package coordinator_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/state"
+	"github.com/drplane/drplane/services/coordinator/internal/guard"
 )
 
 // observe publishes HA-agent observations of one cluster "main" in dc:
@@ -58,6 +60,41 @@ func TestDashboardServed(t *testing.T) {
 	code, out := c.rest(t, http.MethodGet, "/ui/api/session", viewerToken, "")
 	require.Equal(t, http.StatusOK, code)
 	assert.JSONEq(t, `{"name":"dashboard","role":"viewer"}`, string(out))
+
+	// An event stream is one of the caller's watch streams: the one past
+	// the limit is refused until another ends.
+	open := func() *http.Response {
+		req, err := http.NewRequest(http.MethodGet, c.base+"/ui/api/events", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+viewerToken)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		return resp
+	}
+	var streams []*http.Response
+	for range guard.DefaultMaxWatches {
+		resp := open()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+		line, err := bufio.NewReader(resp.Body).ReadString('\n')
+		require.NoError(t, err)
+		assert.Equal(t, "retry: 1000\n", line)
+		streams = append(streams, resp)
+	}
+	over := open()
+	body, _ = io.ReadAll(over.Body)
+	over.Body.Close()
+	assert.Equal(t, http.StatusTooManyRequests, over.StatusCode)
+	assert.Contains(t, string(body), "RESOURCE_EXHAUSTED")
+	streams[0].Body.Close()
+	check.For(t, callTimeout, 10*time.Millisecond, func() error {
+		resp := open()
+		defer resp.Body.Close()
+		return check.That(resp.StatusCode == http.StatusOK, "a stream is admitted again (got HTTP %d)", resp.StatusCode)
+	})
+	for _, s := range streams[1:] {
+		s.Body.Close()
+	}
 }
 
 // TestDashboardTopology logs in with a real browser, sees the three DCs with
