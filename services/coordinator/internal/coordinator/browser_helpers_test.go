@@ -61,8 +61,9 @@ func newBrowser(t testing.TB) *browser {
 	return &browser{t: t, root: root}
 }
 
-// tab opens a new, isolated tab. An uncaught exception of its page fails
-// the test; console messages are logged.
+// tab opens a new, isolated tab. An uncaught exception of its page or a
+// console.error (the page reports content security policy violations so)
+// fails the test; other console messages are logged.
 func (b *browser) tab() context.Context {
 	b.t.Helper()
 	ctx, cancel := chromedp.NewContext(b.root, chromedp.WithNewBrowserContext())
@@ -96,6 +97,10 @@ func (b *browser) tab() context.Context {
 			var parts []string
 			for _, a := range ev.Args {
 				parts = append(parts, string(a.Value), a.Description)
+			}
+			if ev.Type == cdpruntime.ConsoleAPICalledTypeError {
+				b.t.Errorf("page console.error: %s", strings.Join(parts, " "))
+				continue
 			}
 			b.t.Logf("console.%s: %s", ev.Type, strings.Join(parts, " "))
 		}

@@ -1,11 +1,14 @@
 // Small DOM helpers: every text goes in through textContent, never as HTML.
 
-// h builds an element: h('td', {class: 'x', 'aria-label': 'y'}, child, 'text').
+// h builds an element: h('td', {class: 'x', 'aria-label': 'y', style: {'--c': 'red'}}, child, 'text').
 export function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === undefined || v === null || v === false) continue;
     if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+    // Styles go through the CSSOM: the content security policy refuses
+    // style attributes.
+    else if (k === 'style' && typeof v === 'object') for (const [p, x] of Object.entries(v)) el.style.setProperty(p, x);
     else if (v === true) el.setAttribute(k, '');
     else el.setAttribute(k, String(v));
   }

@@ -2,8 +2,12 @@
 import {API, APIError, can} from './api.js';
 import {Live} from './live.js';
 import * as topology from './views/topology.js';
+import * as shards from './views/shards.js';
+import * as operations from './views/operations.js';
+import * as failovers from './views/failovers.js';
+import * as audit from './views/audit.js';
 
-const views = {topology};
+const views = {topology, shards, operations, failovers, audit};
 const DEFAULT_VIEW = 'topology';
 
 const $ = (id) => document.getElementById(id);
@@ -167,6 +171,8 @@ function route() {
 }
 
 function init() {
+  // A blocked resource or style is a defect of the page: say so.
+  document.addEventListener('securitypolicyviolation', (e) => console.error('content security policy violation:', e.violatedDirective, e.blockedURI || 'inline', e.sourceFile || '', e.lineNumber || ''));
   initTheme();
   $('login-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();

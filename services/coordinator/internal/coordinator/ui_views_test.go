@@ -1,0 +1,187 @@
+package coordinator_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/drplane/drplane/pkg/check"
+	"github.com/drplane/drplane/pkg/docstore/embedded"
+	"github.com/drplane/drplane/pkg/harness"
+	"github.com/drplane/drplane/pkg/state"
+	"github.com/drplane/drplane/services/coordinator/internal/auth"
+	"github.com/drplane/drplane/services/coordinator/internal/coordinator"
+)
+
+// startDashboard runs a coordinator with an audit store and an operator
+// token on httpAddr ("127.0.0.1:0": a free port) over st; stop ends it
+// (the test's end does too).
+func startDashboard(t *testing.T, st *state.Store, httpAddr string) (c *coord, stop func()) {
+	t.Helper()
+	docs, err := embedded.Open(embedded.Options{Logger: zerolog.Nop()})
+	require.NoError(t, err)
+	n, err := coordinator.NewNode(coordinator.NodeOptions{
+		Store: st, ID: "coord-ui", GRPCAddr: "127.0.0.1:0", HTTPAddr: httpAddr,
+		Tokens: []auth.Token{
+			{Name: "ops-admin", Role: "admin", SHA256: auth.Hash(adminToken)},
+			{Name: "oncall", Role: "operator", SHA256: auth.Hash(operatorToken)},
+			{Name: "dashboard", Role: "viewer", SHA256: auth.Hash(viewerToken)},
+		},
+		LeaderTTL: 2 * time.Second, Logger: zerolog.Nop(), Audit: coordinator.AuditOptions{Docs: docs},
+		Handoff: coordinator.HandoffOptions{RouterGrace: 100 * time.Millisecond, CatchUp: 500 * time.Millisecond},
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			assert.NoError(t, err)
+		case <-time.After(callTimeout):
+			t.Error("coordinator did not stop")
+		}
+		_ = docs.Close()
+	}
+	t.Cleanup(stop)
+	check.For(t, callTimeout, 5*time.Millisecond, func() error { return check.That(n.CacheReady() == nil, "n.CacheReady() == nil") })
+	check.For(t, callTimeout, 5*time.Millisecond, func() error { return check.That(n.Leader.IsLeader(), "the coordinator leads") })
+	return &coord{id: "coord-ui", node: n, base: "http://" + n.Server.HTTPAddr()}, stop
+}
+
+// dashboardState seeds the lab layout, the HA agents' observations and
+// two failover records.
+func dashboardState(t *testing.T) *state.Store {
+	t.Helper()
+	st := state.New(harness.EtcdClient(t), "")
+	seed(t, st)
+	for _, dc := range []string{"dc-a1", "dc-a2", "dc-b1"} {
+		observe(t, st, dc, dc+"-db1")
+	}
+	at := time.Now().UTC().Add(-time.Hour)
+	for _, r := range []state.FailoverRecord{
+		{ID: state.NewRecordID(at, "dc-a2", "main"), DC: "dc-a2", Cluster: "main", Kind: state.KindFailover, Trigger: "analysis",
+			Analysis: "DeadMaster", OldMaster: "dc-a2-db2", NewMaster: "dc-a2-db1", Outcome: state.OutcomeSucceeded,
+			DetectedAt: at, StartedAt: at, WritableAt: at.Add(1200 * time.Millisecond), FinishedAt: at.Add(2 * time.Second),
+			RTO: state.Duration(1200 * time.Millisecond), RPOTransactions: 0, Agent: "dc-a2-haagent-1"},
+		{ID: state.NewRecordID(at.Add(time.Minute), "dc-b1", "main"), DC: "dc-b1", Cluster: "main", Kind: state.KindSwitchover,
+			Trigger: "operator:oncall", OldMaster: "dc-b1-db2", NewMaster: "dc-b1-db1", Outcome: state.OutcomeSucceeded,
+			DetectedAt: at.Add(time.Minute), StartedAt: at.Add(time.Minute), RTO: state.Duration(300 * time.Millisecond),
+			BlockWindow: state.Duration(250 * time.Millisecond), Agent: "dc-b1-haagent-1"},
+	} {
+		require.NoError(t, st.PutFailover(context.Background(), r, nil))
+	}
+	return st
+}
+
+// waitFor polls the page until cond (a JavaScript expression) is true.
+func waitFor(t *testing.T, ctx context.Context, what, cond string) {
+	t.Helper()
+	check.For(t, browserTimeout, 20*time.Millisecond, func() error {
+		ok := get(t, ctx, chromedp.Evaluate[bool](`!!(`+cond+`)`))
+		return check.That(ok, "%s (%s)", what, cond)
+	})
+}
+
+// TestDashboardViews walks the shard map, the operations, the failover
+// history and the audit search in a real browser, as an operator and as
+// a viewer.
+func TestDashboardViews(t *testing.T) {
+	b := newBrowser(t)
+	st := dashboardState(t)
+	c, _ := startDashboard(t, st, "127.0.0.1:0")
+
+	// An operator freezes orders shard 5.
+	code, out := c.rest(t, http.MethodPost, "/v1/keyspaces/orders/shards/5:setState", adminToken,
+		`{"state":"SHARD_STATE_FROZEN","reason":"maintenance"}`)
+	require.Equal(t, http.StatusOK, code, string(out))
+
+	op := b.tab()
+	login(t, op, c.base, operatorToken)
+	do(t, op, chromedp.Navigate(c.base+"/ui/#/shards/orders"), chromedp.WaitVisible(chromedp.CSS(".shardgrid")))
+	assert.Equal(t, 64, count(t, op, ".shardgrid .shard"))
+	assert.Equal(t, "frozen", get(t, op, chromedp.Evaluate[string](`document.querySelector('[data-shard="5"]').dataset.state`)))
+	m := loadMap(t, st, "orders")
+	do(t, op, chromedp.Click(chromedp.CSS(`.shardgrid [data-shard="9"]`)), chromedp.WaitVisible(chromedp.CSS(`[data-route="9"]`)))
+	route := textOf(t, op, `[data-route="9"]`)
+	assert.Contains(t, route, "Owner DC"+m.Shards[9].Owner)
+	assert.Contains(t, route, "Master"+m.Shards[9].Owner+"-db1", "the owner's master from its record")
+	screenshot(t, op, "dashboard-shards")
+
+	// Unfrozen, the shard turns active on the page by itself.
+	code, out = c.rest(t, http.MethodPost, "/v1/keyspaces/orders/shards/5:setState", adminToken,
+		`{"state":"SHARD_STATE_ACTIVE","reason":"done"}`)
+	require.Equal(t, http.StatusOK, code, string(out))
+	waitFor(t, op, "shard 5 is active again", `document.querySelector('[data-shard="5"]').dataset.state === "active"`)
+	assert.NotEmpty(t, textOf(t, op, `[data-route="9"]`), "the route stays open across the update")
+
+	// An evacuation appears with its progress; no collector answers its
+	// barriers here, so its first wave aborts and it ends FAILED.
+	do(t, op, chromedp.Navigate(c.base+"/ui/#/operations"), chromedp.WaitVisible(chromedp.CSS(".operations")))
+	code, out = c.rest(t, http.MethodPost, "/v1/dcs/dc-a1:evacuate", adminToken, `{"parallel":8,"reason":"maintenance"}`)
+	require.Equal(t, http.StatusOK, code, string(out))
+	waitFor(t, op, "the evacuation is listed", `document.querySelector('article.op')`)
+	waitFor(t, op, "the evacuation failed", `document.querySelector('article.op[data-state="failed"]')`)
+	card := `article.op[data-state="failed"]`
+	assert.Contains(t, textOf(t, op, card+" h3"), "evacuate dc-a1")
+	assert.Contains(t, textOf(t, op, card+" .progress label"), "shards done")
+	assert.Contains(t, textOf(t, op, card+" .err"), "barrier")
+	do(t, op, chromedp.Click(chromedp.CSS(card+" details summary")))
+	waitFor(t, op, "the operation's shards are listed", `document.querySelectorAll('`+card+` tr[data-handoff]').length > 0`)
+	rows := count(t, op, card+` tr[data-handoff]`)
+	assert.Equal(t, fmt.Sprintf("Shards (%d)", rows), textOf(t, op, card+" details summary"))
+	assert.Equal(t, 8, count(t, op, card+` tr[data-handoff] .badge.bad`), "the first wave's shards, each aborted")
+	assert.Equal(t, 1, count(t, op, card+` [data-action="resume"]`))
+	assert.Zero(t, count(t, op, card+` [data-action="cancel"]`), "a failed operation is not canceled")
+	screenshot(t, op, "dashboard-operations")
+	do(t, op, chromedp.Click(chromedp.CSS(card+` [data-action="resume"]`)), chromedp.WaitVisible(chromedp.ID("confirm")))
+	do(t, op, chromedp.Click(chromedp.ID("confirm-ok")), chromedp.WaitNotVisible(chromedp.ID("confirm")))
+	check.For(t, callTimeout, 20*time.Millisecond, func() error {
+		return check.That(len(events(t, st, "operation.resume")) == 1, "the resume is audited")
+	})
+	assert.Equal(t, "token:oncall", events(t, st, "operation.resume")[0].Actor)
+
+	// The failover history with RTO and RPO.
+	do(t, op, chromedp.Navigate(c.base+"/ui/#/failovers"), chromedp.WaitVisible(chromedp.CSS(".failovers table")))
+	assert.Equal(t, 2, count(t, op, "tr[data-failover]"))
+	first := `tr[data-failover]:last-child`
+	assert.Equal(t, "1.20 s", textOf(t, op, first+" [data-rto]"))
+	assert.Equal(t, "0 transactions", textOf(t, op, first+" [data-rpo]"))
+	assert.Contains(t, textOf(t, op, first), "DeadMaster")
+	screenshot(t, op, "dashboard-failovers")
+
+	// The audit search finds the evacuation request by action.
+	do(t, op, chromedp.Navigate(c.base+"/ui/#/audit"), chromedp.WaitVisible(chromedp.ID("audit-action")),
+		chromedp.SendKeys(chromedp.ID("audit-action"), "evacuation.request"))
+	check.For(t, browserTimeout, 100*time.Millisecond, func() error {
+		do(t, op, chromedp.Click(chromedp.ID("audit-search")))
+		n := count(t, op, "tr[data-audit]")
+		return check.That(n == 1, "one evacuation.request event found (found %d)", n)
+	})
+	assert.Contains(t, textOf(t, op, "tr[data-audit]"), "dc-a1")
+	assert.Equal(t, "evacuation.request", get(t, op, chromedp.Value(chromedp.ID("audit-action"))), "the filter stays")
+	screenshot(t, op, "dashboard-audit")
+
+	// A viewer sees the same operations, without an action.
+	viewer := b.tab()
+	login(t, viewer, c.base, viewerToken)
+	do(t, viewer, chromedp.Navigate(c.base+"/ui/#/operations"), chromedp.WaitVisible(chromedp.CSS("article.op")))
+	assert.Positive(t, count(t, viewer, "article.op"))
+	for _, view := range []string{"operations", "shards", "failovers", "audit", "topology"} {
+		do(t, viewer, chromedp.Navigate(c.base+"/ui/#/"+view), chromedp.WaitVisible(chromedp.CSS("#view ."+view)))
+		assert.Zero(t, count(t, viewer, "[data-action]"), "a viewer sees no operator action on %s", view)
+	}
+}

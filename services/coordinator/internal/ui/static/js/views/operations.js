@@ -1,0 +1,99 @@
+// Operations: evacuations, restores and shard moves, running ones first,
+// with per-shard progress; cancel and resume for operators.
+import {h, badge, table, ago, enumName} from '../dom.js';
+
+export const title = 'Operations';
+export const topics = ['operations'];
+
+const STATE = {pending: 'neutral', running: 'warn', canceling: 'warn', canceled: 'neutral', succeeded: 'ok', failed: 'bad'};
+const STEP = {pending: 'neutral', frozen: 'warn', 'catching up': 'warn', moved: 'ok', aborted: 'bad', skipped: 'neutral'};
+const RUNNING = ['OPERATION_STATE_PENDING', 'OPERATION_STATE_RUNNING', 'OPERATION_STATE_CANCELING'];
+
+// open remembers which operations show their shards, across live updates.
+const open = new Set();
+
+export async function render(app) {
+  const resp = await app.api.get('/v1/operations?page_size=100');
+  // The list carries no per-shard steps: fetch them for the running
+  // operations and the ones whose shards are shown.
+  const ops = await Promise.all((resp.operations || []).map(async (o) => {
+    if (!RUNNING.includes(o.state) && !open.has(o.id)) return o;
+    const full = await app.api.get(`/v1/operations/${encodeURIComponent(o.id)}`);
+    return full.operation || o;
+  }));
+  const running = ops.filter((o) => RUNNING.includes(o.state));
+  const done = ops.filter((o) => !RUNNING.includes(o.state));
+  return h('div', {class: 'operations'},
+    h('h1', {}, 'Operations'),
+    h('p', {class: 'summary'}, `${running.length} running, ${done.length} finished (the newest ${ops.length} kept).`),
+    h('h2', {}, 'Running'),
+    running.length ? running.map((o) => opCard(app, o)) : h('p', {}, 'No operation is running.'),
+    h('h2', {}, 'Finished'),
+    done.length ? done.map((o) => opCard(app, o)) : h('p', {}, 'No finished operation is kept.'));
+}
+
+function opCard(app, o) {
+  const state = enumName(o.state, 'OPERATION_STATE_');
+  const kind = enumName(o.kind, 'OPERATION_KIND_');
+  const t = o.totals || {};
+  const handoffs = o.handoffs || [];
+  const total = t.shards || handoffs.length;
+  const finished = (t.moved || 0) + (t.aborted || 0) + (t.skipped || 0);
+  const hid = `op-${o.id.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+  const where = kind === 'evacuate' ? `${o.dc} → ${o.to || 'backup DCs'}` : kind === 'restore' ? `to ${o.dc}${o.move_home ? ' (home shards)' : ''}` : o.dc;
+  const actions = [];
+  if (app.can('operator')) {
+    if (['pending', 'running'].includes(state)) {
+      actions.push(h('button', {type: 'button', id: `cancel-${hid}`, 'data-action': 'cancel', class: 'danger',
+        onclick: () => act(app, o, 'cancel')}, 'Cancel…'));
+    }
+    if (['canceled', 'failed'].includes(state)) {
+      actions.push(h('button', {type: 'button', id: `resume-${hid}`, 'data-action': 'resume',
+        onclick: () => act(app, o, 'resume')}, 'Resume…'));
+    }
+  }
+  const details = h('details', {open: open.has(o.id) || null, ontoggle: (ev) => {
+    const was = open.has(o.id);
+    if (ev.target.open) open.add(o.id); else open.delete(o.id);
+    // Opening a finished operation fetches its steps.
+    if (ev.target.open && !was && !handoffs.length) app.refresh();
+  }},
+  h('summary', {id: `shards-${hid}`}, handoffs.length ? `Shards (${handoffs.length})` : 'Shards'),
+    table(`Shards of operation ${o.id}`, ['Shard', 'From → to', 'Wave', 'Step', 'Write block', 'Error'],
+      handoffs.map((x) => {
+        const st = enumName(x.state, 'HANDOFF_STATE_');
+        return h('tr', {'data-handoff': `${x.keyspace}/${x.shard}`},
+          h('th', {scope: 'row'}, `${x.keyspace}/${x.shard}`),
+          h('td', {}, `${x.from_dc} → ${x.to_dc}`),
+          h('td', {}, String(x.wave)),
+          h('td', {}, badge(st, STEP[st])),
+          h('td', {}, x.block_ms && x.block_ms !== '0' ? `${x.block_ms} ms` : '–'),
+          h('td', {class: 'err'}, x.error || ''));
+      }), {hideCaption: true}));
+  return h('article', {class: 'op', 'aria-labelledby': hid, 'data-operation': o.id, 'data-state': state},
+    h('h3', {id: hid}, `${kind} ${where} `, badge(state, STATE[state]), o.dry_run ? ' ' : null, o.dry_run ? badge('dry run', 'neutral') : null),
+    h('p', {class: 'meta'}, `${o.id} · by ${o.requested_by || '?'}${o.reason ? ` · “${o.reason}”` : ''} · created `, ago(o.created_at),
+      o.finished_at ? ' · finished ' : null, o.finished_at ? ago(o.finished_at) : null),
+    h('div', {class: 'progress'},
+      h('label', {for: `progress-${hid}`}, `${finished} of ${total} shards done (${t.moved || 0} moved, ${t.skipped || 0} skipped, ${t.aborted || 0} aborted), wave ${t.waves_done || 0} of ${t.waves || 0}`),
+      h('progress', {id: `progress-${hid}`, max: Math.max(total, 1), value: finished})),
+    t.block_max_ms && t.block_max_ms !== '0' ? h('p', {class: 'meta'}, `Write block per shard: p50 ${t.block_p50_ms} ms, p99 ${t.block_p99_ms} ms, max ${t.block_max_ms} ms.`) : null,
+    o.error ? h('p', {class: 'err', role: 'note'}, o.error) : null,
+    actions.length ? h('div', {class: 'actions'}, actions) : null,
+    details);
+}
+
+async function act(app, o, what) {
+  const kind = enumName(o.kind, 'OPERATION_KIND_');
+  const text = what === 'cancel'
+    ? `Stop ${kind} ${o.id} after its current wave? Shards already moved stay where they are.`
+    : `Go on with ${kind} ${o.id} from where it stopped?`;
+  if (!await app.confirm(what === 'cancel' ? 'Cancel operation' : 'Resume operation', text, what === 'cancel' ? 'Cancel operation' : 'Resume')) return;
+  try {
+    await app.api.post(`/v1/operations/${encodeURIComponent(o.id)}:${what}`, {});
+    app.notify(`${what === 'cancel' ? 'Cancel' : 'Resume'} of ${o.id} requested.`);
+  } catch (e) {
+    app.notify(`${what === 'cancel' ? 'Cancel' : 'Resume'} of ${o.id} failed: ${e.message}`, true);
+  }
+  app.refresh();
+}
