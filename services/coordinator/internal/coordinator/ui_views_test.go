@@ -137,7 +137,7 @@ func TestDashboardViews(t *testing.T) {
 	waitFor(t, op, "the evacuation failed", `document.querySelector('article.op[data-state="failed"]')`)
 	card := `article.op[data-state="failed"]`
 	assert.Contains(t, textOf(t, op, card+" h3"), "evacuate dc-a1")
-	assert.Contains(t, textOf(t, op, card+" .progress label"), "shards done")
+	assert.Contains(t, textOf(t, op, card+" .progress label"), "0 of 24 shards handed over (0 moved, 0 skipped, 8 aborted)")
 	assert.Contains(t, textOf(t, op, card+" .err"), "barrier")
 	do(t, op, chromedp.Click(chromedp.CSS(card+" details summary")))
 	waitFor(t, op, "the operation's shards are listed", `document.querySelectorAll('`+card+` tr[data-handoff]').length > 0`)
@@ -184,4 +184,39 @@ func TestDashboardViews(t *testing.T) {
 		do(t, viewer, chromedp.Navigate(c.base+"/ui/#/"+view), chromedp.WaitVisible(chromedp.CSS("#view ."+view)))
 		assert.Zero(t, count(t, viewer, "[data-action]"), "a viewer sees no operator action on %s", view)
 	}
+}
+
+// TestDashboardReconnects stops the coordinator under an open page: the
+// page shows the lost stream, and when a coordinator serves the port
+// again it reconnects by itself and shows what changed meanwhile.
+func TestDashboardReconnects(t *testing.T) {
+	b := newBrowser(t)
+	st := dashboardState(t)
+	c, stop := startDashboard(t, st, "127.0.0.1:0")
+	addr := c.node.Server.HTTPAddr()
+
+	page := b.tab()
+	login(t, page, c.base, viewerToken)
+	do(t, page, chromedp.WaitVisible(chromedp.CSS(`#live[data-state="live"]`)))
+	assert.Contains(t, textOf(t, page, `[data-cluster="dc-a2/main"] .master`), "dc-a2-db1")
+
+	stop()
+	do(t, page, chromedp.WaitVisible(chromedp.CSS(`#live[data-state="lost"]`)))
+	assert.Contains(t, textOf(t, page, "#live"), "Connection lost")
+	screenshot(t, page, "dashboard-connection-lost")
+
+	// dc-a2 fails over while no coordinator serves the page.
+	ctx := context.Background()
+	rec, rev, err := st.Master(ctx, "dc-a2", "main")
+	require.NoError(t, err)
+	rec.Instance, rec.Term = "dc-a2-db2", rec.Term+1
+	_, err = st.PutMaster(ctx, rec, rev, nil)
+	require.NoError(t, err)
+	observe(t, st, "dc-a2", "dc-a2-db2")
+
+	startDashboard(t, st, addr)
+	do(t, page, chromedp.WaitVisible(chromedp.CSS(`#live[data-state="live"]`)))
+	waitFor(t, page, "the page shows the new master of dc-a2",
+		`document.querySelector('[data-cluster="dc-a2/main"] .master').textContent.includes("dc-a2-db2")`)
+	assert.Contains(t, textOf(t, page, "#who"), "dashboard (viewer)", "still signed in")
 }

@@ -67,12 +67,15 @@ function notify(text, isError) {
   el.setAttribute('role', isError ? 'alert' : 'status');
   el.className = 'notice ' + (isError ? 'bad' : 'ok');
   el.textContent = text;
+  el.hidden = false;
+  clearTimeout(notify.timer);
+  notify.timer = setTimeout(() => { el.hidden = true; }, isError ? 20000 : 8000);
 }
 
 function setLive(state, detail) {
   const el = $('live');
   el.dataset.state = state;
-  el.textContent = state === 'live' ? 'Live' : state === 'lost' ? `Connection lost — ${detail || 'reconnecting'}` : 'Connecting…';
+  el.textContent = state === 'live' ? 'Live' : state === 'lost' ? `Connection lost — reconnecting${detail && detail !== 'reconnecting' ? ` (${detail})` : ''}` : 'Connecting…';
 }
 
 async function login(token) {

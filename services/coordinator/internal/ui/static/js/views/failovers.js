@@ -51,7 +51,7 @@ export async function render(app) {
   });
   return h('div', {class: 'failovers'},
     h('h1', {}, 'Failover history'),
-    h('div', {class: 'filters'}, h('label', {for: 'failover-dc'}, 'DC '), select),
+    h('div', {class: 'filters'}, h('div', {class: 'field'}, h('label', {for: 'failover-dc'}, 'DC'), select)),
     h('p', {class: 'summary'}, `${recs.length} record${recs.length === 1 ? '' : 's'}, newest first. RTO: failure seen to new master writable; RPO: transactions of the old master the new one lacks.`),
     recs.length
       ? table('Failovers and switchovers', ['Detected', 'Cluster', 'Kind', 'Trigger', 'Master', 'Outcome', 'RTO', 'RPO', 'Write block', 'Error'], rows, {hideCaption: true})

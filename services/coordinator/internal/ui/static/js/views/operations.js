@@ -25,7 +25,7 @@ export async function render(app) {
   const done = ops.filter((o) => !RUNNING.includes(o.state));
   return h('div', {class: 'operations'},
     h('h1', {}, 'Operations'),
-    h('p', {class: 'summary'}, `${running.length} running, ${done.length} finished (the newest ${ops.length} kept).`),
+    h('p', {class: 'summary'}, `${running.length} running, ${done.length} finished.`),
     h('h2', {}, 'Running'),
     running.length ? running.map((o) => opCard(app, o)) : h('p', {}, 'No operation is running.'),
     h('h2', {}, 'Finished'),
@@ -38,7 +38,7 @@ function opCard(app, o) {
   const t = o.totals || {};
   const handoffs = o.handoffs || [];
   const total = t.shards || handoffs.length;
-  const finished = (t.moved || 0) + (t.aborted || 0) + (t.skipped || 0);
+  const finished = (t.moved || 0) + (t.skipped || 0);
   const hid = `op-${o.id.replace(/[^A-Za-z0-9_-]/g, '_')}`;
   const where = kind === 'evacuate' ? `${o.dc} → ${o.to || 'backup DCs'}` : kind === 'restore' ? `to ${o.dc}${o.move_home ? ' (home shards)' : ''}` : o.dc;
   const actions = [];
@@ -64,7 +64,7 @@ function opCard(app, o) {
         const st = enumName(x.state, 'HANDOFF_STATE_');
         return h('tr', {'data-handoff': `${x.keyspace}/${x.shard}`},
           h('th', {scope: 'row'}, `${x.keyspace}/${x.shard}`),
-          h('td', {}, `${x.from_dc} → ${x.to_dc}`),
+          h('td', {class: 'nowrap'}, `${x.from_dc} → ${x.to_dc}`),
           h('td', {}, String(x.wave)),
           h('td', {}, badge(st, STEP[st])),
           h('td', {}, x.block_ms && x.block_ms !== '0' ? `${x.block_ms} ms` : '–'),
@@ -75,7 +75,7 @@ function opCard(app, o) {
     h('p', {class: 'meta'}, `${o.id} · by ${o.requested_by || '?'}${o.reason ? ` · “${o.reason}”` : ''} · created `, ago(o.created_at),
       o.finished_at ? ' · finished ' : null, o.finished_at ? ago(o.finished_at) : null),
     h('div', {class: 'progress'},
-      h('label', {for: `progress-${hid}`}, `${finished} of ${total} shards done (${t.moved || 0} moved, ${t.skipped || 0} skipped, ${t.aborted || 0} aborted), wave ${t.waves_done || 0} of ${t.waves || 0}`),
+      h('label', {for: `progress-${hid}`}, `${finished} of ${total} shards handed over (${t.moved || 0} moved, ${t.skipped || 0} skipped, ${t.aborted || 0} aborted), wave ${t.waves_done || 0} of ${t.waves || 0} done`),
       h('progress', {id: `progress-${hid}`, max: Math.max(total, 1), value: finished})),
     t.block_max_ms && t.block_max_ms !== '0' ? h('p', {class: 'meta'}, `Write block per shard: p50 ${t.block_p50_ms} ms, p99 ${t.block_p99_ms} ms, max ${t.block_max_ms} ms.`) : null,
     o.error ? h('p', {class: 'err', role: 'note'}, o.error) : null,
