@@ -173,6 +173,20 @@ function route() {
   refresh().then(() => { if (changed) $('main').focus({preventScroll: true}); });
 }
 
+// shortcut switches views with the keys 1 to 5 (shown on the navigation
+// links) unless the focus is in a field or a dialog is open.
+function shortcut(ev) {
+  if (!app.session || ev.ctrlKey || ev.metaKey || ev.altKey || $('confirm').open) return;
+  const t = ev.target;
+  if (t && (t.isContentEditable || ['INPUT', 'SELECT', 'TEXTAREA'].includes(t.tagName))) return;
+  const links = [...document.querySelectorAll('#nav a')];
+  const i = Number(ev.key) - 1;
+  if (Number.isInteger(i) && i >= 0 && i < links.length) {
+    ev.preventDefault();
+    location.hash = links[i].getAttribute('href');
+  }
+}
+
 function init() {
   // A blocked resource or style is a defect of the page: say so.
   document.addEventListener('securitypolicyviolation', (e) => console.error('content security policy violation:', e.violatedDirective, e.blockedURI || 'inline', e.sourceFile || '', e.lineNumber || ''));
@@ -191,6 +205,7 @@ function init() {
   });
   $('logout').addEventListener('click', logout);
   window.addEventListener('hashchange', route);
+  document.addEventListener('keydown', shortcut);
   $('token').focus();
 }
 

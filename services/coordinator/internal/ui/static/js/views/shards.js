@@ -52,7 +52,8 @@ export async function render(app, params) {
     h('li', {}, h('span', {class: 'swatch frozen', 'aria-hidden': 'true'}), `frozen: ${frozen}`),
     h('li', {}, h('span', {class: 'swatch moving', 'aria-hidden': 'true'}), `moving: ${moving}`));
 
-  const grid = h('div', {class: 'shardgrid', role: 'group', 'aria-label': `Shards of ${ks}`},
+  const grid = h('div', {class: 'shardgrid', role: 'group', 'aria-label': `Shards of ${ks} (arrow keys move between shards)`,
+    onkeydown: (ev) => gridKeys(ev)},
     shards.map((s) => {
       const state = enumName(s.state, 'SHARD_STATE_');
       const label = `Shard ${s.id}, owner ${s.owner_dc}, backup ${s.backup_dc || 'none'}, ${state}`;
@@ -90,4 +91,18 @@ function routePanel(ks, resp) {
     h('h2', {}, `Route of ${ks} shard ${s.id}`),
     h('table', {class: 'kv'}, h('tbody', {}, rows)),
     fences.length ? table('Handoff fences', ['DC', 'Watermark', 'Operation'], fences) : null);
+}
+
+// gridKeys moves the focus between shards with the arrow keys, Home and
+// End; Enter or Space (the buttons' own) shows the route.
+function gridKeys(ev) {
+  const cells = [...ev.currentTarget.querySelectorAll('button.shard')];
+  const i = cells.indexOf(document.activeElement);
+  if (i < 0) return;
+  // The grid wraps with the width: a row is the cells on the first one's line.
+  const perRow = cells.filter((c) => c.offsetTop === cells[0].offsetTop).length || 1;
+  const next = {ArrowRight: i + 1, ArrowLeft: i - 1, ArrowDown: i + perRow, ArrowUp: i - perRow, Home: 0, End: cells.length - 1}[ev.key];
+  if (next === undefined) return;
+  ev.preventDefault();
+  cells[Math.min(cells.length - 1, Math.max(0, next))].focus();
 }
