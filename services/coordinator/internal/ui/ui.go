@@ -98,6 +98,11 @@ func (h *Handler) serveStatic(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
+	// No directory listings: only the page and its files.
+	if strings.HasSuffix(r.URL.Path, "/") && r.URL.Path != Prefix {
+		http.NotFound(w, r)
+		return
+	}
 	// The assets change with the binary: revalidate on every load.
 	w.Header().Set("Cache-Control", "no-cache")
 	if strings.HasSuffix(r.URL.Path, ".js") {
