@@ -34,10 +34,16 @@ const (
 	// STOP SLAVE may try to reach a dead or paused master.
 	DefaultStopSlaveTimeout = 10 * time.Second
 	// Detection settings applied by ChangeMaster: a paused master is noticed
-	// in about two seconds instead of a minute.
+	// in about 0.8 s instead of a minute (a heartbeat every 0.25 s, the
+	// connection given up after 1 s of silence), and STOP SLAVE on a replica
+	// of a paused master returns after about 1 s instead of 2 s: a
+	// semi-sync replica connects to its master to kill its dump thread, and
+	// waits kill_conn_timeout (default 5 s, capped by the net timeout) for
+	// it. Measured on MariaDB 10.11.
 	connectRetrySeconds = 1
-	heartbeatPeriod     = "0.5"
-	slaveNetTimeout     = 2
+	heartbeatPeriod     = "0.25"
+	slaveNetTimeout     = 1
+	killConnTimeout     = 1
 )
 
 // Users are the accounts the control plane uses on every instance.
@@ -96,8 +102,10 @@ func ApplySQL(ctx context.Context, db *sql.DB, database string, stmts ...string)
 }
 
 // ChangeMaster points a stopped replica at a master with GTID replication,
-// fast reconnects (MASTER_CONNECT_RETRY=1) and a 0.5 s heartbeat, and sets
-// slave_net_timeout=2 so a silent master is noticed in about two seconds.
+// fast reconnects (MASTER_CONNECT_RETRY=1) and a 0.25 s heartbeat, and sets
+// slave_net_timeout=1 so a silent master is noticed in under a second, and
+// rpl_semi_sync_slave_kill_conn_timeout=1 so STOP SLAVE does not wait 2 s
+// on a paused master.
 func ChangeMaster(ctx context.Context, replica *sql.DB, masterHost string, masterPort int,
 	user, pass string, useGTID GTIDMode) error {
 	switch useGTID {
@@ -107,6 +115,7 @@ func ChangeMaster(ctx context.Context, replica *sql.DB, masterHost string, maste
 	}
 	return execAll(ctx, replica,
 		"SET GLOBAL slave_net_timeout = "+strconv.Itoa(slaveNetTimeout),
+		"SET GLOBAL rpl_semi_sync_slave_kill_conn_timeout = "+strconv.Itoa(killConnTimeout),
 		"CHANGE MASTER TO MASTER_HOST = "+quoteString(masterHost)+
 			", MASTER_PORT = "+strconv.Itoa(masterPort)+
 			", MASTER_USER = "+quoteString(user)+

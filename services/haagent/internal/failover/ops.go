@@ -182,7 +182,8 @@ func (o *Ops) WaitApplied(ctx context.Context, addr string, pos gtid.Pos, timeou
 
 // StopReplication stops both replication threads, bounded by 2.5 step
 // timeouts: STOP SLAVE waits for an IO thread that is reconnecting to a
-// paused master, up to slave_net_timeout (2s as set by ChangeMaster).
+// paused master, about 1 s as set by ChangeMaster (slave_net_timeout and
+// rpl_semi_sync_slave_kill_conn_timeout).
 func (o *Ops) StopReplication(ctx context.Context, addr string) error {
 	ctx, cancel := context.WithTimeout(ctx, o.step*5/2)
 	defer cancel()

@@ -23,8 +23,11 @@ type Writer struct {
 	failed   int
 	lastOK   time.Time
 	firstErr time.Time
-	okAfter  []time.Time
+	// oks are the acknowledged writes' start and acknowledgement times.
+	oks []okWrite
 }
+
+type okWrite struct{ start, ack time.Time }
 
 // StartWriter starts the writer; Stop ends it.
 func (e *Env) StartWriter() *Writer {
@@ -36,6 +39,7 @@ func (e *Env) StartWriter() *Writer {
 	go func() {
 		defer close(w.done)
 		for id := int64(1); ctx.Err() == nil; id++ {
+			start := time.Now()
 			db, _, err := res.DB()
 			if err == nil {
 				_, err = insert(ctx, db, id)
@@ -45,7 +49,7 @@ func (e *Env) StartWriter() *Writer {
 			if err == nil {
 				w.acked = append(w.acked, id)
 				w.lastOK = now
-				w.okAfter = append(w.okAfter, now)
+				w.oks = append(w.oks, okWrite{start: start, ack: now})
 			} else {
 				w.failed++
 				if w.firstErr.IsZero() || w.lastOK.After(w.firstErr) {
@@ -89,14 +93,15 @@ func (w *Writer) Acked() int {
 	return len(w.acked)
 }
 
-// FirstOKAfter returns the time of the first acknowledged write after t
-// (zero when none yet).
+// FirstOKAfter returns when the first write begun after t was
+// acknowledged (zero when none yet). A write begun before t and
+// acknowledged just after it says nothing about a fault injected at t.
 func (w *Writer) FirstOKAfter(t time.Time) time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, at := range w.okAfter {
-		if at.After(t) {
-			return at
+	for _, ok := range w.oks {
+		if ok.start.After(t) {
+			return ok.ack
 		}
 	}
 	return time.Time{}
