@@ -103,6 +103,16 @@ func analyzeCases() []analyzeCase {
 		{name: "replica with its own write at the master's sequence number is quarantined",
 			c:    with(healthy(), "r1", applied("0-2-100")),
 			want: []got{{analysis.ErrantGTID, "r1", analysis.RecoveryQuarantine}}},
+		{name: "replica read after a new master's first write is not errant",
+			// m2 was promoted: its last GTID still carries the old master's
+			// server id 1; r1, read after m2's first write, has it with id 2.
+			c: cluster("m2", master("m2", "0-1-100", serverID(2)),
+				replica("r1", "m2", "0-2-101"), replica("r2", "m2", "0-1-100")),
+			want: nil},
+		{name: "a replica's write carrying another server id is errant even when ahead",
+			c: cluster("m2", master("m2", "0-1-100", serverID(2)),
+				replica("r1", "m2", "0-3-101"), replica("r2", "m2", "0-1-100")),
+			want: []got{{analysis.ErrantGTID, "r1", analysis.RecoveryQuarantine}}},
 		{name: "old master returning with un-replicated transactions is quarantined, not rejoined",
 			c: cluster("m2", orphan("m1", "0-1-105"), master("m2", "0-1-100"),
 				replica("r1", "m2", "0-1-100"), replica("r2", "m2", "0-1-100")),

@@ -28,8 +28,10 @@
 // the strict per-domain comparison. Where a position is compared with the
 // master's last observation, the two observations are not taken at the same
 // instant, so a replica of the master may legitimately be ahead of it: GTIDs
-// that carry the server id of the master's own last GTID in that domain are
-// then taken as received from the master, not as errant. An instance that does
+// that carry the server id of the master's own last GTID in that domain, or
+// the master's own server id, are then taken as received from the master, not
+// as errant; and the agent confirms an errant instance with a read of the
+// instance followed by a read of the master before it quarantines it. An instance that does
 // not replicate from the master gets no such allowance (an old master that
 // returns with un-replicated transactions is errant).
 //

@@ -32,14 +32,17 @@ func Errant(replica, master gtid.Pos) gtid.Pos {
 	return out
 }
 
-// fromMaster removes from errant the GTIDs that carry the server id of the
-// master's last GTID in their domain and are past it: a replica of the master
-// observed after the master received them from it.
-func fromMaster(errant, master gtid.Pos) gtid.Pos {
+// fromMaster removes from errant the GTIDs past the master's in their
+// domain that carry the server id of the master's last GTID there, or the
+// master's own server id (masterID, 0 when unknown): a replica of the master
+// observed after the master wrote or received them. The master's own id
+// matters after a promotion: its last GTID still carries the old master's
+// id while its first writes carry its own.
+func fromMaster(errant, master gtid.Pos, masterID uint32) gtid.Pos {
 	out := gtid.Pos{}
 	for _, g := range errant {
 		mg, ok := gtidIn(master, g.Domain)
-		if ok && g.ServerID == mg.ServerID && g.Seq > mg.Seq {
+		if ok && g.Seq > mg.Seq && (g.ServerID == mg.ServerID || (masterID != 0 && g.ServerID == masterID)) {
 			continue
 		}
 		out = append(out, g)

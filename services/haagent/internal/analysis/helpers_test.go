@@ -107,6 +107,8 @@ func applied(pos string) opt {
 	return func(in *analysis.Instance) { in.Status.GTIDBinlogPos, in.Status.GTIDCurrentPos = pos, pos }
 }
 
+func serverID(id uint32) opt { return func(in *analysis.Instance) { in.Status.ServerID = id } }
+
 func source(src string) opt { return func(in *analysis.Instance) { in.Status.SourceHost = addr(src) } }
 
 func semiClients(n int) opt { return func(in *analysis.Instance) { in.Status.SemiSyncClients = n } }

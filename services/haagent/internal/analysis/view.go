@@ -134,7 +134,7 @@ func (v view) errantOf(in Instance, mpos gtid.Pos) (gtid.Pos, error) {
 	}
 	e := Errant(p, mpos)
 	if v.replicaOfM(in) {
-		e = fromMaster(e, mpos)
+		e = fromMaster(e, mpos, v.m.Status.ServerID)
 	}
 	return e, nil
 }

@@ -66,7 +66,20 @@ func (s *Supervisor) recover(ctx context.Context, fence state.Fence, cl topology
 	case analysis.RecoveryRestartReplication:
 		err = ops.StartReplication(actx, in.Addr)
 	case analysis.RecoveryQuarantine:
-		if err = ops.Quarantine(actx, in.Addr); err == nil {
+		if !hasMaster {
+			return
+		}
+		errant, cerr := confirmErrant(actx, s.readPos, in.Addr, master.Addr)
+		if cerr == nil && len(errant) == 0 {
+			s.o.Logger.Info().Str("cluster", cl.Name).Str("instance", in.Name).Str("analysis", a.Detail).
+				Msg("errant GTIDs not confirmed by an ordered read of the instance, then the master: not quarantined")
+			return
+		}
+		if err = cerr; err == nil {
+			a.Detail += "; confirmed: " + errant.String()
+			err = ops.Quarantine(actx, in.Addr)
+		}
+		if err == nil {
 			err = s.putQuarantine(actx, Quarantine{DC: s.o.DC, Cluster: cl.Name, Instance: in.Name,
 				Reason: string(a.Code) + ": " + a.Detail, At: s.o.Now().UTC(), By: s.o.ID}, fence)
 		}

@@ -70,6 +70,8 @@ type Supervisor struct {
 	clusters map[string]*mind
 	// wg counts the clusters' goroutines; Lead waits for them.
 	wg sync.WaitGroup
+	// readPos reads an instance's positions now (the runner's Ops.Read).
+	readPos readFunc
 }
 
 // mind is the agent's memory of one cluster.
@@ -100,8 +102,12 @@ func New(o Options) *Supervisor {
 	def(&o.Policy.CaughtUp, dp.CaughtUp)
 	def(&o.ReadTimeout, 500*time.Millisecond)
 	def(&o.ActionTimeout, 5*time.Second)
-	return &Supervisor{o: o, m: newMetrics(o.Registry), lastMasters: map[string]state.MasterRecord{},
+	s := &Supervisor{o: o, m: newMetrics(o.Registry), lastMasters: map[string]state.MasterRecord{},
 		lastWrite: map[string]string{}}
+	if o.Runner != nil {
+		s.readPos = o.Runner.Ops().Read
+	}
+	return s
 }
 
 // Lead runs the cycle while l.Ctx lasts. It is the elector's lead callback.
