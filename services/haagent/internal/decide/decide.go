@@ -59,6 +59,12 @@ type Memory struct {
 	// when last seen reachable.
 	MasterPos string
 	MasterID  uint32
+	// MasterUnprotected is set when the master was last seen without an
+	// active semi-sync or without a semi-sync replica: it may have
+	// acknowledged writes that no replica received (past the semi-sync
+	// timeout MariaDB acknowledges asynchronously), so what a failover loses
+	// is unknown beyond MasterPos.
+	MasterUnprotected bool
 }
 
 // Input is what the decision is made from.
@@ -245,7 +251,7 @@ func (m Memory) SwitchedOver(now time.Time) Memory { return m.changed(now) }
 func (m Memory) changed(now time.Time) Memory {
 	m.LastChange, m.SettledAt = now, time.Time{}
 	m.DetectedAt, m.LastTry, m.HealthySince = time.Time{}, time.Time{}, time.Time{}
-	m.MasterPos, m.MasterID = "", 0
+	m.MasterPos, m.MasterID, m.MasterUnprotected = "", 0, false
 	return m
 }
 

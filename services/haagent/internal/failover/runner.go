@@ -101,9 +101,13 @@ type Plan struct {
 	MasterRev int64
 	// OldPos is the old master's last observed gtid_binlog_pos ("" when
 	// never seen), for the RPO.
-	OldPos     string
-	Analysis   string
-	DetectedAt time.Time
+	OldPos string
+	// OldUnprotected: the old master was last seen without an active
+	// semi-sync or without a semi-sync replica, so it may have acknowledged
+	// writes beyond OldPos that no replica has: the RPO is unknown.
+	OldUnprotected bool
+	Analysis       string
+	DetectedAt     time.Time
 	// Candidates are the eligible replicas, best first; fresh positions
 	// decide among them.
 	Candidates []string
@@ -312,6 +316,7 @@ func (r *Runner) Failover(ctx context.Context, fence state.Fence, plan Plan) (st
 	p.writable()
 	r.repoint(ctx, p, plan.Cluster, cand, plan.Master.Instance)
 	r.rpo(ctx, p, highWater(plan, seen), cand.Addr)
+	p.unprotected(plan)
 	fenceWait()
 	return p.finish(ctx, nil)
 }
@@ -440,6 +445,24 @@ func highWater(plan Plan, seen []gtid.Pos) gtid.Pos {
 		return nil
 	}
 	return hw
+}
+
+// unprotected makes the record honest about an old master that may have
+// acknowledged writes asynchronously: the RPO counted from its last observed
+// position is only a lower bound, so the record says unknown (-1) and a step
+// names what is known.
+func (p *procedure) unprotected(plan Plan) {
+	if !plan.OldUnprotected {
+		return
+	}
+	known := "none known"
+	if p.rec.RPOTransactions > 0 {
+		known = fmt.Sprintf("%d known (%s)", p.rec.RPOTransactions, p.rec.LostGTIDs)
+	}
+	p.addStep(state.Step{Name: "rpo_unknown", At: p.r.o.Now().UTC(), Error: fmt.Sprintf(
+		"the old master was last seen without an active semi-sync replica (last position %q): it may have "+
+			"acknowledged writes no replica received; lost transactions: %s, possibly more", plan.OldPos, known)})
+	p.rec.RPOTransactions = -1
 }
 
 // rpo counts what the cluster had (high) that the new master lacks.

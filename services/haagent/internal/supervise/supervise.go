@@ -298,6 +298,7 @@ func (s *Supervisor) view(cl topology.Cluster, sn snapshot, obs map[string]state
 			// checks candidates for errant GTIDs against it.
 			if st.Reachable {
 				cm.mem.MasterPos, cm.mem.MasterID = st.GTIDBinlogPos, st.ServerID
+				cm.mem.MasterUnprotected = !st.SemiSyncMaster || st.SemiSyncClients == 0
 			} else {
 				st.GTIDBinlogPos, st.ServerID = cm.mem.MasterPos, cm.mem.MasterID
 			}
@@ -364,7 +365,7 @@ func (s *Supervisor) act(ctx context.Context, fence state.Fence, cl topology.Clu
 func (s *Supervisor) failover(ctx context.Context, fence state.Fence, cl topology.Cluster, sn snapshot, cm *mind,
 	f decide.Failover) {
 	plan := failover.Plan{Cluster: cl, Master: sn.masters[cl.Name], MasterRev: sn.masterRevs[cl.Name],
-		OldPos: cm.mem.MasterPos, Analysis: string(f.Analysis.Code), DetectedAt: f.DetectedAt,
+		OldPos: cm.mem.MasterPos, OldUnprotected: cm.mem.MasterUnprotected, Analysis: string(f.Analysis.Code), DetectedAt: f.DetectedAt,
 		Candidates: f.Candidates, Known: f.Known}
 	s.o.Logger.Warn().Str("cluster", cl.Name).Str("code", string(f.Analysis.Code)).Strs("candidates", f.Candidates).
 		Interface("excluded", f.Excluded).Msg("starting automatic failover")
