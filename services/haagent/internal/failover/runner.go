@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -327,6 +328,11 @@ func (r *Runner) Failover(ctx context.Context, fence state.Fence, plan Plan) (st
 // returns nil once one of them succeeded and ErrNotFenced when both failed;
 // without one it returns nil at once. wait waits for both to end.
 //
+// A refused connection counts as fenced: nothing listens on the old
+// master's address (a killed master), and an instance comes back only
+// through a boot, read-only. A network that resets connections to a server
+// that still serves others would defeat that; ADR 0008 says so.
+//
 // Without a fence hook nothing waits for the SQL fence: a master that
 // cannot be reached cannot be fenced over SQL, and the analysis fences it
 // as soon as it is reachable again. Until then a resumed master answers
@@ -342,7 +348,14 @@ func (r *Runner) fenceOld(ctx context.Context, p *procedure, old topology.Instan
 		wg.Go(func() {
 			fctx, cancel := context.WithTimeout(ctx, r.o.FenceTimeout)
 			defer cancel()
-			results <- p.step("fence_old_master", func() error { return r.o.Ops.Fence(fctx, old.Addr) })
+			err := p.step("fence_old_master", func() error { return r.o.Ops.Fence(fctx, old.Addr) })
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				// Nothing listens on its address: it is down, and it
+				// can only come back through a boot, which is read-only.
+				p.addStep(state.Step{Name: "old_master_down", At: r.o.Now().UTC()})
+				err = nil
+			}
+			results <- err
 		})
 	}
 	if len(r.o.Hooks.Fence) > 0 {
