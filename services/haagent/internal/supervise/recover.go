@@ -190,10 +190,11 @@ func (s *Supervisor) finishIntent(ctx context.Context, fence state.Fence, in int
 	}
 }
 
-// SelfFence fences every master the agent knew of and every instance it
-// last saw writable. The elector calls it when the agent cannot renew its
-// etcd lease and etcd is not merely without quorum, before the lease can
-// expire and another agent could promote.
+// SelfFence fences every master the agent knew of, every instance it last
+// saw writable, and every instance of a cluster it has not polled yet (it
+// cannot tell which of them is writable). The elector calls it when the
+// agent cannot renew its etcd lease and etcd is not merely without quorum,
+// before the lease can expire and another agent could promote.
 func (s *Supervisor) SelfFence(ctx context.Context, reason string) {
 	s.mu.Lock()
 	addrs := map[string]string{}
@@ -202,6 +203,16 @@ func (s *Supervisor) SelfFence(ctx context.Context, reason string) {
 	}
 	for a, n := range s.lastWrite {
 		addrs[a] = n
+	}
+	if s.lastTopo != nil {
+		for _, cl := range s.lastTopo.ClustersIn(s.o.DC) {
+			if s.polled[cl.Name] {
+				continue
+			}
+			for _, in := range cl.Instances {
+				addrs[in.Addr] = in.Name
+			}
+		}
 	}
 	s.mu.Unlock()
 	s.o.Logger.Error().Str("reason", reason).Int("instances", len(addrs)).Msg("self-fencing: cannot renew the etcd lease")

@@ -63,6 +63,11 @@ type Supervisor struct {
 	mu          sync.Mutex // guards the fields below; Lead and SelfFence may overlap
 	lastMasters map[string]state.MasterRecord
 	lastWrite   map[string]string // instance addr → name, instances seen writable
+	// lastTopo is the last topology read, kept across terms; polled names
+	// the clusters a cycle has polled. SelfFence fences every instance of
+	// a cluster never polled: the agent can lose etcd before its first cycle.
+	lastTopo *topology.Topology
+	polled   map[string]bool
 
 	// clusters is the memory of each cluster, by name; the map is touched
 	// only by the Lead goroutine, a mind only by its cluster's goroutine
@@ -103,7 +108,7 @@ func New(o Options) *Supervisor {
 	def(&o.ReadTimeout, 500*time.Millisecond)
 	def(&o.ActionTimeout, 5*time.Second)
 	s := &Supervisor{o: o, m: newMetrics(o.Registry), lastMasters: map[string]state.MasterRecord{},
-		lastWrite: map[string]string{}}
+		lastWrite: map[string]string{}, polled: map[string]bool{}}
 	if o.Runner != nil {
 		s.readPos = o.Runner.Ops().Read
 	}
@@ -131,6 +136,9 @@ func (s *Supervisor) Lead(l elect.Leadership) error {
 			}
 		}
 		if topo != nil {
+			s.mu.Lock()
+			s.lastTopo = topo
+			s.mu.Unlock()
 			s.cycle(ctx, l.Fence, *topo)
 		}
 		select {
@@ -200,6 +208,7 @@ func (s *Supervisor) cycle(ctx context.Context, fence state.Fence, topo topology
 	s.mu.Lock()
 	for _, st := range results {
 		byName[st.Cluster+"/"+st.Name] = st
+		s.polled[st.Cluster] = true
 		if st.Reachable && !st.ReadOnly {
 			s.lastWrite[st.Addr] = st.Name
 		} else if st.Reachable {
