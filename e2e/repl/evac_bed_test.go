@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -54,6 +55,13 @@ func (b *bed) newCoordinator(d *dc, n int) *coordinator {
 	id := fmt.Sprintf("coordinator-%s-%d", d.name, n)
 	c := &coordinator{id: id, grpc: "127.0.0.1:" + strconv.Itoa(ports[0])}
 	dir := t.TempDir()
+	// DRPLANE_TEST_LOGS keeps the log, as for the other services.
+	if keep := os.Getenv("DRPLANE_TEST_LOGS"); keep != "" {
+		dir = filepath.Join(keep, id)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatalf("log dir: %v", err)
+		}
+	}
 	cfg := map[string]any{
 		"dc": d.name, "id": id,
 		"etcd": map[string]any{"endpoints": b.etcd.Endpoints()},

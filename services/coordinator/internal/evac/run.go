@@ -294,7 +294,9 @@ func (r *Runner) wave(ctx context.Context, fence state.Fence, op *Operation, w i
 			}
 		}
 		ev := r.event(*op, ActionWave, map[string]string{"wave": strconv.Itoa(w), "shards": strconv.Itoa(len(idx)),
-			"block_max_ms": strconv.FormatInt(t.BlockMaxMs, 10), "stale_routers": strconv.Itoa(rep.StaleRouters)})
+			"block_max_ms": strconv.FormatInt(t.BlockMaxMs, 10), "stale_routers": strconv.Itoa(rep.StaleRouters),
+			"acks_ms": msOf(rep.Steps.Acks), "barrier_ms": msOf(rep.Steps.Barrier), "catch_up_ms": msOf(rep.Steps.CatchUp),
+			"flip_ms": msOf(rep.Steps.Flip)})
 		if err := r.save(ctx, fence, op, ev); err != nil {
 			return false, err
 		}
@@ -302,6 +304,8 @@ func (r *Runner) wave(ctx context.Context, fence state.Fence, op *Operation, w i
 		return false, nil
 	}
 }
+
+func msOf(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
 
 // replan appends a wave for shards the evacuated DC owns that no handoff
 // of op covers yet (moved into it during the evacuation); false when

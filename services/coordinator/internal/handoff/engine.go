@@ -121,6 +121,15 @@ type WaveReport struct {
 	// StaleRouters are the route streams that did not acknowledge the
 	// freeze within the grace.
 	StaleRouters int
+	// Steps is how long each step of the block window took.
+	Steps Steps
+}
+
+// Steps times the steps of a wave's block window, from the freeze's
+// commit: waiting for the routers' acknowledgements, for the old owners'
+// barriers, for every live DC to apply up to them, and the flip's commit.
+type Steps struct {
+	Acks, Barrier, CatchUp, Flip time.Duration
 }
 
 // Wave hands off moves, all of one keyspace, together: one freeze, one
@@ -196,11 +205,17 @@ func (e *Engine) Wave(ctx context.Context, fence state.Fence, opID string, moves
 		return rep, cause
 	}
 	// 2. Routers acknowledge the freeze.
+	step := frozenAt
+	lap := func(d *time.Duration) {
+		now := e.o.Now()
+		*d, step = now.Sub(step), now
+	}
 	stale, err := e.o.Routers.Wait(ctx, ks, frozenRev, e.o.RouterGrace)
 	if err != nil {
 		return abort(err)
 	}
 	rep.StaleRouters = len(stale)
+	lap(&rep.Steps.Acks)
 	for _, s := range stale {
 		e.o.Logger.Warn().Str("stream", s.ID).Str("dc", s.DC).Str("client", s.Client).Int64("map_revision", frozenRev).
 			Msg("router did not acknowledge the freeze within the grace; going on (a write it admits is refused as divergence)")
@@ -222,6 +237,7 @@ func (e *Engine) Wave(ctx context.Context, fence state.Fence, opID string, moves
 		}
 		marks[from] = gtid
 	}
+	lap(&rep.Steps.Barrier)
 	// 4. Every other live DC (the targets above all) applied up to it.
 	for from, idx := range byFrom {
 		dcs := map[string]bool{}
@@ -239,6 +255,7 @@ func (e *Engine) Wave(ctx context.Context, fence state.Fence, opID string, moves
 			}
 		}
 	}
+	lap(&rep.Steps.CatchUp)
 	// 5. Flip and unfreeze in one fenced transaction.
 	cur, err := shardmap.Load(ctx, e.o.Store, ks)
 	if err != nil {
@@ -260,10 +277,14 @@ func (e *Engine) Wave(ctx context.Context, fence state.Fence, opID string, moves
 		return abort(err)
 	}
 	done := e.o.Now()
+	rep.Steps.Flip = done.Sub(step)
 	for _, i := range live {
 		results[i].Outcome, results[i].Watermark, results[i].DoneAt, results[i].Revision = Moved, marks[moves[i].From], done, rev
 	}
 	rep.Results = results
+	e.o.Logger.Info().Str("operation", opID).Str("keyspace", ks).Int("shards", len(live)).
+		Dur("acks", rep.Steps.Acks).Dur("barrier", rep.Steps.Barrier).Dur("catch_up", rep.Steps.CatchUp).Dur("flip", rep.Steps.Flip).
+		Msg("wave handed off")
 	return rep, nil
 }
 

@@ -136,6 +136,11 @@ func TestWaveHandsOffAndFencesTheOldOwner(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, rep.StaleRouters)
 	require.Len(t, rep.Results, 4)
+	// The steps split the block window: they add up to it, and the
+	// catch-up waited for the delayed apply.
+	st := rep.Steps
+	require.Equal(t, rep.Results[0].Block(), st.Acks+st.Barrier+st.CatchUp+st.Flip)
+	require.GreaterOrEqual(t, st.CatchUp+st.Barrier, 20*time.Millisecond)
 
 	after, err := shardmap.Load(ctx, w.st, "orders")
 	require.NoError(t, err)
