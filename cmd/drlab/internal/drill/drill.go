@@ -256,6 +256,7 @@ func (d *Drill) steps(ctx context.Context) error {
 			fn(ctx, d, dc, &ev)
 			writes := d.writers.Writes()
 			ev.Outage = MeasureOutage(writes, ev.Shards, ev.At, ev.Done, ev.OldMaster)
+			ev.Shard = MeasureShards(writes, ev.Shards, ev.At, ev.Done, ev.OldMaster)
 			matchRewound(ev.Record, writes)
 			if err := d.breakAfter(ctx, dc); err != nil && ev.Err == "" {
 				ev.Err = "break " + d.o.Break + ": " + err.Error()

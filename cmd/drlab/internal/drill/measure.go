@@ -27,8 +27,10 @@ type Event struct {
 	// OldMaster is the instance the event took away, if any.
 	OldMaster string `json:"old_master,omitempty"`
 
-	// The writers' view.
-	Outage Outage `json:"outage"`
+	// The writers' view: of all affected shards together, and shard by
+	// shard.
+	Outage Outage        `json:"outage"`
+	Shard  *ShardOutages `json:"shard_outage,omitempty"`
 	// LostWrites are acknowledged writes to the affected shards missing
 	// after the event (the RPO the drill counts).
 	LostWrites int `json:"lost_writes"`
@@ -173,6 +175,48 @@ func MeasureOutage(writes []Write, shards []int, at, done time.Time, old string)
 	return o
 }
 
+// ShardOutages is an event's outage shard by shard: each affected shard
+// measured alone (MeasureOutage over its own writes), so that shards
+// blocked one after the other (the waves of an evacuation, the flips of a
+// city failover) each count, where the event's Outage is the longest gap
+// of all of them together.
+type ShardOutages struct {
+	// RTO and Block aggregate the recovered shards.
+	RTO   Stats `json:"rto"`
+	Block Stats `json:"block"`
+	// Worst is the shard with the longest block.
+	Worst int `json:"worst_shard"`
+	// Unrecovered lists the shards with no acknowledgement after the event.
+	Unrecovered []int `json:"unrecovered,omitempty"`
+}
+
+// MeasureShards measures each of shards alone; nil without shards.
+func MeasureShards(writes []Write, shards []int, at, done time.Time, old string) *ShardOutages {
+	if len(shards) == 0 {
+		return nil
+	}
+	by := map[int][]Write{}
+	for _, w := range writes {
+		by[w.Shard] = append(by[w.Shard], w)
+	}
+	out := &ShardOutages{Worst: -1}
+	var rtos, blocks []time.Duration
+	var worst time.Duration = -1
+	for _, sh := range shards {
+		o := MeasureOutage(by[sh], []int{sh}, at, done, old)
+		if !o.Recovered {
+			out.Unrecovered = append(out.Unrecovered, sh)
+			continue
+		}
+		rtos, blocks = append(rtos, o.RTO), append(blocks, o.Block)
+		if o.Block > worst {
+			worst, out.Worst = o.Block, sh
+		}
+	}
+	out.RTO, out.Block = StatsOf(rtos), StatsOf(blocks)
+	return out
+}
+
 // Stats aggregates one figure over the events of one kind.
 type Stats struct {
 	N   int           `json:"n"`
@@ -197,13 +241,15 @@ func StatsOf(ds []time.Duration) Stats {
 
 // KindSummary aggregates the events of one kind.
 type KindSummary struct {
-	Kind       string `json:"kind"`
-	Events     int    `json:"events"`
-	Recovered  int    `json:"recovered"`
-	RTO        Stats  `json:"rto"`
-	Block      Stats  `json:"block"`
-	SystemRTO  Stats  `json:"system_rto"`
-	LostWrites int    `json:"lost_writes"`
+	Kind      string `json:"kind"`
+	Events    int    `json:"events"`
+	Recovered int    `json:"recovered"`
+	RTO       Stats  `json:"rto"`
+	Block     Stats  `json:"block"`
+	// ShardBlock aggregates each event's longest block of one shard.
+	ShardBlock Stats `json:"shard_block"`
+	SystemRTO  Stats `json:"system_rto"`
+	LostWrites int   `json:"lost_writes"`
 	// SystemRPO sums the transactions the failover records report lost;
 	// -1 when one of them did not know.
 	SystemRPO int64 `json:"system_rpo_transactions"`
@@ -226,10 +272,13 @@ func Summarize(events []Event) []KindSummary {
 	out := make([]KindSummary, 0, len(order))
 	for _, k := range order {
 		s := KindSummary{Kind: k}
-		var rto, block, sys []time.Duration
+		var rto, block, shard, sys []time.Duration
 		for _, e := range by[k] {
 			s.Events++
 			s.LostWrites += e.LostWrites
+			if e.Shard != nil && e.Shard.Block.N > 0 {
+				shard = append(shard, e.Shard.Block.Max)
+			}
 			if e.Outage.Recovered {
 				s.Recovered++
 				rto = append(rto, e.Outage.RTO)
@@ -244,7 +293,7 @@ func Summarize(events []Event) []KindSummary {
 				}
 			}
 		}
-		s.RTO, s.Block, s.SystemRTO = StatsOf(rto), StatsOf(block), StatsOf(sys)
+		s.RTO, s.Block, s.ShardBlock, s.SystemRTO = StatsOf(rto), StatsOf(block), StatsOf(shard), StatsOf(sys)
 		out = append(out, s)
 	}
 	return out

@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/drplane/drplane/pkg/router"
 )
@@ -54,6 +55,36 @@ func TestMeasureOutage(t *testing.T) {
 	assert.Equal(t, 393*time.Millisecond, o.RTO)
 	// Without naming the old master the longest gap gives the same here.
 	assert.Equal(t, 393*time.Millisecond, MeasureOutage(tail, []int{0}, at(110), at(520), "").RTO)
+}
+
+// TestMeasureShards: two shards blocked one after the other (as in the
+// waves of an evacuation) leave no common gap, but each shard's own block
+// counts.
+func TestMeasureShards(t *testing.T) {
+	var writes []Write
+	for ms := 0; ms <= 1000; ms += 20 {
+		switch {
+		case ms >= 200 && ms < 500: // shard 0 frozen
+			writes = append(writes, Write{ID: int64(ms), Shard: 0, Start: at(ms), Kind: "shard_frozen"},
+				acked(int64(5000+ms), 1, "x", ms, ms+2))
+		case ms >= 500 && ms < 700: // then shard 1
+			writes = append(writes, acked(int64(ms), 0, "x", ms, ms+2),
+				Write{ID: int64(5000 + ms), Shard: 1, Start: at(ms), Kind: "shard_frozen"})
+		default:
+			writes = append(writes, acked(int64(ms), 0, "x", ms, ms+2), acked(int64(5000+ms), 1, "x", ms, ms+2))
+		}
+	}
+	together := MeasureOutage(writes, []int{0, 1}, at(150), at(900), "")
+	assert.Less(t, together.RTO, 50*time.Millisecond, "some shard was always acknowledged")
+
+	s := MeasureShards(writes, []int{0, 1, 2}, at(150), at(900), "")
+	require.NotNil(t, s)
+	assert.Equal(t, 2, s.Block.N)
+	assert.Equal(t, 302*time.Millisecond, s.Block.Max, "shard 0: refused from 200 ms, acknowledged at 502 ms")
+	assert.Equal(t, 0, s.Worst)
+	assert.Equal(t, 202*time.Millisecond, s.Block.P50, "shard 1: refused from 500 ms, acknowledged at 702 ms")
+	assert.Equal(t, []int{2}, s.Unrecovered, "shard 2 has no writes at all")
+	assert.Nil(t, MeasureShards(writes, nil, at(150), at(900), ""))
 }
 
 func TestStatsAndSummary(t *testing.T) {

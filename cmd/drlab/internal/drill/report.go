@@ -107,12 +107,16 @@ func (r *Report) Table(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "DR drill: steps %s × %d, %.0f writes/s, %s\n\n", strings.Join(r.Steps, ","), r.Repeat, r.Rate,
 		r.Finished.Sub(r.Started).Round(time.Second))
-	fmt.Fprintln(tw, "EVENT\tTARGET\tRTO\tBLOCK\tFAILED\tLOST\tSYSTEM RTO\tSYSTEM BLOCK\tSYSTEM RPO\tRESULT")
+	fmt.Fprintln(tw, "EVENT\tTARGET\tRTO\tBLOCK\tSHARD BLOCK\tFAILED\tLOST\tSYSTEM RTO\tSYSTEM BLOCK\tSYSTEM RPO\tRESULT")
 	for _, e := range r.Events {
 		name := fmt.Sprintf("%s#%d", e.Step, e.Round)
 		if !e.Available {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\tnot available: %s\n", name, e.Reason)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\tnot available: %s\n", name, e.Reason)
 			continue
+		}
+		shard := "-"
+		if e.Shard != nil && e.Shard.Block.N > 0 {
+			shard = ms(e.Shard.Block.Max)
 		}
 		sysRTO, sysBlock, sysRPO := "-", "-", "-"
 		if rec := e.Record; rec != nil {
@@ -131,14 +135,15 @@ func (r *Report) Table(w io.Writer) error {
 		if e.Err != "" {
 			outcome = e.Err
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", name, e.Target, rto, ms(e.Outage.Block), e.Outage.Failed,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", name, e.Target, rto, ms(e.Outage.Block), shard, e.Outage.Failed,
 			e.LostWrites, sysRTO, sysBlock, sysRPO, outcome)
 	}
 	if len(r.Summary) > 0 {
-		fmt.Fprintln(tw, "\nKIND\tEVENTS\tRTO p50\tp99\tmax\tBLOCK p50\tp99\tmax\tSYSTEM RTO p50\tp99\tmax\tLOST\tSYSTEM RPO")
+		fmt.Fprintln(tw, "\nKIND\tEVENTS\tRTO p50\tp99\tmax\tBLOCK p50\tp99\tmax\tSHARD BLOCK p50\tp99\tmax\tSYSTEM RTO p50\tp99\tmax\tLOST\tSYSTEM RPO")
 		for _, s := range r.Summary {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", s.Kind, s.Events, ms(s.RTO.P50), ms(s.RTO.P99), ms(s.RTO.Max),
-				ms(s.Block.P50), ms(s.Block.P99), ms(s.Block.Max), ms(s.SystemRTO.P50), ms(s.SystemRTO.P99), ms(s.SystemRTO.Max), s.LostWrites, s.SystemRPO)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", s.Kind, s.Events, ms(s.RTO.P50), ms(s.RTO.P99), ms(s.RTO.Max),
+				ms(s.Block.P50), ms(s.Block.P99), ms(s.Block.Max), ms(s.ShardBlock.P50), ms(s.ShardBlock.P99), ms(s.ShardBlock.Max),
+				ms(s.SystemRTO.P50), ms(s.SystemRTO.P99), ms(s.SystemRTO.Max), s.LostWrites, s.SystemRPO)
 		}
 	}
 	fmt.Fprintf(tw, "\nwrites: %d attempted, %d acknowledged, %d failed, %d not sent (writers busy)\n",

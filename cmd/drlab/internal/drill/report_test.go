@@ -15,6 +15,7 @@ func TestReportTable(t *testing.T) {
 		Events: []Event{
 			{Step: "kill", Kind: "kill", Round: 1, Available: true, Target: "dc-a1/main master dc-a1-db1",
 				Outage: Outage{Recovered: true, RTO: 412 * time.Millisecond, Block: 380 * time.Millisecond, Failed: 9},
+				Shard:  &ShardOutages{Block: Stats{N: 3, P50: 300 * time.Millisecond, Max: 733 * time.Millisecond}},
 				Record: &SystemRecord{Outcome: "SUCCEEDED", RTO: 250 * time.Millisecond, RPO: 0, Rewound: 1}},
 			{Step: "evacuate", Kind: "evacuate", Round: 1, Reason: "the coordinator does not implement evacuation yet"},
 		},
@@ -33,6 +34,7 @@ func TestReportTable(t *testing.T) {
 	assert.Contains(t, out, "not available: the coordinator does not implement evacuation yet")
 	assert.NotContains(t, out, "evacuate    1", "an unavailable step is not in the summary")
 	assert.Contains(t, out, "412ms")
+	assert.Contains(t, out, "733ms", "the event's worst shard")
 	assert.Contains(t, out, "0 (+1 shipped, rewound; 0 acknowledged)", "the requests the other DCs applied and the event's DC lost")
 	assert.Contains(t, out, "connection_refused  9")
 	assert.Contains(t, out, "FAIL    after run: dc-a1/main at 03:04:05.000: writable db1, db2")
