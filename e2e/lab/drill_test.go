@@ -112,7 +112,11 @@ func TestDrillBreak(t *testing.T) {
 	require.True(t, errors.As(err, &ee) && ee.ExitCode() == 1, "a failed check must make drlab drill exit 1: %v", err)
 	require.False(t, r.Passed)
 	require.Len(t, r.Events, 1)
-	require.Empty(t, r.Events[0].Error)
+	// The break follows the step whatever became of it (a loaded machine
+	// can make the HA agent refuse the switchover): only what the checks
+	// say of the break matters here.
+	require.NotContains(t, r.Events[0].Error, "break "+"writable-replica", "the break itself failed")
+	require.GreaterOrEqual(t, len(r.Events[0].Target), 5, "the step found no master: %s", r.Events[0].Error)
 	dc := r.Events[0].Target[:5]
 	var two *drillCheck
 	for i, c := range r.Checks {
