@@ -45,7 +45,11 @@ type coordinator struct {
 }
 
 // newCoordinator prepares (and starts) a coordinator in d.
-func (b *bed) newCoordinator(d *dc, n int) *coordinator {
+func (b *bed) newCoordinator(d *dc, n int) *coordinator { return b.newCoordinatorWith(d, n, nil) }
+
+// newCoordinatorWith prepares (and starts) a coordinator in d with the
+// configuration keys of extra on top of the bed's.
+func (b *bed) newCoordinatorWith(d *dc, n int, extra map[string]any) *coordinator {
 	t := b.t
 	t.Helper()
 	ports, err := freeport.Pick(2)
@@ -72,6 +76,9 @@ func (b *bed) newCoordinator(d *dc, n int) *coordinator {
 		"audit":   map[string]any{"store": "embedded", "dir": filepath.Join(dir, "audit")},
 		"leader":  map[string]any{"session_ttl": sessionTTL.String()},
 		"handoff": map[string]any{"router_grace": routerGrace.String(), "catch_up": "20s"},
+	}
+	for k, v := range extra {
+		cfg[k] = v
 	}
 	c.service = &service{t: t, name: "coordinator", dc: d.name, bin: filepath.Join(b.bin, "coordinator"), dir: dir, cfg: cfg,
 		logPath: filepath.Join(dir, "coordinator.log")}
@@ -196,6 +203,7 @@ type sdkLoad struct {
 	// acked are the ids of acknowledged writes by shard; maybe counts, by
 	// shard, writes whose outcome is unknown (the commit may have landed).
 	acked   map[int][]int64
+	ackedAt map[int64]time.Time
 	maybe   map[int]int
 	refused map[string]int
 
@@ -241,7 +249,7 @@ func (b *bed) newRouter(t testing.TB, d *dc, api *apiclient.Client, client strin
 // startSDKLoad starts the load through routers on api.
 func (b *bed) startSDKLoad(t testing.TB, api *apiclient.Client) *sdkLoad {
 	t.Helper()
-	l := &sdkLoad{routers: map[string]*router.Router{}, acked: map[int][]int64{}, maybe: map[int]int{}, refused: map[string]int{},
+	l := &sdkLoad{routers: map[string]*router.Router{}, acked: map[int][]int64{}, ackedAt: map[int64]time.Time{}, maybe: map[int]int{}, refused: map[string]int{},
 		owner: make([]atomic.Pointer[string], b.shards), keys: make([]string, b.shards), done: make(chan struct{})}
 	l.nextID.Store(loadIDBase)
 	for _, name := range dcNames() {
@@ -331,6 +339,7 @@ func (l *sdkLoad) write(ctx context.Context, shard int) {
 	switch {
 	case err == nil:
 		l.acked[shard] = append(l.acked[shard], id)
+		l.ackedAt[id] = time.Now()
 	case errors.As(err, &no):
 		l.refused["not_owner"]++
 		if no.Owner != "" {

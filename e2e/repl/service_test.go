@@ -29,6 +29,7 @@ func bins(t testing.TB) string {
 		"reship":      "github.com/drplane/drplane/services/reship/cmd/reship",
 		"collector":   "github.com/drplane/drplane/services/collector/cmd/collector",
 		"coordinator": "github.com/drplane/drplane/services/coordinator/cmd/coordinator",
+		"haagent":     "github.com/drplane/drplane/services/haagent/cmd/haagent",
 		"drctl":       "github.com/drplane/drplane/cmd/drctl",
 	}
 	dir := os.Getenv("DRPLANE_BIN")
