@@ -18,8 +18,9 @@ import (
 )
 
 // watchRetryFor is how long follow keeps trying to watch again while the
-// API cannot be reached (a coordinator restarting, a leader change): the
-// operation lives in etcd and any coordinator serves the watch.
+// API cannot be reached (the coordinator drctl talks to restarting): the
+// operation lives in etcd, and any coordinator, leader or not, serves the
+// watch, so a leader change does not break it.
 const watchRetryFor = 60 * time.Second
 
 // operationEnded is the outcome of a followed operation that did not
