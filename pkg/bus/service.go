@@ -16,8 +16,10 @@ import (
 type ServiceConfig struct {
 	daemon.Common `yaml:",inline"`
 	// NATSURL is the DC's NATS server.
-	NATSURL string            `yaml:"nats_url"`
-	MySQL   masterdb.Endpoint `yaml:"mysql"`
+	NATSURL string `yaml:"nats_url"`
+	// NATS is how to authenticate to it and secure the connection.
+	NATS  Auth              `yaml:"nats,omitempty"`
+	MySQL masterdb.Endpoint `yaml:"mysql"`
 }
 
 // DefaultServiceConfig returns the defaults.
@@ -32,6 +34,9 @@ func (c *ServiceConfig) Validate() error {
 	}
 	if c.NATSURL == "" {
 		return config.Invalid("nats_url", "required (--nats)")
+	}
+	if err := c.NATS.Validate("nats"); err != nil {
+		return err
 	}
 	return c.MySQL.Validate("mysql")
 }
@@ -54,7 +59,11 @@ type Endpoints struct {
 // Endpoints.Master (it follows the master record until ctx ends) and closes
 // Endpoints.NATS.
 func (c *ServiceConfig) Connect(ctx context.Context, name string, env *daemon.Env) (Endpoints, error) {
-	nc, err := Connect(ctx, c.NATSURL, name+"-"+c.DC, env.Logger)
+	opts, err := c.NATS.Options()
+	if err != nil {
+		return Endpoints{}, err
+	}
+	nc, err := Connect(ctx, c.NATSURL, name+"-"+c.DC, env.Logger, opts...)
 	if err != nil {
 		return Endpoints{}, err
 	}

@@ -42,7 +42,22 @@ type Options struct {
 	Logger zerolog.Logger
 	// LeafReconnect is how often a leafnode link to a DC that is down is retried (default 250 ms).
 	LeafReconnect time.Duration
+	// User and Password, when set, are required of every client and of the leafnode links between the
+	// servers.
+	User, Password string
+	// SyncAlways makes the servers flush every JetStream write to disk before acknowledging it, so that
+	// an acknowledged message survives an OS crash. It costs much: BenchmarkPublishSync measured 0.64 ms
+	// against 0.045 ms a synchronous publish, and 1.6 ms against 0.07 ms a publish with 1024 in flight.
+	SyncAlways bool
+	// SyncInterval, without SyncAlways, is how often the servers flush JetStream's files (default
+	// DefaultSyncInterval; the NATS server's own default is 2 minutes): an OS crash can lose the
+	// messages acknowledged in the last interval, a crash of the process alone loses nothing.
+	SyncInterval time.Duration
 }
+
+// DefaultSyncInterval is Options.SyncInterval when unset: a bound on what an OS crash can lose at
+// about no cost (BenchmarkPublishSync: the same rates as with 2 minutes).
+const DefaultSyncInterval = time.Second
 
 func (o *Options) validate() error {
 	if len(o.DCs) == 0 {
@@ -58,6 +73,15 @@ func (o *Options) validate() error {
 		if slices.Contains(o.DCs[:i], dc) {
 			return fmt.Errorf("%w: DC %q listed twice", ErrOptions, dc)
 		}
+	}
+	if (o.User == "") != (o.Password == "") {
+		return fmt.Errorf("%w: User and Password go together", ErrOptions)
+	}
+	if o.SyncInterval < 0 {
+		return fmt.Errorf("%w: negative SyncInterval", ErrOptions)
+	}
+	if o.SyncInterval == 0 {
+		o.SyncInterval = DefaultSyncInterval
 	}
 	if o.LeafReconnect == 0 {
 		o.LeafReconnect = DefaultLeafReconnect
@@ -123,9 +147,12 @@ func (m *Mesh) serverOptions(n *node) (*server.Options, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrOptions, err)
 		}
+		if m.opts.User != "" {
+			u.User = url.UserPassword(m.opts.User, m.opts.Password)
+		}
 		remotes = append(remotes, &server.RemoteLeafOpts{URLs: []*url.URL{u}})
 	}
-	return &server.Options{
+	so := &server.Options{
 		ServerName:      n.dc,
 		Host:            "127.0.0.1",
 		Port:            n.port,
@@ -140,7 +167,11 @@ func (m *Mesh) serverOptions(n *node) (*server.Options, error) {
 			ReconnectInterval:       m.opts.LeafReconnect,
 			IsolateLeafnodeInterest: true,
 		},
-	}, nil
+		Username: m.opts.User, Password: m.opts.Password,
+		SyncAlways: m.opts.SyncAlways, SyncInterval: m.opts.SyncInterval,
+	}
+	so.LeafNode.Username, so.LeafNode.Password = m.opts.User, m.opts.Password
+	return so, nil
 }
 
 // startNode starts n's server on n's ports and waits until it accepts clients.

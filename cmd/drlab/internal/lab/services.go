@@ -62,6 +62,7 @@ func (l *Lab) serviceConfig(dc string, u unit, healthAddr string, api labfile.AP
 		// Its DC's NATS: the ledger streams of every DC (in their JetStream
 		// domains), its DC's reship for retries, the dead letters.
 		c["nats_url"] = l.nats.URL(dc)
+		c["nats"] = map[string]any{"user": natsUser, "password": l.natsPassword}
 	case "haagent":
 		c["mysql"] = map[string]any{"user": users.AdminUser, "password": users.AdminPassword,
 			"repl_user": users.ReplUser, "repl_password": users.ReplPassword}
@@ -78,11 +79,13 @@ func (l *Lab) serviceConfig(dc string, u unit, healthAddr string, api labfile.AP
 		// Binlog capture needs REPLICATION SLAVE only; the keyspaces come
 		// from the topology in etcd.
 		c["nats_url"] = l.nats.URL(dc)
+		c["nats"] = map[string]any{"user": natsUser, "password": l.natsPassword}
 		c["mysql"] = map[string]any{"cluster": l.o.Config.Cluster, "user": users.ReplUser, "password": users.ReplPassword}
 	case "collector":
 		// Applies as the application account, so a read-only (fenced)
 		// master refuses it like any client.
 		c["nats_url"] = l.nats.URL(dc)
+		c["nats"] = map[string]any{"user": natsUser, "password": l.natsPassword}
 		c["mysql"] = map[string]any{"cluster": l.o.Config.Cluster, "database": "shop",
 			"user": appUser, "password": l.appPasswords[dc]}
 	default:

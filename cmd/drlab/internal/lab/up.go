@@ -61,6 +61,9 @@ type Lab struct {
 	users map[string]mysqld.Users
 	// appPasswords holds each DC's app-user password.
 	appPasswords map[string]string
+	// natsPassword is what every service (and every leafnode link)
+	// authenticates to the lab's NATS with, as user natsUser.
+	natsPassword string
 	// pmu guards procs and file; dcMu serialises KillDC and StartDC.
 	pmu     sync.Mutex
 	dcMu    sync.Mutex
@@ -80,7 +83,7 @@ func Up(ctx context.Context, o Options) error {
 		return err
 	}
 	l := &Lab{o: o, dir: dir, mysql: map[string][]*mysqld.Instance{}, users: map[string]mysqld.Users{},
-		appPasswords: map[string]string{}, started: time.Now()}
+		appPasswords: map[string]string{}, natsPassword: secret(24), started: time.Now()}
 	if err := l.prepareDir(); err != nil {
 		return err
 	}
@@ -157,7 +160,8 @@ func (l *Lab) start(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error {
-		m, err := embednats.Start(gctx, embednats.Options{DCs: dcs, Dir: filepath.Join(l.dir, "nats"), Logger: l.o.Logger})
+		m, err := embednats.Start(gctx, embednats.Options{DCs: dcs, Dir: filepath.Join(l.dir, "nats"), Logger: l.o.Logger,
+			User: natsUser, Password: l.natsPassword})
 		if err != nil {
 			return fmt.Errorf("nats: %w", err)
 		}
@@ -284,6 +288,9 @@ func (l *Lab) publishTopology(ctx context.Context) (topology.Topology, error) {
 	l.say("etcd: topology, shard maps and master records stored")
 	return t, nil
 }
+
+// natsUser is the user the lab's services authenticate to NATS as.
+const natsUser = "drplane"
 
 func secret(n int) string {
 	b := make([]byte, n)

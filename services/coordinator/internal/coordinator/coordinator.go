@@ -45,6 +45,8 @@ type Config struct {
 	// ledger, its reconciler and the dead-letter calls are off (they answer
 	// UNAVAILABLE).
 	NATSURL string `yaml:"nats_url,omitempty"`
+	// NATS is how to authenticate to it and secure the connection.
+	NATS bus.Auth `yaml:"nats,omitempty"`
 	// Ledger configures the request ledger (in the audit store).
 	Ledger ledger.Config `yaml:"ledger"`
 	// CityFailover is the policy of automatic city failovers.
@@ -199,6 +201,9 @@ func (c *Config) Validate() error {
 			return config.Invalid("nats_url", "%q is not a nats://host:port URL", bus.Redact(c.NATSURL))
 		}
 	}
+	if err := c.NATS.Validate("nats"); err != nil {
+		return err
+	}
 	if err := c.Ledger.Validate("ledger"); err != nil {
 		return err
 	}
@@ -294,7 +299,11 @@ func run(ctx context.Context, cfg *Config, env *daemon.Env) error {
 	}()
 	var nc *nats.Conn
 	if cfg.NATSURL != "" {
-		if nc, err = connectNATS(cfg.NATSURL, "coordinator-"+cfg.DC, env.Logger); err != nil {
+		auth, err := cfg.NATS.Options()
+		if err != nil {
+			return err
+		}
+		if nc, err = connectNATS(cfg.NATSURL, "coordinator-"+cfg.DC, env.Logger, auth...); err != nil {
 			return err
 		}
 		defer nc.Close()
@@ -320,13 +329,13 @@ func run(ctx context.Context, cfg *Config, env *daemon.Env) error {
 // connectNATS dials the DC's NATS and keeps reconnecting forever, also
 // when it cannot be reached at start: the control API does not wait for
 // NATS, only the replication tracking does.
-func connectNATS(addr, name string, log zerolog.Logger) (*nats.Conn, error) {
-	nc, err := nats.Connect(addr,
+func connectNATS(addr, name string, log zerolog.Logger, auth ...nats.Option) (*nats.Conn, error) {
+	nc, err := nats.Connect(addr, append([]nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(true),
-		nats.Timeout(2*time.Second),
+		nats.Timeout(2 * time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn().Err(err).Msg("NATS disconnected")
 		}),
@@ -336,7 +345,7 @@ func connectNATS(addr, name string, log zerolog.Logger) (*nats.Conn, error) {
 		nats.ConnectHandler(func(c *nats.Conn) {
 			log.Info().Str("url", c.ConnectedUrlRedacted()).Msg("NATS connected")
 		}),
-	)
+	}, auth...)...)
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: NATS %s: %w", bus.Redact(addr), err)
 	}

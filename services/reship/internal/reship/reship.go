@@ -58,13 +58,17 @@ func run(ctx context.Context, cfg *Config, env *daemon.Env) error {
 		return err
 	}
 	defer ep.NATS.Close()
-	pub, err := nats.Connect(cfg.NATSURL,
-		nats.Name("reship-"+cfg.DC+"-publish"),
+	auth, err := cfg.NATS.Options()
+	if err != nil {
+		return err
+	}
+	pub, err := nats.Connect(cfg.NATSURL, append([]nats.Option{
+		nats.Name("reship-" + cfg.DC + "-publish"),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectBufSize(-1),
-		nats.Timeout(2*time.Second),
-	)
+		nats.Timeout(2 * time.Second),
+	}, auth...)...)
 	if err != nil {
 		return fmt.Errorf("reship: connect %s: %w", bus.Redact(cfg.NATSURL), err)
 	}
