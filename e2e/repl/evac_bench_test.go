@@ -1,7 +1,10 @@
 package repl
 
 import (
+	"encoding/json"
+	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,6 +54,7 @@ func BenchmarkEvacuation(b *testing.B) {
 		b.Logf("%s of %d shards (%d per wave): %d moved in %d waves, %d ms (drctl %s); block p50 %d ms, p99 %d ms, max %d ms",
 			what, t.Shards, envInt("DRPLANE_BENCH_PARALLEL", benchEvacParallel), t.Moved, t.Waves, t.DurationMs,
 			wall.Round(time.Millisecond), t.BlockP50Ms, t.BlockP99Ms, t.BlockMaxMs)
+		b.Logf("%s: %s", what, bd.evacRecordTimes(b, hs[0].Operation))
 		b.ReportMetric(float64(t.DurationMs), what+"-ms")
 		b.ReportMetric(float64(t.BlockP50Ms), what+"-block-p50-ms")
 		b.ReportMetric(float64(t.BlockP99Ms), what+"-block-p99-ms")
@@ -69,4 +73,47 @@ func BenchmarkEvacuation(b *testing.B) {
 	b.Logf("SDK load on %d shards: %s; every acknowledged write is in every DC", shards, load.summary())
 	b.ReportMetric(float64(load.ackedTotal()), "acked-writes")
 	b.ReportMetric(0, "acked-lost")
+}
+
+// evacRecordTimes splits an operation's duration from its record: from
+// its start to its first wave, per wave the time before the freeze
+// (record written, map read, freeze committed), the block (freeze to
+// flip) and the time after the flip up to the next wave's start, and from
+// the last flip to its finish.
+func (b *bed) evacRecordTimes(tb testing.TB, id string) string {
+	tb.Helper()
+	resp, err := b.store.Client().Get(tb.Context(), b.store.Key("operations", id))
+	require.NoError(tb, err)
+	require.Len(tb, resp.Kvs, 1)
+	var r struct {
+		StartedAt  time.Time `json:"started_at"`
+		FinishedAt time.Time `json:"finished_at"`
+		Handoffs   []struct {
+			Wave     int       `json:"wave"`
+			WaveAt   time.Time `json:"wave_at"`
+			FrozenAt time.Time `json:"frozen_at"`
+			DoneAt   time.Time `json:"done_at"`
+		} `json:"handoffs"`
+	}
+	require.NoError(tb, json.Unmarshal(resp.Kvs[0].Value, &r))
+	type wave struct{ at, frozen, done time.Time }
+	var waves []wave
+	for _, h := range r.Handoffs {
+		for len(waves) <= h.Wave {
+			waves = append(waves, wave{})
+		}
+		waves[h.Wave] = wave{h.WaveAt, h.FrozenAt, h.DoneAt}
+	}
+	ms := func(a, b time.Time) int64 { return b.Sub(a).Milliseconds() }
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "start to the first wave %d ms; per wave before the freeze / block / after the flip:", ms(r.StartedAt, waves[0].at))
+	for i, w := range waves {
+		next := r.FinishedAt
+		if i+1 < len(waves) {
+			next = waves[i+1].at
+		}
+		fmt.Fprintf(&sb, " %d/%d/%d", ms(w.at, w.frozen), ms(w.frozen, w.done), ms(w.done, next))
+	}
+	sb.WriteString(" ms (after the last flip: up to the finish)")
+	return sb.String()
 }
