@@ -223,6 +223,15 @@ func TestReplicationStatus(t *testing.T) {
 	check.For(t, callTimeout, 20*time.Millisecond, func() error {
 		resp, err = l.repl.GetReplicationStatus(as(t, viewerToken), &drplanev1.GetReplicationStatusRequest{})
 		require.NoError(t, err)
+		// The ledger indexes each fact on its own: wait for all four (the
+		// backlog counts three of them, the pairs' retried count the other).
+		retried := map[string]uint64{}
+		for _, p := range resp.GetPairs() {
+			retried[p.GetOriginDc()+">"+p.GetTargetDc()] = p.GetRetried()
+		}
+		if retried["dc-a1>dc-b1"] != 1 || retried["dc-a1>dc-a2"] != 1 {
+			return check.That(false, "retried per pair: %v", retried)
+		}
 		for _, b := range resp.GetBacklog() {
 			if b.GetDc() == "dc-a1" {
 				return check.That(b.GetPending() == 1 && b.GetDeadLettered() == 1, "backlog: %v", resp)
