@@ -211,7 +211,9 @@ func fenceArgv(dir string) []string {
 	if err != nil {
 		return nil
 	}
-	return []string{exe, "fence", "--dir", abs}
+	// No wait for the exit: a killed process answers nothing more, and a
+	// large mariadbd takes a while to exit under load.
+	return []string{exe, "fence", "--dir", abs, "--wait", "0s"}
 }
 
 func fenceCmd() *cobra.Command {
@@ -221,7 +223,7 @@ func fenceCmd() *cobra.Command {
 		Use:   "fence INSTANCE",
 		Short: "kill a lab mysqld (the HA agents' fence hook)",
 		Long: `Kills the lab instance's mariadbd with SIGKILL, which also ends a paused one, and
-waits until it is gone; an instance that is not running counts as fenced. The
+waits until it is gone (--wait); an instance that is not running counts as fenced. The
 lab's HA agents run it (hooks.fence) before they promote another instance when
 they cannot reach the old master. Exits 0 only when the instance is not running.`,
 		Args: cobra.ExactArgs(1),
@@ -235,7 +237,7 @@ they cannot reach the old master. Exits 0 only when the instance is not running.
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", ".lab", "lab directory")
-	cmd.Flags().DurationVar(&wait, "wait", 5*time.Second, "how long to wait for the killed process to go")
+	cmd.Flags().DurationVar(&wait, "wait", 5*time.Second, "how long to wait for the killed process to exit (0: return once it is killed)")
 	return cmd
 }
 

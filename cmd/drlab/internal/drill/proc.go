@@ -70,6 +70,17 @@ func (p *mysqldProc) gone() bool {
 	return i > 0 && i+2 < len(data) && data[i+2] == 'Z'
 }
 
+// stopped reports whether the process is stopped (SIGSTOP). A stopped
+// process leaves that state only by SIGCONT or by being killed.
+func (p *mysqldProc) stopped() bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(data, ')')
+	return i > 0 && i+2 < len(data) && (data[i+2] == 'T' || data[i+2] == 't')
+}
+
 // restart starts the instance again with its original command line, in a
 // process group of its own (the lab's, not the drill's, to stop), and
 // returns its new pid.

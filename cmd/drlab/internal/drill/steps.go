@@ -164,9 +164,11 @@ func stepPause(ctx context.Context, d *Drill, dc string, ev *Event) {
 	}
 	defer resume()
 	d.waitFailover(ctx, dc, p.name, ev)
-	if p.gone() {
+	if !p.stopped() {
 		// The HA agent fenced it out of band (the lab's fence hook kills
-		// it) before promoting: a supervisor starts it again, read-only.
+		// it) before promoting — nothing else ends a stop but SIGCONT —
+		// and it may still be exiting: a supervisor starts it again,
+		// read-only, once it is gone.
 		resumed = true
 		d.say("  %s was fenced (killed) by the HA agent before the promotion", p.name)
 		d.restart(ctx, p, ev)

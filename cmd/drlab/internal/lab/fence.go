@@ -12,7 +12,8 @@ import (
 
 // Fence is the lab's fencing agent, what the HA agents' fence hook runs
 // (drlab fence): it kills the lab mysqld named name with SIGKILL, which
-// also ends a stopped (SIGSTOP) process, and waits until it is gone. An
+// also ends a stopped (SIGSTOP) process, and waits up to wait until it is
+// gone (with wait 0 it returns once the signal is delivered). An
 // instance that is not running is already fenced. The pid file's process
 // must be that instance's mariadbd (its --datadir under the lab's
 // directory): a pid file left by a dead process may name another process.
@@ -40,6 +41,11 @@ func Fence(dir, name string, wait time.Duration) (string, error) {
 	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && alive(pid) {
 		return "", fmt.Errorf("lab: fence: kill %s (pid %d): %w", name, pid, err)
+	}
+	if wait <= 0 {
+		// Once SIGKILL is delivered no thread of the process returns to
+		// user space: it answers nothing more, even before it has exited.
+		return fmt.Sprintf("%s killed (pid %d)", name, pid), nil
 	}
 	deadline := time.Now().Add(wait)
 	for alive(pid) {

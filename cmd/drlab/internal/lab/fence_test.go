@@ -64,6 +64,22 @@ func TestFenceKillsTheInstance(t *testing.T) {
 	got, err = Fence(dir, "dc-a1-db1", time.Second)
 	require.NoError(t, err)
 	assert.Contains(t, got, "not running")
+
+	// Without a wait it returns once the signal is delivered.
+	again := fakeMysqld(t, dir, "dc-a1-db3")
+	gone := make(chan struct{})
+	go func() { _ = again.Wait(); close(gone) }()
+	got, err = Fence(dir, "dc-a1-db3", 0)
+	require.NoError(t, err)
+	assert.Contains(t, got, "killed")
+	check.For(t, 5*time.Second, check.Every, func() error {
+		select {
+		case <-gone:
+			return nil
+		default:
+			return check.That(false, "the killed process exited")
+		}
+	})
 }
 
 // TestFenceSparesOtherProcesses: a pid file naming a process that is not
