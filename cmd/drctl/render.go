@@ -72,6 +72,11 @@ func writeCluster(b *bytes.Buffer, cl *drplanev1.ClusterStatus) {
 		}
 		fmt.Fprintf(b, "    failover held: %s, %s (%s)\n", cell(h.GetReason()), until, cell(h.GetDetail()))
 	}
+	for _, in := range cl.GetInstances() {
+		if q := in.GetQuarantine(); q != "" {
+			fmt.Fprintf(b, "    quarantined %s: %s\n", cell(in.GetName()), cell(q))
+		}
+	}
 	if len(cl.GetInstances()) == 0 {
 		b.WriteString("    no instances observed\n")
 		return

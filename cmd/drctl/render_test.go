@@ -231,3 +231,14 @@ func TestRenderStatusFailoverHold(t *testing.T) {
 	assert.Contains(t, b.String(), "  cluster db: HEALTH DEGRADED, master dc-a1-db1\n    failover held: unsettled, until 2026-01-02T03:14:00Z (the master promoted 3s ago failed)\n")
 	assert.Equal(t, 1, strings.Count(b.String(), "failover held"), "only the held cluster")
 }
+
+func TestRenderStatusQuarantine(t *testing.T) {
+	st := fixtureStatus()
+	in := st.GetDcs()[0].GetClusters()[0].GetInstances()[1]
+	in.Quarantine = "errant GTIDs 0-1-57: not repaired: repair is off (repair.mode \"off\")"
+	var b bytes.Buffer
+	require.NoError(t, renderStatus(&b, st))
+	assert.Contains(t, b.String(), "  cluster db: HEALTH DEGRADED, master dc-a1-db1\n    quarantined "+in.GetName()+
+		": errant GTIDs 0-1-57: not repaired: repair is off (repair.mode \"off\")\n")
+	assert.Equal(t, 1, strings.Count(b.String(), "quarantined"), "only the quarantined instance")
+}

@@ -117,7 +117,7 @@ func drillCmd() *cobra.Command {
 	var dir, steps, output, binDir, brk string
 	var repeat int
 	var rate float64
-	var fresh bool
+	var fresh, noFence bool
 	cmd := &cobra.Command{
 		Use:   "drill",
 		Short: "run the DR drill on the lab in --dir (or on a fresh lab it starts and stops)",
@@ -162,8 +162,12 @@ checks fail.`,
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			log := logging.New(os.Stderr, logging.Options{Level: zerolog.LevelWarnValue, Format: "console"}, map[string]string{"component": "drlab"})
+			fence := fenceArgv(dir)
+			if noFence {
+				fence = nil
+			}
 			start := func(ctx context.Context, ready func(*labfile.Lab)) error {
-				return lab.Up(ctx, lab.Options{Dir: dir, Config: lab.DefaultConfig(), BinDir: binDir, Fence: fenceArgv(dir), Logger: log, Out: os.Stderr, Ready: ready})
+				return lab.Up(ctx, lab.Options{Dir: dir, Config: lab.DefaultConfig(), BinDir: binDir, Fence: fence, Logger: log, Out: os.Stderr, Ready: ready})
 			}
 			var report *drill.Report
 			err = drill.OnLab(ctx, dir, fresh, start, func(l *labfile.Lab) error {
@@ -196,6 +200,7 @@ checks fail.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "report format: table or json")
 	cmd.Flags().StringVar(&binDir, "bin", "", "directory of the service binaries for a fresh lab (default: drlab's own directory)")
 	cmd.Flags().BoolVar(&fresh, "fresh", false, "always start a fresh lab in --dir (refused while a lab runs there)")
+	cmd.Flags().BoolVar(&noFence, "no-fence-hook", false, "a fresh lab's HA agents run without the fence hook: a paused master is not killed but fenced over SQL when it resumes, and repaired")
 	cmd.Flags().StringVar(&brk, "break", "", "add a deliberate fault after each step, to see the checks fail: "+strings.Join(drill.Breaks, ","))
 	return cmd
 }

@@ -78,3 +78,31 @@ func (s *Store) Repairs(ctx context.Context, dc string) ([]RepairRecord, error) 
 	recs, _, err := List[RepairRecord](ctx, s, p)
 	return recs, err
 }
+
+// Quarantine marks an instance the HA agent took out of service because
+// it holds errant transactions it could not prove unacknowledged. An
+// operator re-clones the instance, then deletes the mark.
+type Quarantine struct {
+	DC       string    `json:"dc"`
+	Cluster  string    `json:"cluster"`
+	Instance string    `json:"instance"`
+	Reason   string    `json:"reason"`
+	At       time.Time `json:"at"`
+	By       string    `json:"by"`
+}
+
+// QuarantineKey is the etcd key of an instance's quarantine mark.
+func (s *Store) QuarantineKey(dc, cluster, instance string) string {
+	return s.Key("quarantine", dc, cluster, instance)
+}
+
+// Quarantines lists the quarantine marks of one DC, or of every DC when dc
+// is empty.
+func (s *Store) Quarantines(ctx context.Context, dc string) ([]Quarantine, error) {
+	p := s.Prefix("quarantine")
+	if dc != "" {
+		p = s.Prefix("quarantine", dc)
+	}
+	recs, _, err := List[Quarantine](ctx, s, p)
+	return recs, err
+}

@@ -949,7 +949,11 @@ type InstanceStatus struct {
 	// When the observation was taken.
 	ObservedAt *timestamppb.Timestamp `protobuf:"bytes,30,opt,name=observed_at,json=observedAt,proto3" json:"observed_at,omitempty"`
 	// Identity of the observer (haagent id) that took it.
-	ObservedBy    string `protobuf:"bytes,31,opt,name=observed_by,json=observedBy,proto3" json:"observed_by,omitempty"`
+	ObservedBy string `protobuf:"bytes,31,opt,name=observed_by,json=observedBy,proto3" json:"observed_by,omitempty"`
+	// Why the DC's HA agent quarantined the instance (errant transactions it
+	// could not prove were never acknowledged); empty when it is not
+	// quarantined. An operator re-clones it, then deletes the mark.
+	Quarantine    string `protobuf:"bytes,40,opt,name=quarantine,proto3" json:"quarantine,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1099,6 +1103,13 @@ func (x *InstanceStatus) GetObservedAt() *timestamppb.Timestamp {
 func (x *InstanceStatus) GetObservedBy() string {
 	if x != nil {
 		return x.ObservedBy
+	}
+	return ""
+}
+
+func (x *InstanceStatus) GetQuarantine() string {
+	if x != nil {
+		return x.Quarantine
 	}
 	return ""
 }
@@ -1258,7 +1269,7 @@ const file_drplane_v1_topology_proto_rawDesc = "" +
 	"\x06master\x18\x02 \x01(\tR\x06master\x128\n" +
 	"\tinstances\x18\x03 \x03(\v2\x1a.drplane.v1.InstanceStatusR\tinstances\x12\x16\n" +
 	"\x06health\x18\x04 \x01(\tR\x06health\x12=\n" +
-	"\rfailover_hold\x18\x05 \x01(\v2\x18.drplane.v1.FailoverHoldR\ffailoverHold\"\x98\x05\n" +
+	"\rfailover_hold\x18\x05 \x01(\v2\x18.drplane.v1.FailoverHoldR\ffailoverHold\"\xb8\x05\n" +
 	"\x0eInstanceStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12$\n" +
@@ -1283,7 +1294,10 @@ const file_drplane_v1_topology_proto_rawDesc = "" +
 	"\vobserved_at\x18\x1e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"observedAt\x12\x1f\n" +
 	"\vobserved_by\x18\x1f \x01(\tR\n" +
-	"observedByB\x18\n" +
+	"observedBy\x12\x1e\n" +
+	"\n" +
+	"quarantine\x18( \x01(\tR\n" +
+	"quarantineB\x18\n" +
 	"\x16_seconds_behind_master\"\xdb\x01\n" +
 	"\x0fServiceInstance\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +

@@ -111,9 +111,34 @@ func (s *Topology) GetStatus(ctx context.Context, req *drplanev1.GetStatusReques
 	if s.Now != nil {
 		now = s.Now
 	}
+	qs, err := s.Store.Quarantines(ctx, req.GetDc())
+	if err != nil {
+		return nil, apierr.Wrap(err, drplanev1.ErrorCode_ERROR_CODE_UNAVAILABLE, "read the HA agents' quarantine marks from etcd")
+	}
 	resp := BuildStatus(t, req.GetDc(), obs, masters, svcs, now())
 	addHolds(resp, mems)
+	addQuarantines(resp, qs)
 	return resp, nil
+}
+
+// addQuarantines sets the quarantine reason of every quarantined instance.
+func addQuarantines(resp *drplanev1.GetStatusResponse, qs []state.Quarantine) {
+	why := map[string]string{}
+	for _, q := range qs {
+		why[q.DC+"/"+q.Cluster+"/"+q.Instance] = q.Reason
+	}
+	for _, dc := range resp.GetDcs() {
+		for _, cl := range dc.GetClusters() {
+			for _, in := range cl.GetInstances() {
+				if r, ok := why[dc.GetName()+"/"+cl.GetName()+"/"+in.GetName()]; ok {
+					if r == "" {
+						r = "quarantined"
+					}
+					in.Quarantine = r
+				}
+			}
+		}
+	}
 }
 
 type clusterKey struct{ dc, cluster string }

@@ -5,24 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/drplane/drplane/pkg/state"
 )
 
-// Quarantine marks an instance the agent took out of service because it
-// has errant transactions. An operator clears it (drctl or etcdctl) after
-// re-cloning the instance.
-type Quarantine struct {
-	DC       string    `json:"dc"`
-	Cluster  string    `json:"cluster"`
-	Instance string    `json:"instance"`
-	Reason   string    `json:"reason"`
-	At       time.Time `json:"at"`
-	By       string    `json:"by"`
-}
+// Quarantine is the mark of an instance taken out of service.
+type Quarantine = state.Quarantine
 
 // snapshot is what the loop reads from etcd each cycle.
 type snapshot struct {
@@ -106,7 +96,7 @@ func (s *Supervisor) read(ctx context.Context) (snapshot, error) {
 }
 
 func (s *Supervisor) putQuarantine(ctx context.Context, q Quarantine, fence state.Fence) error {
-	_, err := state.Put(ctx, s.o.Store, s.o.Store.Key("quarantine", q.DC, q.Cluster, q.Instance), q,
+	_, err := state.Put(ctx, s.o.Store, s.o.Store.QuarantineKey(q.DC, q.Cluster, q.Instance), q,
 		state.PutOptions{PrevRev: -1, Fence: &fence})
 	return err
 }
