@@ -106,6 +106,11 @@ type Txn struct {
 	// Other names the events in the group that are not row events
 	// (Table_map, Write/Update/Delete_rows, Annotate_rows) or its Xid.
 	Other []string
+	// MultiEvent is set when a statement of it logged several rows events
+	// (an INSERT … ON DUPLICATE KEY UPDATE that both inserts and updates,
+	// or rows past binlog_row_event_max_size): mariadb-binlog --flashback
+	// (10.11) undoes only the last of them, measured.
+	MultiEvent bool
 }
 
 // SemiSync is what the instance says of its semi-sync settings.
@@ -222,6 +227,8 @@ func Check(ev Evidence) error {
 			return refuse("transaction %s is DDL or not transactional: flashback cannot undo it", g)
 		case len(t.Other) > 0:
 			return refuse("transaction %s holds %s events: flashback undoes row events only", g, strings.Join(t.Other, ", "))
+		case t.MultiEvent:
+			return refuse("transaction %s has a statement logged as several rows events, which flashback does not undo correctly", g)
 		}
 		next[g.Domain] = g.Seq + 1
 		if t.At.Before(earliest.At) {

@@ -94,6 +94,7 @@ func TestJudge(t *testing.T) {
 		}, "db3 holds errant transaction 0-1-101"},
 		{"ddl", func(e *Evidence) { e.Txns[1].DDL, e.Txns[1].Trans = true, false }, "DDL"},
 		{"non-row event", func(e *Evidence) { e.Txns[2].Other = []string{"Query"} }, "Query events"},
+		{"statement of several rows events", func(e *Evidence) { e.Txns[1].MultiEvent = true }, "several rows events"},
 		{"foreign transaction past the fork", func(e *Evidence) { e.Txns[1].GTID.ServerID = 2 }, "server id 2"},
 		{"gap", func(e *Evidence) { e.Txns = []Txn{e.Txns[0], e.Txns[2]} }, "out of sequence"},
 		{"binlog ends early", func(e *Evidence) { e.Txns = e.Txns[:2] }, "ends at 0-1-102"},
@@ -119,8 +120,9 @@ func TestJudge(t *testing.T) {
 	}
 }
 
-// sample is mariadb-binlog 10.11's -vv output for two inserts and an
-// update past 0-1-12 (trimmed of its BINLOG blocks).
+// sample is mariadb-binlog 10.11's -vv output past 0-1-12 (trimmed of its
+// BINLOG blocks): an insert, an INSERT … ON DUPLICATE KEY UPDATE logged as
+// a write and an update, and a DDL.
 const sample = `/*!50530 SET @@SESSION.PSEUDO_SLAVE_MODE=1*/;
 DELIMITER /*!*/;
 #700101  0:00:00 server id 1  end_log_pos 0 	Rotate to mysql-bin.000001  pos: 4
@@ -141,6 +143,7 @@ START TRANSACTION
 #261207  1:28:39 server id 1  end_log_pos 2708 CRC32 0x13b8173c 	Xid = 64
 COMMIT/*!*/;
 #261207 11:28:40 server id 1  end_log_pos 2977 CRC32 0x428507be 	GTID 0-1-14 cid=77 trans
+#261207 11:28:40 server id 1  end_log_pos 3100 CRC32 0x723921a2 	Write_rows: table id 22
 #261207 11:28:40 server id 1  end_log_pos 3142 CRC32 0x723921a3 	Update_rows: table id 22 flags: STMT_END_F
 #261207 11:28:40 server id 1  end_log_pos 3173 CRC32 0x0a73f96a 	Xid = 75
 #261207 11:28:41 server id 1  end_log_pos 3215 CRC32 0x0a73f96b 	GTID 0-1-15 ddl
@@ -154,6 +157,6 @@ func TestParseTxns(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, txns, 3)
 	assert.Equal(t, Txn{GTID: gtid.GTID{Domain: 0, ServerID: 1, Seq: 13}, At: time.Date(2026, 12, 7, 1, 28, 39, 0, time.UTC), Trans: true}, txns[0])
-	assert.Equal(t, Txn{GTID: gtid.GTID{Domain: 0, ServerID: 1, Seq: 14}, At: time.Date(2026, 12, 7, 11, 28, 40, 0, time.UTC), Trans: true}, txns[1])
+	assert.Equal(t, Txn{GTID: gtid.GTID{Domain: 0, ServerID: 1, Seq: 14}, At: time.Date(2026, 12, 7, 11, 28, 40, 0, time.UTC), Trans: true, MultiEvent: true}, txns[1])
 	assert.Equal(t, Txn{GTID: gtid.GTID{Domain: 0, ServerID: 1, Seq: 15}, At: time.Date(2026, 12, 7, 11, 28, 41, 0, time.UTC), DDL: true, Other: []string{"Query"}}, txns[2])
 }

@@ -181,6 +181,9 @@ func parseTxns(out []byte) ([]Txn, error) {
 			cur = nil
 		case !rowEvent(kind):
 			cur.Other = append(cur.Other, kind)
+		case kind != "Annotate_rows" && kind != "Table_map" && !strings.Contains(rest, "STMT_END_F"):
+			// A statement's rows events but the last lack the flag.
+			cur.MultiEvent = true
 		}
 	}
 	if err := sc.Err(); err != nil {

@@ -24,7 +24,8 @@
 //     least as many commits that waited in vain for an ack
 //     (Rpl_semi_sync_master_no_tx) as there are errant transactions;
 //   - each errant transaction is transactional row-based DML (flashback
-//     cannot undo DDL), and the earliest began less than the instance's
+//     cannot undo DDL) with one rows event per statement (flashback undoes
+//     only the last rows event of a statement), and the earliest began less than the instance's
 //     rpl_semi_sync_master_timeout (less a clock margin) before the
 //     repair fenced it: none can have waited the timeout out and been
 //     acknowledged asynchronously;

@@ -38,7 +38,9 @@ type world struct {
 	failoverID string
 }
 
-func depose(t *testing.T, inflight int, rpo int64) *world {
+// depose deposes db1 with inflight writes waiting for an ack (inserts of
+// ids 11, 12, …, or stmt when given) and a failover record counting rpo.
+func depose(t *testing.T, inflight int, rpo int64, stmt ...string) *world {
 	e := hatest.Start(t, hatest.Options{})
 	ctx := context.Background()
 	u := e.DB.Users
@@ -65,7 +67,12 @@ func depose(t *testing.T, inflight int, rpo int64) *world {
 	for i := range inflight {
 		id := int64(11 + i)
 		go func() {
-			_, err := app.Exec("INSERT INTO "+hatest.Table+" (id) VALUES (?)", id)
+			var err error
+			if i < len(stmt) {
+				_, err = app.Exec(stmt[i])
+			} else {
+				_, err = app.Exec("INSERT INTO "+hatest.Table+" (id) VALUES (?)", id)
+			}
 			errs <- err
 		}()
 	}
@@ -93,12 +100,12 @@ func depose(t *testing.T, inflight int, rpo int64) *world {
 	// What the fence's kills committed on db1 alone is errant.
 	ids, err := tableIDs(e, w.old)
 	require.NoError(t, err)
-	for i := range inflight {
+	for i := len(stmt); i < inflight; i++ {
 		if id := int64(11 + i); ids[id] {
 			w.errantIDs = append(w.errantIDs, id)
 		}
 	}
-	if inflight > 0 {
+	if inflight > len(stmt) {
 		require.NotEmpty(t, w.errantIDs, "no in-flight write committed on db1")
 	}
 
@@ -222,6 +229,22 @@ func TestRefuseLossyFailover(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, repair.Refused, res.Outcome)
 	assert.Contains(t, res.Record.Reason, "repair is off")
+}
+
+// TestRefuseMultiEventStatement: an errant INSERT … ON DUPLICATE KEY
+// UPDATE that both updates and inserts is logged as several rows events,
+// which mariadb-binlog --flashback undoes wrongly: the repair refuses and
+// leaves the instance untouched.
+func TestRefuseMultiEventStatement(t *testing.T) {
+	w := depose(t, 1, 0, "INSERT INTO "+hatest.Table+" (id) VALUES (1), (200), (2), (201) ON DUPLICATE KEY UPDATE at = NOW(6)")
+	res, err := w.repairer(t, repair.ModeAuto).Repair(context.Background(), w.job(t))
+	require.NoError(t, err)
+	require.Equal(t, repair.Refused, res.Outcome)
+	assert.Contains(t, res.Record.Reason, "several rows events")
+	assert.Equal(t, w.oldBinlog, binlogState(t, w.e, w.old), "a refused repair changed the binlog")
+	ids, err := tableIDs(w.e, w.old)
+	require.NoError(t, err)
+	assert.True(t, ids[200] && ids[201], "the errant rows were discarded by a refused repair")
 }
 
 // TestRejoinCleanDeposedMaster: a deposed master with nothing errant is
