@@ -234,3 +234,12 @@ func TestHelpAndCompletion(t *testing.T) {
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.Equal(t, []string{"table", "json", ":4"}, strings.Fields(r.stdout))
 }
+
+// TestPlaintextToRemoteRefused: drctl does not send the token in clear to a
+// remote address unless --insecure is given.
+func TestPlaintextToRemoteRefused(t *testing.T) {
+	r := drctl(t, nil, "status", "--api", "192.0.2.10:7700", "--token", adminToken)
+	assert.Equal(t, exitUsage, r.code)
+	assert.Contains(t, r.stderr, "refusing to send the bearer token in clear to 192.0.2.10:7700")
+	assert.NotContains(t, r.stderr, adminToken)
+}

@@ -50,7 +50,7 @@ func classify(err error) (int, string) {
 	switch {
 	case err == nil:
 		return exitOK, ""
-	case errors.As(err, &ue), errors.Is(err, apiclient.ErrNoEndpoint), errors.Is(err, mtls.ErrConfig):
+	case errors.As(err, &ue), errors.Is(err, apiclient.ErrNoEndpoint), errors.Is(err, apiclient.ErrPlaintext), errors.Is(err, mtls.ErrConfig):
 		return exitUsage, "drctl: " + err.Error()
 	}
 	var oe operationEnded

@@ -88,6 +88,7 @@ Exit codes: 0 ok, 1 API or runtime error (or a followed operation failed),
 	pf.StringVar(&a.flags.TLS.CAFile, "tls-ca", "", "CA certificate (PEM) to verify the API server; enables TLS")
 	pf.StringVar(&a.flags.TLS.CertFile, "tls-cert", "", "client certificate (PEM) for mutual TLS")
 	pf.StringVar(&a.flags.TLS.KeyFile, "tls-key", "", "client key (PEM) for mutual TLS")
+	pf.BoolVar(&a.flags.Insecure, "insecure", false, "send the token without TLS to an address that is not a loopback one")
 	root.MarkFlagsRequiredTogether("tls-cert", "tls-key")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{outputTable, outputJSON}, cobra.ShellCompDirectiveNoFileComp))
 	for _, f := range []string{"tls-ca", "tls-cert", "tls-key"} {

@@ -3,7 +3,10 @@ package apiclient
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/drplane/drplane/pkg/labfile"
@@ -19,6 +22,10 @@ const (
 // ErrNoEndpoint means nothing named the API's address.
 var ErrNoEndpoint = errors.New("apiclient: no API endpoint")
 
+// ErrPlaintext means the token would be sent in clear to an address that is
+// not this host's: TLS (--tls-ca) or an explicit Flags.Insecure is needed.
+var ErrPlaintext = errors.New("apiclient: refusing to send the bearer token in clear")
+
 // Flags is what an operator gave on the command line.
 type Flags struct {
 	// API is --api: host:port of the coordinator's gRPC endpoint.
@@ -32,6 +39,9 @@ type Flags struct {
 	TLS mtls.Options
 	// Timeout becomes Options.Timeout.
 	Timeout time.Duration
+	// Insecure is --insecure: allow a plaintext connection carrying the
+	// token to an address that is not a loopback one.
+	Insecure bool
 	// Getenv reads the environment; nil means os.Getenv.
 	Getenv func(string) string
 }
@@ -87,5 +97,27 @@ func Resolve(f Flags) (Options, error) {
 		return Options{}, err
 	}
 	o.TLS = tc
+	if o.TLS == nil && o.Token != "" && !f.Insecure && !Loopback(o.Addr) {
+		return Options{}, fmt.Errorf("%w to %s (from %s), which is not a loopback address: pass --tls-ca to use TLS, or --insecure to send it anyway",
+			ErrPlaintext, o.Addr, o.Source)
+	}
 	return o, nil
+}
+
+// Loopback reports whether addr ("host:port", optionally with a gRPC
+// "dns:///" or "passthrough:///" scheme) names this host: localhost or a
+// loopback IP. Any other name may resolve anywhere.
+func Loopback(addr string) bool {
+	for _, scheme := range []string{"dns:///", "passthrough:///"} {
+		addr = strings.TrimPrefix(addr, scheme)
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && ip.IsLoopback()
 }

@@ -107,3 +107,27 @@ func TestResolveErrors(t *testing.T) {
 	_, err = apiclient.Resolve(apiclient.Flags{API: "127.0.0.1:1", TLS: mtls.Options{CAFile: garbage}, Getenv: env(nil)})
 	require.ErrorIs(t, err, mtls.ErrConfig, "a CA file holding no certificate")
 }
+
+// TestResolveRefusesPlaintextToRemote: a token is never sent in clear to an
+// address that is not a loopback one unless Insecure says so; the error
+// names the address, never the token.
+func TestResolveRefusesPlaintextToRemote(t *testing.T) {
+	_, err := apiclient.Resolve(apiclient.Flags{API: "10.1.2.3:7700", Token: "s3cret-token", Getenv: env(nil)})
+	require.ErrorIs(t, err, apiclient.ErrPlaintext)
+	assert.Contains(t, err.Error(), "10.1.2.3:7700")
+	assert.Contains(t, err.Error(), "--insecure")
+	assert.NotContains(t, err.Error(), "s3cret-token")
+
+	o, err := apiclient.Resolve(apiclient.Flags{API: "10.1.2.3:7700", Token: "t", Insecure: true, Getenv: env(nil)})
+	require.NoError(t, err)
+	assert.Equal(t, "10.1.2.3:7700", o.Addr)
+	_, err = apiclient.Resolve(apiclient.Flags{API: "10.1.2.3:7700", Getenv: env(nil)})
+	require.NoError(t, err, "no token, nothing to leak")
+
+	for addr, want := range map[string]bool{
+		"127.0.0.1:7700": true, "127.8.9.1:1": true, "[::1]:7700": true, "localhost:7700": true, "dns:///localhost:7700": true,
+		"10.0.0.1:7700": false, "0.0.0.0:7700": false, "coordinator.example:7700": false, "localhost.example:1": false,
+	} {
+		assert.Equal(t, want, apiclient.Loopback(addr), addr)
+	}
+}
