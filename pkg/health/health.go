@@ -30,7 +30,17 @@ type Options struct {
 	Logger   zerolog.Logger
 	// CheckTimeout bounds each readiness check (default 2s).
 	CheckTimeout time.Duration
+	// CacheFor is how long a /readyz answer is reused (default
+	// DefaultCacheFor; negative: never), so that calling it in a loop
+	// cannot load etcd or MySQL: the checks run at most once per
+	// CacheFor, and concurrent callers wait for one run.
+	CacheFor time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
 }
+
+// DefaultCacheFor is Options.CacheFor when unset.
+const DefaultCacheFor = 500 * time.Millisecond
 
 // Server is the health and metrics HTTP server.
 type Server struct {
@@ -39,12 +49,27 @@ type Server struct {
 	mu     sync.Mutex
 	checks map[string]Check
 	ln     net.Listener
+
+	// evalMu serialises readiness runs; last is the latest report, taken
+	// at lastAt, for the checks of generation lastGen (gen counts
+	// AddReadiness calls).
+	evalMu  sync.Mutex
+	last    readyReport
+	lastAt  time.Time
+	lastGen uint64
+	gen     uint64
 }
 
 // New returns a server; call Listen then Run.
 func New(o Options) *Server {
 	if o.CheckTimeout == 0 {
 		o.CheckTimeout = 2 * time.Second
+	}
+	if o.CacheFor == 0 {
+		o.CacheFor = DefaultCacheFor
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
@@ -64,6 +89,7 @@ func (s *Server) AddReadiness(name string, c Check) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.checks[name] = c
+	s.gen++
 }
 
 // Handle adds another handler to the server's mux.
@@ -75,6 +101,33 @@ type readyReport struct {
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	rep := s.ready(r.Context())
+	w.Header().Set("Content-Type", "application/json")
+	if !rep.Ready {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(rep)
+}
+
+// ready returns the readiness report, from the cache when it is fresh and
+// no check was added since.
+func (s *Server) ready(ctx context.Context) readyReport {
+	s.evalMu.Lock()
+	defer s.evalMu.Unlock()
+	s.mu.Lock()
+	gen := s.gen
+	s.mu.Unlock()
+	now := s.opts.Now()
+	if !s.lastAt.IsZero() && gen == s.lastGen && now.Sub(s.lastAt) < s.opts.CacheFor {
+		return s.last
+	}
+	// The run outlives a caller that hangs up: others may be waiting for it.
+	s.last, s.lastAt, s.lastGen = s.evaluate(context.WithoutCancel(ctx)), now, gen
+	return s.last
+}
+
+// evaluate runs every check.
+func (s *Server) evaluate(parent context.Context) readyReport {
 	s.mu.Lock()
 	names := make([]string, 0, len(s.checks))
 	for n := range s.checks {
@@ -88,7 +141,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	sort.Strings(names)
 	rep := readyReport{Ready: true}
 	for _, n := range names {
-		ctx, cancel := context.WithTimeout(r.Context(), s.opts.CheckTimeout)
+		ctx, cancel := context.WithTimeout(parent, s.opts.CheckTimeout)
 		err := checks[n](ctx)
 		cancel()
 		if err != nil {
@@ -99,11 +152,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 			rep.Ready = false
 		}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	if !rep.Ready {
-		w.WriteHeader(http.StatusServiceUnavailable)
-	}
-	_ = json.NewEncoder(w).Encode(rep)
+	return rep
 }
 
 // Listen binds the address so that Addr is known before Run.

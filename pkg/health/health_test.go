@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,5 +62,50 @@ func TestEndpoints(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after cancel")
+	}
+}
+
+// TestReadyzCached: /readyz called in a loop runs the checks once per
+// CacheFor, a failure included; a check added meanwhile is run at once.
+func TestReadyzCached(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		now   = time.Unix(1000, 0)
+		calls atomic.Int64
+	)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	s := New(Options{Addr: "127.0.0.1:0", CacheFor: time.Second, Now: clock})
+	s.AddReadiness("mysql-master", func(context.Context) error { calls.Add(1); return errors.New("down") })
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = s.Run(ctx) }()
+	base := "http://" + s.Addr()
+
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			if code, _ := get(t, base+"/readyz"); code != 503 {
+				t.Errorf("readyz = %d, want 503", code)
+			}
+		})
+	}
+	wg.Wait()
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("50 calls ran the check %d times, want 1", n)
+	}
+	mu.Lock()
+	now = now.Add(time.Second)
+	mu.Unlock()
+	get(t, base+"/readyz")
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("after CacheFor the check ran %d times in all, want 2", n)
+	}
+	s.AddReadiness("etcd", func(context.Context) error { return nil })
+	get(t, base+"/readyz")
+	if n := calls.Load(); n != 3 {
+		t.Fatalf("a new check runs them all: %d runs, want 3", n)
 	}
 }
