@@ -143,8 +143,9 @@ type Record struct {
 	Error    string      `json:"error,omitempty"`
 	Shards   []ShardFlip `json:"shards"`
 	Estimate Estimate    `json:"estimate"`
-	// Exact is set once the DC returned and its loss was counted.
-	Exact *Exact `json:"exact,omitempty"`
+	// Return is set once the DC is back; Exact once its loss was counted.
+	Return *Return `json:"return,omitempty"`
+	Exact  *Exact  `json:"exact,omitempty"`
 	// MapRevision is the etcd revision of the last flip.
 	MapRevision int64 `json:"map_revision,omitempty"`
 

@@ -21,7 +21,10 @@ type RunnerOptions struct {
 	// RetryDelay is the pause before an interrupted failover is run again
 	// (DefaultRetryDelay when zero).
 	RetryDelay time.Duration
-	Logger     zerolog.Logger
+	// ReturnEvery and ReturnSettle time the return watch
+	// (DefaultReturnEvery, DefaultReturnSettle when zero).
+	ReturnEvery, ReturnSettle time.Duration
+	Logger                    zerolog.Logger
 }
 
 // DefaultRetryDelay is the pause before an interrupted failover is run
@@ -40,6 +43,12 @@ type Runner struct {
 func NewRunner(o RunnerOptions) *Runner {
 	if o.RetryDelay <= 0 {
 		o.RetryDelay = DefaultRetryDelay
+	}
+	if o.ReturnEvery <= 0 {
+		o.ReturnEvery = DefaultReturnEvery
+	}
+	if o.ReturnSettle <= 0 {
+		o.ReturnSettle = DefaultReturnSettle
 	}
 	return &Runner{o: o, f: o.Flipper}
 }

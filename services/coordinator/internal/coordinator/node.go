@@ -348,6 +348,7 @@ func (n *Node) watchDCs(ctx context.Context) error {
 		g, gctx := errgroup.WithContext(tctx)
 		g.Go(func() error { return n.Watcher.Lead(gctx, term.Fence) })
 		g.Go(func() error { return n.CityFailovers.Lead(gctx, term.Fence) })
+		g.Go(func() error { return n.CityFailovers.Returns(gctx, term.Fence) })
 		_ = g.Wait()
 		cancel()
 		if ctx.Err() != nil {
