@@ -48,7 +48,8 @@ const (
 
 // Users are the accounts the control plane uses on every instance.
 type Users struct {
-	// ReplUser has REPLICATION SLAVE only (replicas and binlog capture).
+	// ReplUser has REPLICATION SLAVE and SLAVE MONITOR only (replicas, and
+	// binlog capture, which reads the replicas' received positions).
 	ReplUser     string
 	ReplPassword string
 	// AdminUser is the agent's account: all privileges, so it can promote,
@@ -68,7 +69,7 @@ func CreateUsers(ctx context.Context, db *sql.DB, u Users) error {
 	return execAll(ctx, db,
 		"CREATE USER IF NOT EXISTS "+repl+" IDENTIFIED BY "+quoteString(u.ReplPassword),
 		"ALTER USER "+repl+" IDENTIFIED BY "+quoteString(u.ReplPassword),
-		"GRANT REPLICATION SLAVE ON *.* TO "+repl,
+		"GRANT REPLICATION SLAVE, SLAVE MONITOR ON *.* TO "+repl,
 		"CREATE USER IF NOT EXISTS "+admin+" IDENTIFIED BY "+quoteString(u.AdminPassword),
 		"ALTER USER "+admin+" IDENTIFIED BY "+quoteString(u.AdminPassword),
 		"GRANT ALL PRIVILEGES ON *.* TO "+admin+" WITH GRANT OPTION",

@@ -76,7 +76,8 @@ func (l *Lab) serviceConfig(dc string, u unit, healthAddr string, api labfile.AP
 		// The row images of the transactions a repair discards.
 		c["repair"] = map[string]any{"dir": filepath.Join(l.dir, "data", u.base(dc)+"-repairs")}
 	case "reship":
-		// Binlog capture needs REPLICATION SLAVE only; the keyspaces come
+		// Binlog capture needs REPLICATION SLAVE and SLAVE MONITOR (the
+		// replicas' received positions); the keyspaces come
 		// from the topology in etcd.
 		c["nats_url"] = l.nats.URL(dc)
 		c["nats"] = map[string]any{"user": natsUser, "password": l.natsPassword}

@@ -95,7 +95,7 @@ func (c *Config) Validate() error {
 // Flags binds reship's flags.
 func (c *Config) Flags(fs *pflag.FlagSet) {
 	c.ServiceConfig.Flags(fs, "MySQL cluster whose master is captured")
-	fs.StringVar(&c.MySQL.User, "mysql-user", c.MySQL.User, "MySQL account with REPLICATION SLAVE that reads the binlog")
+	fs.StringVar(&c.MySQL.User, "mysql-user", c.MySQL.User, "MySQL account with REPLICATION SLAVE and SLAVE MONITOR that reads the binlog and the replicas' positions")
 	fs.StringVar(&c.Start, "start", c.Start, "where a first start without checkpoint begins: current or earliest")
 	fs.IntVar(&c.Window, "window", c.Window, "maximum publishes awaiting their PubAck")
 	fs.DurationVar(&c.CheckpointInterval, "checkpoint-interval", c.CheckpointInterval, "minimum time between checkpoint writes")

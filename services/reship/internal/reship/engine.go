@@ -20,6 +20,7 @@ import (
 	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/services/reship/internal/capture"
+	"github.com/drplane/drplane/services/reship/internal/durable"
 	"github.com/drplane/drplane/services/reship/internal/route"
 	"github.com/drplane/drplane/services/reship/internal/ship"
 )
@@ -42,6 +43,9 @@ const (
 	// healthySession is how long a session must have run for the restart
 	// backoff to start over.
 	healthySession = 10 * time.Second
+	// durableWarnAfter is how long a transaction waits to be durable in
+	// the DC before a warning is logged.
+	durableWarnAfter = 5 * time.Second
 )
 
 // Restart reasons of drplane_reship_syncer_restarts_total.
@@ -61,7 +65,8 @@ type Options struct {
 	// and the republish hook; Publish is a second connection, without a
 	// reconnect buffer, that carries the events.
 	NATS, Publish *nats.Conn
-	// User (REPLICATION SLAVE) reads the binlog.
+	// User (REPLICATION SLAVE, SLAVE MONITOR) reads the binlog and the
+	// replicas' received positions.
 	User, Password string
 	ServerID       uint32
 	// Start is StartCurrent or StartEarliest.
@@ -322,6 +327,16 @@ func (e *Engine) session(ctx context.Context, rec state.MasterRecord, changed <-
 		case <-sctx.Done():
 		}
 	}()
+	gate := e.newGate(rec)
+	gateDone := make(chan struct{})
+	go func() {
+		defer close(gateDone)
+		_ = gate.Run(sctx)
+	}()
+	defer func() {
+		cancel()
+		<-gateDone
+	}()
 	pipe := ship.NewPipeline(ship.PipelineOptions{
 		JS: e.pubJS, DC: e.o.DC, Window: e.o.Window, Checkpoint: e.cp, Ledger: e.ledger,
 		Metrics: e.shipMetrics, Logger: e.o.Logger, Now: e.o.Now,
@@ -330,7 +345,7 @@ func (e *Engine) session(ctx context.Context, rec state.MasterRecord, changed <-
 	log.Info().Str("from", from).Uint32("server_id", e.o.ServerID).Msg("binlog capture starting")
 	e.streaming.Store(true)
 	err = e.capturer.Stream(sctx, rec.Addr, from, func(txn *capture.Txn) error {
-		return e.handle(sctx, rec, pipe, txn)
+		return e.handle(sctx, rec, gate, pipe, txn)
 	})
 	e.streaming.Store(false)
 	cancel()
@@ -381,8 +396,54 @@ func (e *Engine) startPosition(ctx context.Context, rec state.MasterRecord) (str
 	return pos, nil
 }
 
-// handle routes one transaction and hands its events to the pipeline.
-func (e *Engine) handle(ctx context.Context, rec state.MasterRecord, pipe *ship.Pipeline, txn *capture.Txn) error {
+// newGate returns the durability gate of a session on rec's master: the
+// cluster's other instances of the topology are its replicas.
+func (e *Engine) newGate(rec state.MasterRecord) *durable.Gate {
+	return durable.New(durable.Options{
+		Master: rec.Addr, User: e.o.User, Password: e.o.Password, Logger: e.o.Logger, Now: e.o.Now,
+		Replicas: func() []string {
+			var out []string
+			for _, in := range e.router.Instances() {
+				if in.Name != rec.Instance {
+					out = append(out, in.Addr)
+				}
+			}
+			return out
+		},
+		Observed: func(addr string, err error) {
+			if err != nil {
+				e.metrics.gateErrors.WithLabelValues(addr).Inc()
+			}
+		},
+	})
+}
+
+// awaitDurable holds txn until the gate finds it durable in the DC.
+func (e *Engine) awaitDurable(ctx context.Context, gate *durable.Gate, txn *capture.Txn) error {
+	if gate.Durable(txn.GTID, txn.CapturedAt) {
+		e.metrics.durableWait.Observe(e.o.Now().Sub(txn.CapturedAt).Seconds())
+		return nil
+	}
+	e.metrics.held.Set(1)
+	defer e.metrics.held.Set(0)
+	warn := time.AfterFunc(durableWarnAfter, func() {
+		e.o.Logger.Warn().Str("gtid", txn.GTID).Dur("held", durableWarnAfter).
+			Msg("transaction not shipped yet: no replica of the DC has received it and the master waits for a semi-sync acknowledgement")
+	})
+	defer warn.Stop()
+	if err := gate.Wait(ctx, txn.GTID, txn.CapturedAt); err != nil {
+		return err
+	}
+	e.metrics.durableWait.Observe(e.o.Now().Sub(txn.CapturedAt).Seconds())
+	return nil
+}
+
+// handle holds one transaction until it is durable in the DC, routes it
+// and hands its events to the pipeline.
+func (e *Engine) handle(ctx context.Context, rec state.MasterRecord, gate *durable.Gate, pipe *ship.Pipeline, txn *capture.Txn) error {
+	if err := e.awaitDurable(ctx, gate, txn); err != nil {
+		return err
+	}
 	m := e.metrics
 	m.txns.Inc()
 	m.lag.Observe(txn.CapturedAt.Sub(txn.CommitTime).Seconds())

@@ -17,6 +17,12 @@ type metrics struct {
 	// rewinds and lostRequests count lossy failovers of the DC's master.
 	rewinds      prometheus.Counter
 	lostRequests prometheus.Counter
+	// durableWait is the hold of each transaction until it was durable in
+	// the DC; held is 1 while a transaction waits; gateErrors counts polls
+	// of an instance that failed.
+	durableWait prometheus.Histogram
+	held        prometheus.Gauge
+	gateErrors  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -66,8 +72,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "drplane_reship_rewind_lost_requests_total",
 			Help: "Requests shipped to the other DCs that a lossy failover lost in this DC (named on the failover record).",
 		}),
+		durableWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "drplane_reship_durable_wait_seconds",
+			Help: "How long each transaction read from the binlog was held until an in-DC replica had received it (or the master acknowledged commits without semi-sync).",
+			Buckets: []float64{0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1, 5, 30},
+		}),
+		held: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "drplane_reship_durable_waiting",
+			Help: "1 while a transaction read from the binlog waits to be durable in the DC (no replica received it yet), else 0.",
+		}),
+		gateErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drplane_reship_durable_poll_errors_total",
+			Help: "Polls of an instance's replication position (or the master's semi-sync state) that failed, by address.",
+		}, []string{"addr"}),
 	}
 	reg.MustRegister(m.txns, m.rows, m.events, m.skippedTxns, m.skippedRows, m.diverged, m.lag, m.lastCommit, m.restarts,
-		m.rewinds, m.lostRequests)
+		m.rewinds, m.lostRequests, m.durableWait, m.held, m.gateErrors)
 	return m
 }

@@ -26,7 +26,7 @@ func Spec(cfg *Config) daemon.Spec {
 		Short: "capture committed writes from the DC's master and ship them to NATS JetStream",
 		Long: `reship follows the master record of its cluster in etcd and reads the
 current master's binlog from its checkpointed GTID position (as a replica
-would, with an account that has REPLICATION SLAVE; the instances must run
+would, with an account that has REPLICATION SLAVE and SLAVE MONITOR; the instances must run
 with binlog_format=ROW and binlog_row_metadata=FULL). Every committed
 transaction is cut by shard: each row goes to the shard of its keyspace's
 shard-key column (keyspaces from the topology, shard maps from etcd), and

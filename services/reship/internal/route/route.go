@@ -60,6 +60,8 @@ type snapshot struct {
 	// (state.BarrierTable) is captured.
 	barriers map[string][]topology.Keyspace
 	peers    []string
+	// instances are the addresses of the captured cluster's instances.
+	instances []topology.Instance
 }
 
 // Router routes captured rows.
@@ -109,6 +111,16 @@ func (r *Router) Peers() ([]string, <-chan struct{}) {
 		return nil, ch
 	}
 	return slices.Clone(s.peers), ch
+}
+
+// Instances returns the instances of the captured cluster in the topology
+// (none before it was loaded).
+func (r *Router) Instances() []topology.Instance {
+	s := r.snap.Load()
+	if s == nil {
+		return nil
+	}
+	return slices.Clone(s.instances)
 }
 
 // notify signals a change; r.mu must be held.
@@ -170,6 +182,11 @@ func (r *Router) use(ctx context.Context, wg *sync.WaitGroup, topo topology.Topo
 		}
 	}
 	slices.Sort(s.peers)
+	for _, c := range topo.Clusters {
+		if c.DC == r.o.DC && c.Name == r.o.Cluster {
+			s.instances = slices.Clone(c.Instances)
+		}
+	}
 	for _, ks := range topo.Keyspaces {
 		if ks.Cluster == r.o.Cluster {
 			s.byTable[ks.Database+"."+ks.Table] = ks
