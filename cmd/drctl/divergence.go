@@ -90,19 +90,31 @@ func divergenceState(s drplanev1.DivergenceState) string {
 	return trimEnum(s.String(), "DIVERGENCE_STATE_")
 }
 
+// kindDiscarded is the kind of an entry its origin shipped and then lost.
+const kindDiscarded = "discarded"
+
+// divergenceKind is an entry's kind, "fenced" when the server sent none.
+func divergenceKind(e *drplanev1.Divergence) string {
+	if e.GetKind() == "" {
+		return "fenced"
+	}
+	return cell(e.GetKind())
+}
+
 // renderDivergences writes one row per entry and how many matched.
 func renderDivergences(w io.Writer, resp *drplanev1.ListDivergenceResponse) error {
 	var b bytes.Buffer
 	if len(resp.GetEntries()) == 0 {
-		b.WriteString("no divergence recorded: no change was refused after a handoff\n")
+		b.WriteString("no divergence recorded: no change was refused after a handoff or lost by a failover after it was shipped\n")
 		_, err := w.Write(b.Bytes())
 		return err
 	}
 	fmt.Fprintf(&b, "%d entries, newest first, %d shown\n", resp.GetTotal(), len(resp.GetEntries()))
 	tw := newTable(&b)
-	fmt.Fprintln(tw, "ID\tSTATE\tSHARD\tORIGIN\tOWNER\tGTID\tROWS\tCOMMITTED\tDETECTED\tBY\tFENCE\tOPERATION")
+	fmt.Fprintln(tw, "ID\tSTATE\tKIND\tSHARD\tORIGIN\tOWNER\tGTID\tROWS\tCOMMITTED\tDETECTED\tBY\tFENCE\tOPERATION")
 	for _, e := range resp.GetEntries() {
-		fmt.Fprintf(tw, "%s\t%s\t%s/%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", cell(e.GetId()), divergenceState(e.GetState()),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s/%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", cell(e.GetId()), divergenceState(e.GetState()),
+			divergenceKind(e),
 			cell(e.GetKeyspace()), e.GetShard(), cell(e.GetOriginDc()), cell(e.GetOwnerDc()), cell(e.GetGtid()), e.GetRows(),
 			when(e.GetCommitTime()), when(e.GetDetectedAt()), cell(e.GetDetectedBy()), orDash(cell(e.GetFenceWatermark())),
 			orDash(cell(e.GetFenceOperationId())))
@@ -116,8 +128,14 @@ func renderDivergences(w io.Writer, resp *drplanev1.ListDivergenceResponse) erro
 func renderDivergence(w io.Writer, resp *drplanev1.GetDivergenceResponse) error {
 	var b bytes.Buffer
 	e := resp.GetEntry()
-	fmt.Fprintf(&b, "divergence %s %s: %s/%d, captured by %s after it handed the shard to %s\n", cell(e.GetId()),
-		divergenceState(e.GetState()), cell(e.GetKeyspace()), e.GetShard(), cell(e.GetOriginDc()), cell(e.GetOwnerDc()))
+	if divergenceKind(e) == kindDiscarded {
+		fmt.Fprintf(&b, "divergence %s %s: %s/%d, shipped by %s, then lost there by failover %s (other DCs may hold it; owner %s)\n",
+			cell(e.GetId()), divergenceState(e.GetState()), cell(e.GetKeyspace()), e.GetShard(), cell(e.GetOriginDc()),
+			orDash(cell(e.GetFailoverId())), cell(e.GetOwnerDc()))
+	} else {
+		fmt.Fprintf(&b, "divergence %s %s: %s/%d, captured by %s after it handed the shard to %s\n", cell(e.GetId()),
+			divergenceState(e.GetState()), cell(e.GetKeyspace()), e.GetShard(), cell(e.GetOriginDc()), cell(e.GetOwnerDc()))
+	}
 	fmt.Fprintf(&b, "  GTID %s, %d rows, committed %s; refused by %s at %s\n", cell(e.GetGtid()), e.GetRows(), when(e.GetCommitTime()),
 		cell(e.GetDetectedBy()), when(e.GetDetectedAt()))
 	fmt.Fprintf(&b, "  fence: watermark %s of operation %s\n", orDash(cell(e.GetFenceWatermark())), orDash(cell(e.GetFenceOperationId())))

@@ -431,14 +431,14 @@ func TestDivergenceCommands(t *testing.T) {
 	assert.True(t, proto.Equal(&drplanev1.ListDivergenceRequest{OriginDc: "dc-a1", Keyspace: "orders", PageSize: 1}, f.last()), "%v", f.last())
 	rows := readTable(t, r.stdout, "ID")
 	require.Len(t, rows, 1)
-	assert.Equal(t, map[string]string{"ID": "dc-a1:1-101-42/7", "STATE": "OPEN", "SHARD": "orders/7", "ORIGIN": "dc-a1", "OWNER": "dc-b1",
+	assert.Equal(t, map[string]string{"ID": "dc-a1:1-101-42/7", "STATE": "OPEN", "KIND": "fenced", "SHARD": "orders/7", "ORIGIN": "dc-a1", "OWNER": "dc-b1",
 		"GTID": "1-101-42", "ROWS": "1", "COMMITTED": "2025-03-01 12:00:00Z", "DETECTED": "2025-03-01 12:00:01Z", "BY": "reship@dc-a1",
 		"FENCE": "1-101-40", "OPERATION": "evacuate-1"}, rows[0])
 	assert.Contains(t, r.stdout, "3 entries, newest first, 1 shown\n")
 
 	r = drctl(t, nil, append([]string{"divergence", "list", "--origin", "dc-b1"}, api...)...)
 	require.Equal(t, exitOK, r.code, r.stderr)
-	assert.Equal(t, "no divergence recorded: no change was refused after a handoff\n", r.stdout)
+	assert.Equal(t, "no divergence recorded: no change was refused after a handoff or lost by a failover after it was shipped\n", r.stdout)
 
 	r = drctl(t, nil, append([]string{"divergence", "list", "-o", "json"}, api...)...)
 	require.Equal(t, exitOK, r.code, r.stderr)
@@ -451,4 +451,14 @@ func TestDivergenceCommands(t *testing.T) {
 
 	r = drctl(t, nil, append([]string{"divergence", "list", "--limit", "0"}, api...)...)
 	assert.Equal(t, exitUsage, r.code)
+}
+
+func TestRenderDiscardedDivergence(t *testing.T) {
+	var out bytes.Buffer
+	require.NoError(t, renderDivergence(&out, &drplanev1.GetDivergenceResponse{Entry: &drplanev1.Divergence{
+		Id: "dc-a1:1-101-50/3", State: drplanev1.DivergenceState_DIVERGENCE_STATE_OPEN, Keyspace: "orders", Shard: 3,
+		OriginDc: "dc-a1", OwnerDc: "dc-a1", Gtid: "1-101-50", Kind: "discarded", FailoverId: "fo-1",
+	}}))
+	assert.Contains(t, out.String(),
+		"divergence dc-a1:1-101-50/3 OPEN: orders/3, shipped by dc-a1, then lost there by failover fo-1 (other DCs may hold it; owner dc-a1)\n")
 }

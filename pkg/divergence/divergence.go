@@ -1,8 +1,11 @@
-// Package divergence records the changes a DC captured for a shard after
-// it handed the shard off (see shardmap.Diverged): reship refuses to ship
-// them and collectors refuse to apply them, and both record them here, in
-// etcd at <root>/divergence/<origin>/<request_id>, each once, together with
-// its audit event. The coordinator lists them (drctl divergence list).
+// Package divergence records the changes on which a DC and the others
+// disagree, in etcd at <root>/divergence/<origin>/<request_id>, each once,
+// together with its audit event. Two kinds: a change a DC captured for a
+// shard after it handed the shard off (KindFenced, see shardmap.Diverged):
+// reship refuses to ship it and collectors refuse to apply it; and a change
+// its origin shipped that a lossy failover then discarded there
+// (KindDiscarded): the other DCs may have applied it, the origin does not
+// have it. The coordinator lists them (drctl divergence list).
 package divergence
 
 import (
@@ -22,6 +25,16 @@ import (
 // ActionRecorded is the audit action of a recorded entry.
 const ActionRecorded = "divergence.recorded"
 
+// Kinds of an entry.
+const (
+	// KindFenced: captured after the origin handed the shard off; shipped
+	// or applied nowhere. Entries without a kind are of this kind.
+	KindFenced = "fenced"
+	// KindDiscarded: shipped by the origin, then lost there by a lossy
+	// failover (the promoted replica lacked it); other DCs may hold it.
+	KindDiscarded = "discarded"
+)
+
 // States of an entry.
 const (
 	Open      = "OPEN"
@@ -36,6 +49,11 @@ type Entry struct {
 	GTID      string `json:"gtid"`
 	Keyspace  string `json:"keyspace"`
 	Shard     int32  `json:"shard"`
+	// Kind is KindFenced (also when empty) or KindDiscarded.
+	Kind string `json:"kind,omitempty"`
+	// FailoverID is the in-DC failover that discarded a KindDiscarded
+	// change, when known.
+	FailoverID string `json:"failover_id,omitempty"`
 	// Owner owned the shard when the change was refused.
 	Owner string `json:"owner"`
 	// FenceWatermark and FenceOperation are the origin's fence.
@@ -48,6 +66,14 @@ type Entry struct {
 	State          string    `json:"state"`
 	// Change is the refused drplane.v1.ChangeEvent, protobuf-encoded.
 	Change []byte `json:"change,omitempty"`
+}
+
+// EffectiveKind is the entry's kind, KindFenced when none is stored.
+func (e Entry) EffectiveKind() string {
+	if e.Kind == "" {
+		return KindFenced
+	}
+	return e.Kind
 }
 
 // ID is the entry's id: "<origin>:<request_id>".
@@ -76,6 +102,7 @@ func Record(ctx context.Context, st *state.Store, e Entry) (created bool, err er
 		Params: map[string]string{
 			"origin_dc": e.Origin, "request_id": e.RequestID, "gtid": e.GTID, "owner_dc": e.Owner,
 			"fence_watermark": e.FenceWatermark, "fence_operation": e.FenceOperation,
+			"kind": e.EffectiveKind(), "failover_id": e.FailoverID,
 		},
 		Outcome: audit.OutcomeOK,
 	}

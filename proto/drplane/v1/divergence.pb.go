@@ -97,11 +97,17 @@ type Divergence struct {
 	FenceWatermark   string `protobuf:"bytes,8,opt,name=fence_watermark,json=fenceWatermark,proto3" json:"fence_watermark,omitempty"`
 	FenceOperationId string `protobuf:"bytes,9,opt,name=fence_operation_id,json=fenceOperationId,proto3" json:"fence_operation_id,omitempty"`
 	// detected_by is "reship@<dc>" or "collector@<dc>".
-	DetectedBy    string                 `protobuf:"bytes,10,opt,name=detected_by,json=detectedBy,proto3" json:"detected_by,omitempty"`
-	DetectedAt    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=detected_at,json=detectedAt,proto3" json:"detected_at,omitempty"`
-	CommitTime    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=commit_time,json=commitTime,proto3" json:"commit_time,omitempty"`
-	Rows          int32                  `protobuf:"varint,13,opt,name=rows,proto3" json:"rows,omitempty"`
-	State         DivergenceState        `protobuf:"varint,14,opt,name=state,proto3,enum=drplane.v1.DivergenceState" json:"state,omitempty"`
+	DetectedBy string                 `protobuf:"bytes,10,opt,name=detected_by,json=detectedBy,proto3" json:"detected_by,omitempty"`
+	DetectedAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=detected_at,json=detectedAt,proto3" json:"detected_at,omitempty"`
+	CommitTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=commit_time,json=commitTime,proto3" json:"commit_time,omitempty"`
+	Rows       int32                  `protobuf:"varint,13,opt,name=rows,proto3" json:"rows,omitempty"`
+	State      DivergenceState        `protobuf:"varint,14,opt,name=state,proto3,enum=drplane.v1.DivergenceState" json:"state,omitempty"`
+	// kind is "fenced" (captured after its origin handed the shard off:
+	// shipped and applied nowhere) or "discarded" (shipped by its origin,
+	// then lost there by a lossy in-DC failover: other DCs may hold it).
+	Kind string `protobuf:"bytes,15,opt,name=kind,proto3" json:"kind,omitempty"`
+	// failover_id is the in-DC failover that discarded the change, when known.
+	FailoverId    string `protobuf:"bytes,16,opt,name=failover_id,json=failoverId,proto3" json:"failover_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -232,6 +238,20 @@ func (x *Divergence) GetState() DivergenceState {
 		return x.State
 	}
 	return DivergenceState_DIVERGENCE_STATE_UNSPECIFIED
+}
+
+func (x *Divergence) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Divergence) GetFailoverId() string {
+	if x != nil {
+		return x.FailoverId
+	}
+	return ""
 }
 
 type ListDivergenceRequest struct {
@@ -450,7 +470,7 @@ var File_drplane_v1_divergence_proto protoreflect.FileDescriptor
 const file_drplane_v1_divergence_proto_rawDesc = "" +
 	"\n" +
 	"\x1bdrplane/v1/divergence.proto\x12\n" +
-	"drplane.v1\x1a\x17drplane/v1/change.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf2\x03\n" +
+	"drplane.v1\x1a\x17drplane/v1/change.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x04\n" +
 	"\n" +
 	"Divergence\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
@@ -471,7 +491,10 @@ const file_drplane_v1_divergence_proto_rawDesc = "" +
 	"\vcommit_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"commitTime\x12\x12\n" +
 	"\x04rows\x18\r \x01(\x05R\x04rows\x121\n" +
-	"\x05state\x18\x0e \x01(\x0e2\x1b.drplane.v1.DivergenceStateR\x05state\"m\n" +
+	"\x05state\x18\x0e \x01(\x0e2\x1b.drplane.v1.DivergenceStateR\x05state\x12\x12\n" +
+	"\x04kind\x18\x0f \x01(\tR\x04kind\x12\x1f\n" +
+	"\vfailover_id\x18\x10 \x01(\tR\n" +
+	"failoverId\"m\n" +
 	"\x15ListDivergenceRequest\x12\x1b\n" +
 	"\torigin_dc\x18\x01 \x01(\tR\boriginDc\x12\x1a\n" +
 	"\bkeyspace\x18\x02 \x01(\tR\bkeyspace\x12\x1b\n" +

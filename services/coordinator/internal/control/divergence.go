@@ -81,6 +81,7 @@ func divergenceToProto(e divergence.Entry) *drplanev1.Divergence {
 		Id: e.ID(), OriginDc: e.Origin, RequestId: e.RequestID, Gtid: e.GTID, Keyspace: e.Keyspace, Shard: e.Shard,
 		OwnerDc: e.Owner, FenceWatermark: e.FenceWatermark, FenceOperationId: e.FenceOperation,
 		DetectedBy: e.DetectedBy, DetectedAt: timestamppb.New(e.DetectedAt), Rows: int32(min(e.Rows, 1<<30)), //nolint:gosec // bounded
+		Kind: e.EffectiveKind(), FailoverId: e.FailoverID,
 	}
 	if !e.CommitTime.IsZero() {
 		out.CommitTime = timestamppb.New(e.CommitTime)

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/drplane/drplane/pkg/audit"
+	"github.com/drplane/drplane/pkg/divergence"
 	"github.com/drplane/drplane/pkg/embednats"
 	"github.com/drplane/drplane/pkg/gtid"
 	"github.com/drplane/drplane/pkg/retry"
@@ -136,19 +137,21 @@ func (p rewindPlan) inLost(id string) (lost bool, domain uint32, before bool) {
 }
 
 // lostRequests reads the outbound stream back from its end and returns the
-// GTIDs and request ids of the plan's lost ranges, in capture order. It
+// GTIDs and request ids of the plan's lost ranges, in capture order, and
+// the events by request id. It
 // stops when every lost domain reached its fork, at the stream's first
 // message, or after rewindScanMax messages; complete is false when it
 // stopped for the bound.
-func lostRequests(ctx context.Context, js jetstream.JetStream, dc string, plan rewindPlan) (gtids, requests []string, complete bool, err error) {
+func lostRequests(ctx context.Context, js jetstream.JetStream, dc string, plan rewindPlan) (gtids, requests []string, events map[string]*drplanev1.ChangeEvent, complete bool, err error) {
 	s, err := js.Stream(ctx, embednats.OutStream(dc))
 	if err != nil {
-		return nil, nil, false, fmt.Errorf("reship: outbound stream: %w", err)
+		return nil, nil, nil, false, fmt.Errorf("reship: outbound stream: %w", err)
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		return nil, nil, false, fmt.Errorf("reship: outbound stream: %w", err)
+		return nil, nil, nil, false, fmt.Errorf("reship: outbound stream: %w", err)
 	}
+	events = map[string]*drplanev1.ChangeEvent{}
 	open := map[uint32]bool{}
 	for _, r := range plan.Lost {
 		open[r.Domain] = true
@@ -157,7 +160,9 @@ func lostRequests(ctx context.Context, js jetstream.JetStream, dc string, plan r
 	scanned := 0
 	for seq := info.State.LastSeq; seq >= info.State.FirstSeq && seq > 0 && len(open) > 0; seq-- {
 		if scanned >= rewindScanMax {
-			return gtids, requests, false, nil
+			slices.Reverse(gtids)
+			slices.Reverse(requests)
+			return gtids, requests, events, false, nil
 		}
 		scanned++
 		raw, err := s.GetMsg(ctx, seq)
@@ -165,7 +170,7 @@ func lostRequests(ctx context.Context, js jetstream.JetStream, dc string, plan r
 			continue
 		}
 		if err != nil {
-			return nil, nil, false, fmt.Errorf("reship: outbound message %d: %w", seq, err)
+			return nil, nil, nil, false, fmt.Errorf("reship: outbound message %d: %w", seq, err)
 		}
 		var ev drplanev1.ChangeEvent
 		if proto.Unmarshal(raw.Data, &ev) != nil || ev.GetBarrier() != "" {
@@ -188,11 +193,12 @@ func lostRequests(ctx context.Context, js jetstream.JetStream, dc string, plan r
 		if !seenReq[ev.GetRequestId()] {
 			seenReq[ev.GetRequestId()] = true
 			requests = append(requests, ev.GetRequestId())
+			events[ev.GetRequestId()] = &ev
 		}
 	}
 	slices.Reverse(gtids)
 	slices.Reverse(requests)
-	return gtids, requests, true, nil
+	return gtids, requests, events, true, nil
 }
 
 // rewind handles a start position the master's binlog does not hold: when
@@ -214,7 +220,7 @@ func (e *Engine) rewind(ctx context.Context, rec state.MasterRecord) error {
 	if err != nil {
 		return err
 	}
-	gtids, requests, complete, err := lostRequests(ctx, e.js, e.o.DC, plan)
+	gtids, requests, events, complete, err := lostRequests(ctx, e.js, e.o.DC, plan)
 	if err != nil {
 		return err
 	}
@@ -233,6 +239,9 @@ func (e *Engine) rewind(ctx context.Context, rec state.MasterRecord) error {
 		return err
 	}
 	e.auditRewind(ctx, rec, id, rw)
+	if err := e.recordDiscarded(ctx, id, requests, events); err != nil {
+		return err
+	}
 	e.cp.Advance(ship.Checkpoint{Position: plan.To, Master: rec.Instance})
 	if err := e.cp.Flush(ctx); err != nil {
 		return err
@@ -308,4 +317,45 @@ func (e *Engine) auditRewind(ctx context.Context, rec state.MasterRecord, failov
 	if err := audit.NewOutbox(e.o.Store).Put(actx, ev); err != nil {
 		e.o.Logger.Warn().Err(err).Msg("could not write the rewind's audit event")
 	}
+}
+
+// recordDiscarded records each shipped request a lossy failover discarded
+// in this DC as a divergence entry of kind discarded (with the change, the
+// failover and the shard's owner), like the changes refused after a
+// handoff: the other DCs may hold it, this one does not. At most
+// maxLostRequests are recorded; an entry recorded before is left as it is.
+func (e *Engine) recordDiscarded(ctx context.Context, failoverID string, requests []string, events map[string]*drplanev1.ChangeEvent) error {
+	now := e.o.Now().UTC()
+	recorded := 0
+	for _, id := range requests[:min(len(requests), maxLostRequests)] {
+		ev := events[id]
+		if ev == nil {
+			continue
+		}
+		data, _ := proto.Marshal(ev)
+		ent := divergence.Entry{
+			Origin: e.o.DC, RequestID: id, GTID: ev.GetGtid(), Keyspace: ev.GetKeyspace(), Shard: ev.GetShard(),
+			Kind: divergence.KindDiscarded, FailoverID: failoverID, Owner: e.router.Owner(ev.GetKeyspace(), ev.GetShard()),
+			DetectedBy: "reship@" + e.o.DC, DetectedAt: now, CommitTime: ev.GetCommitTime().AsTime(),
+			Rows: len(ev.GetRows()), Change: data,
+		}
+		for {
+			created, err := divergence.Record(ctx, e.o.Store, ent)
+			if err == nil {
+				if created {
+					recorded++
+				}
+				break
+			}
+			e.o.Logger.Warn().Err(err).Str("request", id).Msg("discarded request not recorded as divergence yet; retrying")
+			if !retry.Sleep(ctx, 250*time.Millisecond) {
+				return ctx.Err()
+			}
+		}
+	}
+	if recorded > 0 {
+		e.o.Logger.Warn().Int("entries", recorded).Str("failover_id", failoverID).
+			Msg("shipped requests this DC lost in a failover recorded as divergence (kind discarded)")
+	}
+	return nil
 }

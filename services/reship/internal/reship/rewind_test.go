@@ -12,6 +12,7 @@ import (
 
 	"github.com/drplane/drplane/pkg/audit"
 	"github.com/drplane/drplane/pkg/check"
+	"github.com/drplane/drplane/pkg/divergence"
 	"github.com/drplane/drplane/pkg/mysqld"
 	"github.com/drplane/drplane/pkg/state"
 )
@@ -163,4 +164,19 @@ func TestLossyFailoverRewinds(t *testing.T) {
 		}
 	}
 	assert.True(t, found, "no reship.rewind audit event")
+
+	// The shipped, discarded requests are divergence like the fenced ones:
+	// listed with the change, the failover and their kind.
+	entries, err := divergence.List(ctx, b.store, testDC)
+	require.NoError(t, err)
+	discarded := map[string]bool{}
+	for _, ent := range entries {
+		assert.Equal(t, divergence.KindDiscarded, ent.Kind, ent.RequestID)
+		assert.Equal(t, fo.ID, ent.FailoverID, ent.RequestID)
+		assert.NotEmpty(t, ent.Owner, ent.RequestID)
+		assert.Equal(t, divergence.Open, ent.State)
+		assert.NotEmpty(t, ent.Change)
+		discarded[ent.RequestID] = true
+	}
+	assert.Equal(t, lostIDs, discarded)
 }

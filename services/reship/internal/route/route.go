@@ -362,6 +362,22 @@ func (r *Router) Split(ctx context.Context, txn *capture.Txn) (Result, error) {
 	return res, nil
 }
 
+// Owner returns the owner of a shard in the current map ("" when the map
+// or the shard is unknown).
+func (r *Router) Owner(keyspace string, shard int32) string {
+	r.mu.Lock()
+	m, ok := r.maps[keyspace]
+	r.mu.Unlock()
+	if !ok {
+		return ""
+	}
+	sh, ok := m.Shard(int(shard))
+	if !ok {
+		return ""
+	}
+	return sh.Owner
+}
+
 // diverged checks an event against its shard's fences.
 func (r *Router) diverged(ev *drplanev1.ChangeEvent) (shardmap.Fence, string, bool) {
 	r.mu.Lock()
