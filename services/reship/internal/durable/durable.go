@@ -50,8 +50,12 @@ var ErrBadGTID = errors.New("durable: bad GTID")
 
 // Options configure a Gate.
 type Options struct {
-	// Master is the address (host:port) the binlog is read from.
-	Master string
+	// Master is the address (host:port) the binlog is read from, and
+	// MasterID its server_id: only replicas whose Master_Server_Id is
+	// MasterID count, and the master's own state only while the server at
+	// Master answers with it.
+	Master   string
+	MasterID uint32
 	// Replicas returns the addresses of the cluster's other instances; it is
 	// called again every second. Instances that do not replicate from the
 	// master are ignored by their Master_Server_Id.
@@ -94,7 +98,7 @@ type Gate struct {
 	o Options
 
 	mu sync.Mutex
-	// masterID is the server_id of the master, from its first poll.
+	// masterID is Options.MasterID.
 	masterID uint32
 	master   masterObs
 	haveM    bool
@@ -121,7 +125,7 @@ func New(o Options) *Gate {
 	if o.Replicas == nil {
 		o.Replicas = func() []string { return nil }
 	}
-	return &Gate{o: o, replicas: map[string]replicaObs{}, changed: make(chan struct{}), demand: make(chan struct{})}
+	return &Gate{o: o, masterID: o.MasterID, replicas: map[string]replicaObs{}, changed: make(chan struct{}), demand: make(chan struct{})}
 }
 
 // Wait returns once the transaction id (a GTID), read from the binlog at
@@ -338,9 +342,6 @@ func (g *Gate) pollMaster(ctx context.Context, db *sql.DB) error {
 	waits := readOnly || (status.String == "ON" && (waitNoSlave || (client.Valid && client.String != "0")))
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.masterID == 0 {
-		g.masterID = id
-	}
 	g.master, g.haveM = masterObs{started: started, serverID: id, waits: waits}, true
 	g.notifyLocked()
 	return nil

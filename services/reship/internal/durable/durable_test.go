@@ -50,8 +50,7 @@ func TestDurable(t *testing.T) {
 			master: &masterObs{started: read.Add(time.Second), serverID: 3}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			g := New(Options{Master: "m"})
-			g.masterID = tc.masterID
+			g := New(Options{Master: "m", MasterID: tc.masterID})
 			if tc.master != nil {
 				g.master, g.haveM = *tc.master, true
 			}

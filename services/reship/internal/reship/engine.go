@@ -46,6 +46,8 @@ const (
 	// durableWarnAfter is how long a transaction waits to be durable in
 	// the DC before a warning is logged.
 	durableWarnAfter = 5 * time.Second
+	// heldQueue bounds the transactions read and waiting to be durable.
+	heldQueue = 4096
 )
 
 // Restart reasons of drplane_reship_syncer_restarts_total.
@@ -82,6 +84,9 @@ type Options struct {
 	Now func() time.Time
 	// Heartbeat and ReadTimeout of the binlog stream (0: capture defaults).
 	Heartbeat, ReadTimeout time.Duration
+	// shipUndurable ships every transaction as soon as it is read, durable
+	// or not: only the benchmark that measures what the gate adds sets it.
+	shipUndurable bool
 }
 
 // Engine is reship: it follows the DC's master, captures its binlog, ships
@@ -327,7 +332,13 @@ func (e *Engine) session(ctx context.Context, rec state.MasterRecord, changed <-
 		case <-sctx.Done():
 		}
 	}()
-	gate := e.newGate(rec)
+	// The master's server_id: the replicas that vouch for a transaction
+	// must be replicating from this very server.
+	_, _, masterID, err := e.capturer.Positions(sctx, rec.Addr)
+	if err != nil {
+		return reasonStream, err
+	}
+	gate := e.newGate(rec, masterID)
 	gateDone := make(chan struct{})
 	go func() {
 		defer close(gateDone)
@@ -341,14 +352,48 @@ func (e *Engine) session(ctx context.Context, rec state.MasterRecord, changed <-
 		JS: e.pubJS, DC: e.o.DC, Window: e.o.Window, Checkpoint: e.cp, Ledger: e.ledger,
 		Metrics: e.shipMetrics, Logger: e.o.Logger, Now: e.o.Now,
 	})
+	// Transactions wait to be durable in a stage of their own, so that the
+	// stream goes on being read meanwhile: a stream that breaks ends the
+	// session (and the wait) at once, and a master restarted in place is
+	// read again from the checkpoint rather than vouched for by the
+	// replicas' positions past a transaction its crash recovery truncated.
+	queue := make(chan *capture.Txn, heldQueue)
+	var stageErr error
+	stageDone := make(chan struct{})
+	go func() {
+		defer close(stageDone)
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case txn := <-queue:
+				if err := e.handle(sctx, rec, gate, pipe, txn); err != nil {
+					if sctx.Err() == nil {
+						stageErr = err
+					}
+					cancel()
+					return
+				}
+			}
+		}
+	}()
 	log := e.o.Logger.With().Str("master", rec.Instance).Str("addr", rec.Addr).Logger()
-	log.Info().Str("from", from).Uint32("server_id", e.o.ServerID).Msg("binlog capture starting")
+	log.Info().Str("from", from).Uint32("server_id", e.o.ServerID).Uint32("master_server_id", masterID).Msg("binlog capture starting")
 	e.streaming.Store(true)
 	err = e.capturer.Stream(sctx, rec.Addr, from, func(txn *capture.Txn) error {
-		return e.handle(sctx, rec, gate, pipe, txn)
+		select {
+		case queue <- txn:
+			return nil
+		case <-sctx.Done():
+			return nil
+		}
 	})
 	e.streaming.Store(false)
 	cancel()
+	<-stageDone
+	if err == nil {
+		err = stageErr
+	}
 	pipe.Close(drainTimeout)
 	switch {
 	case ctx.Err() != nil:
@@ -398,9 +443,9 @@ func (e *Engine) startPosition(ctx context.Context, rec state.MasterRecord) (str
 
 // newGate returns the durability gate of a session on rec's master: the
 // cluster's other instances of the topology are its replicas.
-func (e *Engine) newGate(rec state.MasterRecord) *durable.Gate {
+func (e *Engine) newGate(rec state.MasterRecord, masterID uint32) *durable.Gate {
 	return durable.New(durable.Options{
-		Master: rec.Addr, User: e.o.User, Password: e.o.Password, Logger: e.o.Logger, Now: e.o.Now,
+		Master: rec.Addr, MasterID: masterID, User: e.o.User, Password: e.o.Password, Logger: e.o.Logger, Now: e.o.Now,
 		Replicas: func() []string {
 			var out []string
 			for _, in := range e.router.Instances() {
@@ -420,6 +465,9 @@ func (e *Engine) newGate(rec state.MasterRecord) *durable.Gate {
 
 // awaitDurable holds txn until the gate finds it durable in the DC.
 func (e *Engine) awaitDurable(ctx context.Context, gate *durable.Gate, txn *capture.Txn) error {
+	if e.o.shipUndurable {
+		return nil
+	}
 	if gate.Durable(txn.GTID, txn.CapturedAt) {
 		e.metrics.durableWait.Observe(e.o.Now().Sub(txn.CapturedAt).Seconds())
 		return nil

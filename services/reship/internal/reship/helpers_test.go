@@ -135,6 +135,12 @@ func (b *bed) startEngine(start string) *engine {
 
 // startEngineWindow is startEngine with a publish window.
 func (b *bed) startEngineWindow(start string, window int) *engine {
+	return b.startEngineWith(start, window, false)
+}
+
+// startEngineWith is startEngineWindow, shipping every transaction at once
+// when undurable is set.
+func (b *bed) startEngineWith(start string, window int, undurable bool) *engine {
 	t := b.t
 	t.Helper()
 	pub, err := nats.Connect(b.mesh.URL(testDC), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
@@ -145,7 +151,7 @@ func (b *bed) startEngineWindow(start string, window int) *engine {
 		DC: testDC, Cluster: testCluster, Store: b.store, NATS: harness.NATSConn(t, b.mesh, testDC), Publish: pub,
 		User: b.db.Users.ReplUser, Password: b.db.Users.ReplPassword, Start: start, Window: window,
 		CheckpointInterval: 20 * time.Millisecond, Registry: reg,
-		Heartbeat: 200 * time.Millisecond, ReadTimeout: time.Second,
+		Heartbeat: 200 * time.Millisecond, ReadTimeout: time.Second, shipUndurable: undurable,
 		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel).With().Timestamp().Logger(),
 	})
 	require.NoError(t, err)
