@@ -73,8 +73,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Requests shipped to the other DCs that a lossy failover lost in this DC (named on the failover record).",
 		}),
 		durableWait: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "drplane_reship_durable_wait_seconds",
-			Help: "How long each transaction read from the binlog was held until an in-DC replica had received it (or the master acknowledged commits without semi-sync).",
+			Name:    "drplane_reship_durable_wait_seconds",
+			Help:    "How long each transaction read from the binlog was held until an in-DC replica had received it (or the master acknowledged commits without semi-sync).",
 			Buckets: []float64{0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1, 5, 30},
 		}),
 		held: prometheus.NewGauge(prometheus.GaugeOpts{
