@@ -133,6 +133,8 @@ type Applier struct {
 	led    *ledger
 	prog   *progress
 	maps   *maps
+	// discards are the requests their origins lost after shipping them.
+	discards *discards
 	outbox *audit.Outbox
 	// ensured holds the databases whose dedup table exists.
 	ensured  map[string]bool
@@ -172,6 +174,7 @@ func New(o Options) (*Applier, error) {
 		ready:   make(chan struct{}),
 	}
 	a.maps = newMaps(a)
+	a.discards = newDiscards(a)
 	return a, nil
 }
 
@@ -183,6 +186,7 @@ func (a *Applier) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.led.run(gctx) })
 	g.Go(func() error { return a.maps.run(gctx) })
+	g.Go(func() error { return a.discards.run(gctx) })
 	g.Go(func() error { return a.markBarriers(gctx) })
 	g.Go(func() error {
 		return a.prog.run(gctx, a.o.WatermarkInterval, a.o.StatsInterval, a.pending)
@@ -196,6 +200,11 @@ func (a *Applier) Run(ctx context.Context) error {
 
 // consume sets up and runs the consumer, starting over after failures.
 func (a *Applier) consume(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-a.discards.loaded:
+	}
 	b := retry.New(minBackoff, maxBackoff)
 	for {
 		err := a.consumeOnce(ctx)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/drplane/drplane/pkg/audit"
 	"github.com/drplane/drplane/pkg/check"
+	"github.com/drplane/drplane/pkg/divergence"
 	"github.com/drplane/drplane/pkg/embednats"
 	"github.com/drplane/drplane/pkg/state"
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
@@ -37,7 +38,36 @@ func TestApply(t *testing.T) {
 	t.Run("local NATS restarted while applying", func(t *testing.T) { testNATSRestart(t, sh) })
 	t.Run("duplicate past the first dedup chunk", func(t *testing.T) { testBigBatchDuplicate(t, sh) })
 	t.Run("late change older than the rows", func(t *testing.T) { testOrderingGuard(t, sh) })
+	t.Run("a change its origin discarded after shipping it", func(t *testing.T) { testDiscarded(t, sh) })
 	t.Run("throughput", func(t *testing.T) { testThroughput(t, sh) })
+}
+
+// testDiscarded records one request of a backlog as discarded at its
+// origin (a divergence entry of kind discarded, as reship's rewind writes
+// it) before the collector starts: it is acked and never applied, every
+// other request is applied once.
+func testDiscarded(t *testing.T, sh *shared) {
+	b := newBed(t, sh)
+	m := newModel()
+	evs := m.workload(&gen{origin: dcA1, server: 11}, 40, 10000, 9)
+	lost := evs[len(evs)-1] // the last: nothing later depends on its rows
+	created, err := divergence.Record(t.Context(), b.st, divergence.Entry{
+		Origin: dcA1, RequestID: lost.GetRequestId(), GTID: lost.GetGtid(), Keyspace: keyspace, Shard: lost.GetShard(),
+		Kind: divergence.KindDiscarded, FailoverID: "fo-1", DetectedBy: "reship@" + dcA1, DetectedAt: time.Now().UTC(),
+	})
+	require.NoError(t, err)
+	require.True(t, created)
+	b.publish(evs...)
+	r := b.start(nil, nil)
+	b.waitDrained(len(evs), waitLong)
+	assert.EqualValues(t, len(evs)-1, scalar(t, b.app, "SELECT COUNT(*) FROM "+apply.DedupTable))
+	assert.EqualValues(t, 0, scalar(t, b.app, "SELECT COUNT(*) FROM "+apply.DedupTable+" WHERE request_id = ?", lost.GetRequestId()),
+		"the discarded request was applied")
+	assert.EqualValues(t, len(evs)-1, r.counter("drplane_collector_applied_total"))
+	assert.EqualValues(t, 1, r.counter("drplane_collector_diverged_total"))
+	entries, err := divergence.List(t.Context(), b.st, dcA1)
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "refused, not recorded again")
 }
 
 func testApplies(t *testing.T, sh *shared) {

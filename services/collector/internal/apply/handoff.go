@@ -34,7 +34,9 @@ import (
 //     row, no data rows) and move the shard's watermark at once;
 //   - divergence: a change whose origin handed the shard off before
 //     capturing it (shardmap.Diverged, on the collector's view of the shard
-//     map) is not applied; it is recorded (package divergence) and acked.
+//     map) is not applied; it is recorded (package divergence) and acked; a
+//     change its origin shipped and then lost in a lossy failover (an entry
+//     of kind discarded) is not applied either, and acked.
 
 // barrierDDL creates the barrier table in a database.
 func barrierDDL(db string) string {
@@ -115,6 +117,14 @@ func (a *Applier) diverged(ctx context.Context, items []*item) []*item {
 		ev := it.ev
 		if ev.GetBarrier() != "" {
 			keep = append(keep, it)
+			continue
+		}
+		if a.discards.has(ev.GetOriginDc(), ev.GetRequestId()) {
+			// Its divergence entry (kind discarded) exists: only refused.
+			it.diverged = true
+			a.m.diverged.WithLabelValues(ev.GetOriginDc()).Inc()
+			a.log.Warn().Str("origin", ev.GetOriginDc()).Str("request", ev.GetRequestId()).
+				Msg("refused a change its origin lost in a failover after shipping it (divergence kind discarded)")
 			continue
 		}
 		sh, ok := a.maps.shard(ev.GetKeyspace(), ev.GetShard())
