@@ -66,6 +66,22 @@ type SystemRecord struct {
 	// RewoundAcked how many of them are writes the drill saw acknowledged.
 	RewoundIDs   []string `json:"rewound_ids,omitempty"`
 	RewoundAcked int      `json:"rewound_acknowledged,omitempty"`
+	// DetectedAt, StartedAt, WritableAt and FinishedAt are the failover's
+	// times as its record has them, and Steps its timed steps: with the
+	// event's At and the outage's FirstAck they split the drill's RTO into
+	// detection, decision, promotion and the routers.
+	DetectedAt time.Time    `json:"detected_at,omitzero"`
+	StartedAt  time.Time    `json:"started_at,omitzero"`
+	WritableAt time.Time    `json:"writable_at,omitzero"`
+	FinishedAt time.Time    `json:"finished_at,omitzero"`
+	Steps      []RecordStep `json:"steps,omitempty"`
+}
+
+// RecordStep is one timed step of a failover record.
+type RecordStep struct {
+	Name string        `json:"name"`
+	At   time.Time     `json:"at,omitzero"`
+	Took time.Duration `json:"took"`
 }
 
 // matchRewound counts the rewound requests of rec that are acknowledged

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
 )
@@ -270,10 +271,22 @@ func (d *Drill) systemRecord(ctx context.Context, dc string, ev *Event, kind drp
 }
 
 func recordOf(r *drplanev1.FailoverRecord) *SystemRecord {
-	return &SystemRecord{ID: r.GetId(), Outcome: strings.TrimPrefix(r.GetOutcome().String(), "FAILOVER_OUTCOME_"),
+	ts := func(t *timestamppb.Timestamp) time.Time {
+		if t == nil {
+			return time.Time{}
+		}
+		return t.AsTime()
+	}
+	out := &SystemRecord{ID: r.GetId(), Outcome: strings.TrimPrefix(r.GetOutcome().String(), "FAILOVER_OUTCOME_"),
 		OldMaster: r.GetOldMaster(), NewMaster: r.GetNewMaster(), RTO: r.GetRto().AsDuration(),
 		BlockWindow: r.GetBlockWindow().AsDuration(), RPO: r.GetRpoTransactions(),
-		Rewound: int(r.GetRewind().GetLostRequestsTotal()), RewoundIDs: r.GetRewind().GetLostRequests()}
+		Rewound: int(r.GetRewind().GetLostRequestsTotal()), RewoundIDs: r.GetRewind().GetLostRequests(),
+		DetectedAt: ts(r.GetDetectedAt()), StartedAt: ts(r.GetStartedAt()), WritableAt: ts(r.GetWritableAt()),
+		FinishedAt: ts(r.GetFinishedAt())}
+	for _, st := range r.GetSteps() {
+		out.Steps = append(out.Steps, RecordStep{Name: st.GetName(), At: ts(st.GetAt()), Took: st.GetTook().AsDuration()})
+	}
+	return out
 }
 
 // stepEvacuate drains the DC through the evacuation API and waits for the
