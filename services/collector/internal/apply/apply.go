@@ -125,17 +125,17 @@ func (o *Options) defaults() error {
 
 // Applier consumes IN_<dc> and applies it to the DC's master.
 type Applier struct {
-	o      Options
-	js     jetstream.JetStream
-	m      *metrics
-	log    zerolog.Logger
-	sess   session
-	led    *ledger
-	prog   *progress
-	maps   *maps
+	o    Options
+	js   jetstream.JetStream
+	m    *metrics
+	log  zerolog.Logger
+	sess session
+	led  *ledger
+	prog *progress
+	maps *maps
 	// discards are the requests their origins lost after shipping them.
 	discards *discards
-	outbox *audit.Outbox
+	outbox   *audit.Outbox
 	// ensured holds the databases whose dedup table exists.
 	ensured  map[string]bool
 	auditSeq uint64
