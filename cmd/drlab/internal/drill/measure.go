@@ -40,6 +40,11 @@ type Event struct {
 	// Err is why the step itself failed (the fault could not be injected,
 	// the operation was refused or never finished).
 	Err string `json:"error,omitempty"`
+	// Retried lists the answers of earlier attempts of an operation the
+	// system refused or abandoned and the drill asked for again (a
+	// switchover refused while the cluster was not healthy, or interrupted
+	// by the HA agent losing leadership).
+	Retried []string `json:"retried,omitempty"`
 }
 
 // SystemRecord is what the services recorded for an event: the HA agent's

@@ -114,12 +114,41 @@ func stepKill(ctx context.Context, d *Drill, dc string, ev *Event) {
 }
 
 // stepSwitchover asks the API for a graceful switchover of the DC's
-// cluster and waits for its answer.
+// cluster and waits for its answer. The HA agent refuses a switchover
+// while it sees the cluster unhealthy, and one it was running fails when
+// it loses its leadership (its etcd lease not renewed in time, as on a
+// starved machine): both leave the cluster with its master, and an
+// operator asks again. So does the step: it waits until the cluster is
+// fully redundant again and retries, within RecoverBound, noting each
+// earlier answer in ev.Retried; any other failure, or the bound running
+// out, fails the step. What it measures is the switchover that ran.
 func stepSwitchover(ctx context.Context, d *Drill, dc string, ev *Event) {
+	deadline := time.Now().Add(d.o.RecoverBound)
+	for {
+		retry := switchoverOnce(ctx, d, dc, ev)
+		if !retry {
+			return
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return
+		}
+		d.say("  %s; retrying once the cluster is fully redundant", ev.Err)
+		ev.Retried = append(ev.Retried, ev.Err)
+		ev.Err = ""
+		if err := d.waitClusterRedundant(ctx, dc, deadline); err != nil {
+			ev.Err = fmt.Sprintf("switchover not retried: %v", err)
+			return
+		}
+	}
+}
+
+// switchoverOnce asks for one switchover and fills ev; it reports whether
+// the answer is one to ask again on (see stepSwitchover).
+func switchoverOnce(ctx context.Context, d *Drill, dc string, ev *Event) (retry bool) {
 	old, err := d.mysql.Master(ctx, dc)
 	if err != nil {
 		ev.Err = err.Error()
-		return
+		return false
 	}
 	ev.Target, ev.OldMaster = dc+"/"+d.cluster+" from "+old, old
 	ev.Shards = d.ownedShards(dc)
@@ -129,12 +158,44 @@ func stepSwitchover(ctx context.Context, d *Drill, dc string, ev *Event) {
 	cancel()
 	if err != nil {
 		ev.Err = "switchover: " + err.Error()
-		return
+		return retryableSwitchover(err)
 	}
 	if r := resp.GetRecord(); r != nil {
 		ev.Record = recordOf(r)
 	}
 	d.waitFailover(ctx, dc, old, ev)
+	return false
+}
+
+// retryableSwitchover reports whether a failed switchover is one the HA
+// agent refused for the cluster's health or abandoned on losing its
+// leadership (the answers of services/haagent/internal/supervise), which
+// leave the cluster as it was.
+func retryableSwitchover(err error) bool {
+	if status.Code(err) != codes.FailedPrecondition {
+		return false
+	}
+	msg := status.Convert(err).Message()
+	return strings.Contains(msg, "switchover refused") || strings.Contains(msg, "lost leadership")
+}
+
+// waitClusterRedundant polls the DC's cluster until it is fully redundant
+// (one writable master, every replica replicating from it, caught up), or
+// until deadline.
+func (d *Drill) waitClusterRedundant(ctx context.Context, dc string, deadline time.Time) error {
+	for {
+		err := d.mysql.Redundant(ctx, dc)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // stepPause stops the DC's master with SIGSTOP, keeps it stopped until

@@ -1,10 +1,13 @@
 package drill
 
 import (
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
 )
@@ -42,4 +45,16 @@ func TestMatchRewound(t *testing.T) {
 	matchRewound(rec, writes)
 	assert.Equal(t, 1, rec.RewoundAcked, "only write 3 was acknowledged")
 	matchRewound(nil, writes) // no record: nothing to do
+}
+
+// TestRetryableSwitchover: only the HA agent's refusal for the cluster's
+// health and its abandoning on lost leadership are asked again; any other
+// failure fails the step.
+func TestRetryableSwitchover(t *testing.T) {
+	fp := func(msg string) error { return status.Error(codes.FailedPrecondition, msg) }
+	assert.True(t, retryableSwitchover(fp(`switchover so-1 of dc-a2/main failed: cluster is not healthy (NO_WRITABLE_MASTER on "dc-a2-db1"): switchover refused`)))
+	assert.True(t, retryableSwitchover(fp("switchover so-1 of dc-a2/main failed: interrupted: the agent running it lost leadership")))
+	assert.False(t, retryableSwitchover(fp("switchover so-1 of dc-a2/main failed: failover: switchover failed: target dc-a2-db2 is writable")))
+	assert.False(t, retryableSwitchover(status.Error(codes.DeadlineExceeded, "switchover so-1 is still RUNNING after 30s; switchover refused")))
+	assert.False(t, retryableSwitchover(errors.New("lost leadership")))
 }

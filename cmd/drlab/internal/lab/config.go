@@ -31,6 +31,18 @@ type Config struct {
 	Agents int `yaml:"agents"`
 	// SemiSyncTimeout of every master.
 	SemiSyncTimeout time.Duration `yaml:"semi_sync_timeout"`
+	// AgentTTL and AgentFenceBefore are the HA agents' election.ttl and
+	// election.fence_before. The lab's etcd runs inside drlab, which
+	// shares the machine's cores with every lab process (and, during a
+	// drill, with its writers and checks): on a loaded 2-core machine an
+	// agent's renewal or probe there was seen to take over the 1 s a
+	// 5 s/2 s election leaves to decide (up to 22 self-fences of the
+	// masters in one drill at load 100, each a read-only master, a refused
+	// or interrupted switchover). The lab defaults to 10 s/4 s: 6 s
+	// without a renewal before the agent probes, 2 s for the probe. A
+	// crashed active agent is then replaced after about 10 s.
+	AgentTTL         time.Duration `yaml:"agent_ttl"`
+	AgentFenceBefore time.Duration `yaml:"agent_fence_before"`
 	// ReadyTimeout bounds the whole start.
 	ReadyTimeout time.Duration `yaml:"ready_timeout"`
 }
@@ -52,6 +64,7 @@ func DefaultConfig() Config {
 		},
 		Replicas: 2, Cluster: "main", Shards: 64,
 		PollInterval: 200 * time.Millisecond, Agents: 2, SemiSyncTimeout: 30 * time.Second, ReadyTimeout: 90 * time.Second,
+		AgentTTL: 10 * time.Second, AgentFenceBefore: 4 * time.Second,
 	}
 }
 
@@ -91,6 +104,12 @@ func (c *Config) Validate() error {
 	}
 	if c.PollInterval < 50*time.Millisecond {
 		return config.Invalid("poll_interval", "%s is below 50ms", c.PollInterval)
+	}
+	if c.AgentTTL < 2*time.Second {
+		return config.Invalid("agent_ttl", "%s is below 2s", c.AgentTTL)
+	}
+	if c.AgentFenceBefore <= 0 || c.AgentFenceBefore >= c.AgentTTL {
+		return config.Invalid("agent_fence_before", "%s must be between 0 and agent_ttl (%s)", c.AgentFenceBefore, c.AgentTTL)
 	}
 	for i, dc := range c.DCs {
 		if n := len(dc.MySQLPorts); n != 0 && n != c.Replicas+1 {

@@ -68,6 +68,7 @@ func (l *Lab) serviceConfig(dc string, u unit, healthAddr string, api labfile.AP
 			"repl_user": users.ReplUser, "repl_password": users.ReplPassword}
 		c["poll_interval"] = l.o.Config.PollInterval.String()
 		c["semi_sync_timeout"] = l.o.Config.SemiSyncTimeout.String()
+		c["election"] = map[string]any{"ttl": l.o.Config.AgentTTL.String(), "fence_before": l.o.Config.AgentFenceBefore.String()}
 		if len(l.o.Fence) > 0 {
 			// A paused master is killed before another is promoted: it
 			// can never answer read_only=0 beside the new master (ADR 0008).
