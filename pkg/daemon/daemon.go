@@ -64,6 +64,9 @@ type Spec struct {
 	LogicImplemented bool
 	// Run is the service. It returns when ctx ends (nil) or on failure.
 	Run func(ctx context.Context, env *Env) error
+	// Readiness names the readiness checks Run registers on Env.Health;
+	// /readyz fails until each is registered (health.Options.Expect).
+	Readiness []string
 }
 
 // Env is what Main hands to a service's Run.
@@ -189,7 +192,7 @@ func run(ctx context.Context, spec Spec, base *Common, log zerolog.Logger) error
 	defer cli.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	hs := health.New(health.Options{Addr: base.HealthAddr, Registry: reg, Logger: log})
+	hs := health.New(health.Options{Addr: base.HealthAddr, Registry: reg, Logger: log, Expect: spec.Readiness})
 	if err := hs.Listen(); err != nil {
 		return fmt.Errorf("health server: %w", err)
 	}

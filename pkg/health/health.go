@@ -37,6 +37,11 @@ type Options struct {
 	CacheFor time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Expect names readiness checks the process registers later (after
+	// it connected to its dependencies): until each is registered,
+	// /readyz fails, so a probe that arrives between Listen and the
+	// registration cannot see the process ready.
+	Expect []string
 }
 
 // DefaultCacheFor is Options.CacheFor when unset.
@@ -95,6 +100,10 @@ func (s *Server) AddReadiness(name string, c Check) {
 // Handle adds another handler to the server's mux.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
+// errNotRegistered is the readiness failure of an expected check not
+// registered yet.
+var errNotRegistered = errors.New("not registered yet")
+
 type readyReport struct {
 	Ready  bool              `json:"ready"`
 	Failed map[string]string `json:"failed,omitempty"`
@@ -140,6 +149,15 @@ func (s *Server) evaluate(parent context.Context) readyReport {
 	s.mu.Unlock()
 	sort.Strings(names)
 	rep := readyReport{Ready: true}
+	for _, n := range s.opts.Expect {
+		if _, ok := checks[n]; !ok {
+			if rep.Failed == nil {
+				rep.Failed = map[string]string{}
+			}
+			rep.Failed[n] = errNotRegistered.Error()
+			rep.Ready = false
+		}
+	}
 	for _, n := range names {
 		ctx, cancel := context.WithTimeout(parent, s.opts.CheckTimeout)
 		err := checks[n](ctx)

@@ -65,6 +65,22 @@ func TestEndpoints(t *testing.T) {
 	}
 }
 
+// TestReadyzExpect: a check named in Options.Expect fails /readyz until
+// it is registered, so a probe between Listen and the registration cannot
+// see the process ready with only its early checks.
+func TestReadyzExpect(t *testing.T) {
+	s := New(Options{Addr: "127.0.0.1:0", Expect: []string{"apply"}, CacheFor: -1})
+	s.AddReadiness("etcd", func(context.Context) error { return nil })
+	rep := s.ready(context.Background())
+	if rep.Ready || rep.Failed["apply"] != errNotRegistered.Error() {
+		t.Fatalf("before apply is registered: %+v", rep)
+	}
+	s.AddReadiness("apply", func(context.Context) error { return nil })
+	if rep := s.ready(context.Background()); !rep.Ready {
+		t.Fatalf("after apply is registered: %+v", rep)
+	}
+}
+
 // TestReadyzCached: /readyz called in a loop runs the checks once per
 // CacheFor, a failure included; a check added meanwhile is run at once.
 func TestReadyzCached(t *testing.T) {

@@ -148,6 +148,9 @@ uncommitted until the process ends) are TEST-ONLY hooks.`,
 		Flags:            cfg.Flags,
 		LogicImplemented: true,
 		Run:              func(ctx context.Context, env *daemon.Env) error { return run(ctx, cfg, env) },
+		// Ready only once the apply path runs, which needs NATS, the
+		// master and the streams (registered by run and cfg.Connect).
+		Readiness: []string{"nats", "mysql-master", "apply"},
 	}
 }
 

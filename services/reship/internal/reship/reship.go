@@ -49,6 +49,9 @@ those messages again. /readyz reports the binlog stream.`,
 		Flags:            cfg.Flags,
 		LogicImplemented: true,
 		Run:              func(ctx context.Context, env *daemon.Env) error { return run(ctx, cfg, env) },
+		// Ready only once the capture engine reports (registered by run
+		// after cfg.Connect).
+		Readiness: []string{"nats", "mysql-master", "binlog"},
 	}
 }
 
