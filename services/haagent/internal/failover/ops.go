@@ -5,12 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
-	"sync"
 	"time"
-
-	"github.com/go-sql-driver/mysql"
 
 	"github.com/drplane/drplane/pkg/gtid"
 	"github.com/drplane/drplane/pkg/mysqld"
@@ -32,43 +27,21 @@ type Ops struct {
 	creds    Creds
 	semiSync time.Duration
 	step     time.Duration
-	mu       sync.Mutex
-	dbs      map[string]*sql.DB
+	pools    *mysqld.Pools
 }
 
 // NewOps returns Ops. semiSync is the semi-sync timeout set at promotion;
 // step bounds each statement that may hang on an unreachable peer.
 func NewOps(c Creds, semiSync, step time.Duration) *Ops {
-	return &Ops{creds: c, semiSync: semiSync, step: step, dbs: map[string]*sql.DB{}}
+	return &Ops{creds: c, semiSync: semiSync, step: step, pools: mysqld.NewPools(mysqld.PoolOptions{
+		User: c.User, Password: c.Password, DialTimeout: step, MaxOpen: 4, MaxIdle: 4,
+	})}
 }
 
 // Close closes every pool.
-func (o *Ops) Close() {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	for a, db := range o.dbs {
-		_ = db.Close()
-		delete(o.dbs, a)
-	}
-}
+func (o *Ops) Close() { o.pools.Close() }
 
-func (o *Ops) db(addr string) *sql.DB {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if db, ok := o.dbs[addr]; ok {
-		return db
-	}
-	cfg := mysql.NewConfig()
-	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = o.creds.User, o.creds.Password, "tcp", addr
-	cfg.Timeout = o.step
-	conn, _ := mysql.NewConnector(cfg)
-	db := sql.OpenDB(conn)
-	db.SetMaxOpenConns(4)
-	db.SetMaxIdleConns(4)
-	db.SetConnMaxIdleTime(time.Minute)
-	o.dbs[addr] = db
-	return db
-}
+func (o *Ops) db(addr string) *sql.DB { return o.pools.DB(addr) }
 
 // Position is a fresh read of an instance's replication position.
 type Position struct {
@@ -211,7 +184,7 @@ func (o *Ops) MakeMaster(ctx context.Context, addr string) error {
 // GTID mode: slave_pos for replicas, current_pos for an old master whose
 // own binlog is its position.
 func (o *Ops) Replicate(ctx context.Context, addr, master string, mode mysqld.GTIDMode) error {
-	host, port, err := splitAddr(master)
+	host, port, err := mysqld.SplitAddr(master)
 	if err != nil {
 		return err
 	}
@@ -247,16 +220,4 @@ func (o *Ops) Quarantine(ctx context.Context, addr string) error {
 		return err
 	}
 	return o.StopReplication(ctx, addr)
-}
-
-func splitAddr(addr string) (string, int, error) {
-	host, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", 0, fmt.Errorf("failover: address %q: %w", addr, err)
-	}
-	port, err := strconv.Atoi(p)
-	if err != nil {
-		return "", 0, fmt.Errorf("failover: address %q: %w", addr, err)
-	}
-	return host, port, nil
 }

@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -43,7 +42,7 @@ type Options struct {
 // Observer is the DC's instance poller.
 type Observer struct {
 	o       Options
-	dbs     map[string]*sql.DB
+	pools   *mysqld.Pools
 	last    map[string]state.InstanceStatus
 	lastPub map[string]time.Time
 	polls   *prometheus.CounterVec
@@ -56,7 +55,7 @@ func New(o Options) *Observer {
 		o.Now = time.Now
 	}
 	ob := &Observer{
-		o: o, dbs: map[string]*sql.DB{}, last: map[string]state.InstanceStatus{}, lastPub: map[string]time.Time{},
+		o: o, pools: probePools(o), last: map[string]state.InstanceStatus{}, lastPub: map[string]time.Time{},
 		polls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "drplane_haagent_polls_total", Help: "Instance polls by outcome.",
 		}, []string{"instance", "outcome"}),
@@ -73,11 +72,7 @@ func New(o Options) *Observer {
 // Run polls until ctx ends. It reads the topology once and then follows
 // its changes with a watch, reading it again only when the watch breaks.
 func (ob *Observer) Run(ctx context.Context) error {
-	defer func() {
-		for _, db := range ob.dbs {
-			_ = db.Close()
-		}
-	}()
+	defer ob.pools.Close()
 	t := time.NewTicker(ob.o.Interval)
 	defer t.Stop()
 	var topo *topology.Topology
@@ -150,25 +145,16 @@ func (ob *Observer) PollAll(ctx context.Context, topo topology.Topology) []state
 	return results
 }
 
-func (ob *Observer) db(addr string) *sql.DB {
-	if db, ok := ob.dbs[addr]; ok {
-		return db
-	}
-	cfg := mysql.NewConfig()
-	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = ob.o.User, ob.o.Password, "tcp", addr
-	to := ob.o.Interval
-	if to < 500*time.Millisecond {
-		to = 500 * time.Millisecond
-	}
-	cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = to, to, to
-	conn, _ := mysql.NewConnector(cfg)
-	db := sql.OpenDB(conn)
-	db.SetMaxOpenConns(2)
-	db.SetMaxIdleConns(2)
-	db.SetConnMaxIdleTime(time.Minute)
-	ob.dbs[addr] = db
-	return db
+// probePools bounds a probe's connect, reads and writes by the poll
+// interval (at least 500 ms), so a hung instance costs one interval.
+func probePools(o Options) *mysqld.Pools {
+	to := max(o.Interval, 500*time.Millisecond)
+	return mysqld.NewPools(mysqld.PoolOptions{
+		User: o.User, Password: o.Password, DialTimeout: to, IOTimeout: to, MaxOpen: 2, MaxIdle: 2,
+	})
 }
+
+func (ob *Observer) db(addr string) *sql.DB { return ob.pools.DB(addr) }
 
 // probe reads one instance. An unreachable instance yields a status with
 // Reachable=false and the error. ObservedAt is the time the probe ended.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/pkg/gtid"
+	"github.com/drplane/drplane/pkg/mysqld"
 )
 
 // ErrTool means mariadb-binlog or the mariadb client failed or is missing.
@@ -42,7 +43,7 @@ func (t tools) env() []string {
 
 // conn returns the connection options for addr.
 func (t tools) conn(addr string) ([]string, error) {
-	host, port, err := splitAddr(addr)
+	host, port, err := mysqld.SplitAddr(addr)
 	if err != nil {
 		return nil, err
 	}

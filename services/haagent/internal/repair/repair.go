@@ -5,15 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
@@ -70,7 +67,7 @@ type Repairer struct {
 	mu      sync.Mutex
 	running map[string]bool      // cluster/instance
 	failed  map[string]time.Time // cluster/instance → retry not before
-	dbs     map[string]*sql.DB
+	pools   *mysqld.Pools
 }
 
 // New returns a Repairer.
@@ -96,7 +93,10 @@ func New(o Options) *Repairer {
 		o.Client = "mariadb"
 	}
 	r := &Repairer{o: o, tools: tools{binlog: o.Binlog, client: o.Client, user: o.User, password: o.Password},
-		running: map[string]bool{}, failed: map[string]time.Time{}, dbs: map[string]*sql.DB{},
+		running: map[string]bool{}, failed: map[string]time.Time{},
+		pools: mysqld.NewPools(mysqld.PoolOptions{
+			User: o.User, Password: o.Password, DialTimeout: 2 * time.Second, MaxOpen: 2, MaxIdle: 1,
+		}),
 		m: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "drplane_haagent_repairs_total",
 			Help: "Repairs of deposed or orphaned instances by outcome: rejoined (nothing to undo), rewound (errant transactions saved and undone, then rejoined), refused (quarantined), failed.",
@@ -108,14 +108,7 @@ func New(o Options) *Repairer {
 }
 
 // Close closes the connection pools.
-func (r *Repairer) Close() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for a, db := range r.dbs {
-		_ = db.Close()
-		delete(r.dbs, a)
-	}
-}
+func (r *Repairer) Close() { r.pools.Close() }
 
 // Claim reserves cluster/instance for one repair: false while one runs or
 // while a failed one waits out RetryAfter. Release ends the claim.
@@ -410,32 +403,4 @@ func (r *Repairer) binlogState(ctx context.Context, addr string) (State, error) 
 	return ParseState(st)
 }
 
-func (r *Repairer) db(addr string) *sql.DB {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if db, ok := r.dbs[addr]; ok {
-		return db
-	}
-	cfg := mysql.NewConfig()
-	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = r.o.User, r.o.Password, "tcp", addr
-	cfg.Timeout = 2 * time.Second
-	conn, _ := mysql.NewConnector(cfg)
-	db := sql.OpenDB(conn)
-	db.SetMaxOpenConns(2)
-	db.SetMaxIdleConns(1)
-	db.SetConnMaxIdleTime(time.Minute)
-	r.dbs[addr] = db
-	return db
-}
-
-func splitAddr(addr string) (string, int, error) {
-	host, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", 0, fmt.Errorf("repair: address %q: %w", addr, err)
-	}
-	port, err := strconv.Atoi(p)
-	if err != nil {
-		return "", 0, fmt.Errorf("repair: address %q: %w", addr, err)
-	}
-	return host, port, nil
-}
+func (r *Repairer) db(addr string) *sql.DB { return r.pools.DB(addr) }
