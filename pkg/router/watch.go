@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/drplane/drplane/pkg/apierr"
+	"github.com/drplane/drplane/pkg/retry"
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
 )
 
@@ -51,12 +52,8 @@ func (r *Router) Run(ctx context.Context) error {
 		}
 		wait := jitter(backoff)
 		r.logStreamError(err, wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !retry.Sleep(ctx, wait) {
 			return nil
-		case <-t.C:
 		}
 		backoff = min(2*backoff, r.o.MaxBackoff)
 	}

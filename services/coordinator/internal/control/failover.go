@@ -12,6 +12,7 @@ import (
 
 	"github.com/drplane/drplane/pkg/apierr"
 	"github.com/drplane/drplane/pkg/audit"
+	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/pkg/topology"
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
@@ -298,12 +299,8 @@ func (f *Failover) await(ctx context.Context, want state.SwitchoverIntent, rev i
 				return cur, nil
 			}
 		}
-		t := time.NewTimer(rewatchDelay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !retry.Sleep(ctx, rewatchDelay) {
 			return cur, ctx.Err()
-		case <-t.C:
 		}
 	}
 }

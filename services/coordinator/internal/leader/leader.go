@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
+	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/state"
 )
 
@@ -192,12 +193,8 @@ func (l *Leader) Run(ctx context.Context) error {
 			return nil
 		}
 		l.o.Logger.Warn().Err(err).Dur("retry_in", l.o.RetryDelay).Msg("coordinator leadership: campaigning again")
-		t := time.NewTimer(l.o.RetryDelay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !retry.Sleep(ctx, l.o.RetryDelay) {
 			return nil
-		case <-t.C:
 		}
 	}
 }

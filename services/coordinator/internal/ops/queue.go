@@ -13,6 +13,7 @@ import (
 
 	"github.com/drplane/drplane/pkg/apierr"
 	"github.com/drplane/drplane/pkg/audit"
+	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/state"
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/drplane/drplane/services/coordinator/internal/leader"
@@ -172,12 +173,8 @@ func (q *Queue) follow(ctx context.Context, op Op) (Op, error) {
 				return cur, nil
 			}
 		}
-		t := time.NewTimer(q.o.RetryDelay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !retry.Sleep(ctx, q.o.RetryDelay) {
 			return cur, ctx.Err()
-		case <-t.C:
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/shardmap"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/pkg/topology"
@@ -291,12 +292,8 @@ func (c *Cache) Run(ctx context.Context) error {
 			return nil
 		}
 		c.o.Logger.Warn().Err(err).Dur("retry_in", c.o.RetryDelay).Msg("routing cache: reloading from etcd")
-		t := time.NewTimer(c.o.RetryDelay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !retry.Sleep(ctx, c.o.RetryDelay) {
 			return nil
-		case <-t.C:
 		}
 	}
 }
