@@ -226,6 +226,14 @@ func TestFailoverBudget(t *testing.T) {
 // TestBackToBackFailovers: once the cluster has been healthy for the
 // settle time, a dead master is failed over again without a hold, and a
 // new active agent keeps the memory.
+//
+// Why it cannot flake under load: it waits (polling, bounded) for what the
+// agent promises, a settle recorded once it saw the cluster healthy for
+// the settle time. Under load it used not to settle: a probe that read an
+// instance's GTID state but timed out on its replica status reported a
+// healthy replica as an orphan, the agent rejoined it (restarting its
+// replication), and the cycle repeated (db4 orphan → rejoin); such a
+// partial observation is no longer an orphan.
 func TestBackToBackFailovers(t *testing.T) {
 	e := hatest.Start(t, hatest.Options{Instances: 4})
 	cfg := testConfig(e, "agent-1")

@@ -132,6 +132,11 @@ func analyzeCases() []analyzeCase {
 		{name: "read-only orphan is rejoined",
 			c:    plus(healthy(), orphan("x", "0-1-100")),
 			want: []got{{analysis.OrphanInstance, "x", analysis.RecoveryRejoin}}},
+		{name: "a replica whose replica status could not be read is not an orphan",
+			c: plus(healthy(), orphan("x", "0-1-100", func(in *analysis.Instance) {
+				in.Status.LastError = "SHOW SLAVE STATUS: context deadline exceeded"
+			})),
+			want: nil},
 		{name: "stopped threads without an error are restarted",
 			c: with(with(healthy(), "r1", lost("No")), "r2", sqlStopped),
 			want: []got{{analysis.ReplicationStopped, "r1", analysis.RecoveryRestartReplication},

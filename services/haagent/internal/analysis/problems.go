@@ -279,7 +279,13 @@ func orphanInstance(v view) []finding {
 	var out []finding
 	for _, in := range v.others() {
 		st := in.Status
-		if st.Reachable && st.ReadOnly && (st.Role != state.RoleReplica || st.SourceHost == "") {
+		// Role UNKNOWN with an error: the probe read the instance's GTID
+		// state but not its replica status (a timeout under load). That
+		// is an instance not observed, not one that does not replicate:
+		// rejoining a healthy replica on it would restart its
+		// replication, and repeated, keep the cluster from settling.
+		partial := st.Role == state.RoleUnknown && st.LastError != ""
+		if st.Reachable && st.ReadOnly && !partial && (st.Role != state.RoleReplica || st.SourceHost == "") {
 			out = append(out, finding{instance: in.Name,
 				detail: fmt.Sprintf("read-only, role %s, not replicating; binlog at %s", st.Role, st.GTIDBinlogPos)})
 		}

@@ -181,6 +181,8 @@ func (ob *Observer) probe(ctx context.Context, db *sql.DB, cluster string, in to
 	st.SemiSyncClients = g.SemiSyncMasterClients
 	rs, err := mysqld.ReadReplicaStatus(ctx, db)
 	if err != nil {
+		// Reachable, role UNKNOWN with LastError: the replication side was
+		// not observed (the analysis does not take it for an orphan).
 		st.LastError = err.Error()
 		return st
 	}
