@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/embednats"
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
 )
@@ -66,9 +67,7 @@ func shipLatencies(b *testing.B, rate int, d time.Duration, undurable bool) []ti
 	e := bd.startEngineWith(StartCurrent, 1024, undurable)
 	ctx, cancel := context.WithTimeout(context.Background(), d+2*time.Minute)
 	defer cancel()
-	for e.Check(ctx) != nil {
-		time.Sleep(10 * time.Millisecond)
-	}
+	check.For(b, time.Minute, 10*time.Millisecond, func() error { return e.Check(ctx) })
 	db := bd.db.AppDB(bd.db.Master)
 	const writers = 8
 	db.SetMaxOpenConns(writers)
@@ -80,6 +79,7 @@ func shipLatencies(b *testing.B, rate int, d time.Duration, undurable bool) []ti
 	for w := range writers {
 		wg.Go(func() {
 			for i := w; i < total; i += writers {
+				// Pacing, not waiting for a condition: request i is sent at its slot of the rate.
 				if wait := time.Until(began.Add(time.Duration(i) * time.Second / time.Duration(rate))); wait > 0 {
 					time.Sleep(wait)
 				}
