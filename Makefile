@@ -146,9 +146,13 @@ verify-mod:
 run: build ## drlab up: the 3-DC lab in the foreground (Ctrl-C stops it)
 	$(BIN)/drlab up --dir $(LAB_DIR)
 
+# The demo's drill steps: 1-5. dc-loss and dc-return (drlab drill's default
+# "all") are left out until they pass on the lab (README, "The DR drill").
+DEMO_STEPS ?= kill,switchover,pause,evacuate,restore
+
 .PHONY: demo
 demo: deps-mariadb build ## start a fresh lab, run the DR drill on it, print the report, stop the lab
-	$(BIN)/drlab drill --fresh --dir $(LAB_DIR)
+	$(BIN)/drlab drill --fresh --dir $(LAB_DIR) --steps $(DEMO_STEPS)
 
 .PHONY: clean
 clean: ## remove binaries and a lab left behind

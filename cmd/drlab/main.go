@@ -125,8 +125,9 @@ func drillCmd() *cobra.Command {
 with its acknowledgement time) to every shard of the sample keyspace while it
 runs DR events in order: kill (kill -9 a DC's master), switchover (graceful,
 through the API), pause (SIGSTOP a master past detection, then SIGCONT),
-evacuate, restore, dc-loss, dc-return. Steps the services do not offer yet
-are reported as not available. After each step it checks, reading MySQL
+evacuate, restore, dc-loss (every process of a DC killed: city failover),
+dc-return (the DC back, fenced, its exact loss counted, then restored). Steps
+the services do not offer are reported as not available. After each step it checks, reading MySQL
 directly, that no acknowledged write was lost, that no two instances of a
 cluster were writable at once, that no deposed master acknowledged a write,
 that every DC holds the same data, that nothing was applied twice, and that
@@ -171,7 +172,7 @@ checks fail.`,
 			}
 			var report *drill.Report
 			err = drill.OnLab(ctx, dir, fresh, start, func(l *labfile.Lab) error {
-				report, err = drill.Run(ctx, drill.Options{Lab: l, Steps: list, Repeat: repeat, Rate: rate, Break: brk, Progress: os.Stderr, Logger: log})
+				report, err = drill.Run(ctx, drill.Options{Lab: l, DC: labDCs{dir: l.Drlab.Dir}, Steps: list, Repeat: repeat, Rate: rate, Break: brk, Progress: os.Stderr, Logger: log})
 				if err != nil {
 					return err
 				}
@@ -289,3 +290,13 @@ etcd member and NATS server, which run inside drlab. Prints what it stopped.`,
 	cmd.AddCommand(kill, start)
 	return cmd
 }
+
+// labDCs takes a DC of the lab in dir away and brings it back, through the
+// running lab's control socket (drlab dc kill|start).
+type labDCs struct{ dir string }
+
+func (c labDCs) KillDC(ctx context.Context, dc string) ([]string, error) {
+	return lab.KillDCIn(ctx, c.dir, dc)
+}
+
+func (c labDCs) StartDC(ctx context.Context, dc string) error { return lab.StartDCIn(ctx, c.dir, dc) }

@@ -36,6 +36,9 @@ type Options struct {
 	// Break, when set (one of Breaks), adds a deliberate fault after each
 	// step, to show that the checks fail on it.
 	Break string
+	// DC takes a whole DC away and brings it back (the dc-loss and
+	// dc-return steps); nil leaves those steps not available.
+	DC DCControl
 	// Warmup is how long the writers run before the first step.
 	Warmup time.Duration
 	// Progress receives one line per step and check as the drill goes.
@@ -72,6 +75,9 @@ type Drill struct {
 	final bool
 	// resumed is when the writers were let go after the last checkpoint.
 	resumed time.Time
+	// losses are the DC losses so far (dc-loss steps), the last one first
+	// to return.
+	losses []*CityLoss
 }
 
 // leadIn is how long the writers write after a checkpoint before the next
@@ -239,7 +245,10 @@ func (d *Drill) steps(ctx context.Context) error {
 			n++
 			// restore and dc-return act on the DC the step before them took away.
 			switch name {
-			case StepEvacuate, StepDCLoss:
+			case StepEvacuate:
+				away = dc
+			case StepDCLoss:
+				dc = d.lossDC(dc)
 				away = dc
 			case StepRestore, StepDCReturn:
 				if away != "" {
@@ -342,7 +351,7 @@ func (d *Drill) checkpoint(ctx context.Context, label string, ev *Event) {
 	began := time.Now()
 	var digests []Digest
 	for {
-		digests = d.mysql.Digests(ctx)
+		digests = d.digests(ctx)
 		if converged(digests) || time.Since(began) > d.o.ConvergeBound || ctx.Err() != nil {
 			break
 		}
@@ -373,7 +382,7 @@ func (d *Drill) checkpoint(ctx context.Context, label string, ev *Event) {
 	if err != nil {
 		add(result(NameLost, label, []string{"cannot read the DCs: " + err.Error()}, ""))
 	} else {
-		add(CheckLostWrites(label, acked, present, nil))
+		add(CheckLostWrites(label, acked, present, d.lossChecks(label, acked, present, add)))
 		if ev != nil {
 			ev.LostWrites = lostOn(acked, present, ev.Shards)
 		}
@@ -425,6 +434,9 @@ func (d *Drill) checkOwners(ctx context.Context, label string) CheckResult {
 	routed := map[string]map[int]string{}
 	var live []string
 	for _, dc := range d.lab.DCs {
+		if d.mysql.down[dc.Name] {
+			continue
+		}
 		live = append(live, dc.Name)
 		owners := map[int]string{}
 		for shard, key := range d.writers.Keys() {

@@ -35,6 +35,10 @@ type Event struct {
 	// after the event (the RPO the drill counts).
 	LostWrites int `json:"lost_writes"`
 
+	// City is the DC loss of a dc-loss or dc-return step: the system's
+	// report of the loss next to the drill's, by request id.
+	City *CityLoss `json:"city_failover,omitempty"`
+
 	// The system's own record of the event, when it wrote one.
 	Record *SystemRecord `json:"record,omitempty"`
 	// Err is why the step itself failed (the fault could not be injected,

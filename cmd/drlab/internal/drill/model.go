@@ -1,8 +1,9 @@
 // Package drill is the DR drill of the lab: steady writes through the SDK
 // (a writer pool per DC, every write an id with its acknowledgement time) to
 // every shard of the sample keyspace while it runs DR events one after the
-// other — kill -9 of a master, a graceful switchover, a paused master, and
-// the evacuation and city-failover events once the services offer them —
+// other — kill -9 of a master, a graceful switchover, a paused master, a
+// DC's evacuation and restore, the loss of a whole DC (city failover) and
+// its return —
 // and checks from outside, by reading MySQL directly, that no acknowledged
 // write was lost, that no two instances of a cluster were writable at once,
 // that no deposed master acknowledged a write, that every DC converges to

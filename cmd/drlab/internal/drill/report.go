@@ -124,6 +124,12 @@ func (r *Report) Table(w io.Writer) error {
 			if rec.RPO < 0 {
 				sysRPO = "unknown"
 			}
+			switch {
+			case e.City != nil && e.Step == StepDCLoss:
+				sysRPO = "estimate " + sysRPO
+			case e.City != nil && e.Step == StepDCReturn:
+				sysRPO = "exact " + sysRPO
+			}
 			if rec.Rewound > 0 {
 				sysRPO += fmt.Sprintf(" (+%d shipped, rewound; %d acknowledged)", rec.Rewound, rec.RewoundAcked)
 			}
@@ -146,6 +152,7 @@ func (r *Report) Table(w io.Writer) error {
 				ms(s.SystemRTO.P50), ms(s.SystemRTO.P99), ms(s.SystemRTO.Max), s.LostWrites, s.SystemRPO)
 		}
 	}
+	cityTable(tw, r.Events)
 	fmt.Fprintf(tw, "\nwrites: %d attempted, %d acknowledged, %d failed, %d not sent (writers busy)\n",
 		r.Writes.Attempted, r.Writes.Acked, r.Writes.Failed, r.Writes.Dropped)
 	kinds := make([]string, 0, len(r.Writes.Errors))
@@ -195,4 +202,30 @@ func groupChecks(checks []CheckResult) []checkGroup {
 		}
 	}
 	return out
+}
+
+// cityTable writes, for each DC loss, the system's reports of the loss
+// next to the drill's count, by request id.
+func cityTable(w io.Writer, events []Event) {
+	seen := map[*CityLoss]bool{}
+	header := false
+	for _, e := range events {
+		l := e.City
+		if l == nil || seen[l] {
+			continue
+		}
+		seen[l] = true
+		if !header {
+			fmt.Fprintln(w, "\nDC LOSS\tFAILOVER\tREPORT\tSYSTEM\tDRILL LOST\tNAMED\tIN WINDOW\tDRILL ONLY\tSYSTEM ONLY\tDIVERGENT ROWS")
+			header = true
+		}
+		for _, which := range []string{"estimate", "exact"} {
+			rep, ok := l.Reports[which]
+			if !ok {
+				continue
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", l.DC, l.FailoverID, which, rep.Total, len(l.Drill)+l.Unnamed,
+				rep.Matched, rep.InWindow, len(rep.DrillOnly), len(rep.SystemOnly), l.Divergent)
+		}
+	}
 }

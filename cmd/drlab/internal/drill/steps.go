@@ -76,7 +76,13 @@ func (d *Drill) step(ctx context.Context, name string) (stepFunc, string) {
 		}
 		return stepRestore, ""
 	case StepDCLoss, StepDCReturn:
-		return nil, "the services do not fail a lost DC over yet (no city failover); the lab can take a DC away (drlab dc kill)"
+		if why := d.cityAvailable(ctx, name); why != "" {
+			return nil, why
+		}
+		if name == StepDCLoss {
+			return stepDCLoss, ""
+		}
+		return stepDCReturn, ""
 	}
 	return nil, "unknown step"
 }

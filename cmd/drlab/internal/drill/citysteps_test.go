@@ -1,0 +1,102 @@
+package drill
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func named(w Write, gtid string) Write { w.GTID = gtid; return w }
+
+// A DC loss: dc-b1 owned shards 0 and 1, killed at 1000 ms, flipped at
+// 1500 ms, shard 0 to dc-a1 and shard 1 to dc-a2.
+func cityLoss() *CityLoss {
+	return &CityLoss{DC: "dc-b1", FailoverID: "cf-1", Killed: at(1000), Flipped: at(1500),
+		Owners:  map[int]string{0: "dc-a1", 1: "dc-a2"},
+		Windows: map[int]time.Duration{0: 100 * time.Millisecond, 1: -1},
+		System:  map[string]*systemLoss{}, Reports: map[string]LossByRequest{}}
+}
+
+func TestCompareLossEstimate(t *testing.T) {
+	l := cityLoss()
+	w1 := named(acked(1, 0, "b1", 900, 950), "3-1-10")  // in shard 0's window (900 ms on)
+	w2 := named(acked(2, 0, "b1", 700, 750), "3-1-11")  // before the window, named by the estimate
+	w3 := named(acked(3, 1, "b1", 800, 850), "3-1-12")  // shard 1: unknown window, not named
+	w4 := named(acked(4, 1, "a2", 1600, 1700), "2-1-5") // after the flip: not the failover's
+	present := map[string]map[int64]bool{"dc-a1": {4: true}, "dc-a2": {4: true}}
+	l.System["estimate"] = &systemLoss{ids: map[string]bool{"3-1-11/0": true}, total: 1}
+	r := compareLoss(l, "dc-loss#1", []Write{w1, w2, w3, w4}, present)
+	assert.Equal(t, Fail, r.Outcome, "write 3 is lost and not reported")
+	assert.Contains(t, r.Detail, "write 3 (3-1-12/1, shard 1) is missing at dc-a2; the estimate does not name it")
+	rep := l.Reports["estimate"]
+	assert.Equal(t, 1, rep.Matched)
+	assert.Equal(t, 1, rep.InWindow)
+	assert.Equal(t, []string{"3-1-12/1"}, rep.DrillOnly)
+	assert.Equal(t, map[int64]bool{1: true, 2: true}, l.Excused)
+	assert.ElementsMatch(t, []string{"3-1-10/0", "3-1-11/0", "3-1-12/1"}, l.Drill)
+
+	// Reported as well: the check passes.
+	l.System["estimate"].ids["3-1-12/1"] = true
+	r = compareLoss(l, "dc-loss#1", []Write{w1, w2, w3, w4}, present)
+	assert.Equal(t, Pass, r.Outcome, r.Detail)
+}
+
+func TestCompareLossExact(t *testing.T) {
+	l := cityLoss()
+	w1 := named(acked(1, 0, "b1", 900, 950), "3-1-10")
+	w2 := named(acked(2, 1, "b1", 800, 850), "3-1-12")
+	present := map[string]map[int64]bool{"dc-a1": {}, "dc-a2": {2: true}, "dc-b1": {1: true, 2: true}}
+	// The exact loss names write 1, lost, and write 2, which dc-a2 holds.
+	l.System["exact"] = &systemLoss{ids: map[string]bool{"3-1-10/0": true, "3-1-12/1": true}, total: 2}
+	r := compareLoss(l, "dc-return#1", []Write{w1, w2}, present)
+	assert.Equal(t, Fail, r.Outcome)
+	assert.Contains(t, r.Detail, "the exact loss names 3-1-12/1, which dc-a2 holds")
+
+	// An exact loss that misses a lost write fails; the window does not
+	// excuse anything any more.
+	l.System["exact"] = &systemLoss{ids: map[string]bool{}, total: 0}
+	present["dc-a2"] = map[int64]bool{}
+	r = compareLoss(l, "dc-return#1", []Write{w1, w2}, present)
+	assert.Equal(t, Fail, r.Outcome)
+	assert.Empty(t, l.Excused)
+
+	l.System["exact"] = &systemLoss{ids: map[string]bool{"3-1-10/0": true, "3-1-12/1": true}, total: 2}
+	r = compareLoss(l, "dc-return#1", []Write{w1, w2}, present)
+	assert.Equal(t, Pass, r.Outcome, r.Detail)
+	assert.Equal(t, 2, l.Reports["exact"].Matched)
+}
+
+func TestCompareLossUnnamed(t *testing.T) {
+	l := cityLoss()
+	l.System["exact"] = &systemLoss{ids: map[string]bool{}, total: 0}
+	r := compareLoss(l, "dc-return#1", []Write{acked(1, 0, "b1", 900, 950)}, map[string]map[int64]bool{"dc-a1": {}})
+	assert.Equal(t, Fail, r.Outcome)
+	assert.Contains(t, r.Detail, "has no request id to match")
+	assert.Equal(t, 1, l.Unnamed)
+}
+
+func TestDivergent(t *testing.T) {
+	l := cityLoss()
+	writes := []Write{
+		acked(1, 0, "b1", 900, 950),       // dc-b1 has it, dc-a1 (new owner) does not
+		{ID: 2, Shard: 0, Start: at(990)}, // never acknowledged, committed in dc-b1 and dc-a2 only
+		acked(3, 0, "a1", 1600, 1650),     // after the flip: a real loss if missing, never left out
+		acked(4, 1, "b1", 900, 950),       // at its owner dc-a2 too
+		acked(5, 2, "a1", 900, 950),       // shard 2 was not the lost DC's
+	}
+	present := map[string]map[int64]bool{
+		"dc-a1": {4: true}, "dc-a2": {2: true, 4: true}, "dc-b1": {1: true, 2: true, 3: true, 4: true, 5: true},
+	}
+	out := map[int64]bool{}
+	divergent(l, present, writes, out)
+	require.Equal(t, map[int64]bool{1: true, 2: true}, out)
+}
+
+func TestExcludedClause(t *testing.T) {
+	m := &MySQL{}
+	assert.Empty(t, m.excluded("WHERE"))
+	m.exclude = map[int64]bool{7: true}
+	assert.Equal(t, " AND id NOT IN (7)", m.excluded("AND"))
+}
