@@ -3,6 +3,7 @@ package coordinator_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,9 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto"
 	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
+
+	"github.com/drplane/drplane/pkg/check"
 )
 
 // browserTimeout bounds one browser step (a navigation, a wait for a node).
@@ -125,17 +129,52 @@ func do(t testing.TB, ctx context.Context, steps ...chromedp.Action[chromedp.Voi
 // get runs one action within browserTimeout and returns its value.
 func get[T any](t testing.TB, ctx context.Context, a chromedp.Action[T]) T {
 	t.Helper()
-	sctx, cancel := context.WithTimeout(ctx, browserTimeout)
-	defer cancel()
-	v, err := chromedp.Run(sctx, a)
+	v, err := run(ctx, browserTimeout, a)
 	if errors.Is(err, context.DeadlineExceeded) {
-		bctx, bcancel := context.WithTimeout(ctx, time.Second)
-		defer bcancel()
-		body, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`document.body.innerText`))
-		t.Fatalf("browser step timed out after %s; page text:\n%s", browserTimeout, body)
+		t.Fatalf("browser step timed out after %s; page text:\n%s", browserTimeout, pageText(ctx))
 	}
 	require.NoError(t, err)
 	return v
+}
+
+func run[T any](ctx context.Context, timeout time.Duration, a chromedp.Action[T]) (T, error) {
+	sctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return chromedp.Run(sctx, a)
+}
+
+// pageText is the text of the page, for a failure message.
+func pageText(ctx context.Context) string {
+	body, _ := run(ctx, time.Second, chromedp.Evaluate[string](`document.body.innerText`))
+	return body
+}
+
+// nodeGone reports whether err is the browser's answer about a node that
+// left the document between chromedp's query and its next call on the node
+// (a live update re-rendered the view).
+func nodeGone(err error) bool {
+	var e *cdproto.Error
+	return errors.As(err, &e) && (e.Message == "No node with given id found" ||
+		e.Message == "Node is detached from document" || e.Message == "Could not compute content quads.")
+}
+
+// click clicks the first node matching the CSS selector sel. chromedp
+// queries the node and then clicks its position in separate calls; when a
+// live update replaced the node in between (nothing was clicked then), it
+// tries again on the node that replaced it, within browserTimeout.
+func click(t testing.TB, ctx context.Context, sel string) {
+	t.Helper()
+	check.For(t, browserTimeout, 20*time.Millisecond, func() error {
+		_, err := run(ctx, browserTimeout, chromedp.Click(chromedp.CSS(sel)))
+		if err != nil && nodeGone(err) {
+			return fmt.Errorf("click %s: %w", sel, err)
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("click %s timed out after %s; page text:\n%s", sel, browserTimeout, pageText(ctx))
+		}
+		require.NoError(t, err, "click %s", sel)
+		return nil
+	})
 }
 
 // screenshot saves the page as name.png under $DRPLANE_ARTIFACTS (the
@@ -176,6 +215,14 @@ func count(t testing.TB, ctx context.Context, sel string) int {
 func textOf(t testing.TB, ctx context.Context, sel string) string {
 	t.Helper()
 	return get(t, ctx, chromedp.Evaluate[string](`(document.querySelector(`+jsString(sel)+`) || {}).textContent || ""`))
+}
+
+// valueOf is the value of the first form control matching sel, "" when
+// none; read in one evaluation, so a re-render cannot detach the node
+// between finding and reading it.
+func valueOf(t testing.TB, ctx context.Context, sel string) string {
+	t.Helper()
+	return get(t, ctx, chromedp.Evaluate[string](`(document.querySelector(`+jsString(sel)+`) || {}).value || ""`))
 }
 
 func jsString(s string) string {

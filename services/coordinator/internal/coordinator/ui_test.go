@@ -130,10 +130,8 @@ func TestDashboardTopology(t *testing.T) {
 	assert.Equal(t, 3, count(t, admin, `[data-action="switchover"]`), "an operator may switch over each cluster")
 
 	// An operator action asks first; cancelling it calls nothing.
-	do(t, admin,
-		chromedp.Click(chromedp.CSS(`[data-cluster="dc-a1/main"] [data-action="switchover"]`)),
-		chromedp.WaitVisible(chromedp.ID("confirm")),
-	)
+	click(t, admin, `[data-cluster="dc-a1/main"] [data-action="switchover"]`)
+	do(t, admin, chromedp.WaitVisible(chromedp.ID("confirm")))
 	assert.Contains(t, textOf(t, admin, "#confirm-text"), "dc-a1/main")
 	do(t, admin, chromedp.Click(chromedp.ID("confirm-cancel")), chromedp.WaitNotVisible(chromedp.ID("confirm")))
 

@@ -115,7 +115,8 @@ func TestDashboardViews(t *testing.T) {
 	assert.Equal(t, 64, count(t, op, ".shardgrid .shard"))
 	assert.Equal(t, "frozen", get(t, op, chromedp.Evaluate[string](`document.querySelector('[data-shard="5"]').dataset.state`)))
 	m := loadMap(t, st, "orders")
-	do(t, op, chromedp.Click(chromedp.CSS(`.shardgrid [data-shard="9"]`)), chromedp.WaitVisible(chromedp.CSS(`[data-route="9"]`)))
+	click(t, op, `.shardgrid [data-shard="9"]`)
+	do(t, op, chromedp.WaitVisible(chromedp.CSS(`[data-route="9"]`)))
 	route := textOf(t, op, `[data-route="9"]`)
 	assert.Contains(t, route, "Owner DC"+m.Shards[9].Owner)
 	assert.Contains(t, route, "Master"+m.Shards[9].Owner+"-db1", "the owner's master from its record")
@@ -139,7 +140,7 @@ func TestDashboardViews(t *testing.T) {
 	assert.Contains(t, textOf(t, op, card+" h3"), "evacuate dc-a1")
 	assert.Contains(t, textOf(t, op, card+" .progress label"), "0 of 24 shards handed over (0 moved, 0 skipped, 8 aborted)")
 	assert.Contains(t, textOf(t, op, card+" .err"), "barrier")
-	do(t, op, chromedp.Click(chromedp.CSS(card+" details summary")))
+	click(t, op, card+" details summary")
 	waitFor(t, op, "the operation's shards are listed", `document.querySelectorAll('`+card+` tr[data-handoff]').length > 0`)
 	rows := count(t, op, card+` tr[data-handoff]`)
 	assert.Equal(t, fmt.Sprintf("Shards (%d)", rows), textOf(t, op, card+" details summary"))
@@ -147,7 +148,8 @@ func TestDashboardViews(t *testing.T) {
 	assert.Equal(t, 1, count(t, op, card+` [data-action="resume"]`))
 	assert.Zero(t, count(t, op, card+` [data-action="cancel"]`), "a failed operation is not canceled")
 	screenshot(t, op, "dashboard-operations")
-	do(t, op, chromedp.Click(chromedp.CSS(card+` [data-action="resume"]`)), chromedp.WaitVisible(chromedp.ID("confirm")))
+	click(t, op, card+` [data-action="resume"]`)
+	do(t, op, chromedp.WaitVisible(chromedp.ID("confirm")))
 	do(t, op, chromedp.Click(chromedp.ID("confirm-ok")), chromedp.WaitNotVisible(chromedp.ID("confirm")))
 	check.For(t, callTimeout, 20*time.Millisecond, func() error {
 		return check.That(len(events(t, st, "operation.resume")) == 1, "the resume is audited")
@@ -167,12 +169,12 @@ func TestDashboardViews(t *testing.T) {
 	do(t, op, chromedp.Navigate(c.base+"/ui/#/audit"), chromedp.WaitVisible(chromedp.ID("audit-action")),
 		chromedp.SendKeys(chromedp.ID("audit-action"), "evacuation.request"))
 	check.For(t, browserTimeout, 100*time.Millisecond, func() error {
-		do(t, op, chromedp.Click(chromedp.ID("audit-search")))
+		click(t, op, "#audit-search")
 		n := count(t, op, "tr[data-audit]")
 		return check.That(n == 1, "one evacuation.request event found (found %d)", n)
 	})
 	assert.Contains(t, textOf(t, op, "tr[data-audit]"), "dc-a1")
-	assert.Equal(t, "evacuation.request", get(t, op, chromedp.Value(chromedp.ID("audit-action"))), "the filter stays")
+	assert.Equal(t, "evacuation.request", valueOf(t, op, "#audit-action"), "the filter stays")
 	screenshot(t, op, "dashboard-audit")
 
 	// A viewer sees the same operations, without an action.
