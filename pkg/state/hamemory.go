@@ -35,6 +35,10 @@ const (
 	// HoldUnsettled: the master promoted last failed before the cluster
 	// settled.
 	HoldUnsettled = "unsettled"
+	// HoldLossy: the best candidate lacks transactions the master was last
+	// seen with, and a replica that may hold them is unreachable; the hold
+	// lapses when it is back or after the lossy wait.
+	HoldLossy = "lossy"
 )
 
 // FailoverHold says why an automatic failover called for is not run.

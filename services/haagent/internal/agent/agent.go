@@ -41,6 +41,10 @@ type Config struct {
 	// FailoverBudget holds back the automatic failovers of a flapping
 	// cluster (docs/adr/0006-failover-budget.md).
 	FailoverBudget FailoverBudget `yaml:"failover_budget"`
+	// LossyWait bounds how long a failover is held when its best candidate
+	// lacks transactions the master was last seen with and a replica that
+	// may hold them does not answer (0: not held; the loss is recorded).
+	LossyWait time.Duration `yaml:"lossy_wait"`
 	// ApplyTimeout bounds the wait for a candidate to apply its relay log
 	// (failover) or to catch up with the old master (switchover).
 	ApplyTimeout time.Duration  `yaml:"apply_timeout"`
@@ -107,6 +111,7 @@ func DefaultConfig() *Config {
 		MySQL:           MySQL{ReplUser: "repl"},
 		SemiSyncTimeout: 30 * time.Second, MaxLag: 10 * time.Second,
 		FailoverBudget: FailoverBudget{Settle: 5 * time.Second, Window: 10 * time.Minute, MaxFailovers: 10},
+		LossyWait:      10 * time.Second,
 		ApplyTimeout:   5 * time.Second, Election: Election{TTL: 5 * time.Second, FenceBefore: 2 * time.Second},
 		Hooks:  failover.Hooks{Timeout: 10 * time.Second},
 		Repair: Repair{Mode: string(repair.ModeAuto), Dir: "/var/lib/drplane/haagent/repairs", Timeout: 30 * time.Second},
@@ -136,6 +141,8 @@ func (c *Config) Validate() error {
 			c.FailoverBudget.Settle, c.FailoverBudget.Window)
 	case c.FailoverBudget.MaxFailovers < 0:
 		return config.Invalid("failover_budget.max_failovers", "must be >= 0 (0: no budget)")
+	case c.LossyWait < 0 || c.LossyWait > 10*time.Minute:
+		return config.Invalid("lossy_wait", "%s out of range 0-10m", c.LossyWait)
 	case c.ApplyTimeout < 100*time.Millisecond:
 		return config.Invalid("apply_timeout", "must be at least 100ms, got %s", c.ApplyTimeout)
 	case c.Election.TTL < 2*time.Second:
@@ -251,7 +258,7 @@ func New(cfg *Config, p Parts) (*Agent, error) {
 		DC: cfg.DC, ID: cfg.ID, Store: p.Store, Observer: ob, Runner: runner, Audit: outbox, Repair: rep,
 		Interval: cfg.PollInterval, MaxLag: cfg.MaxLag,
 		Policy: decide.Policy{Settle: cfg.FailoverBudget.Settle, Window: cfg.FailoverBudget.Window,
-			MaxFailovers: cfg.FailoverBudget.MaxFailovers},
+			MaxFailovers: cfg.FailoverBudget.MaxFailovers, LossyWait: cfg.LossyWait},
 		Logger: p.Logger, Registry: p.Registry, Now: p.Now,
 	})
 	el, err := elect.New(elect.Options{

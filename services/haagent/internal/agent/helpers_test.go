@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"strconv"
@@ -133,6 +134,28 @@ func readOnly(in *mysqld.Instance) (bool, error) {
 }
 
 // failovers returns the failover records of the test cluster.
+// logFailovers logs every failover record of the cluster, steps and all,
+// when the test fails: what each one saw and decided, for the diagnosis.
+// Register it after hatest.Start (cleanups run last first: etcd is still up).
+func logFailovers(t testing.TB, e *hatest.Env) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		recs, err := e.Store.Failovers(ctx, hatest.DC, hatest.Cluster)
+		if err != nil {
+			t.Logf("failover records: %v", err)
+			return
+		}
+		for _, r := range recs {
+			b, _ := json.Marshal(r)
+			t.Logf("failover record: %s", b)
+		}
+	})
+}
+
 func failovers(t testing.TB, e *hatest.Env) []state.FailoverRecord {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -28,6 +28,7 @@ import (
 func TestPausedMastersComeBack(t *testing.T) {
 	e := hatest.Start(t, hatest.Options{})
 	leader(t, startAgent(t, e, testConfig(e, "agent-1"), nil))
+	logFailovers(t, e)
 	w := e.StartWriter()
 	ctx := context.Background()
 	rewound := 0

@@ -13,12 +13,18 @@
 // settled, or more than Policy.MaxFailovers failovers would fall within
 // Policy.Window. Holds lapse by themselves at their Until, or when an
 // operator releases them.
+//
+// A lossy failover is held too, for at most Policy.LossyWait: one whose best
+// candidate lacks transactions the master was last seen with while a
+// replica that may hold them did not answer (see lossy).
 package decide
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/drplane/drplane/pkg/gtid"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/services/haagent/internal/analysis"
 )
@@ -36,12 +42,19 @@ type Policy struct {
 	RetryBackoff time.Duration
 	// CaughtUp is the largest replica delay counted as caught up.
 	CaughtUp time.Duration
+	// LossyWait bounds the wait of a lossy failover: when the best candidate
+	// lacks transactions the master was last seen with and a replica that
+	// may hold them is unreachable, the failover is held (HoldLossy) until
+	// that replica is back and a candidate, or LossyWait after the failure
+	// was detected; then the best candidate is promoted and the record
+	// counts what was lost. 0: no wait.
+	LossyWait time.Duration
 }
 
 // DefaultPolicy returns the defaults argued in docs/adr/0006-failover-budget.md.
 func DefaultPolicy() Policy {
 	return Policy{Settle: 5 * time.Second, Window: 10 * time.Minute, MaxFailovers: 10,
-		RetryBackoff: time.Second, CaughtUp: time.Second}
+		RetryBackoff: time.Second, CaughtUp: time.Second, LossyWait: 10 * time.Second}
 }
 
 // Memory is everything the agent remembers about one cluster. The embedded
@@ -88,6 +101,11 @@ type Failover struct {
 	Excluded   map[string]string
 	// Known are the candidates' received positions as analyzed, by name.
 	Known map[string]string
+	// AcceptLoss is set when the failover may promote a candidate that
+	// lacks what another one was known to have (the lossy wait ran out, or
+	// an operator released the hold): the runner then promotes the best
+	// candidate it can read instead of giving the attempt up.
+	AcceptLoss bool
 }
 
 // Event is something the decision changed that the agent reports (log,
@@ -173,7 +191,12 @@ func Decide(in Input, p Policy) Plan {
 	if m.DetectedAt.IsZero() {
 		m.DetectedAt = now
 	}
-	if h := hold(in, m, p); h != nil {
+	cands, excluded := analysis.Candidates(in.Cluster)
+	h := hold(in, m, p)
+	if h == nil {
+		h = lossy(in, m, p, cands)
+	}
+	if h != nil {
 		if m.Hold != nil && m.Hold.Reason == h.Reason {
 			h.Since = m.Hold.Since
 		} else {
@@ -193,14 +216,14 @@ func Decide(in Input, p Policy) Plan {
 		plan.Events, plan.Memory = events, m
 		return plan
 	}
-	cands, excluded := analysis.Candidates(in.Cluster)
 	names := make([]string, len(cands))
 	known := make(map[string]string, len(cands))
 	for i, c := range cands {
 		names[i] = c.Instance.Name
 		known[c.Instance.Name] = c.Pos.String()
 	}
-	plan.Failover = &Failover{Analysis: *fa, DetectedAt: m.DetectedAt, Candidates: names, Excluded: excluded, Known: known}
+	plan.Failover = &Failover{Analysis: *fa, DetectedAt: m.DetectedAt, Candidates: names, Excluded: excluded, Known: known,
+		AcceptLoss: released(m) || p.LossyWait <= 0 || !now.Before(m.DetectedAt.Add(p.LossyWait))}
 	plan.Events, plan.Memory = events, m
 	return plan
 }
@@ -223,6 +246,54 @@ func hold(in Input, m Memory, p Policy) *state.FailoverHold {
 				now.Sub(m.LastChange).Round(time.Millisecond), p.Settle)}
 	}
 	return nil
+}
+
+// released reports whether an operator released the cluster's hold since
+// the failure now calling for a failover was detected.
+func released(m Memory) bool {
+	return !m.ReleasedAt.IsZero() && !m.ReleasedAt.Before(m.DetectedAt)
+}
+
+// lossy returns the hold of a failover that would lose transactions the
+// master was last seen with (its best candidate lacks them) while a replica
+// that may hold them is unreachable: with semi-sync, a write acknowledged
+// to a client is on at least one replica, and a replica missing from the
+// candidates for one unanswered probe is often the one that has it. The
+// hold lasts until that replica is back among the candidates, or LossyWait
+// after the failure was detected; nil when there is nothing to wait for.
+func lossy(in Input, m Memory, p Policy, cands []analysis.Candidate) *state.FailoverHold {
+	if p.LossyWait <= 0 || len(cands) == 0 || released(m) {
+		return nil
+	}
+	until := m.DetectedAt.Add(p.LossyWait)
+	if !in.Now.Before(until) {
+		return nil
+	}
+	var mpos gtid.Pos
+	var away []string
+	for _, i := range in.Cluster.Instances {
+		switch {
+		case i.Name == in.Cluster.Master:
+			pos, err := gtid.ParsePos(i.Status.GTIDBinlogPos)
+			if err != nil {
+				return nil
+			}
+			mpos = pos
+		case !i.Status.Reachable && !i.Quarantined && !i.NoMaster:
+			away = append(away, i.Name)
+		}
+	}
+	if len(mpos) == 0 || len(away) == 0 {
+		return nil
+	}
+	best := cands[0]
+	n, lost := analysis.Missing(mpos, best.Pos)
+	if n == 0 {
+		return nil
+	}
+	return &state.FailoverHold{Reason: state.HoldLossy, Since: in.Now, Until: until,
+		Detail: fmt.Sprintf("the best candidate %s (at %s) lacks %d transactions the master %s was last seen with (%s); "+
+			"unreachable, and may hold them: %s", best.Instance.Name, best.Pos, n, in.Cluster.Master, lost, strings.Join(away, ", "))}
 }
 
 // within keeps the times inside (now-window, now].

@@ -247,3 +247,68 @@ func TestHealthy(t *testing.T) {
 	assert.True(t, decide.Healthy(oneDown, analysis.Analyze(oneDown), caught), "an unreachable instance does not stop settling")
 	assert.False(t, decide.Healthy(dead, analysis.Analyze(dead), caught))
 }
+
+// TestLossyHold: the master died at 0-1-10; the only reachable candidate r1
+// received up to 0-1-7 and r2, which may hold the rest (semi-sync acked it),
+// did not answer. The failover is held until r2 is back or the lossy wait
+// runs out; then it runs and may promote a candidate that lacks what r2 was
+// seen with.
+func TestLossyHold(t *testing.T) {
+	p := decide.DefaultPolicy()
+	behind := lostReplica("r1", "m1")
+	behind.Status.GTIDIOPos, behind.Status.GTIDBinlogPos, behind.Status.GTIDCurrentPos = "0-1-7", "0-1-7", "0-1-7"
+	oneAway := cluster("m1", deadMaster("m1"), behind, deadMaster("r2"))
+	run := func(c analysis.Cluster, m decide.Memory, now time.Time, rel *state.HoldRelease) decide.Plan {
+		return decide.Decide(decide.Input{Cluster: c, Found: analysis.Analyze(c), Memory: m, Release: rel, Now: now}, p)
+	}
+
+	plan := run(oneAway, mem(nil), at(0), nil)
+	require.NotNil(t, plan.Hold, "a failover losing 3 transactions while r2 may have them")
+	assert.Equal(t, state.HoldLossy, plan.Hold.Reason)
+	assert.Equal(t, at(p.LossyWait), plan.Hold.Until)
+	assert.Contains(t, plan.Hold.Detail, "lacks 3 transactions")
+	assert.Contains(t, plan.Hold.Detail, "r2")
+	require.Len(t, plan.Events, 1)
+	assert.Equal(t, "held", plan.Events[0].Kind)
+
+	// Still away a little later: still held, from the same detection.
+	later := run(oneAway, plan.Memory, at(p.LossyWait/2), nil)
+	require.NotNil(t, later.Hold)
+	assert.Equal(t, at(0), later.Hold.Since)
+
+	// r2 is back with everything: it is the best candidate, no loss.
+	back := cluster("m1", deadMaster("m1"), behind, lostReplica("r2", "m1"))
+	plan = run(back, later.Memory, at(p.LossyWait/2+time.Second), nil)
+	require.NotNil(t, plan.Failover, "hold: %+v", plan.Hold)
+	assert.Equal(t, "r2", plan.Failover.Candidates[0])
+	assert.False(t, plan.Failover.AcceptLoss)
+
+	// r2 never comes back: the failover runs when the wait is over.
+	plan = run(oneAway, later.Memory, at(p.LossyWait), nil)
+	require.NotNil(t, plan.Failover, "hold: %+v", plan.Hold)
+	assert.Equal(t, []string{"r1"}, plan.Failover.Candidates)
+	assert.True(t, plan.Failover.AcceptLoss)
+
+	// An operator's release ends the wait at once.
+	rel := &state.HoldRelease{DC: "dc", Cluster: "db", By: "operator:ann", Reason: "r2 is gone", At: at(2 * time.Second)}
+	plan = run(oneAway, later.Memory, at(3*time.Second), rel)
+	require.NotNil(t, plan.Failover, "hold: %+v", plan.Hold)
+	assert.True(t, plan.Failover.AcceptLoss)
+
+	// Every replica answered: nothing to wait for, the loss is reported.
+	allHere := cluster("m1", deadMaster("m1"), behind)
+	plan = run(allHere, mem(nil), at(0), nil)
+	require.NotNil(t, plan.Failover, "hold: %+v", plan.Hold)
+	assert.False(t, plan.Failover.AcceptLoss, "the runner still must not pass over an unread candidate")
+
+	// The candidate has all the master was seen with: no hold.
+	full := cluster("m1", deadMaster("m1"), lostReplica("r1", "m1"), deadMaster("r2"))
+	plan = run(full, mem(nil), at(0), nil)
+	require.NotNil(t, plan.Failover, "hold: %+v", plan.Hold)
+
+	// No wait configured.
+	p.LossyWait = 0
+	plan = run(oneAway, mem(nil), at(0), nil)
+	require.NotNil(t, plan.Failover, "hold: %+v", plan.Hold)
+	assert.True(t, plan.Failover.AcceptLoss)
+}

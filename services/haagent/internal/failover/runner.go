@@ -33,6 +33,10 @@ var (
 	// ErrNotFenced means a fence hook is configured and the old master was
 	// fenced neither over SQL nor by the hook: nothing was promoted.
 	ErrNotFenced = errors.New("failover: old master not fenced")
+	// ErrBestUnread means a candidate known to have received more than
+	// every candidate that could be read did not answer its fresh read, and
+	// the plan does not accept the loss: nothing was promoted.
+	ErrBestUnread = errors.New("failover: the most advanced candidate could not be read")
 )
 
 // Options configure a Runner.
@@ -116,6 +120,10 @@ type Plan struct {
 	// them, by name: a candidate that cannot be read still counts for the
 	// RPO.
 	Known map[string]string
+	// AcceptLoss lets the failover promote the best candidate it could read
+	// although one it could not read was known to have received more;
+	// otherwise that ends the attempt with ErrBestUnread.
+	AcceptLoss bool
 }
 
 // procedure tracks one record while it runs.
@@ -288,7 +296,7 @@ func (r *Runner) Failover(ctx context.Context, fence state.Fence, plan Plan) (st
 	var seen []gtid.Pos
 	err := p.step("choose_candidate", func() error {
 		var err error
-		cand, candPos, seen, err = r.choose(ctx, plan.Cluster, plan.Candidates)
+		cand, candPos, seen, err = r.choose(ctx, plan)
 		return err
 	})
 	if err != nil {
@@ -308,6 +316,7 @@ func (r *Runner) Failover(ctx context.Context, fence state.Fence, plan Plan) (st
 	if err := p.bounded(ctx, "stop_replication", r.o.StepTimeout, func(ctx context.Context) error { return r.o.Ops.StopReplication(ctx, cand.Addr) }); err != nil {
 		return p.finish(ctx, err)
 	}
+	has, exact := r.promotedPos(ctx, p, cand, candPos)
 	if err := r.commit(ctx, p, plan.Master, plan.MasterRev, cand, "failover: "+plan.Analysis); err != nil {
 		return p.finish(ctx, err)
 	}
@@ -316,7 +325,7 @@ func (r *Runner) Failover(ctx context.Context, fence state.Fence, plan Plan) (st
 	}
 	p.writable()
 	r.repoint(ctx, p, plan.Cluster, cand, plan.Master.Instance)
-	r.rpo(ctx, p, highWater(plan, seen), cand.Addr)
+	p.rpo(highWater(plan, seen), has, exact)
 	p.unprotected(plan)
 	fenceWait()
 	return p.finish(ctx, nil)
@@ -478,23 +487,53 @@ func (p *procedure) unprotected(plan Plan) {
 	p.rec.RPOTransactions = -1
 }
 
-// rpo counts what the cluster had (high) that the new master lacks.
-func (r *Runner) rpo(ctx context.Context, p *procedure, high gtid.Pos, newAddr string) {
+// promotedPos returns what the candidate has once its replication stopped,
+// read before it is made writable (after that its own writes would hide in
+// the count what it lacks): its binlog position. A read that fails is
+// retried for ReadWait; when it still fails, the position its relay log was
+// waited to apply stands in (exact false): the candidate has at least that,
+// so a count from it is an upper bound.
+func (r *Runner) promotedPos(ctx context.Context, p *procedure, cand topology.Instance, candPos Position) (gtid.Pos, bool) {
+	has, exact := candPos.Received, false
+	_ = p.step("read_new_master", func() error {
+		pos, err := r.readRetrying(ctx, cand.Addr)
+		if err != nil {
+			return fmt.Errorf("counting from the applied position %s: %w", candPos.Received, err)
+		}
+		has, exact = pos.Binlog, true
+		return nil
+	})
+	return has, exact
+}
+
+// rpo counts what the cluster had (high) that the new master lacks (has).
+// With has only a lower bound of what it has (exact false), a count of
+// none is still exact; any other is recorded as unknown, with the bound in
+// a step.
+func (p *procedure) rpo(high, has gtid.Pos, exact bool) {
 	if len(high) == 0 {
+		p.addStep(state.Step{Name: "rpo_unknown", At: p.r.o.Now().UTC(),
+			Error: "no position of the old master or of any candidate was known"})
 		return
 	}
-	np, err := r.read(ctx, newAddr)
-	if err != nil {
+	n, lost := analysis.Missing(high, has)
+	if n > 0 && !exact {
+		p.addStep(state.Step{Name: "rpo_unknown", At: p.r.o.Now().UTC(), Error: fmt.Sprintf(
+			"the new master's position could not be read: at most %d transactions lost (%s)", n, lost)})
 		return
 	}
-	p.rec.RPOTransactions, p.rec.LostGTIDs = analysis.Missing(high, np.Binlog)
+	p.rec.RPOTransactions, p.rec.LostGTIDs = n, lost
 }
 
 // choose reads the candidates now and returns the most advanced by what it
 // has received, keeping the given order among equals, and every position
 // it read. A read that fails is retried for ReadWait: a candidate is not
 // passed over because one probe timed out (it may be the most advanced).
-func (r *Runner) choose(ctx context.Context, cl topology.Cluster, names []string) (topology.Instance, Position, []gtid.Pos, error) {
+// One that never answered and was known (plan.Known) to have received what
+// the choice lacks ends the attempt with ErrBestUnread, unless the plan
+// accepts the loss.
+func (r *Runner) choose(ctx context.Context, plan Plan) (topology.Instance, Position, []gtid.Pos, error) {
+	cl, names := plan.Cluster, plan.Candidates
 	type read struct {
 		in  topology.Instance
 		pos Position
@@ -528,6 +567,19 @@ func (r *Runner) choose(ctx context.Context, cl topology.Cluster, names []string
 	}
 	if best < 0 {
 		return topology.Instance{}, Position{}, seen, fmt.Errorf("%w among %v", ErrNoCandidate, names)
+	}
+	for _, rd := range reads {
+		if rd.err == nil || plan.AcceptLoss {
+			continue
+		}
+		known, err := gtid.ParsePos(plan.Known[rd.in.Name])
+		if err != nil {
+			continue
+		}
+		if n, lost := analysis.Missing(known, reads[best].pos.Received); n > 0 {
+			return topology.Instance{}, Position{}, seen, fmt.Errorf("%w: %s (%w) was seen with %d transactions %s lacks (%s)",
+				ErrBestUnread, rd.in.Name, rd.err, n, reads[best].in.Name, lost)
+		}
 	}
 	return reads[best].in, reads[best].pos, seen, nil
 }

@@ -87,6 +87,7 @@ func (r *Runner) Switchover(ctx context.Context, fence state.Fence, plan Switcho
 	if err := p.bounded(ctx, "stop_replication", r.o.StepTimeout, func(ctx context.Context) error { return r.o.Ops.StopReplication(ctx, to.Addr) }); err != nil {
 		return p.finish(ctx, r.unblock(ctx, p, old, fmt.Errorf("%w: %w", ErrSwitchover, err)))
 	}
+	has, exact := r.promotedPos(ctx, p, to, Position{Received: last})
 	if err := r.commit(ctx, p, plan.Master, plan.MasterRev, to, "switchover requested by "+plan.Intent.RequestedBy); err != nil {
 		// The record still names the old master: restart the target's
 		// replication and give the old master its writes back.
@@ -104,7 +105,7 @@ func (r *Runner) Switchover(ctx context.Context, fence state.Fence, plan Switcho
 		return r.o.Ops.Replicate(ctx, old.Addr, to.Addr, mysqld.CurrentPos)
 	})
 	r.repoint(ctx, p, plan.Cluster, to, old.Name)
-	r.rpo(ctx, p, last, to.Addr)
+	p.rpo(last, has, exact)
 	return p.finish(ctx, nil)
 }
 

@@ -375,7 +375,7 @@ func (s *Supervisor) failover(ctx context.Context, fence state.Fence, cl topolog
 	f decide.Failover) {
 	plan := failover.Plan{Cluster: cl, Master: sn.masters[cl.Name], MasterRev: sn.masterRevs[cl.Name],
 		OldPos: cm.mem.MasterPos, OldUnprotected: cm.mem.MasterUnprotected, Analysis: string(f.Analysis.Code), DetectedAt: f.DetectedAt,
-		Candidates: f.Candidates, Known: f.Known}
+		Candidates: f.Candidates, Known: f.Known, AcceptLoss: f.AcceptLoss}
 	s.o.Logger.Warn().Str("cluster", cl.Name).Str("code", string(f.Analysis.Code)).Strs("candidates", f.Candidates).
 		Interface("excluded", f.Excluded).Msg("starting automatic failover")
 	rec, err := s.o.Runner.Failover(ctx, fence, plan)
@@ -398,7 +398,7 @@ func (s *Supervisor) events(ctx context.Context, cluster string, evs []decide.Ev
 		}
 		switch e.Kind {
 		case "held":
-			for _, r := range []string{state.HoldKillSwitch, state.HoldFlapping, state.HoldUnsettled} {
+			for _, r := range []string{state.HoldKillSwitch, state.HoldFlapping, state.HoldUnsettled, state.HoldLossy} {
 				s.m.held.WithLabelValues(cluster, r).Set(0)
 			}
 			s.m.held.WithLabelValues(cluster, h.Reason).Set(1)
