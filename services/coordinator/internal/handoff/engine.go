@@ -86,9 +86,10 @@ type Options struct {
 	Store   *state.Store
 	Routers *Routers
 	// RouterGrace bounds the wait for routers' acknowledgements
-	// (DefaultRouterGrace); CatchUp the wait for the barrier and the
-	// targets' watermarks (DefaultCatchUp).
-	RouterGrace, CatchUp time.Duration
+	// (DefaultRouterGrace); CatchUp the wait for the targets' watermarks
+	// (DefaultCatchUp); Barrier the wait for the old owner's collector to
+	// write the barrier (CatchUp when unset).
+	RouterGrace, CatchUp, Barrier time.Duration
 	// Actor is the audit actor of the steps ("coordinator:<id>").
 	Actor  string
 	Logger zerolog.Logger
@@ -108,6 +109,9 @@ func NewEngine(o Options) *Engine {
 	}
 	if o.CatchUp <= 0 {
 		o.CatchUp = DefaultCatchUp
+	}
+	if o.Barrier <= 0 {
+		o.Barrier = o.CatchUp
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -376,7 +380,7 @@ func (e *Engine) barrier(ctx context.Context, from string, ks topology.Keyspace,
 	defer func() {
 		_, _ = e.o.Store.Client().Delete(context.WithoutCancel(ctx), key)
 	}()
-	deadline := time.Now().Add(e.o.CatchUp)
+	deadline := time.Now().Add(e.o.Barrier)
 	for {
 		got, _, err := state.Get[state.Barrier](ctx, e.o.Store, key)
 		if err != nil && !errors.Is(err, state.ErrNotFound) {
@@ -388,7 +392,7 @@ func (e *Engine) barrier(ctx context.Context, from string, ks topology.Keyspace,
 		case got.Error != "":
 			return "", fmt.Errorf("%w in %s: %s", ErrBarrier, from, got.Error)
 		case !time.Now().Before(deadline):
-			return "", fmt.Errorf("%w: no collector of %s wrote barrier %s within %s", ErrBarrier, from, id, e.o.CatchUp)
+			return "", fmt.Errorf("%w: no collector of %s wrote barrier %s within %s", ErrBarrier, from, id, e.o.Barrier)
 		}
 		if !retry.Sleep(ctx, pollEvery) {
 			return "", ctx.Err()

@@ -186,7 +186,10 @@ func TestWaveThatCannotCatchUpUnfreezesAtTheOldOwner(t *testing.T) {
 	ctx := t.Context()
 	routers := handoff.NewRouters(w.st, "c1")
 	w.collectors(ctx, t, "dc-a1", 0, false) // barriers, but nothing applied
-	eng := handoff.NewEngine(handoff.Options{Store: w.st, Routers: routers, CatchUp: 300 * time.Millisecond, Actor: "coordinator:c1"})
+	// The barrier gets a generous wait (the collectors write it, whatever
+	// the load); only the targets' catch-up is cut short.
+	eng := handoff.NewEngine(handoff.Options{Store: w.st, Routers: routers, CatchUp: 300 * time.Millisecond,
+		Barrier: 30 * time.Second, Actor: "coordinator:c1"})
 	m, err := shardmap.Load(ctx, w.st, "orders")
 	require.NoError(t, err)
 	moves := ownedBy(m, "dc-a1", 2)
