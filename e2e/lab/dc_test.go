@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bytes"
+	"database/sql"
 	"encoding/json"
 	"net"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
 
 	"github.com/drplane/drplane/pkg/check"
@@ -76,9 +78,40 @@ func TestLabDCKillStart(t *testing.T) {
 		require.NoError(t, err, "drlab %v: %s", args, b)
 		return string(b)
 	}
+	// A commit binlogged on the DC's master and prepared in InnoDB, not yet
+	// committed there, when the DC dies: the state kill -9 leaves a commit
+	// in that semi-sync had acknowledged and the client had seen (InnoDB
+	// does not flush a commit's own record when the binlog is on), made
+	// here for certain by holding the commit in its wait for the ack. The
+	// DC's HA agents are stopped first, so nothing restarts replication.
+	dc := before.DCs[idx]
+	for _, s := range dc.Services {
+		if s.Name == "haagent" {
+			require.NoError(t, syscall.Kill(s.Pid, syscall.SIGSTOP))
+			t.Cleanup(func() { _ = syscall.Kill(s.Pid, syscall.SIGCONT) })
+		}
+	}
+	master := writableOf(t, dir, dc)
+	for _, m := range dc.MySQL {
+		if m.Name != master.Name {
+			_, err := rootDB(t, dir, m).Exec("STOP SLAVE IO_THREAD")
+			require.NoError(t, err, "stop the IO thread of %s", m.Name)
+		}
+	}
+	const heldID = 7700000000000000001
+	app := appDB(t, dc, master.Addr)
+	go func() {
+		_, _ = app.Exec("INSERT INTO orders (id, user_id, amount_cents, note) VALUES (?, 77, 1, 'held at the loss')", heldID)
+	}()
+	masterRoot := rootDB(t, dir, master)
+	check.For(t, 20*time.Second, 20*time.Millisecond, func() error {
+		var n int
+		err := masterRoot.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'INSERT INTO orders%held at the loss%' AND STATE LIKE '%semi-sync%'").Scan(&n)
+		return check.That(err == nil && n == 1, "the held commit is not waiting for its ack on %s (%v)", master.Name, err)
+	})
+
 	killed := drlab("dc", "kill", lost)
 	t.Logf("drlab dc kill %s:\n%s", lost, killed)
-	dc := before.DCs[idx]
 	for _, m := range dc.MySQL {
 		require.Contains(t, killed, m.Name+" killed")
 		require.False(t, processAlive(m.Pid), "%s (pid %d) alive after the DC was killed", m.Name, m.Pid)
@@ -99,6 +132,16 @@ func TestLabDCKillStart(t *testing.T) {
 
 	require.Contains(t, drlab("dc", "start", lost), lost+" started")
 	requireHealthy(t, bin, labJSON, lost)
+	// The master came back with its binlogged tail committed, not
+	// truncated, and every instance of the DC holds the held row.
+	for _, m := range dc.MySQL {
+		db := rootDB(t, dir, m)
+		check.For(t, 30*time.Second, 100*time.Millisecond, func() error {
+			var n int
+			err := db.QueryRow("SELECT COUNT(*) FROM shop.orders WHERE id = ?", heldID).Scan(&n)
+			return check.That(err == nil && n == 1, "%s lacks the commit its master had binlogged when the DC was lost (%d rows, %v)", m.Name, n, err)
+		})
+	}
 	after, err := labfile.Read(labJSON)
 	require.NoError(t, err)
 	for _, s := range after.DCs[idx].Services {
@@ -147,4 +190,56 @@ func requireRefused(t *testing.T, addr string) {
 		}
 		return check.That(err != nil, "%s still accepts connections", addr)
 	})
+}
+
+// rootDB opens a connection pool to a lab instance as root (the password
+// is in the instance's directory).
+func rootDB(t *testing.T, dir string, m labfile.Instance) *sql.DB {
+	t.Helper()
+	pw, err := os.ReadFile(filepath.Join(dir, "mysql", m.Name, "root-password"))
+	require.NoError(t, err)
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = "root", strings.TrimSpace(string(pw)), "tcp", m.Addr
+	cfg.Timeout, cfg.ReadTimeout = 5*time.Second, 10*time.Second
+	c, err := mysql.NewConnector(cfg)
+	require.NoError(t, err)
+	db := sql.OpenDB(c)
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// appDB opens a connection pool to addr as the DC's app user, on shop.
+func appDB(t *testing.T, dc labfile.DC, addr string) *sql.DB {
+	t.Helper()
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = dc.AppUser, dc.AppPassword, "tcp", addr, "shop"
+	c, err := mysql.NewConnector(cfg)
+	require.NoError(t, err)
+	db := sql.OpenDB(c)
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// writableOf waits for the one instance of dc with read_only off.
+func writableOf(t *testing.T, dir string, dc labfile.DC) labfile.Instance {
+	t.Helper()
+	var found labfile.Instance
+	dbs := make([]*sql.DB, len(dc.MySQL))
+	for i, m := range dc.MySQL {
+		dbs[i] = rootDB(t, dir, m)
+	}
+	check.For(t, 30*time.Second, 100*time.Millisecond, func() error {
+		var writable []labfile.Instance
+		for i, m := range dc.MySQL {
+			var ro int
+			if dbs[i].QueryRow("SELECT @@read_only").Scan(&ro) == nil && ro == 0 {
+				writable = append(writable, m)
+			}
+		}
+		if len(writable) == 1 {
+			found = writable[0]
+		}
+		return check.That(len(writable) == 1, "%s: %d writable instances", dc.Name, len(writable))
+	})
+	return found
 }

@@ -92,6 +92,18 @@ func (i *Instance) start(ctx context.Context, extraArgs []string) error {
 	}
 }
 
+// KeepBinlogTail is the extra argument (for Start) that boots an instance
+// whose crash recovery must commit its binlogged tail instead of
+// truncating it: the master of a cluster restarted while it still is the
+// cluster's master, as after the loss of a whole DC. With binary logging,
+// InnoDB does not flush a commit's own redo record (the binlog is the
+// recovery's source), so after a kill -9 a commit that semi-sync had
+// acknowledged and the client had seen can be left only prepared; the
+// replica role then truncates it, and when the replicas were restarted
+// too (a GTID replica discards its relay log) no instance keeps it, though
+// other DCs may have applied it.
+const KeepBinlogTail = "--init-rpl-role=MASTER"
+
 // serverArgs is the mariadbd command line.
 func (i *Instance) serverArgs(extraArgs []string) []string {
 	port := strconv.Itoa(i.Port())
@@ -124,9 +136,12 @@ func (i *Instance) serverArgs(extraArgs []string) []string {
 		// Acking as a semi-sync replica is harmless on a master, so every
 		// instance acks from its first connection to any master.
 		"--rpl-semi-sync-slave-enabled=ON",
-		// Booting in the replica role makes crash recovery truncate
-		// transactions a killed master wrote to its binlog but never had
-		// acknowledged, so it can rejoin without errant GTIDs.
+		// Booting in the replica role makes crash recovery truncate the
+		// transactions a killed master wrote to its binlog and had not
+		// committed in InnoDB, so a deposed master rejoins without errant
+		// GTIDs. That tail can hold acknowledged commits (see
+		// KeepBinlogTail): it is safe to drop only when another instance
+		// has it, the master that replaced this one.
 		"--init-rpl-role=SLAVE",
 		"--character-set-server=utf8mb4",
 		"--collation-server=utf8mb4_general_ci",

@@ -343,12 +343,25 @@ func (d *Drill) probeFenced(ctx context.Context, dc string, loss *CityLoss, labe
 			bad = append(bad, fmt.Sprintf("the router of %s names %s as the owner of shard %d, the failover moved it to %s", dc, no.Owner, sh, loss.Owners[sh]))
 		}
 	}
-	for _, w := range d.writers.Writes() {
-		if _, lost := loss.Owners[w.Shard]; lost && w.Acked() && w.Ack.After(loss.Killed) && d.mysql.dcOf[w.Instance] == dc {
-			bad = append(bad, fmt.Sprintf("write %d to shard %d acknowledged by %s at %s, after the failover", w.ID, w.Shard, w.Instance, w.Ack.Format("15:04:05.000")))
+	bad = append(bad, writtenAfterFlip(loss, d.writers.Writes(), d.mysql.dcOf, dc)...)
+	return result(NameFenced, label, bad, fmt.Sprintf("%d shards refused NotOwner by the router of %s, none written there since the flip", len(loss.Owners), dc))
+}
+
+// writtenAfterFlip lists the writes to a lost shard that an instance of the
+// lost DC acknowledged after the flip (dcOf maps instances to DCs). The
+// bound is the flip, not the kill's start: the kill takes the DC's
+// processes one after the other, and a master still running while the
+// others die commits and acknowledges writes as its owner until then —
+// those are the failover's to count as loss, not a fence broken.
+func writtenAfterFlip(loss *CityLoss, writes []Write, dcOf map[string]string, dc string) []string {
+	var bad []string
+	for _, w := range writes {
+		if _, lost := loss.Owners[w.Shard]; lost && w.Acked() && w.Ack.After(loss.Flipped) && dcOf[w.Instance] == dc {
+			bad = append(bad, fmt.Sprintf("write %d to shard %d acknowledged by %s at %s, after the flip at %s",
+				w.ID, w.Shard, w.Instance, w.Ack.Format("15:04:05.000"), loss.Flipped.Format("15:04:05.000")))
 		}
 	}
-	return result(NameFenced, label, bad, fmt.Sprintf("%d shards refused NotOwner by the router of %s, none written there since the loss", len(loss.Owners), dc))
+	return bad
 }
 
 // divergent finds the drill rows that some DC holds and the new owner of

@@ -100,3 +100,21 @@ func TestExcludedClause(t *testing.T) {
 	m.exclude = map[int64]bool{7: true}
 	assert.Equal(t, " AND id NOT IN (7)", m.excluded("AND"))
 }
+
+// The fence check counts the returned DC's writes to its lost shards from
+// the flip on: a write its master acknowledged while the kill was still
+// taking the DC's processes down is the failover's loss to count, not a
+// broken fence.
+func TestWrittenAfterFlip(t *testing.T) {
+	l := cityLoss() // killed at 1000 ms, flipped at 1500 ms
+	dcOf := map[string]string{"b1": "dc-b1", "a1": "dc-a1"}
+	writes := []Write{
+		acked(1, 0, "b1", 1000, 1100), // during the kill: not a violation
+		acked(2, 1, "b1", 1600, 1650), // after the flip, at the old owner
+		acked(3, 0, "a1", 1600, 1650), // after the flip, at the new owner
+		acked(4, 5, "b1", 1600, 1650), // a shard the DC did not lose
+	}
+	bad := writtenAfterFlip(l, writes, dcOf, "dc-b1")
+	require.Len(t, bad, 1, bad)
+	assert.Contains(t, bad[0], "write 2 to shard 1 acknowledged by b1")
+}

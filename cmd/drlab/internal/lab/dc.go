@@ -14,6 +14,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/drplane/drplane/pkg/labfile"
+	"github.com/drplane/drplane/pkg/mysqld"
+	"github.com/drplane/drplane/pkg/state"
 )
 
 // ErrNoDC means the lab has no DC of that name.
@@ -87,9 +89,12 @@ func (l *Lab) KillDC(dc string) ([]string, error) {
 }
 
 // StartDC brings back a DC that KillDC took away: its etcd member and NATS
-// server, its mysqld instances (read-only and in the replica role, as every
-// lab instance boots: the HA agent decides who is master), then its
-// service processes with their old configuration, each waited ready.
+// server, its mysqld instances (read-only, as every lab instance boots: the
+// HA agent decides who is master), then its service processes with their
+// old configuration, each waited ready. The instance the DC's master
+// record names boots with mysqld.KeepBinlogTail: no instance replaced it,
+// so its binlogged tail exists nowhere else in the DC and crash recovery
+// must commit it, not truncate it; the others boot in the replica role.
 func (l *Lab) StartDC(ctx context.Context, dc string) error {
 	i, err := l.dcIndex(dc)
 	if err != nil {
@@ -103,12 +108,17 @@ func (l *Lab) StartDC(ctx context.Context, dc string) error {
 	if err := l.nats.Restart(ctx, dc); err != nil {
 		return fmt.Errorf("NATS server %s: %w", dc, err)
 	}
+	master := l.recordedMaster(ctx, dc)
 	g, gctx := errgroup.WithContext(ctx)
 	for _, in := range l.mysql[dc] {
 		if in.Running() {
 			continue
 		}
-		g.Go(func() error { return in.Start(gctx) })
+		var extra []string
+		if in.Name() == master {
+			extra = append(extra, mysqld.KeepBinlogTail)
+		}
+		g.Go(func() error { return in.Start(gctx, extra...) })
 	}
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("mysqld of %s: %w", dc, err)
@@ -134,6 +144,19 @@ func (l *Lab) StartDC(ctx context.Context, dc string) error {
 	}
 	l.say("DC %s started again: etcd member, NATS server, %d mysqld, %d services", dc, len(l.mysql[dc]), len(started))
 	return l.rewriteLabFile()
+}
+
+// recordedMaster returns the instance dc's master record names, or "" when
+// it cannot be read (then every instance boots in the replica role).
+func (l *Lab) recordedMaster(ctx context.Context, dc string) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	rec, _, err := state.New(l.cli, state.DefaultRoot).Master(ctx, dc, l.o.Config.Cluster)
+	if err != nil {
+		l.say("DC %s: master record not read (%v): every instance boots in the replica role", dc, err)
+		return ""
+	}
+	return rec.Instance
 }
 
 func (l *Lab) servicesOf(dc string) []*proc {
