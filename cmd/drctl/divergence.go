@@ -22,11 +22,14 @@ func (a *app) divergenceCmd() *cobra.Command {
 		Long: `A change a DC captured for a shard after it handed the shard off (a write that
 reached the old owner through a stale router, or that a DC took while it was
 cut off) is never applied over the new owner's data: reship or the collector
-refuses it and records it here, once, audited. Reads need a viewer token.`,
+refuses it and records it here, once, audited. So is a change its DC shipped
+and then lost in a lossy failover (kind discarded). An operator resolves each
+entry: discard it, or reapply it at the shard's owner. Reads need a viewer
+token, resolve an operator token.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(a.divergenceListCmd(), a.divergenceShowCmd())
+	cmd.AddCommand(a.divergenceListCmd(), a.divergenceShowCmd(), a.divergenceResolveCmd())
 	return cmd
 }
 
@@ -83,6 +86,78 @@ func (a *app) divergenceShowCmd() *cobra.Command {
 	}
 }
 
+func (a *app) divergenceResolveCmd() *cobra.Command {
+	var action, reason string
+	cmd := &cobra.Command{
+		Use:   "resolve ID --action discard|reapply --reason R",
+		Short: "Resolve a divergence entry: discard the change, or reapply it at the shard's owner",
+		Long: `Records an operator's decision on an OPEN (or CONFLICT) entry, through the
+coordinator leader, audited (divergence.resolve: who, the entry, the action,
+the reason).
+
+  discard  the change stays out of the shard's owner for good (DISCARDED).
+  reapply  the owner's collector applies the change, only if every row it
+           touches is still as the change found it at its origin; otherwise
+           nothing is written and the entry goes CONFLICT (the owner holds
+           newer data), to be discarded or repaired by hand.
+
+An entry resolved already is refused (FAILED_PRECONDITION). Needs an operator
+token.`,
+		Example: `  drctl divergence resolve dc-a1:1-101-42/7 --action discard --reason "superseded by the new owner's writes"
+  drctl divergence resolve dc-a1:1-101-43/7 --action reapply --reason "customer order lost in the failover"`,
+		Args: cobra.ExactArgs(1),
+		RunE: a.runE(func(ctx context.Context, _ *cobra.Command, args []string) error {
+			switch action {
+			case "discard", "reapply":
+			default:
+				return usagef("invalid --action %q: want discard or reapply", action)
+			}
+			if strings.TrimSpace(reason) == "" {
+				return usagef("--reason must not be empty")
+			}
+			c, err := a.dial(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			resp, err := c.Divergence.ResolveDivergence(ctx, &drplanev1.ResolveDivergenceRequest{Id: args[0], Action: action, Reason: reason})
+			if err != nil {
+				return err
+			}
+			return a.print(resp, func(w io.Writer) error { return renderResolved(w, resp) })
+		}),
+	}
+	cmd.Flags().StringVar(&action, "action", "", "discard or reapply (required)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why (required, audited)")
+	_ = cmd.MarkFlagRequired("action")
+	_ = cmd.MarkFlagRequired("reason")
+	_ = cmd.RegisterFlagCompletionFunc("action", cobra.FixedCompletions([]string{"discard", "reapply"}, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+// renderResolved writes what a resolution did.
+func renderResolved(w io.Writer, resp *drplanev1.ResolveDivergenceResponse) error {
+	e := resp.GetEntry()
+	r := e.GetResolution()
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "divergence %s %s by %s (operation %s)\n", cell(e.GetId()), divergenceState(e.GetState()),
+		cell(r.GetResolvedBy()), cell(resp.GetOperationId()))
+	if e.GetState() == drplanev1.DivergenceState_DIVERGENCE_STATE_REPLAYING {
+		fmt.Fprintf(&b, "  %s's collector reapplies it if its rows are unchanged; follow with: drctl divergence show %s\n",
+			cell(r.GetTargetDc()), cell(e.GetId()))
+	}
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+// resolver is who resolved an entry, "-" when nobody did.
+func resolver(e *drplanev1.Divergence) string {
+	if e.GetResolution() == nil {
+		return "-"
+	}
+	return orDash(cell(e.GetResolution().GetResolvedBy()))
+}
+
 func divergenceState(s drplanev1.DivergenceState) string {
 	if s == drplanev1.DivergenceState_DIVERGENCE_STATE_UNSPECIFIED {
 		return "-"
@@ -111,10 +186,10 @@ func renderDivergences(w io.Writer, resp *drplanev1.ListDivergenceResponse) erro
 	}
 	fmt.Fprintf(&b, "%d entries, newest first, %d shown\n", resp.GetTotal(), len(resp.GetEntries()))
 	tw := newTable(&b)
-	fmt.Fprintln(tw, "ID\tSTATE\tKIND\tSHARD\tORIGIN\tOWNER\tGTID\tROWS\tCOMMITTED\tDETECTED\tBY\tFENCE\tOPERATION")
+	fmt.Fprintln(tw, "ID\tSTATE\tRESOLVER\tKIND\tSHARD\tORIGIN\tOWNER\tGTID\tROWS\tCOMMITTED\tDETECTED\tBY\tFENCE\tOPERATION")
 	for _, e := range resp.GetEntries() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s/%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", cell(e.GetId()), divergenceState(e.GetState()),
-			divergenceKind(e),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", cell(e.GetId()), divergenceState(e.GetState()),
+			resolver(e), divergenceKind(e),
 			cell(e.GetKeyspace()), e.GetShard(), cell(e.GetOriginDc()), cell(e.GetOwnerDc()), cell(e.GetGtid()), e.GetRows(),
 			when(e.GetCommitTime()), when(e.GetDetectedAt()), cell(e.GetDetectedBy()), orDash(cell(e.GetFenceWatermark())),
 			orDash(cell(e.GetFenceOperationId())))
@@ -139,6 +214,13 @@ func renderDivergence(w io.Writer, resp *drplanev1.GetDivergenceResponse) error 
 	fmt.Fprintf(&b, "  GTID %s, %d rows, committed %s; refused by %s at %s\n", cell(e.GetGtid()), e.GetRows(), when(e.GetCommitTime()),
 		cell(e.GetDetectedBy()), when(e.GetDetectedAt()))
 	fmt.Fprintf(&b, "  fence: watermark %s of operation %s\n", orDash(cell(e.GetFenceWatermark())), orDash(cell(e.GetFenceOperationId())))
+	if r := e.GetResolution(); r != nil {
+		fmt.Fprintf(&b, "  resolved: %s by %s at %s (operation %s): %s\n", cell(r.GetAction()), cell(r.GetResolvedBy()),
+			when(r.GetResolvedAt()), cell(r.GetOperationId()), cell(r.GetReason()))
+		if r.GetAction() == "reapply" {
+			fmt.Fprintf(&b, "  reapply at %s: %s%s\n", cell(r.GetTargetDc()), orDash(cell(r.GetDetail())), replayGTID(r))
+		}
+	}
 	ch := resp.GetChange()
 	if ch == nil {
 		b.WriteString("  the refused change was not kept\n")
@@ -157,6 +239,13 @@ func renderDivergence(w io.Writer, resp *drplanev1.GetDivergenceResponse) error 
 	tw.Flush()
 	_, err := w.Write(b.Bytes())
 	return err
+}
+
+func replayGTID(r *drplanev1.DivergenceResolution) string {
+	if r.GetReplayGtid() == "" {
+		return ""
+	}
+	return " (GTID " + cell(r.GetReplayGtid()) + ", " + when(r.GetFinishedAt()) + ")"
 }
 
 // trimEnum is an enum value's name without its prefix.

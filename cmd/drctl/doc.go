@@ -31,6 +31,7 @@
 //	                            evacuations, restores and safe shard moves
 //	drctl divergence list [--origin DC] [--keyspace KS] [--limit N]
 //	drctl divergence show ID    changes refused after their shard's handoff
+//	drctl divergence resolve ID --action discard|reapply --reason R
 //	drctl audit search [QUERY] [--since 1h] [--until T] [--actor A] [--action X] [--limit N] [--page-token T]
 //	                            audit events, newest first
 //	drctl repl status [--dc DC] replication per DC pair, ledger backlog per DC

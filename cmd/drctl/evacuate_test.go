@@ -205,6 +205,22 @@ func (f *fakeEvacuation) GetDivergence(_ context.Context, req *drplanev1.GetDive
 		Rows: []*drplanev1.RowChange{{Op: drplanev1.RowOp_ROW_OP_INSERT, Key: []*drplanev1.Column{{Name: "id", Value: &drplanev1.Value{Kind: &drplanev1.Value_Int{Int: 9001}}}}}}}}, nil
 }
 
+func (f *fakeEvacuation) ResolveDivergence(_ context.Context, req *drplanev1.ResolveDivergenceRequest) (*drplanev1.ResolveDivergenceResponse, error) {
+	f.record(req)
+	if req.GetId() == "dc-a1:done" {
+		return nil, apierr.New(drplanev1.ErrorCode_ERROR_CODE_FAILED_PRECONDITION, "divergence dc-a1:done is resolved already")
+	}
+	e := fixtureDivergence()
+	e.State = drplanev1.DivergenceState_DIVERGENCE_STATE_DISCARDED
+	res := &drplanev1.DivergenceResolution{Action: req.GetAction(), ResolvedBy: "oncall", Reason: req.GetReason(),
+		ResolvedAt: timestamppb.New(fixtureAt.Add(time.Minute)), OperationId: "op-9"}
+	if req.GetAction() == "reapply" {
+		e.State, res.TargetDc = drplanev1.DivergenceState_DIVERGENCE_STATE_REPLAYING, "dc-b1"
+	}
+	e.Resolution = res
+	return &drplanev1.ResolveDivergenceResponse{Entry: e, OperationId: "op-9"}, nil
+}
+
 // startEvacuationAPI serves the fake with the token checks of drctl_test.go.
 func startEvacuationAPI(t *testing.T, final drplanev1.OperationState) (string, *fakeEvacuation) {
 	t.Helper()
@@ -431,7 +447,7 @@ func TestDivergenceCommands(t *testing.T) {
 	assert.True(t, proto.Equal(&drplanev1.ListDivergenceRequest{OriginDc: "dc-a1", Keyspace: "orders", PageSize: 1}, f.last()), "%v", f.last())
 	rows := readTable(t, r.stdout, "ID")
 	require.Len(t, rows, 1)
-	assert.Equal(t, map[string]string{"ID": "dc-a1:1-101-42/7", "STATE": "OPEN", "KIND": "fenced", "SHARD": "orders/7", "ORIGIN": "dc-a1", "OWNER": "dc-b1",
+	assert.Equal(t, map[string]string{"ID": "dc-a1:1-101-42/7", "STATE": "OPEN", "RESOLVER": "-", "KIND": "fenced", "SHARD": "orders/7", "ORIGIN": "dc-a1", "OWNER": "dc-b1",
 		"GTID": "1-101-42", "ROWS": "1", "COMMITTED": "2025-03-01 12:00:00Z", "DETECTED": "2025-03-01 12:00:01Z", "BY": "reship@dc-a1",
 		"FENCE": "1-101-40", "OPERATION": "evacuate-1"}, rows[0])
 	assert.Contains(t, r.stdout, "3 entries, newest first, 1 shown\n")
@@ -451,6 +467,42 @@ func TestDivergenceCommands(t *testing.T) {
 
 	r = drctl(t, nil, append([]string{"divergence", "list", "--limit", "0"}, api...)...)
 	assert.Equal(t, exitUsage, r.code)
+
+	r = drctl(t, nil, append([]string{"divergence", "resolve", "dc-a1:1-101-42/7", "--action", "discard", "--reason", "superseded"}, api...)...)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.True(t, proto.Equal(&drplanev1.ResolveDivergenceRequest{Id: "dc-a1:1-101-42/7", Action: "discard", Reason: "superseded"}, f.last()), "%v", f.last())
+	assert.Equal(t, "divergence dc-a1:1-101-42/7 DISCARDED by oncall (operation op-9)\n", r.stdout)
+	r = drctl(t, nil, append([]string{"divergence", "resolve", "dc-a1:1-101-42/7", "--action", "reapply", "--reason", "lost order"}, api...)...)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "divergence dc-a1:1-101-42/7 REPLAYING by oncall (operation op-9)\n  dc-b1's collector reapplies it")
+	r = drctl(t, nil, append([]string{"divergence", "resolve", "dc-a1:done", "--action", "discard", "--reason", "x"}, api...)...)
+	assert.NotEqual(t, exitOK, r.code)
+	assert.Contains(t, r.stderr, "FAILED_PRECONDITION")
+	for _, bad := range [][]string{
+		{"dc-a1:x", "--action", "undo", "--reason", "x"},
+		{"dc-a1:x", "--action", "discard", "--reason", " "},
+		{"dc-a1:x", "--reason", "x"},
+	} {
+		r = drctl(t, nil, append(append([]string{"divergence", "resolve"}, bad...), api...)...)
+		assert.Equal(t, exitUsage, r.code, "%v: %s", bad, r.stderr)
+	}
+}
+
+func TestRenderResolvedDivergence(t *testing.T) {
+	var out bytes.Buffer
+	e := fixtureDivergence()
+	e.State = drplanev1.DivergenceState_DIVERGENCE_STATE_CONFLICT
+	e.Resolution = &drplanev1.DivergenceResolution{Action: "reapply", ResolvedBy: "oncall", Reason: "lost order", OperationId: "op-9",
+		ResolvedAt: timestamppb.New(fixtureAt), TargetDc: "dc-b1", Detail: "row id=9001 at dc-b1 differs from the change's before image"}
+	require.NoError(t, renderDivergence(&out, &drplanev1.GetDivergenceResponse{Entry: e}))
+	assert.Contains(t, out.String(), "  resolved: reapply by oncall at 2025-03-01 12:00:00Z (operation op-9): lost order\n")
+	assert.Contains(t, out.String(), "  reapply at dc-b1: row id=9001 at dc-b1 differs from the change's before image\n")
+	out.Reset()
+	require.NoError(t, renderDivergences(&out, &drplanev1.ListDivergenceResponse{Entries: []*drplanev1.Divergence{e}, Total: 1}))
+	rows := readTable(t, out.String(), "ID")
+	require.Len(t, rows, 1)
+	assert.Equal(t, "CONFLICT", rows[0]["STATE"])
+	assert.Equal(t, "oncall", rows[0]["RESOLVER"])
 }
 
 func TestRenderDiscardedDivergence(t *testing.T) {

@@ -5,12 +5,15 @@
 // reship refuses to ship it and collectors refuse to apply it; and a change
 // its origin shipped that a lossy failover then discarded there
 // (KindDiscarded): the other DCs may have applied it, the origin does not
-// have it. The coordinator lists them (drctl divergence list).
+// have it. The coordinator lists them (drctl divergence list) and records
+// an operator's resolution (Resolution) through its leader; a reapply is
+// carried out by the owner's collector, which finishes it (Finish).
 package divergence
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -22,8 +25,13 @@ import (
 	"github.com/drplane/drplane/pkg/state"
 )
 
-// ActionRecorded is the audit action of a recorded entry.
-const ActionRecorded = "divergence.recorded"
+// Audit actions: a recorded entry; a reapply the owner's collector
+// finished (applied, or found present) or refused (CONFLICT).
+const (
+	ActionRecorded       = "divergence.recorded"
+	ActionReplayed       = "divergence.replayed"
+	ActionReplayConflict = "divergence.replay_conflict"
+)
 
 // Kinds of an entry.
 const (
@@ -35,12 +43,43 @@ const (
 	KindDiscarded = "discarded"
 )
 
-// States of an entry.
+// States of an entry. OPEN and CONFLICT wait for an operator; DISCARDED
+// and REPLAYED are final; REPLAYING waits for the owner's collector.
 const (
 	Open      = "OPEN"
 	Replayed  = "REPLAYED"
 	Discarded = "DISCARDED"
+	Replaying = "REPLAYING"
+	Conflict  = "CONFLICT"
 )
+
+// Resolution actions.
+const (
+	// ActionDiscard keeps the change out of the owner for good.
+	ActionDiscard = "discard"
+	// ActionReapply has the owner's collector apply the change, only over
+	// rows still as the change found them.
+	ActionReapply = "reapply"
+)
+
+// Resolution is an operator's decision on an entry, and for a reapply what
+// the target's collector made of it.
+type Resolution struct {
+	Action      string    `json:"action"`
+	By          string    `json:"by"`
+	Reason      string    `json:"reason"`
+	At          time.Time `json:"at"`
+	OperationID string    `json:"operation_id"`
+	// Target applies a reapply: the shard's owner when it was resolved.
+	Target string `json:"target,omitempty"`
+	// Detail, FinishedAt and GTID are the target collector's report.
+	Detail     string    `json:"detail,omitempty"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	GTID       string    `json:"gtid,omitempty"`
+}
+
+// Resolvable reports whether an operator may resolve an entry in state s.
+func Resolvable(s string) bool { return s == Open || s == Conflict || s == "" }
 
 // Entry is one refused change.
 type Entry struct {
@@ -66,6 +105,8 @@ type Entry struct {
 	State          string    `json:"state"`
 	// Change is the refused drplane.v1.ChangeEvent, protobuf-encoded.
 	Change []byte `json:"change,omitempty"`
+	// Resolution is the operator's last decision, once one was made.
+	Resolution *Resolution `json:"resolution,omitempty"`
 }
 
 // EffectiveKind is the entry's kind, KindFenced when none is stored.
@@ -133,12 +174,41 @@ func List(ctx context.Context, st *state.Store, origin string) ([]Entry, error) 
 	return es, err
 }
 
-// Get returns one entry by id ("<origin>:<request_id>").
-func Get(ctx context.Context, st *state.Store, id string) (Entry, error) {
-	origin, req, ok := strings.Cut(id, ":")
-	if !ok || origin == "" || req == "" {
-		return Entry{}, fmt.Errorf("%w: divergence id %q is not <origin>:<request_id>", state.ErrNotFound, id)
+// ErrBadID means an id is not "<origin>:<request_id>".
+var ErrBadID = errors.New("divergence: id is not <origin>:<request_id>")
+
+// ParseID splits an id into its origin and request id; errors wrap
+// ErrBadID.
+func ParseID(id string) (origin, requestID string, err error) {
+	origin, requestID, ok := strings.Cut(id, ":")
+	if !ok || origin == "" || requestID == "" {
+		return "", "", fmt.Errorf("%w: %q", ErrBadID, id)
 	}
-	e, _, err := state.Get[Entry](ctx, st, Key(st, origin, req))
+	return origin, requestID, nil
+}
+
+// KeyOf returns the etcd key of the entry with id ("<origin>:<request_id>");
+// errors wrap ErrBadID.
+func KeyOf(st *state.Store, id string) (string, error) {
+	origin, req, err := ParseID(id)
+	if err != nil {
+		return "", err
+	}
+	return Key(st, origin, req), nil
+}
+
+// Get returns one entry by id ("<origin>:<request_id>"); a malformed id is
+// not found.
+func Get(ctx context.Context, st *state.Store, id string) (Entry, error) {
+	e, _, err := GetRev(ctx, st, id)
 	return e, err
+}
+
+// GetRev returns one entry by id with its etcd mod revision.
+func GetRev(ctx context.Context, st *state.Store, id string) (Entry, int64, error) {
+	key, err := KeyOf(st, id)
+	if err != nil {
+		return Entry{}, 0, fmt.Errorf("%w: %w", state.ErrNotFound, err)
+	}
+	return state.Get[Entry](ctx, st, key)
 }

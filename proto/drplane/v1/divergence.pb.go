@@ -34,6 +34,13 @@ const (
 	DivergenceState_DIVERGENCE_STATE_REPLAYED DivergenceState = 2
 	// Discarded by an operator.
 	DivergenceState_DIVERGENCE_STATE_DISCARDED DivergenceState = 3
+	// An operator asked for a reapply; the owner's collector has not
+	// finished it yet.
+	DivergenceState_DIVERGENCE_STATE_REPLAYING DivergenceState = 4
+	// The owner's collector refused the reapply: a row at the owner is no
+	// longer as the change found it (newer data), or the shard moved. Nothing
+	// was written; an operator resolves it again.
+	DivergenceState_DIVERGENCE_STATE_CONFLICT DivergenceState = 5
 )
 
 // Enum value maps for DivergenceState.
@@ -43,12 +50,16 @@ var (
 		1: "DIVERGENCE_STATE_OPEN",
 		2: "DIVERGENCE_STATE_REPLAYED",
 		3: "DIVERGENCE_STATE_DISCARDED",
+		4: "DIVERGENCE_STATE_REPLAYING",
+		5: "DIVERGENCE_STATE_CONFLICT",
 	}
 	DivergenceState_value = map[string]int32{
 		"DIVERGENCE_STATE_UNSPECIFIED": 0,
 		"DIVERGENCE_STATE_OPEN":        1,
 		"DIVERGENCE_STATE_REPLAYED":    2,
 		"DIVERGENCE_STATE_DISCARDED":   3,
+		"DIVERGENCE_STATE_REPLAYING":   4,
+		"DIVERGENCE_STATE_CONFLICT":    5,
 	}
 )
 
@@ -107,7 +118,9 @@ type Divergence struct {
 	// then lost there by a lossy in-DC failover: other DCs may hold it).
 	Kind string `protobuf:"bytes,15,opt,name=kind,proto3" json:"kind,omitempty"`
 	// failover_id is the in-DC failover that discarded the change, when known.
-	FailoverId    string `protobuf:"bytes,16,opt,name=failover_id,json=failoverId,proto3" json:"failover_id,omitempty"`
+	FailoverId string `protobuf:"bytes,16,opt,name=failover_id,json=failoverId,proto3" json:"failover_id,omitempty"`
+	// resolution is the operator's decision, once one was made.
+	Resolution    *DivergenceResolution `protobuf:"bytes,17,opt,name=resolution,proto3" json:"resolution,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -254,6 +267,132 @@ func (x *Divergence) GetFailoverId() string {
 	return ""
 }
 
+func (x *Divergence) GetResolution() *DivergenceResolution {
+	if x != nil {
+		return x.Resolution
+	}
+	return nil
+}
+
+// DivergenceResolution is an operator's decision on an entry, and for a
+// reapply what the owner's collector made of it.
+type DivergenceResolution struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// action is "discard" or "reapply".
+	Action string `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
+	// resolved_by is the API token name of the operator.
+	ResolvedBy string                 `protobuf:"bytes,2,opt,name=resolved_by,json=resolvedBy,proto3" json:"resolved_by,omitempty"`
+	Reason     string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	ResolvedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=resolved_at,json=resolvedAt,proto3" json:"resolved_at,omitempty"`
+	// operation_id is the coordinator operation that recorded it.
+	OperationId string `protobuf:"bytes,5,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	// target_dc is the DC that applies a reapply: the shard's owner when it
+	// was resolved.
+	TargetDc string `protobuf:"bytes,6,opt,name=target_dc,json=targetDc,proto3" json:"target_dc,omitempty"`
+	// detail is what the target's collector found: applied, present
+	// already, or the conflict that refused it.
+	Detail string `protobuf:"bytes,7,opt,name=detail,proto3" json:"detail,omitempty"`
+	// finished_at is when the target's collector finished a reapply.
+	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	// replay_gtid is the GTID of the reapplied transaction at the target.
+	ReplayGtid    string `protobuf:"bytes,9,opt,name=replay_gtid,json=replayGtid,proto3" json:"replay_gtid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DivergenceResolution) Reset() {
+	*x = DivergenceResolution{}
+	mi := &file_drplane_v1_divergence_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DivergenceResolution) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DivergenceResolution) ProtoMessage() {}
+
+func (x *DivergenceResolution) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_divergence_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DivergenceResolution.ProtoReflect.Descriptor instead.
+func (*DivergenceResolution) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_divergence_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *DivergenceResolution) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *DivergenceResolution) GetResolvedBy() string {
+	if x != nil {
+		return x.ResolvedBy
+	}
+	return ""
+}
+
+func (x *DivergenceResolution) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DivergenceResolution) GetResolvedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResolvedAt
+	}
+	return nil
+}
+
+func (x *DivergenceResolution) GetOperationId() string {
+	if x != nil {
+		return x.OperationId
+	}
+	return ""
+}
+
+func (x *DivergenceResolution) GetTargetDc() string {
+	if x != nil {
+		return x.TargetDc
+	}
+	return ""
+}
+
+func (x *DivergenceResolution) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *DivergenceResolution) GetFinishedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FinishedAt
+	}
+	return nil
+}
+
+func (x *DivergenceResolution) GetReplayGtid() string {
+	if x != nil {
+		return x.ReplayGtid
+	}
+	return ""
+}
+
 type ListDivergenceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// origin_dc and keyspace filter when set.
@@ -267,7 +406,7 @@ type ListDivergenceRequest struct {
 
 func (x *ListDivergenceRequest) Reset() {
 	*x = ListDivergenceRequest{}
-	mi := &file_drplane_v1_divergence_proto_msgTypes[1]
+	mi := &file_drplane_v1_divergence_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -279,7 +418,7 @@ func (x *ListDivergenceRequest) String() string {
 func (*ListDivergenceRequest) ProtoMessage() {}
 
 func (x *ListDivergenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_divergence_proto_msgTypes[1]
+	mi := &file_drplane_v1_divergence_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -292,7 +431,7 @@ func (x *ListDivergenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDivergenceRequest.ProtoReflect.Descriptor instead.
 func (*ListDivergenceRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_divergence_proto_rawDescGZIP(), []int{1}
+	return file_drplane_v1_divergence_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ListDivergenceRequest) GetOriginDc() string {
@@ -326,7 +465,7 @@ type ListDivergenceResponse struct {
 
 func (x *ListDivergenceResponse) Reset() {
 	*x = ListDivergenceResponse{}
-	mi := &file_drplane_v1_divergence_proto_msgTypes[2]
+	mi := &file_drplane_v1_divergence_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -338,7 +477,7 @@ func (x *ListDivergenceResponse) String() string {
 func (*ListDivergenceResponse) ProtoMessage() {}
 
 func (x *ListDivergenceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_divergence_proto_msgTypes[2]
+	mi := &file_drplane_v1_divergence_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -351,7 +490,7 @@ func (x *ListDivergenceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDivergenceResponse.ProtoReflect.Descriptor instead.
 func (*ListDivergenceResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_divergence_proto_rawDescGZIP(), []int{2}
+	return file_drplane_v1_divergence_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListDivergenceResponse) GetEntries() []*Divergence {
@@ -377,7 +516,7 @@ type GetDivergenceRequest struct {
 
 func (x *GetDivergenceRequest) Reset() {
 	*x = GetDivergenceRequest{}
-	mi := &file_drplane_v1_divergence_proto_msgTypes[3]
+	mi := &file_drplane_v1_divergence_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -389,7 +528,7 @@ func (x *GetDivergenceRequest) String() string {
 func (*GetDivergenceRequest) ProtoMessage() {}
 
 func (x *GetDivergenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_divergence_proto_msgTypes[3]
+	mi := &file_drplane_v1_divergence_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -402,7 +541,7 @@ func (x *GetDivergenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDivergenceRequest.ProtoReflect.Descriptor instead.
 func (*GetDivergenceRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_divergence_proto_rawDescGZIP(), []int{3}
+	return file_drplane_v1_divergence_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetDivergenceRequest) GetId() string {
@@ -423,7 +562,7 @@ type GetDivergenceResponse struct {
 
 func (x *GetDivergenceResponse) Reset() {
 	*x = GetDivergenceResponse{}
-	mi := &file_drplane_v1_divergence_proto_msgTypes[4]
+	mi := &file_drplane_v1_divergence_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -435,7 +574,7 @@ func (x *GetDivergenceResponse) String() string {
 func (*GetDivergenceResponse) ProtoMessage() {}
 
 func (x *GetDivergenceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_divergence_proto_msgTypes[4]
+	mi := &file_drplane_v1_divergence_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -448,7 +587,7 @@ func (x *GetDivergenceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDivergenceResponse.ProtoReflect.Descriptor instead.
 func (*GetDivergenceResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_divergence_proto_rawDescGZIP(), []int{4}
+	return file_drplane_v1_divergence_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetDivergenceResponse) GetEntry() *Divergence {
@@ -465,12 +604,129 @@ func (x *GetDivergenceResponse) GetChange() *ChangeEvent {
 	return nil
 }
 
+type ResolveDivergenceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is "<origin_dc>:<request_id>".
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// action is "discard" or "reapply".
+	Action string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	// reason is required: why the change is discarded or reapplied.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveDivergenceRequest) Reset() {
+	*x = ResolveDivergenceRequest{}
+	mi := &file_drplane_v1_divergence_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveDivergenceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveDivergenceRequest) ProtoMessage() {}
+
+func (x *ResolveDivergenceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_divergence_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveDivergenceRequest.ProtoReflect.Descriptor instead.
+func (*ResolveDivergenceRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_divergence_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ResolveDivergenceRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ResolveDivergenceRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *ResolveDivergenceRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ResolveDivergenceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// entry is the entry as the leader left it: DISCARDED, or REPLAYING
+	// until the owner's collector finished.
+	Entry         *Divergence `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	OperationId   string      `protobuf:"bytes,2,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveDivergenceResponse) Reset() {
+	*x = ResolveDivergenceResponse{}
+	mi := &file_drplane_v1_divergence_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveDivergenceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveDivergenceResponse) ProtoMessage() {}
+
+func (x *ResolveDivergenceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_divergence_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveDivergenceResponse.ProtoReflect.Descriptor instead.
+func (*ResolveDivergenceResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_divergence_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ResolveDivergenceResponse) GetEntry() *Divergence {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+func (x *ResolveDivergenceResponse) GetOperationId() string {
+	if x != nil {
+		return x.OperationId
+	}
+	return ""
+}
+
 var File_drplane_v1_divergence_proto protoreflect.FileDescriptor
 
 const file_drplane_v1_divergence_proto_rawDesc = "" +
 	"\n" +
 	"\x1bdrplane/v1/divergence.proto\x12\n" +
-	"drplane.v1\x1a\x17drplane/v1/change.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x04\n" +
+	"drplane.v1\x1a\x17drplane/v1/change.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x04\n" +
 	"\n" +
 	"Divergence\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
@@ -494,7 +750,24 @@ const file_drplane_v1_divergence_proto_rawDesc = "" +
 	"\x05state\x18\x0e \x01(\x0e2\x1b.drplane.v1.DivergenceStateR\x05state\x12\x12\n" +
 	"\x04kind\x18\x0f \x01(\tR\x04kind\x12\x1f\n" +
 	"\vfailover_id\x18\x10 \x01(\tR\n" +
-	"failoverId\"m\n" +
+	"failoverId\x12@\n" +
+	"\n" +
+	"resolution\x18\x11 \x01(\v2 .drplane.v1.DivergenceResolutionR\n" +
+	"resolution\"\xda\x02\n" +
+	"\x14DivergenceResolution\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12\x1f\n" +
+	"\vresolved_by\x18\x02 \x01(\tR\n" +
+	"resolvedBy\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12;\n" +
+	"\vresolved_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"resolvedAt\x12!\n" +
+	"\foperation_id\x18\x05 \x01(\tR\voperationId\x12\x1b\n" +
+	"\ttarget_dc\x18\x06 \x01(\tR\btargetDc\x12\x16\n" +
+	"\x06detail\x18\a \x01(\tR\x06detail\x12;\n" +
+	"\vfinished_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"finishedAt\x12\x1f\n" +
+	"\vreplay_gtid\x18\t \x01(\tR\n" +
+	"replayGtid\"m\n" +
 	"\x15ListDivergenceRequest\x12\x1b\n" +
 	"\torigin_dc\x18\x01 \x01(\tR\boriginDc\x12\x1a\n" +
 	"\bkeyspace\x18\x02 \x01(\tR\bkeyspace\x12\x1b\n" +
@@ -506,15 +779,25 @@ const file_drplane_v1_divergence_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"v\n" +
 	"\x15GetDivergenceResponse\x12,\n" +
 	"\x05entry\x18\x01 \x01(\v2\x16.drplane.v1.DivergenceR\x05entry\x12/\n" +
-	"\x06change\x18\x02 \x01(\v2\x17.drplane.v1.ChangeEventR\x06change*\x8d\x01\n" +
+	"\x06change\x18\x02 \x01(\v2\x17.drplane.v1.ChangeEventR\x06change\"Z\n" +
+	"\x18ResolveDivergenceRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"l\n" +
+	"\x19ResolveDivergenceResponse\x12,\n" +
+	"\x05entry\x18\x01 \x01(\v2\x16.drplane.v1.DivergenceR\x05entry\x12!\n" +
+	"\foperation_id\x18\x02 \x01(\tR\voperationId*\xcc\x01\n" +
 	"\x0fDivergenceState\x12 \n" +
 	"\x1cDIVERGENCE_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15DIVERGENCE_STATE_OPEN\x10\x01\x12\x1d\n" +
 	"\x19DIVERGENCE_STATE_REPLAYED\x10\x02\x12\x1e\n" +
-	"\x1aDIVERGENCE_STATE_DISCARDED\x10\x032\xf7\x01\n" +
+	"\x1aDIVERGENCE_STATE_DISCARDED\x10\x03\x12\x1e\n" +
+	"\x1aDIVERGENCE_STATE_REPLAYING\x10\x04\x12\x1d\n" +
+	"\x19DIVERGENCE_STATE_CONFLICT\x10\x052\xfd\x02\n" +
 	"\x11DivergenceService\x12o\n" +
 	"\x0eListDivergence\x12!.drplane.v1.ListDivergenceRequest\x1a\".drplane.v1.ListDivergenceResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/divergence\x12q\n" +
-	"\rGetDivergence\x12 .drplane.v1.GetDivergenceRequest\x1a!.drplane.v1.GetDivergenceResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/divergence/{id}B7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
+	"\rGetDivergence\x12 .drplane.v1.GetDivergenceRequest\x1a!.drplane.v1.GetDivergenceResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/divergence/{id}\x12\x83\x01\n" +
+	"\x11ResolveDivergence\x12$.drplane.v1.ResolveDivergenceRequest\x1a%.drplane.v1.ResolveDivergenceResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/divergence:resolveB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
 
 var (
 	file_drplane_v1_divergence_proto_rawDescOnce sync.Once
@@ -529,33 +812,42 @@ func file_drplane_v1_divergence_proto_rawDescGZIP() []byte {
 }
 
 var file_drplane_v1_divergence_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_drplane_v1_divergence_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_drplane_v1_divergence_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_drplane_v1_divergence_proto_goTypes = []any{
-	(DivergenceState)(0),           // 0: drplane.v1.DivergenceState
-	(*Divergence)(nil),             // 1: drplane.v1.Divergence
-	(*ListDivergenceRequest)(nil),  // 2: drplane.v1.ListDivergenceRequest
-	(*ListDivergenceResponse)(nil), // 3: drplane.v1.ListDivergenceResponse
-	(*GetDivergenceRequest)(nil),   // 4: drplane.v1.GetDivergenceRequest
-	(*GetDivergenceResponse)(nil),  // 5: drplane.v1.GetDivergenceResponse
-	(*timestamppb.Timestamp)(nil),  // 6: google.protobuf.Timestamp
-	(*ChangeEvent)(nil),            // 7: drplane.v1.ChangeEvent
+	(DivergenceState)(0),              // 0: drplane.v1.DivergenceState
+	(*Divergence)(nil),                // 1: drplane.v1.Divergence
+	(*DivergenceResolution)(nil),      // 2: drplane.v1.DivergenceResolution
+	(*ListDivergenceRequest)(nil),     // 3: drplane.v1.ListDivergenceRequest
+	(*ListDivergenceResponse)(nil),    // 4: drplane.v1.ListDivergenceResponse
+	(*GetDivergenceRequest)(nil),      // 5: drplane.v1.GetDivergenceRequest
+	(*GetDivergenceResponse)(nil),     // 6: drplane.v1.GetDivergenceResponse
+	(*ResolveDivergenceRequest)(nil),  // 7: drplane.v1.ResolveDivergenceRequest
+	(*ResolveDivergenceResponse)(nil), // 8: drplane.v1.ResolveDivergenceResponse
+	(*timestamppb.Timestamp)(nil),     // 9: google.protobuf.Timestamp
+	(*ChangeEvent)(nil),               // 10: drplane.v1.ChangeEvent
 }
 var file_drplane_v1_divergence_proto_depIdxs = []int32{
-	6, // 0: drplane.v1.Divergence.detected_at:type_name -> google.protobuf.Timestamp
-	6, // 1: drplane.v1.Divergence.commit_time:type_name -> google.protobuf.Timestamp
-	0, // 2: drplane.v1.Divergence.state:type_name -> drplane.v1.DivergenceState
-	1, // 3: drplane.v1.ListDivergenceResponse.entries:type_name -> drplane.v1.Divergence
-	1, // 4: drplane.v1.GetDivergenceResponse.entry:type_name -> drplane.v1.Divergence
-	7, // 5: drplane.v1.GetDivergenceResponse.change:type_name -> drplane.v1.ChangeEvent
-	2, // 6: drplane.v1.DivergenceService.ListDivergence:input_type -> drplane.v1.ListDivergenceRequest
-	4, // 7: drplane.v1.DivergenceService.GetDivergence:input_type -> drplane.v1.GetDivergenceRequest
-	3, // 8: drplane.v1.DivergenceService.ListDivergence:output_type -> drplane.v1.ListDivergenceResponse
-	5, // 9: drplane.v1.DivergenceService.GetDivergence:output_type -> drplane.v1.GetDivergenceResponse
-	8, // [8:10] is the sub-list for method output_type
-	6, // [6:8] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	9,  // 0: drplane.v1.Divergence.detected_at:type_name -> google.protobuf.Timestamp
+	9,  // 1: drplane.v1.Divergence.commit_time:type_name -> google.protobuf.Timestamp
+	0,  // 2: drplane.v1.Divergence.state:type_name -> drplane.v1.DivergenceState
+	2,  // 3: drplane.v1.Divergence.resolution:type_name -> drplane.v1.DivergenceResolution
+	9,  // 4: drplane.v1.DivergenceResolution.resolved_at:type_name -> google.protobuf.Timestamp
+	9,  // 5: drplane.v1.DivergenceResolution.finished_at:type_name -> google.protobuf.Timestamp
+	1,  // 6: drplane.v1.ListDivergenceResponse.entries:type_name -> drplane.v1.Divergence
+	1,  // 7: drplane.v1.GetDivergenceResponse.entry:type_name -> drplane.v1.Divergence
+	10, // 8: drplane.v1.GetDivergenceResponse.change:type_name -> drplane.v1.ChangeEvent
+	1,  // 9: drplane.v1.ResolveDivergenceResponse.entry:type_name -> drplane.v1.Divergence
+	3,  // 10: drplane.v1.DivergenceService.ListDivergence:input_type -> drplane.v1.ListDivergenceRequest
+	5,  // 11: drplane.v1.DivergenceService.GetDivergence:input_type -> drplane.v1.GetDivergenceRequest
+	7,  // 12: drplane.v1.DivergenceService.ResolveDivergence:input_type -> drplane.v1.ResolveDivergenceRequest
+	4,  // 13: drplane.v1.DivergenceService.ListDivergence:output_type -> drplane.v1.ListDivergenceResponse
+	6,  // 14: drplane.v1.DivergenceService.GetDivergence:output_type -> drplane.v1.GetDivergenceResponse
+	8,  // 15: drplane.v1.DivergenceService.ResolveDivergence:output_type -> drplane.v1.ResolveDivergenceResponse
+	13, // [13:16] is the sub-list for method output_type
+	10, // [10:13] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_divergence_proto_init() }
@@ -570,7 +862,7 @@ func file_drplane_v1_divergence_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drplane_v1_divergence_proto_rawDesc), len(file_drplane_v1_divergence_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

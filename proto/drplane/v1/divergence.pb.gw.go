@@ -109,6 +109,33 @@ func local_request_DivergenceService_GetDivergence_0(ctx context.Context, marsha
 	return msg, metadata, err
 }
 
+func request_DivergenceService_ResolveDivergence_0(ctx context.Context, marshaler runtime.Marshaler, client DivergenceServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq ResolveDivergenceRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.ResolveDivergence(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_DivergenceService_ResolveDivergence_0(ctx context.Context, marshaler runtime.Marshaler, server DivergenceServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq ResolveDivergenceRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	msg, err := server.ResolveDivergence(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 // RegisterDivergenceServiceHandlerServer registers the http handlers for service DivergenceService to "mux".
 // UnaryRPC     :call DivergenceServiceServer directly.
 // StreamingRPC :currently unsupported pending https://github.com/grpc/grpc-go/issues/906.
@@ -154,6 +181,26 @@ func RegisterDivergenceServiceHandlerServer(ctx context.Context, mux *runtime.Se
 			return
 		}
 		forward_DivergenceService_GetDivergence_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodPost, pattern_DivergenceService_ResolveDivergence_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/drplane.v1.DivergenceService/ResolveDivergence", runtime.WithHTTPPathPattern("/v1/divergence:resolve"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_DivergenceService_ResolveDivergence_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_DivergenceService_ResolveDivergence_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
 
 	return nil
@@ -229,15 +276,34 @@ func RegisterDivergenceServiceHandlerClient(ctx context.Context, mux *runtime.Se
 		}
 		forward_DivergenceService_GetDivergence_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPost, pattern_DivergenceService_ResolveDivergence_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/drplane.v1.DivergenceService/ResolveDivergence", runtime.WithHTTPPathPattern("/v1/divergence:resolve"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_DivergenceService_ResolveDivergence_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_DivergenceService_ResolveDivergence_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	return nil
 }
 
 var (
-	pattern_DivergenceService_ListDivergence_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "divergence"}, ""))
-	pattern_DivergenceService_GetDivergence_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "divergence", "id"}, ""))
+	pattern_DivergenceService_ListDivergence_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "divergence"}, ""))
+	pattern_DivergenceService_GetDivergence_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "divergence", "id"}, ""))
+	pattern_DivergenceService_ResolveDivergence_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "divergence"}, "resolve"))
 )
 
 var (
-	forward_DivergenceService_ListDivergence_0 = runtime.ForwardResponseMessage
-	forward_DivergenceService_GetDivergence_0  = runtime.ForwardResponseMessage
+	forward_DivergenceService_ListDivergence_0    = runtime.ForwardResponseMessage
+	forward_DivergenceService_GetDivergence_0     = runtime.ForwardResponseMessage
+	forward_DivergenceService_ResolveDivergence_0 = runtime.ForwardResponseMessage
 )

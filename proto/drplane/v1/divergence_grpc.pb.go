@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	DivergenceService_ListDivergence_FullMethodName = "/drplane.v1.DivergenceService/ListDivergence"
-	DivergenceService_GetDivergence_FullMethodName  = "/drplane.v1.DivergenceService/GetDivergence"
+	DivergenceService_ListDivergence_FullMethodName    = "/drplane.v1.DivergenceService/ListDivergence"
+	DivergenceService_GetDivergence_FullMethodName     = "/drplane.v1.DivergenceService/GetDivergence"
+	DivergenceService_ResolveDivergence_FullMethodName = "/drplane.v1.DivergenceService/ResolveDivergence"
 )
 
 // DivergenceServiceClient is the client API for DivergenceService service.
@@ -31,8 +32,8 @@ const (
 // handed the shard off (a write that reached the old owner through a stale
 // router, or that the old owner took while it was cut off): they were
 // refused at ship or apply time, never applied over the new owner's data,
-// and are kept here, each once, for an operator to look at. Every entry is
-// audited when recorded.
+// and are kept here, each once, for an operator to look at and resolve.
+// Every entry is audited when recorded and when resolved.
 type DivergenceServiceClient interface {
 	// ListDivergence returns divergence entries, newest first. Needs role
 	// viewer.
@@ -40,6 +41,17 @@ type DivergenceServiceClient interface {
 	// GetDivergence returns one entry with the refused change. Needs role
 	// viewer.
 	GetDivergence(ctx context.Context, in *GetDivergenceRequest, opts ...grpc.CallOption) (*GetDivergenceResponse, error)
+	// ResolveDivergence records an operator's decision on an OPEN (or
+	// CONFLICT) entry, through the coordinator leader's operation queue:
+	// "discard" keeps the change out of the shard's owner for good (state
+	// DISCARDED); "reapply" has the owner's collector apply it, only if every
+	// row at the owner is still as the change found it (state REPLAYING, then
+	// REPLAYED, or CONFLICT when the owner holds newer data: nothing is
+	// overwritten). Needs role operator; audited (divergence.resolve).
+	// Errors: NOT_FOUND (no such entry), FAILED_PRECONDITION (resolved
+	// already, a reapply under way, or no change kept to reapply),
+	// INVALID_ARGUMENT (action, reason or id malformed).
+	ResolveDivergence(ctx context.Context, in *ResolveDivergenceRequest, opts ...grpc.CallOption) (*ResolveDivergenceResponse, error)
 }
 
 type divergenceServiceClient struct {
@@ -70,6 +82,16 @@ func (c *divergenceServiceClient) GetDivergence(ctx context.Context, in *GetDive
 	return out, nil
 }
 
+func (c *divergenceServiceClient) ResolveDivergence(ctx context.Context, in *ResolveDivergenceRequest, opts ...grpc.CallOption) (*ResolveDivergenceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResolveDivergenceResponse)
+	err := c.cc.Invoke(ctx, DivergenceService_ResolveDivergence_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DivergenceServiceServer is the server API for DivergenceService service.
 // All implementations must embed UnimplementedDivergenceServiceServer
 // for forward compatibility.
@@ -78,8 +100,8 @@ func (c *divergenceServiceClient) GetDivergence(ctx context.Context, in *GetDive
 // handed the shard off (a write that reached the old owner through a stale
 // router, or that the old owner took while it was cut off): they were
 // refused at ship or apply time, never applied over the new owner's data,
-// and are kept here, each once, for an operator to look at. Every entry is
-// audited when recorded.
+// and are kept here, each once, for an operator to look at and resolve.
+// Every entry is audited when recorded and when resolved.
 type DivergenceServiceServer interface {
 	// ListDivergence returns divergence entries, newest first. Needs role
 	// viewer.
@@ -87,6 +109,17 @@ type DivergenceServiceServer interface {
 	// GetDivergence returns one entry with the refused change. Needs role
 	// viewer.
 	GetDivergence(context.Context, *GetDivergenceRequest) (*GetDivergenceResponse, error)
+	// ResolveDivergence records an operator's decision on an OPEN (or
+	// CONFLICT) entry, through the coordinator leader's operation queue:
+	// "discard" keeps the change out of the shard's owner for good (state
+	// DISCARDED); "reapply" has the owner's collector apply it, only if every
+	// row at the owner is still as the change found it (state REPLAYING, then
+	// REPLAYED, or CONFLICT when the owner holds newer data: nothing is
+	// overwritten). Needs role operator; audited (divergence.resolve).
+	// Errors: NOT_FOUND (no such entry), FAILED_PRECONDITION (resolved
+	// already, a reapply under way, or no change kept to reapply),
+	// INVALID_ARGUMENT (action, reason or id malformed).
+	ResolveDivergence(context.Context, *ResolveDivergenceRequest) (*ResolveDivergenceResponse, error)
 	mustEmbedUnimplementedDivergenceServiceServer()
 }
 
@@ -102,6 +135,9 @@ func (UnimplementedDivergenceServiceServer) ListDivergence(context.Context, *Lis
 }
 func (UnimplementedDivergenceServiceServer) GetDivergence(context.Context, *GetDivergenceRequest) (*GetDivergenceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetDivergence not implemented")
+}
+func (UnimplementedDivergenceServiceServer) ResolveDivergence(context.Context, *ResolveDivergenceRequest) (*ResolveDivergenceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResolveDivergence not implemented")
 }
 func (UnimplementedDivergenceServiceServer) mustEmbedUnimplementedDivergenceServiceServer() {}
 func (UnimplementedDivergenceServiceServer) testEmbeddedByValue()                           {}
@@ -160,6 +196,24 @@ func _DivergenceService_GetDivergence_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DivergenceService_ResolveDivergence_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResolveDivergenceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DivergenceServiceServer).ResolveDivergence(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DivergenceService_ResolveDivergence_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DivergenceServiceServer).ResolveDivergence(ctx, req.(*ResolveDivergenceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DivergenceService_ServiceDesc is the grpc.ServiceDesc for DivergenceService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -174,6 +228,10 @@ var DivergenceService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetDivergence",
 			Handler:    _DivergenceService_GetDivergence_Handler,
+		},
+		{
+			MethodName: "ResolveDivergence",
+			Handler:    _DivergenceService_ResolveDivergence_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

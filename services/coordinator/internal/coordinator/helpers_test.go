@@ -104,6 +104,7 @@ func startCoord(t testing.TB, st *state.Store, id string) *coord {
 		Tokens: []auth.Token{
 			{Name: "ops-admin", Role: "admin", SHA256: auth.Hash(adminToken)},
 			{Name: "dashboard", Role: "viewer", SHA256: auth.Hash(viewerToken)},
+			{Name: "oncall", Role: "operator", SHA256: auth.Hash(operatorToken)},
 		},
 		LeaderTTL: 2 * time.Second, Logger: zerolog.Nop(),
 		Handoff: coordinator.HandoffOptions{RouterGrace: 100 * time.Millisecond, CatchUp: 500 * time.Millisecond},

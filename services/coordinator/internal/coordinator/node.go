@@ -188,6 +188,7 @@ func NewNode(o NodeOptions) (*Node, error) {
 	shards := control.NewShards(control.ShardsOptions{Cache: cache, Queue: q, Store: o.Store, Source: o.ID, Denied: refusals,
 		Routers: routers, Operations: evac.NewStore(o.Store), Logger: o.Logger, Now: o.Now})
 	evacuation := control.NewEvacuation(control.EvacuationOptions{Store: o.Store, Source: o.ID, Denied: refusals, Logger: o.Logger, Now: o.Now})
+	divergences := control.NewDivergence(control.DivergenceOptions{Store: o.Store, Queue: q, Source: o.ID, Denied: refusals, Logger: o.Logger, Now: o.Now})
 	cityFailovers := control.NewCityFailover(control.CityFailoverOptions{Store: o.Store, Source: o.ID, Denied: refusals, Logger: o.Logger, Now: o.Now})
 	runner := evac.NewRunner(evac.RunnerOptions{
 		Store: o.Store, Leader: l, ID: o.ID, Now: o.Now, Logger: o.Logger.With().Str("component", "operations").Logger(),
@@ -226,11 +227,11 @@ func NewNode(o NodeOptions) (*Node, error) {
 	srv := server.New(server.Options{
 		GRPCAddr: o.GRPCAddr, HTTPAddr: o.HTTPAddr, TLS: o.TLS, Auth: authn,
 		Topology: &control.Topology{Store: o.Store}, Failover: failover, Shards: shards, Evacuation: evacuation,
-		Divergence: &control.Divergence{Store: o.Store}, CityFailover: cityFailovers,
+		Divergence: divergences, CityFailover: cityFailovers,
 		Audit: search, Replication: replication,
 		PreAuth: []grpc.UnaryServerInterceptor{
 			gd.Unary(), unauth.Unary(), failover.AuditDenied(authn), shards.AuditDenied(authn), evacuation.AuditDenied(authn),
-			replication.AuditDenied(authn), cityFailovers.AuditDenied(authn),
+			replication.AuditDenied(authn), cityFailovers.AuditDenied(authn), divergences.AuditDenied(authn),
 		},
 		PreAuthStream: []grpc.StreamServerInterceptor{gd.Stream(), unauth.Stream()},
 		AdmitREST:     gd.AdmitREST,

@@ -260,6 +260,8 @@ func (q *Queue) plan(ctx context.Context, op Op) (change, error) {
 		return ch, nil
 	case KindSetKillSwitch, KindClearKillSwitch:
 		return q.planKillSwitch(ctx, op, topo, topoCmp)
+	case KindResolveDivergence:
+		return q.planResolve(ctx, op, topo, topoCmp)
 	}
 	return change{fail: apierr.Wrap(fmt.Errorf("%w: %q", ErrUnknownKind, op.Kind),
 		drplanev1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, fmt.Sprintf("unknown operation kind %q", op.Kind))}, nil

@@ -32,4 +32,8 @@
 //	set_dc_state      dc, dc_state (ACTIVE, DRAINING, EVACUATED, DOWN)
 //	set_killswitch    kill_switch (scope, reason, set_by, set_at)
 //	clear_killswitch  dc, cluster (the scope)
+//	resolve_divergence  divergence_id, action (discard, reapply), reason:
+//	                  the entry (pkg/divergence) goes DISCARDED, or REPLAYING
+//	                  with the shard's current owner as the reapply's target;
+//	                  compared on the entry's mod revision
 package ops

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/pkg/apierr"
+	"github.com/drplane/drplane/pkg/divergence"
 	"github.com/drplane/drplane/pkg/shardmap"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/pkg/topology"
@@ -24,15 +25,19 @@ const (
 	KindSetDCState      Kind = "set_dc_state"
 	KindSetKillSwitch   Kind = "set_killswitch"
 	KindClearKillSwitch Kind = "clear_killswitch"
+	// KindResolveDivergence records an operator's decision on a divergence
+	// entry (see divergence.go).
+	KindResolveDivergence Kind = "resolve_divergence"
 )
 
 // Audit actions of applied and failed operations, by kind.
 const (
-	ActionShardMove       = "shard.move"
-	ActionShardSetState   = "shard.set_state"
-	ActionDCSetState      = "dc.set_state"
-	ActionKillSwitchSet   = "killswitch.set"
-	ActionKillSwitchClear = "killswitch.clear"
+	ActionShardMove         = "shard.move"
+	ActionShardSetState     = "shard.set_state"
+	ActionDCSetState        = "dc.set_state"
+	ActionKillSwitchSet     = "killswitch.set"
+	ActionKillSwitchClear   = "killswitch.clear"
+	ActionDivergenceResolve = "divergence.resolve"
 )
 
 // State is where an operation is.
@@ -78,6 +83,9 @@ type Params struct {
 	Reason     string            `json:"reason,omitempty"`
 	// Force marks a move_shard asked for as the raw flip (audited).
 	Force bool `json:"force,omitempty"`
+	// DivergenceID and Action are resolve_divergence's entry and decision.
+	DivergenceID string `json:"divergence_id,omitempty"`
+	Action       string `json:"action,omitempty"`
 }
 
 // Result is what the leader reports back besides the outcome.
@@ -91,6 +99,8 @@ type Result struct {
 	Cleared bool `json:"cleared,omitempty"`
 	// KillSwitch is the switch set or removed.
 	KillSwitch *state.KillSwitch `json:"kill_switch,omitempty"`
+	// Divergence is the entry as resolve_divergence left it.
+	Divergence *divergence.Entry `json:"divergence,omitempty"`
 }
 
 // Op is one operation record.
@@ -154,6 +164,8 @@ func (o Op) Action() string {
 		return ActionKillSwitchSet
 	case KindClearKillSwitch:
 		return ActionKillSwitchClear
+	case KindResolveDivergence:
+		return ActionDivergenceResolve
 	}
 	return "op." + string(o.Kind)
 }
@@ -173,6 +185,8 @@ func (o Op) Target() string {
 		}
 	case KindClearKillSwitch:
 		return state.KillSwitchScope(p.DC, p.Cluster)
+	case KindResolveDivergence:
+		return p.DivergenceID
 	}
 	return ""
 }
@@ -204,6 +218,17 @@ func (o Op) AuditParams() map[string]string {
 	case KindClearKillSwitch:
 		if o.Result != nil {
 			m["cleared"] = strconv.FormatBool(o.Result.Cleared)
+		}
+	case KindResolveDivergence:
+		set("action", p.Action)
+		if r := o.Result; r != nil && r.Divergence != nil {
+			e := r.Divergence
+			set("state", e.State)
+			set("kind", e.EffectiveKind())
+			set("shard", e.Keyspace+"/"+strconv.Itoa(int(e.Shard)))
+			if e.Resolution != nil {
+				set("target_dc", e.Resolution.Target)
+			}
 		}
 	}
 	set("reason", p.Reason)

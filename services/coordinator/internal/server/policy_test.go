@@ -47,6 +47,7 @@ func TestPolicyCoversEveryMethod(t *testing.T) {
 	assert.Equal(t, auth.RoleViewer, p[drplanev1.EvacuationService_ListOperations_FullMethodName])
 	assert.Equal(t, auth.RoleViewer, p[drplanev1.EvacuationService_WatchOperation_FullMethodName])
 	assert.Equal(t, auth.RoleViewer, p[drplanev1.DivergenceService_ListDivergence_FullMethodName])
+	assert.Equal(t, auth.RoleOperator, p[drplanev1.DivergenceService_ResolveDivergence_FullMethodName])
 	assert.Equal(t, auth.RoleOperator, p[drplanev1.CityFailoverService_FailOverDC_FullMethodName])
 	assert.Equal(t, auth.RoleViewer, p[drplanev1.CityFailoverService_GetCityFailover_FullMethodName])
 	assert.Equal(t, auth.RoleViewer, p[drplanev1.ShardService_AckRoutes_FullMethodName])

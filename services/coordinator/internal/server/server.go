@@ -147,8 +147,9 @@ func Policy() map[string]auth.Role {
 		drplanev1.EvacuationService_CancelOperation_FullMethodName: auth.RoleOperator,
 		drplanev1.EvacuationService_ResumeOperation_FullMethodName: auth.RoleOperator,
 
-		drplanev1.DivergenceService_ListDivergence_FullMethodName: auth.RoleViewer,
-		drplanev1.DivergenceService_GetDivergence_FullMethodName:  auth.RoleViewer,
+		drplanev1.DivergenceService_ListDivergence_FullMethodName:    auth.RoleViewer,
+		drplanev1.DivergenceService_GetDivergence_FullMethodName:     auth.RoleViewer,
+		drplanev1.DivergenceService_ResolveDivergence_FullMethodName: auth.RoleOperator,
 
 		drplanev1.CityFailoverService_FailOverDC_FullMethodName:        auth.RoleOperator,
 		drplanev1.CityFailoverService_ListCityFailovers_FullMethodName: auth.RoleViewer,
