@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -87,9 +88,13 @@ func (a *app) divergenceShowCmd() *cobra.Command {
 }
 
 func (a *app) divergenceResolveCmd() *cobra.Command {
-	var action, reason string
+	var (
+		action, reason string
+		wait           bool
+		waitFor        time.Duration
+	)
 	cmd := &cobra.Command{
-		Use:   "resolve ID --action discard|reapply --reason R",
+		Use:   "resolve ID --action discard|reapply --reason R [--wait]",
 		Short: "Resolve a divergence entry: discard the change, or reapply it at the shard's owner",
 		Long: `Records an operator's decision on an OPEN (or CONFLICT) entry, through the
 coordinator leader, audited (divergence.resolve: who, the entry, the action,
@@ -101,10 +106,12 @@ the reason).
            nothing is written and the entry goes CONFLICT (the owner holds
            newer data), to be discarded or repaired by hand.
 
+A reapply answers REPLAYING at once; --wait follows the entry until the
+owner's collector finished it (REPLAYED or CONFLICT, up to --wait-timeout).
 An entry resolved already is refused (FAILED_PRECONDITION). Needs an operator
 token.`,
 		Example: `  drctl divergence resolve dc-a1:1-101-42/7 --action discard --reason "superseded by the new owner's writes"
-  drctl divergence resolve dc-a1:1-101-43/7 --action reapply --reason "customer order lost in the failover"`,
+  drctl divergence resolve dc-a1:1-101-43/7 --action reapply --reason "customer order lost in the failover" --wait`,
 		Args: cobra.ExactArgs(1),
 		RunE: a.runE(func(ctx context.Context, _ *cobra.Command, args []string) error {
 			switch action {
@@ -124,15 +131,54 @@ token.`,
 			if err != nil {
 				return err
 			}
+			if wait && resp.GetEntry().GetState() == drplanev1.DivergenceState_DIVERGENCE_STATE_REPLAYING {
+				e, err := waitReplayed(ctx, c.Divergence, args[0], waitFor)
+				if err != nil {
+					return err
+				}
+				resp.Entry = e
+			}
 			return a.print(resp, func(w io.Writer) error { return renderResolved(w, resp) })
 		}),
 	}
 	cmd.Flags().StringVar(&action, "action", "", "discard or reapply (required)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why (required, audited)")
+	cmd.Flags().BoolVar(&wait, "wait", false, "follow a reapply until the owner's collector finished it")
+	cmd.Flags().DurationVar(&waitFor, "wait-timeout", time.Minute, "how long --wait follows it")
 	_ = cmd.MarkFlagRequired("action")
 	_ = cmd.MarkFlagRequired("reason")
 	_ = cmd.RegisterFlagCompletionFunc("action", cobra.FixedCompletions([]string{"discard", "reapply"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
+}
+
+// replayPoll is how often --wait reads the entry.
+const replayPoll = 250 * time.Millisecond
+
+// waitReplayed reads the entry until it is no longer REPLAYING, for at most
+// limit.
+func waitReplayed(ctx context.Context, c drplanev1.DivergenceServiceClient, id string, limit time.Duration) (*drplanev1.Divergence, error) {
+	deadline := time.Now().Add(limit)
+	t := time.NewTicker(replayPoll)
+	defer t.Stop()
+	for {
+		resp, err := c.GetDivergence(ctx, &drplanev1.GetDivergenceRequest{Id: id})
+		if err != nil {
+			return nil, err
+		}
+		e := resp.GetEntry()
+		if e.GetState() != drplanev1.DivergenceState_DIVERGENCE_STATE_REPLAYING {
+			return e, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("divergence %s is still REPLAYING after %s: %s's collector has not finished it (is it running?)",
+				id, limit, e.GetResolution().GetTargetDc())
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // renderResolved writes what a resolution did.
@@ -142,9 +188,12 @@ func renderResolved(w io.Writer, resp *drplanev1.ResolveDivergenceResponse) erro
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "divergence %s %s by %s (operation %s)\n", cell(e.GetId()), divergenceState(e.GetState()),
 		cell(r.GetResolvedBy()), cell(resp.GetOperationId()))
-	if e.GetState() == drplanev1.DivergenceState_DIVERGENCE_STATE_REPLAYING {
+	switch e.GetState() {
+	case drplanev1.DivergenceState_DIVERGENCE_STATE_REPLAYING:
 		fmt.Fprintf(&b, "  %s's collector reapplies it if its rows are unchanged; follow with: drctl divergence show %s\n",
 			cell(r.GetTargetDc()), cell(e.GetId()))
+	case drplanev1.DivergenceState_DIVERGENCE_STATE_REPLAYED, drplanev1.DivergenceState_DIVERGENCE_STATE_CONFLICT:
+		fmt.Fprintf(&b, "  reapply at %s: %s%s\n", cell(r.GetTargetDc()), orDash(cell(r.GetDetail())), replayGTID(r))
 	}
 	_, err := w.Write(b.Bytes())
 	return err

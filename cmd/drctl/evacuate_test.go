@@ -35,6 +35,9 @@ type fakeEvacuation struct {
 	calls []proto.Message
 	// final is the state the scripted operation ends in.
 	final drplanev1.OperationState
+	// replays counts the reads of a reapplied entry: the second shows it
+	// REPLAYED.
+	replays int
 	// breakAfter, when > 0, ends the first watch with a transport error
 	// after that many messages.
 	breakAfter int
@@ -201,6 +204,22 @@ func (f *fakeEvacuation) ListDivergence(_ context.Context, req *drplanev1.ListDi
 
 func (f *fakeEvacuation) GetDivergence(_ context.Context, req *drplanev1.GetDivergenceRequest) (*drplanev1.GetDivergenceResponse, error) {
 	f.record(req)
+	if req.GetId() == "dc-a1:reapplied" {
+		f.mu.Lock()
+		f.replays++
+		n := f.replays
+		f.mu.Unlock()
+		e := fixtureDivergence()
+		e.Id = req.GetId()
+		e.State = drplanev1.DivergenceState_DIVERGENCE_STATE_REPLAYING
+		e.Resolution = &drplanev1.DivergenceResolution{Action: "reapply", ResolvedBy: "oncall", TargetDc: "dc-b1"}
+		if n > 1 {
+			e.State = drplanev1.DivergenceState_DIVERGENCE_STATE_REPLAYED
+			e.Resolution.Detail, e.Resolution.ReplayGtid = "applied: 1 rows, each as the change found it", "2-201-7"
+			e.Resolution.FinishedAt = timestamppb.New(fixtureAt)
+		}
+		return &drplanev1.GetDivergenceResponse{Entry: e}, nil
+	}
 	return &drplanev1.GetDivergenceResponse{Entry: fixtureDivergence(), Change: &drplanev1.ChangeEvent{Schema: "shop", Table: "orders",
 		Rows: []*drplanev1.RowChange{{Op: drplanev1.RowOp_ROW_OP_INSERT, Key: []*drplanev1.Column{{Name: "id", Value: &drplanev1.Value{Kind: &drplanev1.Value_Int{Int: 9001}}}}}}}}, nil
 }
@@ -218,6 +237,7 @@ func (f *fakeEvacuation) ResolveDivergence(_ context.Context, req *drplanev1.Res
 		e.State, res.TargetDc = drplanev1.DivergenceState_DIVERGENCE_STATE_REPLAYING, "dc-b1"
 	}
 	e.Resolution = res
+	e.Id = req.GetId()
 	return &drplanev1.ResolveDivergenceResponse{Entry: e, OperationId: "op-9"}, nil
 }
 
@@ -475,6 +495,10 @@ func TestDivergenceCommands(t *testing.T) {
 	r = drctl(t, nil, append([]string{"divergence", "resolve", "dc-a1:1-101-42/7", "--action", "reapply", "--reason", "lost order"}, api...)...)
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "divergence dc-a1:1-101-42/7 REPLAYING by oncall (operation op-9)\n  dc-b1's collector reapplies it")
+	r = drctl(t, nil, append([]string{"divergence", "resolve", "dc-a1:reapplied", "--action", "reapply", "--reason", "lost order", "--wait"}, api...)...)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Equal(t, "divergence dc-a1:reapplied REPLAYED by oncall (operation op-9)\n"+
+		"  reapply at dc-b1: applied: 1 rows, each as the change found it (GTID 2-201-7, 2025-03-01 12:00:00Z)\n", r.stdout)
 	r = drctl(t, nil, append([]string{"divergence", "resolve", "dc-a1:done", "--action", "discard", "--reason", "x"}, api...)...)
 	assert.NotEqual(t, exitOK, r.code)
 	assert.Contains(t, r.stderr, "FAILED_PRECONDITION")

@@ -164,6 +164,52 @@ func Record(ctx context.Context, st *state.Store, e Entry) (created bool, err er
 	return resp.Succeeded, nil
 }
 
+// Finish stores the outcome of a reapply on e (read at revision rev: state
+// REPLAYED or CONFLICT, the resolution's Detail, FinishedAt and GTID set)
+// with its audit event by actor, in one transaction, unless the entry
+// changed since. ok reports whether it was stored.
+func Finish(ctx context.Context, st *state.Store, e Entry, rev int64, actor string) (ok bool, err error) {
+	r := e.Resolution
+	if r == nil || (e.State != Replayed && e.State != Conflict) {
+		return false, fmt.Errorf("divergence: finish %s: state %s without a resolution to finish", e.ID(), e.State)
+	}
+	action, outcome := ActionReplayed, audit.OutcomeOK
+	if e.State == Conflict {
+		action, outcome = ActionReplayConflict, audit.OutcomeFailed
+	}
+	ev := audit.Event{
+		ID:     audit.NewID(r.FinishedAt, actor, uint64(r.FinishedAt.UnixNano())), //nolint:gosec // a time stamp, positive
+		Time:   r.FinishedAt,
+		Actor:  actor,
+		Action: action,
+		Target: e.ID(),
+		Params: map[string]string{
+			"keyspace": e.Keyspace, "shard": strconv.Itoa(int(e.Shard)), "target_dc": r.Target, "detail": r.Detail,
+			"gtid": r.GTID, "operation_id": r.OperationID, "resolved_by": r.By,
+		},
+		Outcome: outcome,
+	}
+	if outcome == audit.OutcomeFailed {
+		ev.Error = r.Detail
+	}
+	auditOp, err := audit.NewOutbox(st).PutOp(ev)
+	if err != nil {
+		return false, err
+	}
+	data, err := json.Marshal(e)
+	if err != nil {
+		return false, fmt.Errorf("divergence: encode %s: %w", e.ID(), err)
+	}
+	key := Key(st, e.Origin, e.RequestID)
+	resp, err := st.Client().Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
+		Then(clientv3.OpPut(key, string(data)), auditOp).Commit()
+	if err != nil {
+		return false, fmt.Errorf("divergence: finish %s: %w", e.ID(), err)
+	}
+	return resp.Succeeded, nil
+}
+
 // List returns the entries of origin (every origin when empty).
 func List(ctx context.Context, st *state.Store, origin string) ([]Entry, error) {
 	p := st.Prefix("divergence")

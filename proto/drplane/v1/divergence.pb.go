@@ -30,7 +30,8 @@ const (
 	DivergenceState_DIVERGENCE_STATE_UNSPECIFIED DivergenceState = 0
 	// Recorded; nobody decided yet.
 	DivergenceState_DIVERGENCE_STATE_OPEN DivergenceState = 1
-	// Replayed to the new owner by an operator.
+	// Reapplied at the shard's owner by its collector, after an operator's
+	// reapply (or found there already).
 	DivergenceState_DIVERGENCE_STATE_REPLAYED DivergenceState = 2
 	// Discarded by an operator.
 	DivergenceState_DIVERGENCE_STATE_DISCARDED DivergenceState = 3

@@ -135,7 +135,9 @@ type Applier struct {
 	maps *maps
 	// discards are the requests their origins lost after shipping them.
 	discards *discards
-	outbox   *audit.Outbox
+	// replays are the divergence entries to reapply here.
+	replays *replays
+	outbox  *audit.Outbox
 	// ensured holds the databases whose dedup table exists.
 	ensured  map[string]bool
 	auditSeq uint64
@@ -175,6 +177,7 @@ func New(o Options) (*Applier, error) {
 	}
 	a.maps = newMaps(a)
 	a.discards = newDiscards(a)
+	a.replays = newReplays(a)
 	return a, nil
 }
 
@@ -187,6 +190,7 @@ func (a *Applier) Run(ctx context.Context) error {
 	g.Go(func() error { return a.led.run(gctx) })
 	g.Go(func() error { return a.maps.run(gctx) })
 	g.Go(func() error { return a.discards.run(gctx) })
+	g.Go(func() error { return a.replays.run(gctx) })
 	g.Go(func() error { return a.markBarriers(gctx) })
 	g.Go(func() error {
 		return a.prog.run(gctx, a.o.WatermarkInterval, a.o.StatsInterval, a.pending)

@@ -45,6 +45,32 @@ func testSkipFlag(t *testing.T, sh *shared) {
 	var to string
 	require.NoError(t, admin.QueryRowContext(t.Context(), "SELECT @@gtid_binlog_pos").Scan(&to))
 
+	txns := binlogTxns(t, sh, from, to)
+
+	applied, plain := 0, 0
+	for _, tx := range txns {
+		switch {
+		case tx.tables[apply.DedupTable]:
+			applied++
+			for i, f := range tx.flags {
+				assert.NotZero(t, f&skipReplicationFlag, "event %d of collector transaction %s lacks the skip flag", i, tx.gtid)
+			}
+		case tx.tables["plain"]:
+			plain++
+			for i, f := range tx.flags {
+				assert.Zero(t, f&skipReplicationFlag, "event %d of the application's transaction %s has the skip flag", i, tx.gtid)
+			}
+		}
+	}
+	t.Logf("%d collector transactions read back, every event flagged 0x8000; the application write is not", applied)
+	assert.GreaterOrEqual(t, applied, len(evs)/8, "the collector's transactions are in the binlog")
+	assert.Equal(t, 1, plain)
+}
+
+// binlogTxns reads the master's binlog from GTID position from up to the
+// transaction with GTID to.
+func binlogTxns(t *testing.T, sh *shared, from, to string) []*binlogTxn {
+	t.Helper()
 	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
 		ServerID: 4242, Flavor: gomysql.MariaDBFlavor, Host: sh.db.Master.Host(), Port: uint16(sh.db.Master.Port()),
 		User: sh.db.Users.ReplUser, Password: sh.db.Users.ReplPassword, DisableRetrySync: true,
@@ -79,22 +105,5 @@ func testSkipFlag(t *testing.T, sh *shared) {
 		}
 	}
 
-	applied, plain := 0, 0
-	for _, tx := range txns {
-		switch {
-		case tx.tables[apply.DedupTable]:
-			applied++
-			for i, f := range tx.flags {
-				assert.NotZero(t, f&skipReplicationFlag, "event %d of collector transaction %s lacks the skip flag", i, tx.gtid)
-			}
-		case tx.tables["plain"]:
-			plain++
-			for i, f := range tx.flags {
-				assert.Zero(t, f&skipReplicationFlag, "event %d of the application's transaction %s has the skip flag", i, tx.gtid)
-			}
-		}
-	}
-	t.Logf("%d collector transactions read back, every event flagged 0x8000; the application write is not", applied)
-	assert.GreaterOrEqual(t, applied, len(evs)/8, "the collector's transactions are in the binlog")
-	assert.Equal(t, 1, plain)
+	return txns
 }

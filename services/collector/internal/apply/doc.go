@@ -23,4 +23,8 @@
 // Facts about applied and dead-lettered requests go to the ledger stream
 // asynchronously; per-source watermarks (last applied request per origin,
 // keyspace and shard) and per-origin statistics are written to etcd.
+//
+// An operator's reapply of a divergence entry that targets this DC is
+// carried out here too (replay.go): applied only over rows still as the
+// change found them, else the entry goes CONFLICT with nothing written.
 package apply

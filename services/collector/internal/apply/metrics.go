@@ -21,6 +21,7 @@ type metrics struct {
 	ledgerErrors prometheus.Counter
 	auditErrors  prometheus.Counter
 	pending      prometheus.Gauge
+	replays      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -88,10 +89,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "drplane_collector_pending",
 			Help: "Messages of the inbound stream not yet delivered to the collector.",
 		}),
+		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drplane_collector_replays_total",
+			Help: "Operators' reapplies of divergence entries this collector finished: state=replayed (applied, or present already) or conflict (a row at the owner was not as the change found it; nothing written).",
+		}, []string{"state"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.lag, m.applied, m.rows, m.duplicates, m.diverged, m.staleRows, m.deadLetters, m.redeliveries, m.batchSize,
-			m.batchSeconds, m.retries, m.ledgerDrops, m.ledgerErrors, m.auditErrors, m.pending)
+			m.batchSeconds, m.retries, m.ledgerDrops, m.ledgerErrors, m.auditErrors, m.pending,
+			m.replays)
 	}
 	return m
 }

@@ -101,10 +101,6 @@ func (d *Divergence) checkResolve(ctx context.Context, p ops.Params) error {
 	if err := ops.CheckResolveRequest(p); err != nil {
 		return err
 	}
-	if p.Action == divergence.ActionReapply {
-		return apierr.New(drplanev1.ErrorCode_ERROR_CODE_UNIMPLEMENTED,
-			"reapply is not offered yet: no collector carries it out; discard the entry or repair the rows by hand")
-	}
 	e, err := divergence.Get(ctx, d.o.Store, p.DivergenceID)
 	switch {
 	case errors.Is(err, state.ErrNotFound):

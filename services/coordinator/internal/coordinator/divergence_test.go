@@ -18,6 +18,7 @@ import (
 	"github.com/drplane/drplane/pkg/audit"
 	"github.com/drplane/drplane/pkg/divergence"
 	"github.com/drplane/drplane/pkg/state"
+	"github.com/drplane/drplane/pkg/topology"
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/drplane/drplane/services/coordinator/internal/ops"
 )
@@ -206,4 +207,71 @@ func TestResolveDivergenceOnce(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 1, applied)
+}
+
+// TestReapplyDivergence: a reapply goes REPLAYING with the shard's current
+// owner as its target (the owner's collector carries it out); meanwhile the
+// entry cannot be resolved again; once the collector reports CONFLICT it
+// can; a reapply needs the kept change and an ACTIVE owner.
+func TestReapplyDivergence(t *testing.T) {
+	st, cs := startCoords(t, 2)
+	_, rest := leaderOf(t, cs)
+	c := divergenceClient(t, rest[0])
+	id := recordDivergence(t, st, "1-101-20/7", 7, "")
+	owner := loadMap(t, st, "orders").Shards[7].Owner
+
+	resp, err := c.ResolveDivergence(as(t, operatorToken), &drplanev1.ResolveDivergenceRequest{Id: id, Action: "reapply", Reason: "order lost"})
+	require.NoError(t, err)
+	assert.Equal(t, drplanev1.DivergenceState_DIVERGENCE_STATE_REPLAYING, resp.GetEntry().GetState())
+	assert.Equal(t, owner, resp.GetEntry().GetResolution().GetTargetDc())
+	assert.Equal(t, "reapply", resp.GetEntry().GetResolution().GetAction())
+
+	_, err = c.ResolveDivergence(as(t, operatorToken), &drplanev1.ResolveDivergenceRequest{Id: id, Action: "discard", Reason: "changed my mind"})
+	code, _ := apiCode(t, err)
+	assert.Equal(t, drplanev1.ErrorCode_ERROR_CODE_FAILED_PRECONDITION, code, "a reapply under way: %v", err)
+	assert.Contains(t, err.Error(), "being reapplied at "+owner)
+
+	t.Log("the owner's collector finds newer data: CONFLICT, resolvable again")
+	e, rev, err := divergence.GetRev(context.Background(), st, id)
+	require.NoError(t, err)
+	e.State = divergence.Conflict
+	e.Resolution.Detail, e.Resolution.FinishedAt = "row 1 (id=5): the row at the owner differs from the change's before image", time.Now().UTC()
+	ok, err := divergence.Finish(context.Background(), st, e, rev, "collector@"+owner)
+	require.NoError(t, err)
+	require.True(t, ok)
+	got, err := c.GetDivergence(as(t, viewerToken), &drplanev1.GetDivergenceRequest{Id: id})
+	require.NoError(t, err)
+	assert.Equal(t, drplanev1.DivergenceState_DIVERGENCE_STATE_CONFLICT, got.GetEntry().GetState())
+	assert.Contains(t, got.GetEntry().GetResolution().GetDetail(), "differs")
+	require.Len(t, events(t, st, divergence.ActionReplayConflict), 1)
+
+	t.Log("the owner DOWN: a reapply would never be carried out")
+	topo, trev, err := st.Topology(context.Background())
+	require.NoError(t, err)
+	for i := range topo.DCs {
+		if topo.DCs[i].Name == owner {
+			topo.DCs[i].State = topology.DCDown
+		}
+	}
+	_, err = st.PutTopology(context.Background(), topo, trev)
+	require.NoError(t, err)
+	_, err = c.ResolveDivergence(as(t, operatorToken), &drplanev1.ResolveDivergenceRequest{Id: id, Action: "reapply", Reason: "again"})
+	code, _ = apiCode(t, err)
+	assert.Equal(t, drplanev1.ErrorCode_ERROR_CODE_FAILED_PRECONDITION, code, "%v", err)
+	assert.Contains(t, err.Error(), "not ACTIVE")
+
+	resp, err = c.ResolveDivergence(as(t, operatorToken), &drplanev1.ResolveDivergenceRequest{Id: id, Action: "discard", Reason: "owner keeps its rows"})
+	require.NoError(t, err)
+	assert.Equal(t, drplanev1.DivergenceState_DIVERGENCE_STATE_DISCARDED, resp.GetEntry().GetState())
+	assert.Equal(t, "discard", resp.GetEntry().GetResolution().GetAction())
+	assert.Empty(t, resp.GetEntry().GetResolution().GetTargetDc())
+
+	t.Log("no change kept: nothing to reapply")
+	bare := divergence.Entry{Origin: "dc-a1", RequestID: "1-101-21/7", Keyspace: "orders", Shard: 7, Owner: "dc-a2",
+		DetectedBy: "collector@dc-a2", DetectedAt: time.Now().UTC()}
+	_, err = divergence.Record(context.Background(), st, bare)
+	require.NoError(t, err)
+	_, err = c.ResolveDivergence(as(t, operatorToken), &drplanev1.ResolveDivergenceRequest{Id: bare.ID(), Action: "reapply", Reason: "x"})
+	code, _ = apiCode(t, err)
+	assert.Equal(t, drplanev1.ErrorCode_ERROR_CODE_FAILED_PRECONDITION, code, "%v", err)
 }
