@@ -55,6 +55,16 @@ type CityLoss struct {
 	// the checksums and counters after the loss.
 	Excused   map[int64]bool `json:"-"`
 	Divergent int            `json:"divergent_rows"`
+	// Resolved names drill writes by the system's request id, read from
+	// the divergence entries of the exact loss (the rows' primary keys):
+	// for the writes whose GTID the drill could not read.
+	Resolved map[int64]string `json:"-"`
+	// Earlier are the writes an earlier DC loss accounts for (lost there,
+	// or left behind): a later loss that flips their shard again did not
+	// lose them. Rows keeps every row found divergent, also once the DC
+	// that lacks it is down again.
+	Earlier map[int64]bool `json:"-"`
+	Rows    map[int64]bool `json:"-"`
 	// Returned is when the DC was started again; RestoreID the operation
 	// that handed its home shards back.
 	Returned  time.Time `json:"returned_at,omitzero"`
@@ -73,9 +83,13 @@ type systemLoss struct {
 // (beyond its loss window, for the estimate), SystemOnly the acknowledged
 // writes it names that the new owners do hold.
 type LossByRequest struct {
-	Total      int64    `json:"total"`
-	Matched    int      `json:"matched"`
-	InWindow   int      `json:"in_window,omitempty"`
+	Total    int64 `json:"total"`
+	Matched  int   `json:"matched"`
+	InWindow int   `json:"in_window,omitempty"`
+	// ByShard counts the estimate's matches of writes the drill could not
+	// name (their GTID read failed as the DC died): each against a request
+	// of the same shard the estimate names and no named write accounts for.
+	ByShard    int      `json:"matched_by_shard,omitempty"`
 	DrillOnly  []string `json:"drill_only,omitempty"`
 	SystemOnly []string `json:"system_only,omitempty"`
 }
@@ -309,11 +323,50 @@ func (d *Drill) exactLoss(ctx context.Context, loss *CityLoss) *drplanev1.CityFa
 	}
 	f := g.GetFailover()
 	ex := &systemLoss{ids: map[string]bool{}, total: f.GetExact().GetRequestsTotal()}
+	if loss.Resolved == nil {
+		loss.Resolved = map[int64]string{}
+	}
 	for _, r := range f.GetExact().GetRequests() {
 		ex.ids[r.GetRequestId()] = true
+		if r.GetDivergenceId() == "" || len(loss.Resolved) >= maxResolved {
+			continue
+		}
+		dv, err := d.api.Divergence.GetDivergence(cctx, &drplanev1.GetDivergenceRequest{Id: r.GetDivergenceId()})
+		if err != nil {
+			continue
+		}
+		for _, id := range rowIDs(dv.GetChange()) {
+			loss.Resolved[id] = r.GetRequestId()
+		}
 	}
 	loss.System["exact"] = ex
 	return f
+}
+
+// maxResolved bounds the divergence entries read for one exact loss.
+const maxResolved = 1000
+
+// rowIDs returns the drill ids (the orders table's id key) of the rows a
+// change inserted.
+func rowIDs(ch *drplanev1.ChangeEvent) []int64 {
+	var out []int64
+	for _, row := range ch.GetRows() {
+		if row.GetOp() != drplanev1.RowOp_ROW_OP_INSERT {
+			continue
+		}
+		for _, k := range row.GetKey() {
+			if k.GetName() != "id" {
+				continue
+			}
+			switch v := k.GetValue().GetKind().(type) {
+			case *drplanev1.Value_Int:
+				out = append(out, v.Int)
+			case *drplanev1.Value_Uint:
+				out = append(out, int64(v.Uint)) //nolint:gosec // drill ids are below 2^63
+			}
+		}
+	}
+	return out
 }
 
 // errProbe ends a probe write that a router let through: nothing is
@@ -369,9 +422,12 @@ func writtenAfterFlip(loss *CityLoss, writes []Write, dcOf map[string]string, dc
 // behind (to a flipped shard, begun before its flip): they never reach the
 // new owner. present holds the live DCs' ids.
 func divergent(loss *CityLoss, present map[string]map[int64]bool, writes []Write, out map[int64]bool) {
+	for id := range loss.Rows {
+		out[id] = true
+	}
 	for _, w := range writes {
 		owner, ok := loss.Owners[w.Shard]
-		if !ok || !w.Start.Before(loss.flipEnd()) {
+		if !ok || !w.Start.Before(loss.flipEnd()) || loss.Earlier[w.ID] {
 			continue
 		}
 		have, live := present[owner]
@@ -402,6 +458,7 @@ func (l *CityLoss) flipEnd() time.Time {
 // excuses a write inside its shard's loss window; the exact loss must name
 // every lost write, and nothing the new owners hold.
 func compareLoss(loss *CityLoss, label string, acked []Write, present map[string]map[int64]bool) CheckResult {
+	prev := loss.Excused
 	loss.Drill, loss.Unnamed, loss.Excused = nil, 0, map[int64]bool{}
 	which := "estimate"
 	if _, ok := loss.System["exact"]; ok {
@@ -413,16 +470,37 @@ func compareLoss(loss *CityLoss, label string, acked []Write, present map[string
 	}
 	rep := LossByRequest{Total: sys.total}
 	var bad []string
+	// The estimate's requests per shard that no named write accounts for:
+	// what a write the drill could not name may be matched against.
+	spare := map[int]int{}
+	if which == "estimate" {
+		named := map[string]bool{}
+		for _, w := range acked {
+			if id := loss.requestID(w); id != "" {
+				named[id] = true
+			}
+		}
+		for id := range sys.ids {
+			if !named[id] {
+				spare[shardOfRequest(id)]++
+			}
+		}
+	}
 	for _, w := range acked {
 		owner, ok := loss.Owners[w.Shard]
-		if !ok || !w.Start.Before(loss.flipEnd()) {
+		if !ok || !w.Start.Before(loss.flipEnd()) || loss.Earlier[w.ID] {
 			continue
 		}
 		have, live := present[owner]
 		if !live {
+			// The new owner is down again: what the report accounted for
+			// stays accounted for.
+			if prev[w.ID] {
+				loss.Excused[w.ID] = true
+			}
 			continue
 		}
-		id := w.RequestID()
+		id := loss.requestID(w)
 		if have[w.ID] {
 			if id != "" && sys.ids[id] {
 				rep.SystemOnly = append(rep.SystemOnly, id)
@@ -431,6 +509,17 @@ func compareLoss(loss *CityLoss, label string, acked []Write, present map[string
 		}
 		if id == "" {
 			loss.Unnamed++
+			if which == "estimate" && loss.inWindow(w) {
+				rep.InWindow++
+				loss.Excused[w.ID] = true
+				continue
+			}
+			if spare[w.Shard] > 0 {
+				spare[w.Shard]--
+				rep.ByShard++
+				loss.Excused[w.ID] = true
+				continue
+			}
 			bad = append(bad, fmt.Sprintf("write %d (shard %d) is missing at %s and has no request id to match", w.ID, w.Shard, owner))
 			continue
 		}
@@ -439,7 +528,7 @@ func compareLoss(loss *CityLoss, label string, acked []Write, present map[string
 		case sys.ids[id]:
 			rep.Matched++
 			loss.Excused[w.ID] = true
-		case which == "estimate" && loss.Windows[w.Shard] >= 0 && !w.Ack.Before(loss.Killed.Add(-loss.Windows[w.Shard])):
+		case which == "estimate" && loss.inWindow(w):
 			rep.InWindow++
 			loss.Excused[w.ID] = true
 		default:
@@ -459,7 +548,27 @@ func compareLoss(loss *CityLoss, label string, acked []Write, present map[string
 	if rep.InWindow > 0 {
 		detail += fmt.Sprintf(", %d inside the loss window", rep.InWindow)
 	}
+	if rep.ByShard > 0 {
+		detail += fmt.Sprintf(", %d without a GTID matched by shard", rep.ByShard)
+	}
 	return result(NameCityLoss, label, bad, detail)
+}
+
+// inWindow reports whether an acknowledged write falls inside its shard's
+// loss window, as the estimate gave it.
+func (l *CityLoss) inWindow(w Write) bool {
+	win, ok := l.Windows[w.Shard]
+	return ok && win >= 0 && !w.Ack.Before(l.Killed.Add(-win))
+}
+
+// requestID names a write by the system's request id: from the GTID the
+// writer read after the commit, or from the divergence entry that holds
+// its row.
+func (l *CityLoss) requestID(w Write) string {
+	if id := w.RequestID(); id != "" {
+		return id
+	}
+	return l.Resolved[w.ID]
 }
 
 // shardOfRequest reads the shard of a request id ("<gtid>/<shard>").
@@ -510,7 +619,7 @@ func (d *Drill) digests(ctx context.Context) []Digest {
 			for _, l := range d.losses {
 				own := map[int64]bool{}
 				divergent(l, present, writes, own)
-				l.Divergent = len(own)
+				l.Rows, l.Divergent = own, len(own)
 				maps.Copy(ex, own)
 			}
 			d.mysql.exclude = ex
@@ -528,6 +637,13 @@ func (d *Drill) lossChecks(label string, acked []Write, present map[string]map[i
 	}
 	out := map[int64]bool{}
 	for _, l := range d.losses {
+		l.Earlier = maps.Clone(out)
+		for _, e := range d.losses {
+			if e == l {
+				break
+			}
+			maps.Copy(l.Earlier, e.Rows)
+		}
 		add(compareLoss(l, label, acked, present))
 		for id := range l.Excused {
 			out[id] = true
