@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -147,6 +149,7 @@ func runDrill(t *testing.T, args ...string) (drillReport, string, error) {
 	t.Helper()
 	bin := bins(t)
 	dir := filepath.Join(t.TempDir(), "lab")
+	keepLogsOnFailure(t, dir)
 	cmd := exec.Command(filepath.Join(bin, "drlab"), append([]string{"drill", "--fresh", "--dir", dir, "-o", "json"}, args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -160,4 +163,47 @@ func runDrill(t *testing.T, args ...string) (drillReport, string, error) {
 	var r drillReport
 	require.NoError(t, json.Unmarshal(out.Bytes(), &r), "report: %s\nstderr: %s", out.String(), errb.String())
 	return r, dir, err
+}
+
+// keepLogsOnFailure copies, when t fails and $DRPLANE_ARTIFACTS is set, the
+// lab's service logs, the mysqld error logs and the drill report out of the
+// test's temporary directory (removed after the test) into
+// $DRPLANE_ARTIFACTS/<test>-<time>, so a failed drill can be read
+// afterwards. Configuration files and lab.json (passwords, tokens) are not
+// copied. Registered before the lab's own cleanup, it runs after the lab is
+// down, when the logs are complete.
+func keepLogsOnFailure(t *testing.T, dir string) {
+	t.Cleanup(func() {
+		root := os.Getenv("DRPLANE_ARTIFACTS")
+		if !t.Failed() || root == "" {
+			return
+		}
+		dst := filepath.Join(root, strings.ReplaceAll(t.Name(), "/", "_")+"-"+time.Now().UTC().Format("20060102T150405Z"))
+		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			rel, err := filepath.Rel(dir, path)
+			if err != nil {
+				return err
+			}
+			name := d.Name()
+			if !strings.HasPrefix(rel, "logs"+string(filepath.Separator)) && name != "error.log" && name != "drill-report.json" {
+				return nil
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(filepath.Dir(filepath.Join(dst, rel)), 0o755); err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+		})
+		if err != nil {
+			t.Logf("keeping the lab's logs: %v", err)
+			return
+		}
+		t.Logf("the lab's logs are kept in %s", dst)
+	})
 }
