@@ -49,6 +49,7 @@ func renderStatus(w io.Writer, resp *drplanev1.GetStatusResponse) error {
 			b.WriteByte('\n')
 		}
 		fmt.Fprintf(&b, "DC %s (city %s) %s\n", dc.GetName(), orDash(dc.GetCity()), dcState(dc.GetState()))
+		writeDurability(&b, dc.GetDurability())
 		if len(dc.GetClusters()) == 0 {
 			b.WriteString("  no MySQL clusters\n")
 		}
@@ -59,6 +60,27 @@ func renderStatus(w io.Writer, resp *drplanev1.GetStatusResponse) error {
 	}
 	_, err := w.Write(b.Bytes())
 	return err
+}
+
+// writeDurability writes the DC's durability check: one line when it
+// passes, else a WARNING line and one line per weak or unknown setting.
+func writeDurability(b *bytes.Buffer, d *drplanev1.Durability) {
+	if d == nil {
+		return
+	}
+	if d.GetOk() {
+		fmt.Fprintf(b, "  durability: OK (MySQL sync_binlog=1, innodb_flush_log_at_trx_commit=1, semi-sync AFTER_SYNC; NATS sync %s)\n",
+			cell(d.GetNatsSync()))
+		return
+	}
+	fmt.Fprintf(b, "  durability: WARNING, %d setting(s) weaker than wanted or not known\n", len(d.GetWarnings()))
+	for _, w := range d.GetWarnings() {
+		v := w.GetValue()
+		if v == "" {
+			v = "?"
+		}
+		fmt.Fprintf(b, "    %s: %s=%s, want %s: %s\n", cell(w.GetSubject()), cell(w.GetSetting()), cell(v), cell(w.GetWant()), cell(w.GetDetail()))
+	}
 }
 
 // writeCluster writes the cluster line ("  cluster NAME: HEALTH H, master

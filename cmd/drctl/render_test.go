@@ -159,6 +159,22 @@ func TestRenderStatusTable(t *testing.T) {
 	assert.Contains(t, b1, "  no services registered\n")
 }
 
+func TestRenderDurability(t *testing.T) {
+	st := fixtureStatus()
+	st.Dcs[0].Durability = &drplanev1.Durability{Ok: true, NatsSync: "always"}
+	st.Dcs[1].Durability = &drplanev1.Durability{NatsSync: "1s", Warnings: []*drplanev1.DurabilityWarning{
+		{Subject: "dc-b1-db1", Setting: "sync_binlog", Value: "0", Want: "1", Detail: "the binlog is not flushed"},
+		{Subject: "nats", Setting: "jetstream sync", Want: "always", Detail: "not reported"},
+	}}
+	var b bytes.Buffer
+	require.NoError(t, renderStatus(&b, st))
+	out := b.String()
+	assert.Contains(t, out, "DC dc-a1 (city city-a) ACTIVE\n  durability: OK (MySQL sync_binlog=1, innodb_flush_log_at_trx_commit=1, semi-sync AFTER_SYNC; NATS sync always)\n")
+	assert.Contains(t, out, "DC dc-b1 (city city-b) DOWN\n  durability: WARNING, 2 setting(s) weaker than wanted or not known\n"+
+		"    dc-b1-db1: sync_binlog=0, want 1: the binlog is not flushed\n"+
+		"    nats: jetstream sync=?, want always: not reported\n")
+}
+
 func TestRenderStatusEdgeCases(t *testing.T) {
 	var b bytes.Buffer
 	require.NoError(t, renderStatus(&b, &drplanev1.GetStatusResponse{}))

@@ -18,8 +18,11 @@ func (a *app) statusCmd() *cobra.Command {
 		Short: "Show DCs, MySQL clusters and instances, and service processes",
 		Long: `status shows what the control plane observes right now: per DC its state,
 each MySQL cluster's health and master, every instance's role, writability,
-replication threads, lag, GTID position and semi-sync state, and the drplane
-service processes registered in the DC.`,
+replication threads, lag, GTID position and semi-sync state, the drplane
+service processes registered in the DC, and the DC's durability check:
+a WARNING line per setting weaker than durable on acknowledgement (MySQL
+sync_binlog=1, innodb_flush_log_at_trx_commit=1, semi-sync AFTER_SYNC on the
+master, NATS JetStream sync always) or not reported.`,
 		Example: `  drctl status --lab /tmp/drlab
   drctl status --dc dc-a1 -o json`,
 		Args: cobra.NoArgs,

@@ -42,6 +42,14 @@ type status struct {
 		Services []struct {
 			Name string `json:"name"`
 		} `json:"services"`
+		Durability struct {
+			NatsSync string `json:"nats_sync"`
+			Warnings []struct {
+				Subject string `json:"subject"`
+				Setting string `json:"setting"`
+				Value   string `json:"value"`
+			} `json:"warnings"`
+		} `json:"durability"`
 	} `json:"dcs"`
 }
 
@@ -124,6 +132,9 @@ func TestLabUpStatusDown(t *testing.T) {
 					return check.That(false, "every cluster OK in 3 DCs: %+v", st)
 				}
 			}
+			if dc.Durability.NatsSync == "" {
+				return check.That(false, "%s: the NATS sync setting reported: %+v", dc.Name, dc.Durability)
+			}
 		}
 		return check.That(len(st.Dcs) == 3, "every cluster OK in 3 DCs: %+v", st)
 	})
@@ -150,6 +161,12 @@ func TestLabUpStatusDown(t *testing.T) {
 		}
 		require.Equal(t, 1, masters, dc.Name)
 		require.Equal(t, 2, replicas, dc.Name)
+		// The lab's MySQL is durable on commit; its NATS flushes every
+		// second, which the check names as the one weaker setting.
+		require.Equal(t, "1s", dc.Durability.NatsSync, dc.Name)
+		require.Len(t, dc.Durability.Warnings, 1, "%s: %+v", dc.Name, dc.Durability.Warnings)
+		w := dc.Durability.Warnings[0]
+		require.Equal(t, [3]string{"nats", "jetstream sync", "1s"}, [3]string{w.Subject, w.Setting, w.Value}, dc.Name)
 		svcs := map[string]bool{}
 		for _, s := range dc.Services {
 			svcs[s.Name] = true
@@ -162,7 +179,7 @@ func TestLabUpStatusDown(t *testing.T) {
 
 	table, _, code := drctl(t, bin, labJSON, "status")
 	require.Equal(t, 0, code)
-	for _, want := range []string{"dc-a1", "dc-a2", "dc-b1", "OK"} {
+	for _, want := range []string{"dc-a1", "dc-a2", "dc-b1", "OK", "durability: WARNING", "nats: jetstream sync=1s, want always"} {
 		require.Contains(t, table, want)
 	}
 

@@ -95,6 +95,7 @@ type node struct {
 	index    int
 	port     int
 	leafPort int
+	httpPort int
 	srv      *server.Server // nil while stopped
 }
 
@@ -132,8 +133,8 @@ func Start(ctx context.Context, opts Options) (*Mesh, error) {
 
 // startFresh starts n on newly picked ports, picking again when a port was taken in the meantime.
 func (m *Mesh) startFresh(ctx context.Context, n *node) error {
-	return freeport.Retry(2, func(ports []int) error {
-		n.port, n.leafPort = ports[0], ports[1]
+	return freeport.Retry(3, func(ports []int) error {
+		n.port, n.leafPort, n.httpPort = ports[0], ports[1], ports[2]
 		return m.startNode(ctx, n)
 	})
 }
@@ -167,6 +168,9 @@ func (m *Mesh) serverOptions(n *node) (*server.Options, error) {
 			ReconnectInterval:       m.opts.LeafReconnect,
 			IsolateLeafnodeInterest: true,
 		},
+		// The monitoring endpoint tells a service the server's JetStream
+		// settings (the sync setting of the durability check).
+		HTTPHost: "127.0.0.1", HTTPPort: n.httpPort,
 		Username: m.opts.User, Password: m.opts.Password,
 		SyncAlways: m.opts.SyncAlways, SyncInterval: m.opts.SyncInterval,
 	}
@@ -260,6 +264,16 @@ func (m *Mesh) URL(dc string) string {
 		return ""
 	}
 	return fmt.Sprintf("nats://127.0.0.1:%d", n.port)
+}
+
+// MonitorURL returns the base URL of dc's server's HTTP monitoring endpoint (/varz, /jsz); it stays
+// the same across Stop and Restart. It is empty for an unknown DC.
+func (m *Mesh) MonitorURL(dc string) string {
+	n, err := m.node(dc)
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d", n.httpPort)
 }
 
 // Running reports whether dc's server is running.

@@ -119,6 +119,25 @@ type GTIDState struct {
 	SemiSyncSlaveEnabled bool
 	// SemiSyncSlaveActive is Rpl_semi_sync_slave_status.
 	SemiSyncSlaveActive bool
+	// Durability is what decides whether a commit survives a crash.
+	Durability Durability
+}
+
+// Durability holds the settings that decide whether a committed transaction
+// survives a crash of its host (an OS crash or a power loss, not only of
+// mariadbd), and whether a failover can lose an acknowledged one.
+type Durability struct {
+	// SyncBinlog is @@sync_binlog: 1 flushes the binlog to disk at every
+	// commit; 0 leaves it to the OS, N every N commits.
+	SyncBinlog int
+	// FlushLogAtTrxCommit is @@innodb_flush_log_at_trx_commit: 1 flushes
+	// the redo log at every commit; 0 and 2 about once a second.
+	FlushLogAtTrxCommit int
+	// SemiSyncWaitPoint is @@rpl_semi_sync_master_wait_point: AFTER_SYNC
+	// waits for a replica's ack before the commit is visible to anyone
+	// (lossless failover); AFTER_COMMIT after, so others may read a
+	// transaction a failover then loses.
+	SemiSyncWaitPoint string
 }
 
 // gtidStateQuery reads the positions, flags and semi-sync status variables
@@ -126,6 +145,7 @@ type GTIDState struct {
 // information_schema.GLOBAL_STATUS; a variable the server lacks reads as NULL.
 const gtidStateQuery = `SELECT @@GLOBAL.gtid_binlog_pos, @@GLOBAL.gtid_slave_pos, @@GLOBAL.gtid_current_pos,
 	@@GLOBAL.read_only, @@GLOBAL.server_id, @@GLOBAL.rpl_semi_sync_master_enabled, @@GLOBAL.rpl_semi_sync_slave_enabled,
+	@@GLOBAL.sync_binlog, @@GLOBAL.innodb_flush_log_at_trx_commit, @@GLOBAL.rpl_semi_sync_master_wait_point,
 	s.master_status, s.master_clients, s.slave_status
 FROM (SELECT
 	MAX(IF(VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_STATUS', VARIABLE_VALUE, NULL)) AS master_status,
@@ -135,14 +155,15 @@ FROM (SELECT
 	WHERE VARIABLE_NAME IN ('RPL_SEMI_SYNC_MASTER_STATUS', 'RPL_SEMI_SYNC_MASTER_CLIENTS',
 		'RPL_SEMI_SYNC_SLAVE_STATUS')) AS s`
 
-// ReadGTIDState reads the GTID positions, read_only and the semi-sync state
-// in one query. It avoids statements that block while a commit waits for a
+// ReadGTIDState reads the GTID positions, read_only, the semi-sync state and
+// the durability settings in one query. It avoids statements that block while a commit waits for a
 // semi-sync ack (SHOW MASTER STATUS does).
 func ReadGTIDState(ctx context.Context, db *sql.DB) (GTIDState, error) {
 	var st GTIDState
 	var masterStatus, masterClients, slaveStatus sql.NullString
 	err := db.QueryRowContext(ctx, gtidStateQuery).Scan(&st.BinlogPos, &st.SlavePos, &st.CurrentPos,
 		&st.ReadOnly, &st.ServerID, &st.SemiSyncMasterEnabled, &st.SemiSyncSlaveEnabled,
+		&st.Durability.SyncBinlog, &st.Durability.FlushLogAtTrxCommit, &st.Durability.SemiSyncWaitPoint,
 		&masterStatus, &masterClients, &slaveStatus)
 	if err != nil {
 		return GTIDState{}, fmt.Errorf("mysqld: read GTID state: %w", err)

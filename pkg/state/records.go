@@ -47,10 +47,16 @@ type InstanceStatus struct {
 	// the master it last connected to (0: never). Replicas are matched to
 	// their master by address or by server id, so an instance reached
 	// under another address (a proxy, a DNS name) is still recognized.
-	ServerID       uint32    `json:"server_id,omitempty"`
-	SourceServerID uint32    `json:"source_server_id,omitempty"`
-	ObservedAt     time.Time `json:"observed_at"`
-	ObservedBy     string    `json:"observed_by"`
+	ServerID       uint32 `json:"server_id,omitempty"`
+	SourceServerID uint32 `json:"source_server_id,omitempty"`
+	// SyncBinlog, FlushLogAtTrxCommit and SemiSyncWaitPoint are the
+	// instance's @@sync_binlog, @@innodb_flush_log_at_trx_commit and
+	// @@rpl_semi_sync_master_wait_point (nil and empty: not observed).
+	SyncBinlog          *int      `json:"sync_binlog,omitempty"`
+	FlushLogAtTrxCommit *int      `json:"innodb_flush_log_at_trx_commit,omitempty"`
+	SemiSyncWaitPoint   string    `json:"semi_sync_wait_point,omitempty"`
+	ObservedAt          time.Time `json:"observed_at"`
+	ObservedBy          string    `json:"observed_by"`
 }
 
 // PutInstanceStatus publishes an observation on the observer's lease.

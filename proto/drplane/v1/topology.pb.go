@@ -756,7 +756,11 @@ type DCStatus struct {
 	// The DC's MySQL clusters.
 	Clusters []*ClusterStatus `protobuf:"bytes,4,rep,name=clusters,proto3" json:"clusters,omitempty"`
 	// drplane service processes registered in the DC.
-	Services      []*ServiceInstance `protobuf:"bytes,5,rep,name=services,proto3" json:"services,omitempty"`
+	Services []*ServiceInstance `protobuf:"bytes,5,rep,name=services,proto3" json:"services,omitempty"`
+	// Whether what the DC acknowledges survives a crash of a host (an OS
+	// crash or a power loss), judged from the settings its MySQL instances
+	// and its NATS server report.
+	Durability    *Durability `protobuf:"bytes,6,opt,name=durability,proto3" json:"durability,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -826,6 +830,166 @@ func (x *DCStatus) GetServices() []*ServiceInstance {
 	return nil
 }
 
+func (x *DCStatus) GetDurability() *Durability {
+	if x != nil {
+		return x.Durability
+	}
+	return nil
+}
+
+// Durability is the DC's durability check. The settings wanted are those
+// that make an acknowledged write durable on acknowledgement: MySQL
+// sync_binlog=1, innodb_flush_log_at_trx_commit=1, semi-sync on the master
+// with rpl_semi_sync_master_wait_point=AFTER_SYNC, and a NATS server that
+// flushes JetStream before it acknowledges (sync_interval: always).
+type Durability struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// True when every setting was reported and none is weaker than wanted.
+	Ok bool `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
+	// One entry per setting that is weaker than wanted or was not reported.
+	Warnings []*DurabilityWarning `protobuf:"bytes,2,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	// The DC's NATS server's JetStream flush setting as reported: "always",
+	// an interval ("1s", "2m0s"), or empty when no service reported it.
+	NatsSync      string `protobuf:"bytes,3,opt,name=nats_sync,json=natsSync,proto3" json:"nats_sync,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Durability) Reset() {
+	*x = Durability{}
+	mi := &file_drplane_v1_topology_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Durability) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Durability) ProtoMessage() {}
+
+func (x *Durability) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_topology_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Durability.ProtoReflect.Descriptor instead.
+func (*Durability) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_topology_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Durability) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *Durability) GetWarnings() []*DurabilityWarning {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
+}
+
+func (x *Durability) GetNatsSync() string {
+	if x != nil {
+		return x.NatsSync
+	}
+	return ""
+}
+
+// DurabilityWarning is one setting weaker than wanted, or not known.
+type DurabilityWarning struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the setting belongs to: an instance name, or "nats".
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The setting: "sync_binlog", "innodb_flush_log_at_trx_commit",
+	// "rpl_semi_sync_master_wait_point", "rpl_semi_sync_master_enabled",
+	// "jetstream sync".
+	Setting string `protobuf:"bytes,2,opt,name=setting,proto3" json:"setting,omitempty"`
+	// The value reported; empty when none was.
+	Value string `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	// The value wanted.
+	Want string `protobuf:"bytes,4,opt,name=want,proto3" json:"want,omitempty"`
+	// What can be lost, or why the value is not known.
+	Detail        string `protobuf:"bytes,5,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DurabilityWarning) Reset() {
+	*x = DurabilityWarning{}
+	mi := &file_drplane_v1_topology_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DurabilityWarning) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DurabilityWarning) ProtoMessage() {}
+
+func (x *DurabilityWarning) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_topology_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DurabilityWarning.ProtoReflect.Descriptor instead.
+func (*DurabilityWarning) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_topology_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *DurabilityWarning) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *DurabilityWarning) GetSetting() string {
+	if x != nil {
+		return x.Setting
+	}
+	return ""
+}
+
+func (x *DurabilityWarning) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *DurabilityWarning) GetWant() string {
+	if x != nil {
+		return x.Want
+	}
+	return ""
+}
+
+func (x *DurabilityWarning) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
 // ClusterStatus is the observed state of one MySQL cluster.
 type ClusterStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -848,7 +1012,7 @@ type ClusterStatus struct {
 
 func (x *ClusterStatus) Reset() {
 	*x = ClusterStatus{}
-	mi := &file_drplane_v1_topology_proto_msgTypes[11]
+	mi := &file_drplane_v1_topology_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -860,7 +1024,7 @@ func (x *ClusterStatus) String() string {
 func (*ClusterStatus) ProtoMessage() {}
 
 func (x *ClusterStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_topology_proto_msgTypes[11]
+	mi := &file_drplane_v1_topology_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -873,7 +1037,7 @@ func (x *ClusterStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatus.ProtoReflect.Descriptor instead.
 func (*ClusterStatus) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_topology_proto_rawDescGZIP(), []int{11}
+	return file_drplane_v1_topology_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ClusterStatus) GetName() string {
@@ -946,6 +1110,15 @@ type InstanceStatus struct {
 	SemiSyncMaster bool `protobuf:"varint,20,opt,name=semi_sync_master,json=semiSyncMaster,proto3" json:"semi_sync_master,omitempty"`
 	// Rpl_semi_sync_master_clients: replicas currently acking semi-sync.
 	SemiSyncClients int32 `protobuf:"varint,21,opt,name=semi_sync_clients,json=semiSyncClients,proto3" json:"semi_sync_clients,omitempty"`
+	// Value of @@sync_binlog (1: the binlog is flushed at every commit);
+	// absent when not observed.
+	SyncBinlog *int32 `protobuf:"varint,22,opt,name=sync_binlog,json=syncBinlog,proto3,oneof" json:"sync_binlog,omitempty"`
+	// Value of @@innodb_flush_log_at_trx_commit (1: the redo log is flushed at
+	// every commit); absent when not observed.
+	InnodbFlushLogAtTrxCommit *int32 `protobuf:"varint,23,opt,name=innodb_flush_log_at_trx_commit,json=innodbFlushLogAtTrxCommit,proto3,oneof" json:"innodb_flush_log_at_trx_commit,omitempty"`
+	// Value of @@rpl_semi_sync_master_wait_point ("AFTER_SYNC" or
+	// "AFTER_COMMIT"); empty when not observed.
+	SemiSyncWaitPoint string `protobuf:"bytes,24,opt,name=semi_sync_wait_point,json=semiSyncWaitPoint,proto3" json:"semi_sync_wait_point,omitempty"`
 	// When the observation was taken.
 	ObservedAt *timestamppb.Timestamp `protobuf:"bytes,30,opt,name=observed_at,json=observedAt,proto3" json:"observed_at,omitempty"`
 	// Identity of the observer (haagent id) that took it.
@@ -960,7 +1133,7 @@ type InstanceStatus struct {
 
 func (x *InstanceStatus) Reset() {
 	*x = InstanceStatus{}
-	mi := &file_drplane_v1_topology_proto_msgTypes[12]
+	mi := &file_drplane_v1_topology_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -972,7 +1145,7 @@ func (x *InstanceStatus) String() string {
 func (*InstanceStatus) ProtoMessage() {}
 
 func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_topology_proto_msgTypes[12]
+	mi := &file_drplane_v1_topology_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -985,7 +1158,7 @@ func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceStatus.ProtoReflect.Descriptor instead.
 func (*InstanceStatus) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_topology_proto_rawDescGZIP(), []int{12}
+	return file_drplane_v1_topology_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *InstanceStatus) GetName() string {
@@ -1093,6 +1266,27 @@ func (x *InstanceStatus) GetSemiSyncClients() int32 {
 	return 0
 }
 
+func (x *InstanceStatus) GetSyncBinlog() int32 {
+	if x != nil && x.SyncBinlog != nil {
+		return *x.SyncBinlog
+	}
+	return 0
+}
+
+func (x *InstanceStatus) GetInnodbFlushLogAtTrxCommit() int32 {
+	if x != nil && x.InnodbFlushLogAtTrxCommit != nil {
+		return *x.InnodbFlushLogAtTrxCommit
+	}
+	return 0
+}
+
+func (x *InstanceStatus) GetSemiSyncWaitPoint() string {
+	if x != nil {
+		return x.SemiSyncWaitPoint
+	}
+	return ""
+}
+
 func (x *InstanceStatus) GetObservedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.ObservedAt
@@ -1138,7 +1332,7 @@ type ServiceInstance struct {
 
 func (x *ServiceInstance) Reset() {
 	*x = ServiceInstance{}
-	mi := &file_drplane_v1_topology_proto_msgTypes[13]
+	mi := &file_drplane_v1_topology_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1344,7 @@ func (x *ServiceInstance) String() string {
 func (*ServiceInstance) ProtoMessage() {}
 
 func (x *ServiceInstance) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_topology_proto_msgTypes[13]
+	mi := &file_drplane_v1_topology_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1357,7 @@ func (x *ServiceInstance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceInstance.ProtoReflect.Descriptor instead.
 func (*ServiceInstance) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_topology_proto_rawDescGZIP(), []int{13}
+	return file_drplane_v1_topology_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ServiceInstance) GetName() string {
@@ -1257,19 +1451,33 @@ const file_drplane_v1_topology_proto_rawDesc = "" +
 	"\x02dc\x18\x01 \x01(\tR\x02dc\"z\n" +
 	"\x11GetStatusResponse\x12&\n" +
 	"\x03dcs\x18\x01 \x03(\v2\x14.drplane.v1.DCStatusR\x03dcs\x12=\n" +
-	"\fgenerated_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vgeneratedAt\"\xcd\x01\n" +
+	"\fgenerated_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vgeneratedAt\"\x85\x02\n" +
 	"\bDCStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04city\x18\x02 \x01(\tR\x04city\x12)\n" +
 	"\x05state\x18\x03 \x01(\x0e2\x13.drplane.v1.DCStateR\x05state\x125\n" +
 	"\bclusters\x18\x04 \x03(\v2\x19.drplane.v1.ClusterStatusR\bclusters\x127\n" +
-	"\bservices\x18\x05 \x03(\v2\x1b.drplane.v1.ServiceInstanceR\bservices\"\xcc\x01\n" +
+	"\bservices\x18\x05 \x03(\v2\x1b.drplane.v1.ServiceInstanceR\bservices\x126\n" +
+	"\n" +
+	"durability\x18\x06 \x01(\v2\x16.drplane.v1.DurabilityR\n" +
+	"durability\"t\n" +
+	"\n" +
+	"Durability\x12\x0e\n" +
+	"\x02ok\x18\x01 \x01(\bR\x02ok\x129\n" +
+	"\bwarnings\x18\x02 \x03(\v2\x1d.drplane.v1.DurabilityWarningR\bwarnings\x12\x1b\n" +
+	"\tnats_sync\x18\x03 \x01(\tR\bnatsSync\"\x89\x01\n" +
+	"\x11DurabilityWarning\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12\x18\n" +
+	"\asetting\x18\x02 \x01(\tR\asetting\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\tR\x05value\x12\x12\n" +
+	"\x04want\x18\x04 \x01(\tR\x04want\x12\x16\n" +
+	"\x06detail\x18\x05 \x01(\tR\x06detail\"\xcc\x01\n" +
 	"\rClusterStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06master\x18\x02 \x01(\tR\x06master\x128\n" +
 	"\tinstances\x18\x03 \x03(\v2\x1a.drplane.v1.InstanceStatusR\tinstances\x12\x16\n" +
 	"\x06health\x18\x04 \x01(\tR\x06health\x12=\n" +
-	"\rfailover_hold\x18\x05 \x01(\v2\x18.drplane.v1.FailoverHoldR\ffailoverHold\"\xb8\x05\n" +
+	"\rfailover_hold\x18\x05 \x01(\v2\x18.drplane.v1.FailoverHoldR\ffailoverHold\"\x8a\a\n" +
 	"\x0eInstanceStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12$\n" +
@@ -1290,7 +1498,11 @@ const file_drplane_v1_topology_proto_rawDesc = "" +
 	"\vsource_host\x18\x11 \x01(\tR\n" +
 	"sourceHost\x12(\n" +
 	"\x10semi_sync_master\x18\x14 \x01(\bR\x0esemiSyncMaster\x12*\n" +
-	"\x11semi_sync_clients\x18\x15 \x01(\x05R\x0fsemiSyncClients\x12;\n" +
+	"\x11semi_sync_clients\x18\x15 \x01(\x05R\x0fsemiSyncClients\x12$\n" +
+	"\vsync_binlog\x18\x16 \x01(\x05H\x01R\n" +
+	"syncBinlog\x88\x01\x01\x12F\n" +
+	"\x1einnodb_flush_log_at_trx_commit\x18\x17 \x01(\x05H\x02R\x19innodbFlushLogAtTrxCommit\x88\x01\x01\x12/\n" +
+	"\x14semi_sync_wait_point\x18\x18 \x01(\tR\x11semiSyncWaitPoint\x12;\n" +
 	"\vobserved_at\x18\x1e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"observedAt\x12\x1f\n" +
 	"\vobserved_by\x18\x1f \x01(\tR\n" +
@@ -1298,7 +1510,9 @@ const file_drplane_v1_topology_proto_rawDesc = "" +
 	"\n" +
 	"quarantine\x18( \x01(\tR\n" +
 	"quarantineB\x18\n" +
-	"\x16_seconds_behind_master\"\xdb\x01\n" +
+	"\x16_seconds_behind_masterB\x0e\n" +
+	"\f_sync_binlogB!\n" +
+	"\x1f_innodb_flush_log_at_trx_commit\"\xdb\x01\n" +
 	"\x0fServiceInstance\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x0e\n" +
@@ -1343,7 +1557,7 @@ func file_drplane_v1_topology_proto_rawDescGZIP() []byte {
 }
 
 var file_drplane_v1_topology_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_drplane_v1_topology_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_drplane_v1_topology_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_drplane_v1_topology_proto_goTypes = []any{
 	(DCState)(0),                  // 0: drplane.v1.DCState
 	(Role)(0),                     // 1: drplane.v1.Role
@@ -1358,11 +1572,13 @@ var file_drplane_v1_topology_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),      // 10: drplane.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),     // 11: drplane.v1.GetStatusResponse
 	(*DCStatus)(nil),              // 12: drplane.v1.DCStatus
-	(*ClusterStatus)(nil),         // 13: drplane.v1.ClusterStatus
-	(*InstanceStatus)(nil),        // 14: drplane.v1.InstanceStatus
-	(*ServiceInstance)(nil),       // 15: drplane.v1.ServiceInstance
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(*FailoverHold)(nil),          // 17: drplane.v1.FailoverHold
+	(*Durability)(nil),            // 13: drplane.v1.Durability
+	(*DurabilityWarning)(nil),     // 14: drplane.v1.DurabilityWarning
+	(*ClusterStatus)(nil),         // 15: drplane.v1.ClusterStatus
+	(*InstanceStatus)(nil),        // 16: drplane.v1.InstanceStatus
+	(*ServiceInstance)(nil),       // 17: drplane.v1.ServiceInstance
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*FailoverHold)(nil),          // 19: drplane.v1.FailoverHold
 }
 var file_drplane_v1_topology_proto_depIdxs = []int32{
 	4,  // 0: drplane.v1.GetTopologyResponse.topology:type_name -> drplane.v1.Topology
@@ -1373,24 +1589,26 @@ var file_drplane_v1_topology_proto_depIdxs = []int32{
 	0,  // 5: drplane.v1.DataCenter.state:type_name -> drplane.v1.DCState
 	8,  // 6: drplane.v1.Cluster.instances:type_name -> drplane.v1.Instance
 	12, // 7: drplane.v1.GetStatusResponse.dcs:type_name -> drplane.v1.DCStatus
-	16, // 8: drplane.v1.GetStatusResponse.generated_at:type_name -> google.protobuf.Timestamp
+	18, // 8: drplane.v1.GetStatusResponse.generated_at:type_name -> google.protobuf.Timestamp
 	0,  // 9: drplane.v1.DCStatus.state:type_name -> drplane.v1.DCState
-	13, // 10: drplane.v1.DCStatus.clusters:type_name -> drplane.v1.ClusterStatus
-	15, // 11: drplane.v1.DCStatus.services:type_name -> drplane.v1.ServiceInstance
-	14, // 12: drplane.v1.ClusterStatus.instances:type_name -> drplane.v1.InstanceStatus
-	17, // 13: drplane.v1.ClusterStatus.failover_hold:type_name -> drplane.v1.FailoverHold
-	1,  // 14: drplane.v1.InstanceStatus.role:type_name -> drplane.v1.Role
-	16, // 15: drplane.v1.InstanceStatus.observed_at:type_name -> google.protobuf.Timestamp
-	16, // 16: drplane.v1.ServiceInstance.started_at:type_name -> google.protobuf.Timestamp
-	2,  // 17: drplane.v1.TopologyService.GetTopology:input_type -> drplane.v1.GetTopologyRequest
-	10, // 18: drplane.v1.TopologyService.GetStatus:input_type -> drplane.v1.GetStatusRequest
-	3,  // 19: drplane.v1.TopologyService.GetTopology:output_type -> drplane.v1.GetTopologyResponse
-	11, // 20: drplane.v1.TopologyService.GetStatus:output_type -> drplane.v1.GetStatusResponse
-	19, // [19:21] is the sub-list for method output_type
-	17, // [17:19] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	15, // 10: drplane.v1.DCStatus.clusters:type_name -> drplane.v1.ClusterStatus
+	17, // 11: drplane.v1.DCStatus.services:type_name -> drplane.v1.ServiceInstance
+	13, // 12: drplane.v1.DCStatus.durability:type_name -> drplane.v1.Durability
+	14, // 13: drplane.v1.Durability.warnings:type_name -> drplane.v1.DurabilityWarning
+	16, // 14: drplane.v1.ClusterStatus.instances:type_name -> drplane.v1.InstanceStatus
+	19, // 15: drplane.v1.ClusterStatus.failover_hold:type_name -> drplane.v1.FailoverHold
+	1,  // 16: drplane.v1.InstanceStatus.role:type_name -> drplane.v1.Role
+	18, // 17: drplane.v1.InstanceStatus.observed_at:type_name -> google.protobuf.Timestamp
+	18, // 18: drplane.v1.ServiceInstance.started_at:type_name -> google.protobuf.Timestamp
+	2,  // 19: drplane.v1.TopologyService.GetTopology:input_type -> drplane.v1.GetTopologyRequest
+	10, // 20: drplane.v1.TopologyService.GetStatus:input_type -> drplane.v1.GetStatusRequest
+	3,  // 21: drplane.v1.TopologyService.GetTopology:output_type -> drplane.v1.GetTopologyResponse
+	11, // 22: drplane.v1.TopologyService.GetStatus:output_type -> drplane.v1.GetStatusResponse
+	21, // [21:23] is the sub-list for method output_type
+	19, // [19:21] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_topology_proto_init() }
@@ -1399,14 +1617,14 @@ func file_drplane_v1_topology_proto_init() {
 		return
 	}
 	file_drplane_v1_failover_proto_init()
-	file_drplane_v1_topology_proto_msgTypes[12].OneofWrappers = []any{}
+	file_drplane_v1_topology_proto_msgTypes[14].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drplane_v1_topology_proto_rawDesc), len(file_drplane_v1_topology_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

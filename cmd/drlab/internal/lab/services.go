@@ -83,6 +83,9 @@ func (l *Lab) serviceConfig(dc string, u unit, healthAddr string, api labfile.AP
 		c["nats_url"] = l.nats.URL(dc)
 		c["nats"] = map[string]any{"user": natsUser, "password": l.natsPassword}
 		c["mysql"] = map[string]any{"cluster": l.o.Config.Cluster, "user": users.ReplUser, "password": users.ReplPassword}
+		// The NATS server's sync setting, for the durability check of
+		// drctl status.
+		c["nats_monitor_url"] = l.nats.MonitorURL(dc)
 	case "collector":
 		// Applies as the application account, so a read-only (fenced)
 		// master refuses it like any client.

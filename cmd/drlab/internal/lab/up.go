@@ -207,7 +207,9 @@ func (l *Lab) startMySQL(ctx context.Context) error {
 				ServerID: uint32(100*(d+1) + i + 1), Logger: l.o.Logger,
 				// One GTID domain per DC: its writes stay distinguishable
 				// wherever they are replicated to.
-				Args: []string{"--gtid-domain-id=" + strconv.Itoa(d+1)},
+				// Durable on commit: the binlog and the redo log are flushed
+				// at every commit (drctl status checks it).
+				Args: []string{"--gtid-domain-id=" + strconv.Itoa(d+1), "--sync-binlog=1", "--innodb-flush-log-at-trx-commit=1"},
 			})
 			if err != nil {
 				return err

@@ -115,9 +115,14 @@ func (s *Topology) GetStatus(ctx context.Context, req *drplanev1.GetStatusReques
 	if err != nil {
 		return nil, apierr.Wrap(err, drplanev1.ErrorCode_ERROR_CODE_UNAVAILABLE, "read the HA agents' quarantine marks from etcd")
 	}
+	syncs, err := s.Store.NATSSyncs(ctx, req.GetDc())
+	if err != nil {
+		return nil, apierr.Wrap(err, drplanev1.ErrorCode_ERROR_CODE_UNAVAILABLE, "read the NATS sync settings from etcd")
+	}
 	resp := BuildStatus(t, req.GetDc(), obs, masters, svcs, now())
 	addHolds(resp, mems)
 	addQuarantines(resp, qs)
+	addDurability(resp, syncs)
 	return resp, nil
 }
 
@@ -227,6 +232,8 @@ func clusterStatus(dc string, cl topology.Cluster, byInst map[string]state.Insta
 		is.IoRunning, is.SqlRunning, is.SecondsBehindMaster = o.IORunning, o.SQLRunning, o.SecondsBehind
 		is.LastError, is.SourceHost = o.LastError, o.SourceHost
 		is.SemiSyncMaster, is.SemiSyncClients = o.SemiSyncMaster, int32(o.SemiSyncClients)
+		is.SyncBinlog, is.InnodbFlushLogAtTrxCommit = int32Ptr(o.SyncBinlog), int32Ptr(o.FlushLogAtTrxCommit)
+		is.SemiSyncWaitPoint = o.SemiSyncWaitPoint
 		is.ObservedAt, is.ObservedBy = timestamppb.New(o.ObservedAt), o.ObservedBy
 		if o.Reachable && !o.ReadOnly {
 			writable++

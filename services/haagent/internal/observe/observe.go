@@ -1,6 +1,6 @@
 // Package observe polls every MySQL instance of one DC and publishes what it
 // sees (reachability, role, read_only, GTID positions, replication threads,
-// lag, semi-sync) to etcd, where the coordinator and drctl read it.
+// lag, semi-sync, durability settings) to etcd, where the coordinator and drctl read it.
 package observe
 
 import (
@@ -179,6 +179,9 @@ func (ob *Observer) probe(ctx context.Context, db *sql.DB, cluster string, in to
 	st.GTIDBinlogPos, st.GTIDSlavePos, st.GTIDCurrentPos = g.BinlogPos, g.SlavePos, g.CurrentPos
 	st.SemiSyncMaster = g.SemiSyncMasterActive
 	st.SemiSyncClients = g.SemiSyncMasterClients
+	syncBinlog, flushLog := g.Durability.SyncBinlog, g.Durability.FlushLogAtTrxCommit
+	st.SyncBinlog, st.FlushLogAtTrxCommit = &syncBinlog, &flushLog
+	st.SemiSyncWaitPoint = g.Durability.SemiSyncWaitPoint
 	rs, err := mysqld.ReadReplicaStatus(ctx, db)
 	if err != nil {
 		// Reachable, role UNKNOWN with LastError: the replication side was

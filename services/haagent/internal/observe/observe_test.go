@@ -90,9 +90,12 @@ func byName(sts []state.InstanceStatus) map[string]state.InstanceStatus {
 func TestObserverPublishesRolesAndUnreachable(t *testing.T) {
 	cli := harness.EtcdClient(t)
 	st := state.New(cli, "")
+	// The master runs with sync_binlog=1, the replicas with MariaDB's 0.
 	db := harness.StartMariaDB(t, harness.MariaDBOptions{})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
+	_, err := db.AdminDB(db.Master).ExecContext(ctx, "SET GLOBAL sync_binlog = 1")
+	require.NoError(t, err)
 
 	master, r1, r2 := db.Master, db.Replicas[0], db.Replicas[1]
 	topo := topology.Topology{
@@ -106,7 +109,7 @@ func TestObserverPublishesRolesAndUnreachable(t *testing.T) {
 			{Name: "main", DC: "dc-a2", Instances: []topology.Instance{{Name: "a2-db1", Addr: "127.0.0.1:1"}}},
 		},
 	}
-	_, err := st.PutTopology(ctx, topo, 0)
+	_, err = st.PutTopology(ctx, topo, 0)
 	require.NoError(t, err)
 	lease, err := cli.Grant(ctx, 60)
 	require.NoError(t, err)
@@ -136,6 +139,11 @@ func TestObserverPublishesRolesAndUnreachable(t *testing.T) {
 	assert.False(t, m.ReadOnly)
 	assert.True(t, m.SemiSyncMaster)
 	assert.Equal(t, 2, m.SemiSyncClients)
+	if assert.NotNil(t, m.SyncBinlog) && assert.NotNil(t, m.FlushLogAtTrxCommit) {
+		assert.Equal(t, 1, *m.SyncBinlog)
+		assert.Equal(t, 1, *m.FlushLogAtTrxCommit)
+	}
+	assert.Equal(t, "AFTER_SYNC", m.SemiSyncWaitPoint)
 	assert.NotEmpty(t, m.GTIDBinlogPos)
 	assert.Empty(t, m.LastError)
 	assert.Equal(t, "dc-a1", m.DC)
@@ -153,6 +161,9 @@ func TestObserverPublishesRolesAndUnreachable(t *testing.T) {
 		assert.Equal(t, master.Addr(), o.SourceHost, r.Name())
 		assert.NotNil(t, o.SecondsBehind, r.Name())
 		assert.Equal(t, m.GTIDBinlogPos, o.GTIDSlavePos, "%s applied what the master has", r.Name())
+		if assert.NotNil(t, o.SyncBinlog, r.Name()) {
+			assert.Equal(t, 0, *o.SyncBinlog, r.Name())
+		}
 	}
 	other, err := st.InstanceStatuses(ctx, "dc-a2")
 	require.NoError(t, err)
@@ -190,6 +201,7 @@ func TestObserverPublishesRolesAndUnreachable(t *testing.T) {
 	})
 	assert.Equal(t, state.RoleUnknown, dead.Role)
 	assert.NotEmpty(t, dead.LastError)
+	assert.Nil(t, dead.SyncBinlog, "an unreachable instance's settings are not known")
 	assert.Equal(t, r2.Addr(), dead.Addr)
 	assert.Equal(t, 0.0, metric(t, reg, "drplane_haagent_instance_reachable", map[string]string{"instance": r2.Name()}))
 	assert.Positive(t, metric(t, reg, "drplane_haagent_polls_total", map[string]string{"instance": r2.Name(), "outcome": "unreachable"}))

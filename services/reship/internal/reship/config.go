@@ -3,6 +3,7 @@ package reship
 import (
 	"hash/fnv"
 	"math"
+	"net/url"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -41,6 +42,11 @@ type Config struct {
 	// it updates are dropped (and counted), never events.
 	LedgerBuffer int      `yaml:"ledger_buffer"`
 	Outbound     Outbound `yaml:"outbound"`
+	// NATSMonitorURL is the DC's NATS server's HTTP monitoring endpoint
+	// (http://host:8222), from which reship reads the server's JetStream
+	// sync setting for the durability check of drctl status; empty: the
+	// setting is reported as not known.
+	NATSMonitorURL string `yaml:"nats_monitor_url"`
 }
 
 // Outbound limits the DC's outbound stream OUT_<dc>.
@@ -88,6 +94,11 @@ func (c *Config) Validate() error {
 		return config.Invalid("outbound.max_bytes", "must be >= 0")
 	case c.Outbound.Duplicates < 0:
 		return config.Invalid("outbound.duplicates", "must be >= 0")
+	}
+	if c.NATSMonitorURL != "" {
+		if u, err := url.Parse(c.NATSMonitorURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return config.Invalid("nats_monitor_url", "want http://host:port or https://host:port")
+		}
 	}
 	return nil
 }

@@ -23,6 +23,9 @@ func validConfig() *Config {
 
 func TestConfigValidate(t *testing.T) {
 	require.NoError(t, validConfig().Validate())
+	withMonitor := validConfig()
+	withMonitor.NATSMonitorURL = "http://127.0.0.1:8222"
+	require.NoError(t, withMonitor.Validate())
 	for _, tc := range []struct {
 		field string
 		mod   func(*Config)
@@ -35,6 +38,8 @@ func TestConfigValidate(t *testing.T) {
 		{"ledger_buffer", func(c *Config) { c.LedgerBuffer = 0 }},
 		{"outbound.max_age", func(c *Config) { c.Outbound.MaxAge = -1 }},
 		{"mysql.user", func(c *Config) { c.MySQL.User = "" }},
+		{"nats_monitor_url", func(c *Config) { c.NATSMonitorURL = "127.0.0.1:8222" }},
+		{"nats_monitor_url", func(c *Config) { c.NATSMonitorURL = "nats://127.0.0.1:8222" }},
 	} {
 		t.Run(tc.field, func(t *testing.T) {
 			c := validConfig()

@@ -44,7 +44,9 @@ reship starts over on the current master from the checkpoint. A CAPTURED
 ledger update per event goes to drplane.ledger.<dc>.captured (stream
 LEDGER_<dc>) without holding up capture, and requests on
 drplane.reship.<dc>.republish (a JSON list of OUT_<dc> sequences) publish
-those messages again. /readyz reports the binlog stream.`,
+those messages again. /readyz reports the binlog stream. With
+nats_monitor_url reship reads the NATS server's JetStream sync setting
+every 30 s and publishes it for the durability check of drctl status.`,
 		Config:           cfg,
 		Flags:            cfg.Flags,
 		LogicImplemented: true,
@@ -90,7 +92,12 @@ func run(ctx context.Context, cfg *Config, env *daemon.Env) error {
 		return err
 	}
 	env.Health.AddReadiness("binlog", eng.Check)
+	reporter := bus.NewSyncReporter(bus.SyncReporterOptions{
+		DC: cfg.DC, Reporter: env.Record.ID, MonitorURL: cfg.NATSMonitorURL, Store: env.State, Lease: env.Lease,
+		Logger: env.Logger,
+	})
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return reporter.Run(gctx) })
 	g.Go(func() error { return ep.Master.Run(gctx) })
 	g.Go(func() error { return eng.Run(gctx) })
 	return g.Wait()
