@@ -149,12 +149,12 @@ func runDrill(t *testing.T, args ...string) (drillReport, string, error) {
 	t.Helper()
 	bin := bins(t)
 	dir := filepath.Join(t.TempDir(), "lab")
-	keepLogsOnFailure(t, dir)
 	cmd := exec.Command(filepath.Join(bin, "drlab"), append([]string{"drill", "--fresh", "--dir", dir, "-o", "json"}, args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	t.Cleanup(func() { _ = exec.Command(filepath.Join(bin, "drlab"), "down", "--dir", dir).Run() })
+	keepLogsOnFailure(t, dir) // runs before the cleanup above: drlab down removes the directory
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {
 		t.Fatalf("drlab drill: %v\n%s", err, errb.String())
@@ -170,8 +170,8 @@ func runDrill(t *testing.T, args ...string) (drillReport, string, error) {
 // test's temporary directory (removed after the test) into
 // $DRPLANE_ARTIFACTS/<test>-<time>, so a failed drill can be read
 // afterwards. Configuration files and lab.json (passwords, tokens) are not
-// copied. Registered before the lab's own cleanup, it runs after the lab is
-// down, when the logs are complete.
+// copied. drill --fresh has stopped the lab by then; registered after the
+// lab's cleanup, it runs before drlab down removes the directory.
 func keepLogsOnFailure(t *testing.T, dir string) {
 	t.Cleanup(func() {
 		root := os.Getenv("DRPLANE_ARTIFACTS")
