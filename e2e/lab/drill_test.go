@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -191,14 +192,7 @@ func keepLogsOnFailure(t *testing.T, dir string) {
 			if !strings.HasPrefix(rel, "logs"+string(filepath.Separator)) && name != "error.log" && name != "drill-report.json" {
 				return nil
 			}
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			if err := os.MkdirAll(filepath.Dir(filepath.Join(dst, rel)), 0o755); err != nil {
-				return err
-			}
-			return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+			return copyFile(filepath.Join(dst, rel), path)
 		})
 		if err != nil {
 			t.Logf("keeping the lab's logs: %v", err)
@@ -206,4 +200,26 @@ func keepLogsOnFailure(t *testing.T, dir string) {
 		}
 		t.Logf("the lab's logs are kept in %s", dst)
 	})
+}
+
+// copyFile streams src to dst, creating dst's directory (a lab's logs can
+// be large: they are not read into memory).
+func copyFile(dst, src string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		_ = out.Close()
+		return err
+	}
+	return out.Close()
 }
