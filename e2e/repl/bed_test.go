@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -118,7 +119,11 @@ func startBedWith(t testing.TB, shards int) *bed {
 			})
 		})
 	}
-	wg.Go(func() { b.mesh = harness.StartNATS(t, dcNames()...) })
+	// DRPLANE_BENCH_NATS_SYNC=always runs the servers durable on acknowledgement (docs/benchmarks.md
+	// compares the two).
+	wg.Go(func() {
+		b.mesh = harness.StartNATSWith(t, embednats.Options{DCs: dcNames(), SyncAlways: os.Getenv("DRPLANE_BENCH_NATS_SYNC") == "always"})
+	})
 	b.etcd = harness.StartEtcd(t, 1)
 	wg.Wait()
 	if t.Failed() {

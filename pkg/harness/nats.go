@@ -18,16 +18,23 @@ const natsStartTimeout = 30 * time.Second
 // shut down in t.Cleanup.
 func StartNATS(t testing.TB, dcs ...string) *embednats.Mesh {
 	t.Helper()
-	if len(dcs) == 0 {
-		dcs = []string{"dc1"}
+	return StartNATSWith(t, embednats.Options{DCs: dcs})
+}
+
+// StartNATSWith is StartNATS with the mesh's options (its sync setting, say); DCs default to "dc1", Dir to
+// t.TempDir(); the servers log to the test's log at warnings.
+func StartNATSWith(t testing.TB, o embednats.Options) *embednats.Mesh {
+	t.Helper()
+	if len(o.DCs) == 0 {
+		o.DCs = []string{"dc1"}
 	}
+	if o.Dir == "" {
+		o.Dir = t.TempDir()
+	}
+	o.Logger = partLogger(t, zerolog.WarnLevel)
 	ctx, cancel := context.WithTimeout(context.Background(), natsStartTimeout)
 	defer cancel()
-	m, err := embednats.Start(ctx, embednats.Options{
-		DCs:    dcs,
-		Dir:    t.TempDir(),
-		Logger: partLogger(t, zerolog.WarnLevel),
-	})
+	m, err := embednats.Start(ctx, o)
 	if err != nil {
 		t.Fatalf("harness: start nats: %v", err)
 	}
