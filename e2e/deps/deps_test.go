@@ -166,6 +166,16 @@ func rules() []rule {
 					inAny(d, "pkg/mysqld", "pkg/masterdb")
 			},
 		},
+		{
+			// The dashboard's browser tests share pkg/browsertest; a
+			// browser driver in a binary would be dead weight at best.
+			name:       "only pkg/browsertest and tests use the browser driver (chromedp)",
+			binaryOnly: true,
+			from:       func(p string) bool { return !under(p, "pkg/browsertest") },
+			to: func(_, d string) bool {
+				return under(d, "pkg/browsertest") || strings.HasPrefix(d, "github.com/chromedp/")
+			},
+		},
 	}
 }
 
@@ -276,6 +286,11 @@ func TestRulesCatchViolations(t *testing.T) {
 		p("e2e/lab"):                             nil,
 		p("services/haagent/internal/analysis"):  {p("pkg/mysqld")},
 		p("pkg/mysqld"):                          {"os/exec"},
+		p("services/coordinator/internal/ui"):    {"github.com/chromedp/cdproto/runtime"},
+		p("e2e/example/router"):                  {p("pkg/browsertest")},
+		p("pkg/browsertest"):                     {"github.com/chromedp/chromedp"},
+		"github.com/chromedp/chromedp":           {"github.com/chromedp/cdproto/runtime"},
+		"github.com/chromedp/cdproto/runtime":    nil,
 		"os/exec":                                nil,
 		"google.golang.org/grpc":                 nil,
 		"github.com/elastic/go-elasticsearch/v8": nil,
@@ -292,6 +307,8 @@ func TestRulesCatchViolations(t *testing.T) {
 		"haagent never depends on the Elasticsearch client: services/haagent/internal/audit → github.com/elastic/go-elasticsearch/v8",
 		"haagent never depends on the Elasticsearch client: services/haagent/internal/observe → services/haagent/internal/audit → github.com/elastic/go-elasticsearch/v8",
 		"haagent's analysis talks to no server and runs no process: services/haagent/internal/analysis → pkg/mysqld",
+		"only pkg/browsertest and tests use the browser driver (chromedp): e2e/example/router → pkg/browsertest",
+		"only pkg/browsertest and tests use the browser driver (chromedp): services/coordinator/internal/ui → github.com/chromedp/cdproto/runtime",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("violations:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))

@@ -7,6 +7,8 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	"github.com/stretchr/testify/assert"
+
+	"github.com/drplane/drplane/pkg/browsertest"
 )
 
 // unlabelled lists, as text, the controls of the page that a screen reader
@@ -36,51 +38,51 @@ func press(key string) chromedp.Action[chromedp.Void] {
 // readers, the keyboard alone switches views, walks the shard map, opens
 // a route and answers a confirmation; the dark theme applies.
 func TestDashboardAccessible(t *testing.T) {
-	b := newBrowser(t)
+	b := browsertest.New(t)
 	st := dashboardState(t)
 	c, _ := startDashboard(t, st, "127.0.0.1:0")
-	page := b.tab()
-	login(t, page, c.base, operatorToken)
+	page := b.Tab(t)
+	page.Login(c.base, operatorToken)
 
 	for i, view := range []string{"topology", "shards", "operations", "failovers", "audit"} {
 		// The keys 1 to 5 switch views.
-		do(t, page, press(string(rune('1'+i))), chromedp.WaitVisible(chromedp.CSS("#view ."+view)))
-		assert.Equal(t, "page", get(t, page, chromedp.Evaluate[string](
+		page.Do(press(string(rune('1'+i))), chromedp.WaitVisible(chromedp.CSS("#view ."+view)))
+		assert.Equal(t, "page", browsertest.Get(page, chromedp.Evaluate[string](
 			`document.querySelector('#nav a[data-view="`+view+`"]').getAttribute('aria-current')`)), view)
-		assert.Empty(t, get(t, page, chromedp.Evaluate[string](unlabelled)), "unnamed controls on %s", view)
+		assert.Empty(t, browsertest.Get(page, chromedp.Evaluate[string](unlabelled)), "unnamed controls on %s", view)
 	}
 
 	// The shard map by keyboard: arrows move, Enter opens the route.
-	do(t, page, press("2"), chromedp.WaitVisible(chromedp.CSS(".shardgrid")),
+	page.Do(press("2"), chromedp.WaitVisible(chromedp.CSS(".shardgrid")),
 		chromedp.Focus(chromedp.CSS(`.shardgrid [data-shard="0"]`)),
 		press(kb.ArrowRight), press(kb.ArrowRight), press(kb.ArrowDown))
-	perRow := get(t, page, chromedp.Evaluate[int](
+	perRow := browsertest.Get(page, chromedp.Evaluate[int](
 		`[...document.querySelectorAll('.shardgrid .shard')].filter((c, _, a) => c.offsetTop === a[0].offsetTop).length`))
-	focused := get(t, page, chromedp.Evaluate[string](`document.activeElement.dataset.shard`))
+	focused := browsertest.Get(page, chromedp.Evaluate[string](`document.activeElement.dataset.shard`))
 	assert.Equal(t, strconv.Itoa(2+perRow), focused, "two right and one down from shard 0")
-	do(t, page, press(kb.Enter), chromedp.WaitVisible(chromedp.CSS(`[data-route="`+focused+`"]`)))
-	assert.Equal(t, focused, get(t, page, chromedp.Evaluate[string](`document.activeElement.dataset.shard`)),
+	page.Do(press(kb.Enter), chromedp.WaitVisible(chromedp.CSS(`[data-route="`+focused+`"]`)))
+	assert.Equal(t, focused, browsertest.Get(page, chromedp.Evaluate[string](`document.activeElement.dataset.shard`)),
 		"the focus stays on the shard across the re-render")
 
 	// An operator action by keyboard: the confirmation takes the focus on
 	// Cancel, Escape closes it, and the focus returns to the button.
-	do(t, page, press("1"), chromedp.WaitVisible(chromedp.CSS(`[data-action="switchover"]`)),
+	page.Do(press("1"), chromedp.WaitVisible(chromedp.CSS(`[data-action="switchover"]`)),
 		chromedp.Focus(chromedp.CSS(`[data-cluster="dc-a1/main"] [data-action="switchover"]`)),
 		press(kb.Enter), chromedp.WaitVisible(chromedp.ID("confirm")))
-	assert.Equal(t, "confirm-cancel", get(t, page, chromedp.Evaluate[string](`document.activeElement.id`)))
-	do(t, page, chromedp.KeyEvent(kb.Escape), chromedp.WaitNotVisible(chromedp.ID("confirm")))
-	assert.Equal(t, "switchover", get(t, page, chromedp.Evaluate[string](`document.activeElement.dataset.action`)))
+	assert.Equal(t, "confirm-cancel", browsertest.Get(page, chromedp.Evaluate[string](`document.activeElement.id`)))
+	page.Do(chromedp.KeyEvent(kb.Escape), chromedp.WaitNotVisible(chromedp.ID("confirm")))
+	assert.Equal(t, "switchover", browsertest.Get(page, chromedp.Evaluate[string](`document.activeElement.dataset.action`)))
 	assert.Empty(t, events(t, st, "failover.switchover"), "nothing was asked of the API")
 
 	// The dark theme.
-	light := get(t, page, chromedp.Evaluate[string](`getComputedStyle(document.body).backgroundColor`))
-	do(t, page, chromedp.Click(chromedp.ID("theme")))
-	assert.Equal(t, "dark", get(t, page, chromedp.Evaluate[string](`document.documentElement.dataset.theme`)))
-	assert.Equal(t, "true", get(t, page, chromedp.Evaluate[string](`document.getElementById('theme').getAttribute('aria-pressed')`)))
-	dark := get(t, page, chromedp.Evaluate[string](`getComputedStyle(document.body).backgroundColor`))
+	light := browsertest.Get(page, chromedp.Evaluate[string](`getComputedStyle(document.body).backgroundColor`))
+	page.Do(chromedp.Click(chromedp.ID("theme")))
+	assert.Equal(t, "dark", browsertest.Get(page, chromedp.Evaluate[string](`document.documentElement.dataset.theme`)))
+	assert.Equal(t, "true", browsertest.Get(page, chromedp.Evaluate[string](`document.getElementById('theme').getAttribute('aria-pressed')`)))
+	dark := browsertest.Get(page, chromedp.Evaluate[string](`getComputedStyle(document.body).backgroundColor`))
 	assert.NotEqual(t, light, dark)
 	assert.Equal(t, "rgb(18, 20, 24)", dark)
-	screenshot(t, page, "dashboard-topology-dark")
-	do(t, page, press("2"), chromedp.WaitVisible(chromedp.CSS(".shardgrid")))
-	screenshot(t, page, "dashboard-shards-dark")
+	page.Screenshot("dashboard-topology-dark")
+	page.Do(press("2"), chromedp.WaitVisible(chromedp.CSS(".shardgrid")))
+	page.Screenshot("dashboard-shards-dark")
 }

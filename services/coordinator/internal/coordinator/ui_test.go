@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/drplane/drplane/pkg/browsertest"
 	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/services/coordinator/internal/guard"
@@ -101,7 +102,7 @@ func TestDashboardServed(t *testing.T) {
 // their masters, follows a change of master pushed by the event stream, and
 // checks that a viewer's page has no operator action.
 func TestDashboardTopology(t *testing.T) {
-	b := newBrowser(t)
+	b := browsertest.New(t)
 	st, cs := startCoords(t, 1)
 	c := cs[0]
 	for _, dc := range []string{"dc-a1", "dc-a2", "dc-b1"} {
@@ -112,28 +113,28 @@ func TestDashboardTopology(t *testing.T) {
 		Name: "dc-b1-db2", Addr: "127.0.0.1:3327", Role: state.RoleUnknown, LastError: "dial tcp 127.0.0.1:3327: connection refused",
 		ObservedAt: time.Now().UTC(), ObservedBy: "dc-b1-haagent"}, 0))
 
-	admin := b.tab()
-	login(t, admin, c.base, adminToken)
-	do(t, admin, chromedp.WaitVisible(chromedp.CSS(`#live[data-state="live"]`)))
-	assert.Equal(t, 3, count(t, admin, "article.dc"), "three DCs")
-	assert.Equal(t, 2, count(t, admin, "section.city"), "two cities")
+	admin := b.Tab(t)
+	admin.Login(c.base, adminToken)
+	admin.Do(chromedp.WaitVisible(chromedp.CSS(`#live[data-state="live"]`)))
+	assert.Equal(t, 3, admin.Count("article.dc"), "three DCs")
+	assert.Equal(t, 2, admin.Count("section.city"), "two cities")
 	for _, dc := range []string{"dc-a1", "dc-a2", "dc-b1"} {
-		master := textOf(t, admin, fmt.Sprintf(`[data-cluster="%s/main"] .master`, dc))
+		master := admin.Text(fmt.Sprintf(`[data-cluster="%s/main"] .master`, dc))
 		assert.Contains(t, master, dc+"-db1", dc)
-		assert.Equal(t, "master", strings.TrimSpace(textOf(t, admin, fmt.Sprintf(`tr[data-instance="%s-db1"] td .badge`, dc))))
+		assert.Equal(t, "master", strings.TrimSpace(admin.Text(fmt.Sprintf(`tr[data-instance="%s-db1"] td .badge`, dc))))
 	}
-	assert.Equal(t, "DEGRADED", textOf(t, admin, `[data-cluster="dc-b1/main"] h4 .badge`))
-	assert.Equal(t, "OK", textOf(t, admin, `[data-cluster="dc-a2/main"] h4 .badge`))
-	assert.Equal(t, "unreachable", textOf(t, admin, `tr[data-instance="dc-b1-db2"] .badge.bad`))
-	assert.Contains(t, textOf(t, admin, `[data-cluster="dc-b1/main"] .errrow`), "connection refused")
-	assert.Contains(t, textOf(t, admin, "#who"), "ops-admin (admin)")
-	assert.Equal(t, 3, count(t, admin, `[data-action="switchover"]`), "an operator may switch over each cluster")
+	assert.Equal(t, "DEGRADED", admin.Text(`[data-cluster="dc-b1/main"] h4 .badge`))
+	assert.Equal(t, "OK", admin.Text(`[data-cluster="dc-a2/main"] h4 .badge`))
+	assert.Equal(t, "unreachable", admin.Text(`tr[data-instance="dc-b1-db2"] .badge.bad`))
+	assert.Contains(t, admin.Text(`[data-cluster="dc-b1/main"] .errrow`), "connection refused")
+	assert.Contains(t, admin.Text("#who"), "ops-admin (admin)")
+	assert.Equal(t, 3, admin.Count(`[data-action="switchover"]`), "an operator may switch over each cluster")
 
 	// An operator action asks first; cancelling it calls nothing.
-	click(t, admin, `[data-cluster="dc-a1/main"] [data-action="switchover"]`)
-	do(t, admin, chromedp.WaitVisible(chromedp.ID("confirm")))
-	assert.Contains(t, textOf(t, admin, "#confirm-text"), "dc-a1/main")
-	do(t, admin, chromedp.Click(chromedp.ID("confirm-cancel")), chromedp.WaitNotVisible(chromedp.ID("confirm")))
+	admin.Click(`[data-cluster="dc-a1/main"] [data-action="switchover"]`)
+	admin.Do(chromedp.WaitVisible(chromedp.ID("confirm")))
+	assert.Contains(t, admin.Text("#confirm-text"), "dc-a1/main")
+	admin.Do(chromedp.Click(chromedp.ID("confirm-cancel")), chromedp.WaitNotVisible(chromedp.ID("confirm")))
 
 	// dc-a1 fails over to db2: the agent's record and observations reach
 	// the page through the event stream, without a reload.
@@ -145,30 +146,30 @@ func TestDashboardTopology(t *testing.T) {
 	require.NoError(t, err)
 	observe(t, st, "dc-a1", "dc-a1-db2")
 	check.For(t, 5*time.Second, 20*time.Millisecond, func() error {
-		m := textOf(t, admin, `[data-cluster="dc-a1/main"] .master`)
+		m := admin.Text(`[data-cluster="dc-a1/main"] .master`)
 		return check.That(strings.Contains(m, "dc-a1-db2"), "the page shows master dc-a1-db2 (shows %q)", m)
 	})
-	assert.Equal(t, "master", strings.TrimSpace(textOf(t, admin, `tr[data-instance="dc-a1-db2"] td .badge`)))
-	screenshot(t, admin, "dashboard-topology-admin")
+	assert.Equal(t, "master", strings.TrimSpace(admin.Text(`tr[data-instance="dc-a1-db2"] td .badge`)))
+	admin.Screenshot("dashboard-topology-admin")
 
-	viewer := b.tab()
-	login(t, viewer, c.base, viewerToken)
-	assert.Contains(t, textOf(t, viewer, "#who"), "dashboard (viewer)")
-	assert.Equal(t, 3, count(t, viewer, "article.dc"))
-	assert.Zero(t, count(t, viewer, "[data-action]"), "a viewer sees no operator action")
-	screenshot(t, viewer, "dashboard-topology-viewer")
+	viewer := b.Tab(t)
+	viewer.Login(c.base, viewerToken)
+	assert.Contains(t, viewer.Text("#who"), "dashboard (viewer)")
+	assert.Equal(t, 3, viewer.Count("article.dc"))
+	assert.Zero(t, viewer.Count("[data-action]"), "a viewer sees no operator action")
+	viewer.Screenshot("dashboard-topology-viewer")
 
 	// A wrong token is refused on the login form.
-	other := b.tab()
-	do(t, other,
+	other := b.Tab(t)
+	other.Do(
 		chromedp.Navigate(c.base+"/ui/"),
 		chromedp.WaitVisible(chromedp.ID("token")),
 		chromedp.SendKeys(chromedp.ID("token"), "not-a-token"),
 		chromedp.Click(chromedp.CSS(`#login-form button[type="submit"]`)),
 	)
-	check.For(t, browserTimeout, 20*time.Millisecond, func() error {
-		e := textOf(t, other, "#login-error")
+	check.For(t, browsertest.StepTimeout, 20*time.Millisecond, func() error {
+		e := other.Text("#login-error")
 		return check.That(e == "Unknown token.", "login error %q", e)
 	})
-	assert.Zero(t, count(t, other, "#view:not([hidden])"), "no view without a session")
+	assert.Zero(t, other.Count("#view:not([hidden])"), "no view without a session")
 }

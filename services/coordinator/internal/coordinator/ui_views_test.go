@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/drplane/drplane/pkg/browsertest"
 	"github.com/drplane/drplane/pkg/check"
 	"github.com/drplane/drplane/pkg/docstore/embedded"
 	"github.com/drplane/drplane/pkg/harness"
@@ -87,20 +88,11 @@ func dashboardState(t *testing.T) *state.Store {
 	return st
 }
 
-// waitFor polls the page until cond (a JavaScript expression) is true.
-func waitFor(t *testing.T, ctx context.Context, what, cond string) {
-	t.Helper()
-	check.For(t, browserTimeout, 20*time.Millisecond, func() error {
-		ok := get(t, ctx, chromedp.Evaluate[bool](`!!(`+cond+`)`))
-		return check.That(ok, "%s (%s)", what, cond)
-	})
-}
-
 // TestDashboardViews walks the shard map, the operations, the failover
 // history and the audit search in a real browser, as an operator and as
 // a viewer.
 func TestDashboardViews(t *testing.T) {
-	b := newBrowser(t)
+	b := browsertest.New(t)
 	st := dashboardState(t)
 	c, _ := startDashboard(t, st, "127.0.0.1:0")
 
@@ -109,82 +101,82 @@ func TestDashboardViews(t *testing.T) {
 		`{"state":"SHARD_STATE_FROZEN","reason":"maintenance"}`)
 	require.Equal(t, http.StatusOK, code, string(out))
 
-	op := b.tab()
-	login(t, op, c.base, operatorToken)
-	do(t, op, chromedp.Navigate(c.base+"/ui/#/shards/orders"), chromedp.WaitVisible(chromedp.CSS(".shardgrid")))
-	assert.Equal(t, 64, count(t, op, ".shardgrid .shard"))
-	assert.Equal(t, "frozen", get(t, op, chromedp.Evaluate[string](`document.querySelector('[data-shard="5"]').dataset.state`)))
+	op := b.Tab(t)
+	op.Login(c.base, operatorToken)
+	op.Do(chromedp.Navigate(c.base+"/ui/#/shards/orders"), chromedp.WaitVisible(chromedp.CSS(".shardgrid")))
+	assert.Equal(t, 64, op.Count(".shardgrid .shard"))
+	assert.Equal(t, "frozen", browsertest.Get(op, chromedp.Evaluate[string](`document.querySelector('[data-shard="5"]').dataset.state`)))
 	m := loadMap(t, st, "orders")
-	click(t, op, `.shardgrid [data-shard="9"]`)
-	do(t, op, chromedp.WaitVisible(chromedp.CSS(`[data-route="9"]`)))
-	route := textOf(t, op, `[data-route="9"]`)
+	op.Click(`.shardgrid [data-shard="9"]`)
+	op.Do(chromedp.WaitVisible(chromedp.CSS(`[data-route="9"]`)))
+	route := op.Text(`[data-route="9"]`)
 	assert.Contains(t, route, "Owner DC"+m.Shards[9].Owner)
 	assert.Contains(t, route, "Master"+m.Shards[9].Owner+"-db1", "the owner's master from its record")
-	screenshot(t, op, "dashboard-shards")
+	op.Screenshot("dashboard-shards")
 
 	// Unfrozen, the shard turns active on the page by itself.
 	code, out = c.rest(t, http.MethodPost, "/v1/keyspaces/orders/shards/5:setState", adminToken,
 		`{"state":"SHARD_STATE_ACTIVE","reason":"done"}`)
 	require.Equal(t, http.StatusOK, code, string(out))
-	waitFor(t, op, "shard 5 is active again", `document.querySelector('[data-shard="5"]').dataset.state === "active"`)
-	assert.NotEmpty(t, textOf(t, op, `[data-route="9"]`), "the route stays open across the update")
+	op.WaitFor("shard 5 is active again", `document.querySelector('[data-shard="5"]').dataset.state === "active"`)
+	assert.NotEmpty(t, op.Text(`[data-route="9"]`), "the route stays open across the update")
 
 	// An evacuation appears with its progress; no collector answers its
 	// barriers here, so its first wave aborts and it ends FAILED.
-	do(t, op, chromedp.Navigate(c.base+"/ui/#/operations"), chromedp.WaitVisible(chromedp.CSS(".operations")))
+	op.Do(chromedp.Navigate(c.base+"/ui/#/operations"), chromedp.WaitVisible(chromedp.CSS(".operations")))
 	code, out = c.rest(t, http.MethodPost, "/v1/dcs/dc-a1:evacuate", adminToken, `{"parallel":8,"reason":"maintenance"}`)
 	require.Equal(t, http.StatusOK, code, string(out))
-	waitFor(t, op, "the evacuation is listed", `document.querySelector('article.op')`)
-	waitFor(t, op, "the evacuation failed", `document.querySelector('article.op[data-state="failed"]')`)
+	op.WaitFor("the evacuation is listed", `document.querySelector('article.op')`)
+	op.WaitFor("the evacuation failed", `document.querySelector('article.op[data-state="failed"]')`)
 	card := `article.op[data-state="failed"]`
-	assert.Contains(t, textOf(t, op, card+" h3"), "evacuate dc-a1")
-	assert.Contains(t, textOf(t, op, card+" .progress label"), "0 of 24 shards handed over (0 moved, 0 skipped, 8 aborted)")
-	assert.Contains(t, textOf(t, op, card+" .err"), "barrier")
-	click(t, op, card+" details summary")
-	waitFor(t, op, "the operation's shards are listed", `document.querySelectorAll('`+card+` tr[data-handoff]').length > 0`)
-	rows := count(t, op, card+` tr[data-handoff]`)
-	assert.Equal(t, fmt.Sprintf("Shards (%d)", rows), textOf(t, op, card+" details summary"))
-	assert.Equal(t, 8, count(t, op, card+` tr[data-handoff] .badge.bad`), "the first wave's shards, each aborted")
-	assert.Equal(t, 1, count(t, op, card+` [data-action="resume"]`))
-	assert.Zero(t, count(t, op, card+` [data-action="cancel"]`), "a failed operation is not canceled")
-	screenshot(t, op, "dashboard-operations")
-	click(t, op, card+` [data-action="resume"]`)
-	do(t, op, chromedp.WaitVisible(chromedp.ID("confirm")))
-	do(t, op, chromedp.Click(chromedp.ID("confirm-ok")), chromedp.WaitNotVisible(chromedp.ID("confirm")))
+	assert.Contains(t, op.Text(card+" h3"), "evacuate dc-a1")
+	assert.Contains(t, op.Text(card+" .progress label"), "0 of 24 shards handed over (0 moved, 0 skipped, 8 aborted)")
+	assert.Contains(t, op.Text(card+" .err"), "barrier")
+	op.Click(card + " details summary")
+	op.WaitFor("the operation's shards are listed", `document.querySelectorAll('`+card+` tr[data-handoff]').length > 0`)
+	rows := op.Count(card + ` tr[data-handoff]`)
+	assert.Equal(t, fmt.Sprintf("Shards (%d)", rows), op.Text(card+" details summary"))
+	assert.Equal(t, 8, op.Count(card+` tr[data-handoff] .badge.bad`), "the first wave's shards, each aborted")
+	assert.Equal(t, 1, op.Count(card+` [data-action="resume"]`))
+	assert.Zero(t, op.Count(card+` [data-action="cancel"]`), "a failed operation is not canceled")
+	op.Screenshot("dashboard-operations")
+	op.Click(card + ` [data-action="resume"]`)
+	op.Do(chromedp.WaitVisible(chromedp.ID("confirm")))
+	op.Do(chromedp.Click(chromedp.ID("confirm-ok")), chromedp.WaitNotVisible(chromedp.ID("confirm")))
 	check.For(t, callTimeout, 20*time.Millisecond, func() error {
 		return check.That(len(events(t, st, "operation.resume")) == 1, "the resume is audited")
 	})
 	assert.Equal(t, "token:oncall", events(t, st, "operation.resume")[0].Actor)
 
 	// The failover history with RTO and RPO.
-	do(t, op, chromedp.Navigate(c.base+"/ui/#/failovers"), chromedp.WaitVisible(chromedp.CSS(".failovers table")))
-	assert.Equal(t, 2, count(t, op, "tr[data-failover]"))
+	op.Do(chromedp.Navigate(c.base+"/ui/#/failovers"), chromedp.WaitVisible(chromedp.CSS(".failovers table")))
+	assert.Equal(t, 2, op.Count("tr[data-failover]"))
 	first := `tr[data-failover]:last-child`
-	assert.Equal(t, "1.20 s", textOf(t, op, first+" [data-rto]"))
-	assert.Equal(t, "0 transactions", textOf(t, op, first+" [data-rpo]"))
-	assert.Contains(t, textOf(t, op, first), "DeadMaster")
-	screenshot(t, op, "dashboard-failovers")
+	assert.Equal(t, "1.20 s", op.Text(first+" [data-rto]"))
+	assert.Equal(t, "0 transactions", op.Text(first+" [data-rpo]"))
+	assert.Contains(t, op.Text(first), "DeadMaster")
+	op.Screenshot("dashboard-failovers")
 
 	// The audit search finds the evacuation request by action.
-	do(t, op, chromedp.Navigate(c.base+"/ui/#/audit"), chromedp.WaitVisible(chromedp.ID("audit-action")),
+	op.Do(chromedp.Navigate(c.base+"/ui/#/audit"), chromedp.WaitVisible(chromedp.ID("audit-action")),
 		chromedp.SendKeys(chromedp.ID("audit-action"), "evacuation.request"))
-	check.For(t, browserTimeout, 100*time.Millisecond, func() error {
-		click(t, op, "#audit-search")
-		n := count(t, op, "tr[data-audit]")
+	check.For(t, browsertest.StepTimeout, 100*time.Millisecond, func() error {
+		op.Click("#audit-search")
+		n := op.Count("tr[data-audit]")
 		return check.That(n == 1, "one evacuation.request event found (found %d)", n)
 	})
-	assert.Contains(t, textOf(t, op, "tr[data-audit]"), "dc-a1")
-	assert.Equal(t, "evacuation.request", valueOf(t, op, "#audit-action"), "the filter stays")
-	screenshot(t, op, "dashboard-audit")
+	assert.Contains(t, op.Text("tr[data-audit]"), "dc-a1")
+	assert.Equal(t, "evacuation.request", op.Value("#audit-action"), "the filter stays")
+	op.Screenshot("dashboard-audit")
 
 	// A viewer sees the same operations, without an action.
-	viewer := b.tab()
-	login(t, viewer, c.base, viewerToken)
-	do(t, viewer, chromedp.Navigate(c.base+"/ui/#/operations"), chromedp.WaitVisible(chromedp.CSS("article.op")))
-	assert.Positive(t, count(t, viewer, "article.op"))
+	viewer := b.Tab(t)
+	viewer.Login(c.base, viewerToken)
+	viewer.Do(chromedp.Navigate(c.base+"/ui/#/operations"), chromedp.WaitVisible(chromedp.CSS("article.op")))
+	assert.Positive(t, viewer.Count("article.op"))
 	for _, view := range []string{"operations", "shards", "failovers", "audit", "topology"} {
-		do(t, viewer, chromedp.Navigate(c.base+"/ui/#/"+view), chromedp.WaitVisible(chromedp.CSS("#view ."+view)))
-		assert.Zero(t, count(t, viewer, "[data-action]"), "a viewer sees no operator action on %s", view)
+		viewer.Do(chromedp.Navigate(c.base+"/ui/#/"+view), chromedp.WaitVisible(chromedp.CSS("#view ."+view)))
+		assert.Zero(t, viewer.Count("[data-action]"), "a viewer sees no operator action on %s", view)
 	}
 }
 
@@ -192,20 +184,20 @@ func TestDashboardViews(t *testing.T) {
 // page shows the lost stream, and when a coordinator serves the port
 // again it reconnects by itself and shows what changed meanwhile.
 func TestDashboardReconnects(t *testing.T) {
-	b := newBrowser(t)
+	b := browsertest.New(t)
 	st := dashboardState(t)
 	c, stop := startDashboard(t, st, "127.0.0.1:0")
 	addr := c.node.Server.HTTPAddr()
 
-	page := b.tab()
-	login(t, page, c.base, viewerToken)
-	do(t, page, chromedp.WaitVisible(chromedp.CSS(`#live[data-state="live"]`)))
-	assert.Contains(t, textOf(t, page, `[data-cluster="dc-a2/main"] .master`), "dc-a2-db1")
+	page := b.Tab(t)
+	page.Login(c.base, viewerToken)
+	page.Do(chromedp.WaitVisible(chromedp.CSS(`#live[data-state="live"]`)))
+	assert.Contains(t, page.Text(`[data-cluster="dc-a2/main"] .master`), "dc-a2-db1")
 
 	stop()
-	do(t, page, chromedp.WaitVisible(chromedp.CSS(`#live[data-state="lost"]`)))
-	assert.Contains(t, textOf(t, page, "#live"), "Connection lost")
-	screenshot(t, page, "dashboard-connection-lost")
+	page.Do(chromedp.WaitVisible(chromedp.CSS(`#live[data-state="lost"]`)))
+	assert.Contains(t, page.Text("#live"), "Connection lost")
+	page.Screenshot("dashboard-connection-lost")
 
 	// dc-a2 fails over while no coordinator serves the page.
 	ctx := context.Background()
@@ -217,8 +209,8 @@ func TestDashboardReconnects(t *testing.T) {
 	observe(t, st, "dc-a2", "dc-a2-db2")
 
 	startDashboard(t, st, addr)
-	do(t, page, chromedp.WaitVisible(chromedp.CSS(`#live[data-state="live"]`)))
-	waitFor(t, page, "the page shows the new master of dc-a2",
+	page.Do(chromedp.WaitVisible(chromedp.CSS(`#live[data-state="live"]`)))
+	page.WaitFor("the page shows the new master of dc-a2",
 		`document.querySelector('[data-cluster="dc-a2/main"] .master').textContent.includes("dc-a2-db2")`)
-	assert.Contains(t, textOf(t, page, "#who"), "dashboard (viewer)", "still signed in")
+	assert.Contains(t, page.Text("#who"), "dashboard (viewer)", "still signed in")
 }
