@@ -37,9 +37,12 @@ type Lab struct {
 
 // API is the coordinator's control API.
 type API struct {
-	GRPC  string `json:"grpc"`
-	HTTP  string `json:"http"`
-	Token string `json:"token"`
+	GRPC string `json:"grpc"`
+	HTTP string `json:"http"`
+	// Token is an admin's bearer token, ViewerToken a viewer's; every
+	// coordinator of the lab accepts both.
+	Token       string `json:"token"`
+	ViewerToken string `json:"viewer_token"`
 }
 
 // DC is one data center of the lab.

@@ -44,7 +44,7 @@ func (u unit) base(dc string) string { return dc + "-" + u.svc + "-" + strconv.I
 
 // serviceConfig renders a service's YAML configuration (it holds secrets:
 // written 0600, never passed on the command line).
-func (l *Lab) serviceConfig(dc string, u unit, healthAddr string, api labfile.API, tokenHash string) (map[string]any, error) {
+func (l *Lab) serviceConfig(dc string, u unit, healthAddr string, api labfile.API, tokens []map[string]any) (map[string]any, error) {
 	users := l.users[dc]
 	svc := u.svc
 	c := map[string]any{
@@ -55,7 +55,7 @@ func (l *Lab) serviceConfig(dc string, u unit, healthAddr string, api labfile.AP
 	switch svc {
 	case "coordinator":
 		c["api"] = map[string]any{"grpc_addr": api.GRPC, "http_addr": api.HTTP}
-		c["auth"] = map[string]any{"tokens": []map[string]any{{"name": "lab-admin", "role": "admin", "sha256": tokenHash}}}
+		c["auth"] = map[string]any{"tokens": tokens}
 		// Each coordinator indexes every audit event, and every DC's request
 		// ledger, into its own embedded store.
 		c["audit"] = map[string]any{"store": "embedded", "dir": filepath.Join(l.dir, "data", dc+"-coordinator-audit")}
@@ -100,7 +100,13 @@ func (l *Lab) serviceConfig(dc string, u unit, healthAddr string, api labfile.AP
 }
 
 func (l *Lab) startServices(ctx context.Context) error {
-	token := config.Secret(secret(24))
+	token, viewer := config.Secret(secret(24)), config.Secret(secret(24))
+	// Every coordinator accepts the same two tokens: an admin's, and a
+	// viewer's (the dashboard without operator actions).
+	tokens := []map[string]any{
+		{"name": "lab-admin", "role": "admin", "sha256": token.SHA256()},
+		{"name": "lab-viewer", "role": "viewer", "sha256": viewer.SHA256()},
+	}
 	units := l.units()
 	// Per DC: a health port per process, plus the coordinator's gRPC and REST ports.
 	perDC := len(units) + 2
@@ -113,11 +119,11 @@ func (l *Lab) startServices(ctx context.Context) error {
 		dcPorts := ports[d*perDC : (d+1)*perDC]
 		api := labfile.API{GRPC: addr(dcPorts[len(units)]), HTTP: addr(dcPorts[len(units)+1])}
 		if d == 0 {
-			l.file.API = labfile.API{GRPC: api.GRPC, HTTP: "http://" + api.HTTP, Token: token.Reveal()}
+			l.file.API = labfile.API{GRPC: api.GRPC, HTTP: "http://" + api.HTTP, Token: token.Reveal(), ViewerToken: viewer.Reveal()}
 		}
 		for i, u := range units {
 			health := addr(dcPorts[i])
-			cfg, err := l.serviceConfig(dc.Name, u, health, api, token.SHA256())
+			cfg, err := l.serviceConfig(dc.Name, u, health, api, tokens)
 			if err != nil {
 				return err
 			}
