@@ -231,6 +231,24 @@ func (p *Tab) Value(sel string) string {
 	return Eval[string](p, `(document.querySelector(`+JSString(sel)+`) || {}).value || ""`)
 }
 
+// SetValue sets the value of the first form control matching sel (an
+// input's text, a select's option) and fires its input and change events,
+// as a user's edit does, in one evaluation. It fails the test when no
+// control matches or a select has no such option.
+func (p *Tab) SetValue(sel, value string) {
+	p.t.Helper()
+	res := Eval[string](p, `(() => {
+  const el = document.querySelector(`+JSString(sel)+`);
+  if (!el) return 'no node matches';
+  el.value = `+JSString(value)+`;
+  if (el.value !== `+JSString(value)+`) return 'the value did not take: ' + el.value;
+  el.dispatchEvent(new Event('input', {bubbles: true}));
+  el.dispatchEvent(new Event('change', {bubbles: true}));
+  return '';
+})()`)
+	require.Empty(p.t, res, "set the value of %s to %q", sel, value)
+}
+
 // WaitFor polls the page until cond (a JavaScript expression) is true,
 // within StepTimeout.
 func (p *Tab) WaitFor(what, cond string) {

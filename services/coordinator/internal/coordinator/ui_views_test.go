@@ -2,8 +2,10 @@ package coordinator_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,10 +125,50 @@ func TestDashboardViews(t *testing.T) {
 
 	// An evacuation appears with its progress; no collector answers its
 	// barriers here, so its first wave aborts and it ends FAILED.
-	op.Do(chromedp.Navigate(c.base+"/ui/#/operations"), chromedp.WaitVisible(chromedp.CSS(".operations")))
-	code, out = c.rest(t, http.MethodPost, "/v1/dcs/dc-a1:evacuate", adminToken, `{"parallel":8,"reason":"maintenance"}`)
+	// The operator plans it with the form first: a dry run stores nothing.
+	op.Do(chromedp.Navigate(c.base+"/ui/#/operations"), chromedp.WaitVisible(chromedp.ID("dcop-form")))
+	assert.Equal(t, "evacuate", op.Value("#dcop-kind"))
+	op.SetValue("#dcop-dc", "dc-a1")
+	op.SetValue("#dcop-parallel", "8")
+	op.SetValue("#dcop-reason", "maintenance")
+	op.Click("#dcop-dry-run")
+	confirm := func(wantText, ok string) {
+		t.Helper()
+		op.Click("#dcop-submit")
+		op.Do(chromedp.WaitVisible(chromedp.ID("confirm")))
+		assert.Contains(t, op.Text("#confirm-text"), wantText)
+		op.Do(chromedp.Click(chromedp.ID(ok)), chromedp.WaitNotVisible(chromedp.ID("confirm")))
+	}
+	confirm("Evacuate dc-a1: hand every shard it owns to its backup DC, 8 at a time", "confirm-ok")
+	notice := func(want string) {
+		t.Helper()
+		check.For(t, browsertest.StepTimeout, 20*time.Millisecond, func() error {
+			n := op.Text("#notice")
+			return check.That(strings.HasPrefix(n, want), "the notice starts with %q (it says %q)", want, n)
+		})
+	}
+	// The same plan through the REST API.
+	code, out = c.rest(t, http.MethodPost, "/v1/dcs/dc-a1:evacuate", adminToken, `{"parallel":8,"dry_run":true}`)
 	require.Equal(t, http.StatusOK, code, string(out))
+	var plan struct {
+		Operation struct {
+			Totals struct{ Shards, Waves int }
+		}
+	}
+	require.NoError(t, json.Unmarshal(out, &plan), string(out))
+	require.Equal(t, 24, plan.Operation.Totals.Shards)
+	notice(fmt.Sprintf("Plan of the evacuate of dc-a1: 24 shards in %d waves; nothing changed.", plan.Operation.Totals.Waves))
+	assert.Zero(t, op.Count("article.op"), "a dry run stores no operation")
+	// Cancelled at the confirmation, it asks nothing of the API.
+	op.Click("#dcop-dry-run")
+	confirm("Evacuate dc-a1", "confirm-cancel")
+	assert.Empty(t, events(t, st, "evacuation.request"))
+	assert.Zero(t, op.Count("article.op"))
+	// Confirmed, it starts.
+	confirm("Evacuate dc-a1", "confirm-ok")
 	op.WaitFor("the evacuation is listed", `document.querySelector('article.op')`)
+	notice("Evacuation of dc-a1 started: operation ")
+	assert.Empty(t, op.Value("#dcop-reason"), "the reason is cleared for the next one")
 	op.WaitFor("the evacuation failed", `document.querySelector('article.op[data-state="failed"]')`)
 	card := `article.op[data-state="failed"]`
 	assert.Contains(t, op.Text(card+" h3"), "evacuate dc-a1")
@@ -140,6 +182,20 @@ func TestDashboardViews(t *testing.T) {
 	assert.Equal(t, 1, op.Count(card+` [data-action="resume"]`))
 	assert.Zero(t, op.Count(card+` [data-action="cancel"]`), "a failed operation is not canceled")
 	op.Screenshot("dashboard-operations")
+
+	// A restore's form: its own fields, and the plan of handing the home
+	// shards back (none moved away: the evacuation failed; a
+	// running one would refuse it).
+	op.SetValue("#dcop-kind", "restore")
+	op.Do(chromedp.WaitVisible(chromedp.ID("dcop-move-home")))
+	assert.Zero(t, op.Count("#dcop-to"), "a restore has no target DC")
+	op.Click("#dcop-move-home")
+	op.Click("#dcop-dry-run")
+	op.SetValue("#dcop-reason", "back")
+	confirm("Restore dc-a1: set it ACTIVE again and hand its home shards back to it, 8 at a time.", "confirm-ok")
+	notice("Plan of the restore of dc-a1: ")
+	op.Screenshot("dashboard-operations-form")
+
 	op.Click(card + ` [data-action="resume"]`)
 	op.Do(chromedp.WaitVisible(chromedp.ID("confirm")))
 	op.Do(chromedp.Click(chromedp.ID("confirm-ok")), chromedp.WaitNotVisible(chromedp.ID("confirm")))
@@ -147,6 +203,11 @@ func TestDashboardViews(t *testing.T) {
 		return check.That(len(events(t, st, "operation.resume")) == 1, "the resume is audited")
 	})
 	assert.Equal(t, "token:oncall", events(t, st, "operation.resume")[0].Actor)
+	req := events(t, st, "evacuation.request")
+	require.Len(t, req, 1, "the form's evacuation is audited once")
+	assert.Equal(t, "token:oncall", req[0].Actor)
+	assert.Equal(t, "maintenance", req[0].Params["reason"])
+	assert.Equal(t, "8", req[0].Params["parallel"])
 
 	// The failover history with RTO and RPO.
 	op.Do(chromedp.Navigate(c.base+"/ui/#/failovers"), chromedp.WaitVisible(chromedp.CSS(".failovers table")))
@@ -174,6 +235,7 @@ func TestDashboardViews(t *testing.T) {
 	viewer.Login(c.base, viewerToken)
 	viewer.Do(chromedp.Navigate(c.base+"/ui/#/operations"), chromedp.WaitVisible(chromedp.CSS("article.op")))
 	assert.Positive(t, viewer.Count("article.op"))
+	assert.Zero(t, viewer.Count("#dcop-form"), "no evacuate or restore form for a viewer")
 	for _, view := range []string{"operations", "shards", "failovers", "audit", "topology"} {
 		viewer.Do(chromedp.Navigate(c.base+"/ui/#/"+view), chromedp.WaitVisible(chromedp.CSS("#view ."+view)))
 		assert.Zero(t, viewer.Count("[data-action]"), "a viewer sees no operator action on %s", view)

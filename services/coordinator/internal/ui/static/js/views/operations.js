@@ -1,5 +1,6 @@
 // Operations: evacuations, restores and shard moves, running ones first,
-// with per-shard progress; cancel and resume for operators.
+// with per-shard progress; for operators, a form that evacuates or
+// restores a DC (each asks first), and cancel and resume.
 import {h, badge, table, ago, enumName} from '../dom.js';
 
 export const title = 'Operations';
@@ -12,8 +13,12 @@ const RUNNING = ['OPERATION_STATE_PENDING', 'OPERATION_STATE_RUNNING', 'OPERATIO
 // open remembers which operations show their shards, across live updates.
 const open = new Set();
 
+// The DC form's values, kept across live updates (they re-render the view).
+const dcForm = {kind: 'evacuate', dc: '', to: '', parallel: '64', move_home: false, dry_run: false, reason: ''};
+
 export async function render(app) {
-  const resp = await app.api.get('/v1/operations?page_size=100');
+  const [resp, topo] = await Promise.all([app.api.get('/v1/operations?page_size=100'),
+    app.can('operator') ? app.api.get('/v1/topology') : null]);
   // The list carries no per-shard steps: fetch them for the running
   // operations and the ones whose shards are shown.
   const ops = await Promise.all((resp.operations || []).map(async (o) => {
@@ -26,6 +31,7 @@ export async function render(app) {
   return h('div', {class: 'operations'},
     h('h1', {}, 'Operations'),
     h('p', {class: 'summary'}, `${running.length} running, ${done.length} finished.`),
+    topo ? dcOpForm(app, ((topo.topology || {}).dcs || []).map((d) => d.name)) : null,
     h('h2', {}, 'Running'),
     running.length ? running.map((o) => opCard(app, o)) : h('p', {}, 'No operation is running.'),
     h('h2', {}, 'Finished'),
@@ -94,6 +100,69 @@ async function act(app, o, what) {
     app.notify(`${what === 'cancel' ? 'Cancel' : 'Resume'} of ${o.id} requested.`);
   } catch (e) {
     app.notify(`${what === 'cancel' ? 'Cancel' : 'Resume'} of ${o.id} failed: ${e.message}`, true);
+  }
+  app.refresh();
+}
+
+// dcOpForm evacuates or restores a DC: what, which DC (and for an
+// evacuation, where to), how many shards per wave, a dry run, and the
+// reason the audit log keeps. Submitting asks for confirmation first.
+function dcOpForm(app, dcs) {
+  if (!dcs.includes(dcForm.dc)) dcForm.dc = dcs[0] || '';
+  if (dcForm.to && !dcs.includes(dcForm.to)) dcForm.to = '';
+  const evac = dcForm.kind === 'evacuate';
+  const field = (id, label, control) => h('div', {class: 'field'}, h('label', {for: `dcop-${id}`}, label), control);
+  const keep = (k, checkbox) => (ev) => {
+    dcForm[k] = checkbox ? ev.target.checked : ev.target.value;
+    if (k === 'kind') app.refresh(); // the fields of the other kind
+  };
+  const options = (values, selected, first) => [first ? h('option', {value: ''}, first) : null,
+    ...values.map((v) => h('option', {value: v, selected: v === selected || null}, v))];
+  const f = h('form', {class: 'filters dcop', id: 'dcop-form', 'aria-label': 'Evacuate or restore a DC', onsubmit: (ev) => {
+    ev.preventDefault();
+    submitDCOp(app);
+  }},
+  field('kind', 'Operation', h('select', {id: 'dcop-kind', name: 'kind', onchange: keep('kind')},
+    h('option', {value: 'evacuate', selected: evac || null}, 'Evacuate'),
+    h('option', {value: 'restore', selected: !evac || null}, 'Restore'))),
+  field('dc', 'DC', h('select', {id: 'dcop-dc', name: 'dc', required: true, onchange: keep('dc')}, options(dcs, dcForm.dc))),
+  evac ? field('to', 'To', h('select', {id: 'dcop-to', name: 'to', onchange: keep('to')},
+    options(dcs.filter((d) => d !== dcForm.dc), dcForm.to, 'each shard\'s backup DC'))) : null,
+  field('parallel', 'Shards per wave', h('input', {id: 'dcop-parallel', name: 'parallel', type: 'number', min: 1, max: 4096,
+    required: true, value: dcForm.parallel, oninput: keep('parallel')})),
+  evac ? null : h('div', {class: 'field check'}, h('label', {for: 'dcop-move-home'}, 'Home shards back'),
+    h('input', {id: 'dcop-move-home', name: 'move_home', type: 'checkbox', checked: dcForm.move_home || null, onchange: keep('move_home', true)})),
+  h('div', {class: 'field check'}, h('label', {for: 'dcop-dry-run'}, 'Dry run'),
+    h('input', {id: 'dcop-dry-run', name: 'dry_run', type: 'checkbox', checked: dcForm.dry_run || null, onchange: keep('dry_run', true)})),
+  field('reason', 'Reason', h('input', {id: 'dcop-reason', name: 'reason', type: 'text', required: true, autocomplete: 'off',
+    placeholder: 'e.g. maintenance of dc-a1', value: dcForm.reason, oninput: keep('reason')})),
+  h('button', {type: 'submit', id: 'dcop-submit', 'data-action': dcForm.kind}, evac ? 'Evacuate…' : 'Restore…'));
+  return h('section', {class: 'dcops', 'aria-labelledby': 'dcops-title'}, h('h2', {id: 'dcops-title'}, 'Evacuate or restore a DC'), f);
+}
+
+async function submitDCOp(app) {
+  const o = {...dcForm};
+  const parallel = Number(o.parallel);
+  const evac = o.kind === 'evacuate';
+  const what = evac
+    ? `Evacuate ${o.dc}: hand every shard it owns to ${o.to || 'its backup DC'}, ${parallel} at a time, through the safe handoff (each shard's writes block briefly); the DC goes DRAINING, then EVACUATED.`
+    : `Restore ${o.dc}: set it ACTIVE again${o.move_home ? ` and hand its home shards back to it, ${parallel} at a time` : ''}.`;
+  const text = o.dry_run ? `${what} Dry run: only the plan, nothing changes.` : what;
+  if (!await app.confirm(evac ? 'Evacuate DC' : 'Restore DC', text, o.dry_run ? 'Plan' : evac ? 'Evacuate' : 'Restore')) return;
+  const body = {parallel, dry_run: o.dry_run, reason: o.reason};
+  if (evac && o.to) body.to = o.to;
+  if (!evac) body.move_home = o.move_home;
+  try {
+    const resp = await app.api.post(`/v1/dcs/${encodeURIComponent(o.dc)}:${o.kind}`, body);
+    const t = (resp.operation || {}).totals || {};
+    if (o.dry_run) {
+      app.notify(`Plan of the ${o.kind} of ${o.dc}: ${t.shards || 0} shards in ${t.waves || 0} waves; nothing changed.`);
+    } else {
+      app.notify(`${evac ? 'Evacuation' : 'Restore'} of ${o.dc} started: operation ${resp.operation_id}.`);
+      dcForm.reason = '';
+    }
+  } catch (e) {
+    app.notify(`${evac ? 'Evacuation' : 'Restore'} of ${o.dc} refused: ${e.message}`, true);
   }
   app.refresh();
 }
