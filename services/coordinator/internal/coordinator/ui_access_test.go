@@ -44,8 +44,8 @@ func TestDashboardAccessible(t *testing.T) {
 	page := b.Tab(t)
 	page.Login(c.base, operatorToken)
 
-	for i, view := range []string{"topology", "shards", "operations", "failovers", "audit"} {
-		// The keys 1 to 5 switch views.
+	for i, view := range []string{"topology", "shards", "operations", "failovers", "audit", "replication"} {
+		// The keys 1 to 6 switch views.
 		page.Do(press(string(rune('1'+i))), chromedp.WaitVisible(chromedp.CSS("#view ."+view)))
 		assert.Equal(t, "page", browsertest.Get(page, chromedp.Evaluate[string](
 			`document.querySelector('#nav a[data-view="`+view+`"]').getAttribute('aria-current')`)), view)

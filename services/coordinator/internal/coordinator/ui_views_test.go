@@ -236,7 +236,7 @@ func TestDashboardViews(t *testing.T) {
 	viewer.Do(chromedp.Navigate(c.base+"/ui/#/operations"), chromedp.WaitVisible(chromedp.CSS("article.op")))
 	assert.Positive(t, viewer.Count("article.op"))
 	assert.Zero(t, viewer.Count("#dcop-form"), "no evacuate or restore form for a viewer")
-	for _, view := range []string{"operations", "shards", "failovers", "audit", "topology"} {
+	for _, view := range []string{"operations", "shards", "failovers", "audit", "replication", "topology"} {
 		viewer.Do(chromedp.Navigate(c.base+"/ui/#/"+view), chromedp.WaitVisible(chromedp.CSS("#view ."+view)))
 		assert.Zero(t, viewer.Count("[data-action]"), "a viewer sees no operator action on %s", view)
 	}

@@ -6,8 +6,9 @@ import * as shards from './views/shards.js';
 import * as operations from './views/operations.js';
 import * as failovers from './views/failovers.js';
 import * as audit from './views/audit.js';
+import * as replication from './views/replication.js';
 
-const views = {topology, shards, operations, failovers, audit};
+const views = {topology, shards, operations, failovers, audit, replication};
 const DEFAULT_VIEW = 'topology';
 
 const $ = (id) => document.getElementById(id);
@@ -173,7 +174,7 @@ function route() {
   refresh().then(() => { if (changed) $('main').focus({preventScroll: true}); });
 }
 
-// shortcut switches views with the keys 1 to 5 (shown on the navigation
+// shortcut switches views with the keys 1 to 6 (shown on the navigation
 // links) unless the focus is in a field or a dialog is open.
 function shortcut(ev) {
   if (!app.session || ev.ctrlKey || ev.metaKey || ev.altKey || $('confirm').open) return;
