@@ -79,6 +79,9 @@ func New(t testing.TB) *Browser {
 type Tab struct {
 	t   testing.TB
 	ctx context.Context
+	// retried counts the clicks tried again because a re-render replaced
+	// their node (ClickRetries).
+	retried int
 }
 
 // Tab opens a new, isolated tab, closed at the end of t. An uncaught
@@ -193,14 +196,22 @@ func nodeGone(err error) bool {
 }
 
 // Click clicks the first node matching the CSS selector sel. chromedp
-// queries the node and then clicks its position in separate calls; when a
-// live update replaced the node in between (nothing was clicked then), it
+// finds the node, waits until it is visible, and then scrolls it into view
+// and clicks its position, in separate calls to the browser; when a live
+// update replaced the node after the wait (nothing was clicked then), it
 // tries again on the node that replaced it, within StepTimeout.
+//
+// It does not promise a click on a page that never holds still: chromedp's
+// wait starts over on its own while the node it found leaves the document
+// before it is seen visible (a few round trips to the browser), so a page
+// that replaces the node faster than that, whatever the reason, times the
+// click out.
 func (p *Tab) Click(sel string) {
 	p.t.Helper()
 	check.For(p.t, StepTimeout, 20*time.Millisecond, func() error {
 		_, err := run(p.ctx, StepTimeout, chromedp.Click(chromedp.CSS(sel)))
 		if err != nil && nodeGone(err) {
+			p.retried++
 			return fmt.Errorf("click %s: %w", sel, err)
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -210,6 +221,10 @@ func (p *Tab) Click(sel string) {
 		return nil
 	})
 }
+
+// ClickRetries is how many times Click tried again because a re-render
+// had replaced the node it was about to click.
+func (p *Tab) ClickRetries() int { return p.retried }
 
 // Count is the number of nodes matching the CSS selector sel.
 func (p *Tab) Count(sel string) int {
