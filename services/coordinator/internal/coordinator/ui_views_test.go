@@ -25,8 +25,14 @@ import (
 
 // startDashboard runs a coordinator with an audit store and an operator
 // token on httpAddr ("127.0.0.1:0": a free port) over st; stop ends it
-// (the test's end does too).
+// (the test's end does too). Its handoffs wait 500 ms for a barrier.
 func startDashboard(t *testing.T, st *state.Store, httpAddr string) (c *coord, stop func()) {
+	t.Helper()
+	return startDashboardWith(t, st, httpAddr, coordinator.HandoffOptions{RouterGrace: 100 * time.Millisecond, CatchUp: 500 * time.Millisecond})
+}
+
+// startDashboardWith is startDashboard with the handoffs' waits.
+func startDashboardWith(t *testing.T, st *state.Store, httpAddr string, handoff coordinator.HandoffOptions) (c *coord, stop func()) {
 	t.Helper()
 	docs, err := embedded.Open(embedded.Options{Logger: zerolog.Nop()})
 	require.NoError(t, err)
@@ -38,7 +44,7 @@ func startDashboard(t *testing.T, st *state.Store, httpAddr string) (c *coord, s
 			{Name: "dashboard", Role: "viewer", SHA256: auth.Hash(viewerToken)},
 		},
 		LeaderTTL: 2 * time.Second, Logger: zerolog.Nop(), Audit: coordinator.AuditOptions{Docs: docs},
-		Handoff: coordinator.HandoffOptions{RouterGrace: 100 * time.Millisecond, CatchUp: 500 * time.Millisecond},
+		Handoff: handoff,
 	})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -14,12 +14,13 @@ const DEFAULT_VIEW = 'topology';
 const $ = (id) => document.getElementById(id);
 
 // app is what every view gets: the API client, the session (name, role),
-// can(need), confirm(...) and notify(...).
+// can(need), confirm(...), ask(...) and notify(...).
 const app = {
   api: null,
   session: null,
   can(need) { return !!this.session && can(this.session.role, need); },
   confirm,
+  ask,
   notify,
   refresh: () => refresh(),
 };
@@ -46,20 +47,66 @@ function initTheme() {
 
 // confirm asks before an operator action; resolves true on Confirm.
 function confirm(title, text, okLabel = 'Confirm') {
+  return dialog(title, text, okLabel, false).then((r) => r.ok);
+}
+
+// ask asks before an operator action whose call takes a reason, with a
+// field for it (one the call requires cannot be left empty); resolves the
+// reason typed ('' for none) on Confirm, null otherwise.
+function ask(title, text, okLabel = 'Confirm', {required = false} = {}) {
+  return dialog(title, text, okLabel, true, required).then((r) => (r.ok ? r.reason : null));
+}
+
+// settle resolves the confirmation that is open (null when none); back is
+// the element the focus returns to when it closes.
+let settle = null;
+let back = null;
+
+// dialog opens the confirmation with the focus on Cancel; resolves
+// {ok, reason}. The answer is taken when the operator gives it (the form's
+// submit, Escape), not from the close event: that one comes later, and a
+// confirmation opened again before it must not take the last one's answer.
+function dialog(title, text, okLabel, withReason, required = false) {
   const dlg = $('confirm');
+  if (settle) settle(false);
   $('confirm-title').textContent = title;
   $('confirm-text').textContent = text;
   $('confirm-ok').textContent = okLabel;
-  const back = document.activeElement;
+  $('confirm-reason-field').hidden = !withReason;
+  $('confirm-reason').value = '';
+  // Only a shown field is validated: Confirm cannot submit it empty (or
+  // blank) when required; Cancel never validates.
+  $('confirm-reason').required = withReason && required;
+  $('confirm-reason').pattern = withReason && required ? '.*\\S.*' : '.*';
+  $('confirm-reason-label').textContent = required ? 'Reason (required, kept in the audit log)' : 'Reason (kept in the audit log)';
+  back = document.activeElement;
   return new Promise((resolve) => {
-    dlg.addEventListener('close', () => {
-      resolve(dlg.returnValue === 'ok');
-      if (back && back.isConnected) back.focus();
-    }, {once: true});
+    settle = (ok) => {
+      settle = null;
+      resolve({ok, reason: withReason ? $('confirm-reason').value.trim() : ''});
+    };
     dlg.returnValue = '';
     dlg.showModal();
     $('confirm-cancel').focus();
   });
+}
+
+function initDialog() {
+  const dlg = $('confirm');
+  dlg.querySelector('form').addEventListener('submit', (ev) => {
+    if (settle) settle(!!ev.submitter && ev.submitter.value === 'ok');
+  });
+  dlg.addEventListener('cancel', () => { if (settle) settle(false); });
+  // A close event that comes after the next confirmation opened is the
+  // last one's: it leaves the open one alone.
+  dlg.addEventListener('close', () => {
+    if (dlg.open) return;
+    if (settle) settle(dlg.returnValue === 'ok');
+    if (back && back.isConnected) back.focus();
+  });
+  // Enter in the reason field would submit the dialog with its first
+  // button, Cancel: the operator confirms with the button.
+  $('confirm-reason').addEventListener('keydown', (ev) => { if (ev.key === 'Enter') ev.preventDefault(); });
 }
 
 // notify reports the outcome of an action in the live region.
@@ -204,6 +251,7 @@ function init() {
       $('token').focus();
     }
   });
+  initDialog();
   $('logout').addEventListener('click', logout);
   window.addEventListener('hashchange', route);
   document.addEventListener('keydown', shortcut);

@@ -91,15 +91,17 @@ function opCard(app, o) {
 
 async function act(app, o, what) {
   const kind = enumName(o.kind, 'OPERATION_KIND_');
-  const text = what === 'cancel'
-    ? `Stop ${kind} ${o.id} after its current wave? Shards already moved stay where they are.`
+  const cancel = what === 'cancel';
+  const text = cancel
+    ? `Stop ${kind} ${o.id} after its current wave? Shards already moved stay where they are; the others stay at their owner, unfrozen.`
     : `Go on with ${kind} ${o.id} from where it stopped?`;
-  if (!await app.confirm(what === 'cancel' ? 'Cancel operation' : 'Resume operation', text, what === 'cancel' ? 'Cancel operation' : 'Resume')) return;
+  const reason = await app.ask(cancel ? 'Cancel operation' : 'Resume operation', text, cancel ? 'Cancel operation' : 'Resume');
+  if (reason === null) return;
   try {
-    await app.api.post(`/v1/operations/${encodeURIComponent(o.id)}:${what}`, {});
-    app.notify(`${what === 'cancel' ? 'Cancel' : 'Resume'} of ${o.id} requested.`);
+    await app.api.post(`/v1/operations/${encodeURIComponent(o.id)}:${what}`, reason ? {reason} : {});
+    app.notify(`${cancel ? 'Cancel' : 'Resume'} of ${o.id} requested.`);
   } catch (e) {
-    app.notify(`${what === 'cancel' ? 'Cancel' : 'Resume'} of ${o.id} failed: ${e.message}`, true);
+    app.notify(`${cancel ? 'Cancel' : 'Resume'} of ${o.id} failed: ${e.message}`, true);
   }
   app.refresh();
 }

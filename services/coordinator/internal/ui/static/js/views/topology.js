@@ -99,10 +99,11 @@ async function switchover(app, dc, cluster) {
 }
 
 async function releaseHold(app, dc, cluster) {
-  const ok = await app.confirm('Release failover hold', `Let the HA agent of ${dc} fail over ${dc}/${cluster} automatically again?`, 'Release');
-  if (!ok) return;
+  // The API requires the reason (it is audited).
+  const reason = await app.ask('Release failover hold', `Let the HA agent of ${dc} fail over ${dc}/${cluster} automatically again?`, 'Release', {required: true});
+  if (reason === null) return;
   try {
-    await app.api.post(`/v1/clusters/${encodeURIComponent(dc)}/${encodeURIComponent(cluster)}:releaseFailoverHold`, {});
+    await app.api.post(`/v1/clusters/${encodeURIComponent(dc)}/${encodeURIComponent(cluster)}:releaseFailoverHold`, {reason});
     app.notify(`Failover hold of ${dc}/${cluster} released.`);
   } catch (e) {
     app.notify(`Release of ${dc}/${cluster} failed: ${e.message}`, true);
