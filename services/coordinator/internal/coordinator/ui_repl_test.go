@@ -2,6 +2,7 @@ package coordinator_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -10,9 +11,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/drplane/drplane/pkg/audit"
 	"github.com/drplane/drplane/pkg/browsertest"
 	"github.com/drplane/drplane/pkg/check"
+	"github.com/drplane/drplane/pkg/embednats"
 	"github.com/drplane/drplane/pkg/state"
+	"github.com/drplane/drplane/services/coordinator/internal/repl"
 )
 
 // TestDashboardReplication shows the replication between DCs from the
@@ -85,4 +89,73 @@ func TestDashboardReplication(t *testing.T) {
 	viewer.Do(chromedp.Navigate(c.base+"/ui/#/replication"), chromedp.WaitVisible(chromedp.CSS(".replication table")))
 	assert.Equal(t, 6, viewer.Count("tr[data-pair]"))
 	assert.Zero(t, viewer.Count("[data-action]"), "a viewer retries no dead letter")
+}
+
+// TestDashboardDeadLetterRetry: with the DCs' JetStream (real NATS, one
+// server per DC), an operator puts dc-b1's dead letters back from the
+// replication view: asked first, each is on dc-b1's inbound stream again
+// on the replay subject, the dead-letter stream is empty, the page says so
+// and the retry is audited; the collector's next report takes the action
+// off the page.
+func TestDashboardDeadLetterRetry(t *testing.T) {
+	b := browsertest.New(t)
+	l := startReplLab(t)
+	seqs := map[string]uint64{
+		"dc-a1": l.deadLetter(t, "dc-b1", "dc-a1", "1-101-9/5", 31),
+		"dc-a2": l.deadLetter(t, "dc-b1", "dc-a2", "2-201-3/5", 32),
+	}
+	report := func(dead uint64) {
+		t.Helper()
+		now := time.Now().UTC()
+		for _, origin := range []string{"dc-a1", "dc-a2"} {
+			s := state.ReplStats{DC: "dc-b1", Origin: origin, Collector: "dc-b1-collector-1", Applied: 100, EventsPerSec: 25,
+				LagP50Ms: 2.5, LagP99Ms: 9.1, DeadLettered: dead, LastAppliedAt: now, UpdatedAt: now}
+			_, err := state.Put(context.Background(), l.st, l.st.ReplStatsKey(s.DC, s.Origin), s, state.PutOptions{PrevRev: -1})
+			require.NoError(t, err)
+		}
+	}
+	report(1)
+
+	op := b.Tab(t)
+	op.Login(l.c.base, operatorToken)
+	op.Do(chromedp.Navigate(l.c.base+"/ui/#/replication"), chromedp.WaitVisible(chromedp.CSS(`[data-action="dlq-retry"]`)))
+	assert.Equal(t, "Retry 2 dead letters of dc-b1…", op.Text(`[data-action="dlq-retry"]`))
+	op.Click(`[data-action="dlq-retry"]`)
+	op.Do(chromedp.WaitVisible(chromedp.ID("confirm")))
+	assert.Contains(t, op.Text("#confirm-text"), "Put the 2 dead letters of dc-b1 back on its inbound stream?")
+	op.Do(chromedp.Click(chromedp.ID("confirm-ok")), chromedp.WaitNotVisible(chromedp.ID("confirm")))
+	check.For(t, browsertest.StepTimeout, 20*time.Millisecond, func() error {
+		n := op.Text("#notice")
+		return check.That(n == "Dead letters of dc-b1: 2 put back, 0 failed.", "the notice reports the retry (it says %q)", n)
+	})
+	assert.Equal(t, "status", browsertest.Get(op, chromedp.Evaluate[string](`document.getElementById('notice').getAttribute('role')`)),
+		"a success, not an alert")
+	op.Screenshot("dashboard-replication-retried")
+
+	// Each is on dc-b1's inbound stream again, from its origin, and out of
+	// the dead-letter stream.
+	in, err := l.js["dc-b1"].Stream(t.Context(), embednats.InStream("dc-b1"))
+	require.NoError(t, err)
+	for origin, seq := range seqs {
+		raw, err := in.GetLastMsgForSubject(t.Context(), embednats.ReplaySubject("dc-b1")+"."+origin)
+		require.NoError(t, err, "the dead letter of %s is replayed", origin)
+		assert.Equal(t, strconv.FormatUint(seq, 10), raw.Header.Get(embednats.HeaderRetryOfDLQ))
+		assert.Equal(t, origin, raw.Header.Get(embednats.HeaderOrigin))
+	}
+	dlq, err := l.js["dc-b1"].Stream(t.Context(), embednats.DLQStream("dc-b1"))
+	require.NoError(t, err)
+	info, err := dlq.Info(t.Context())
+	require.NoError(t, err)
+	assert.Zero(t, info.State.Msgs, "the dead-letter stream is empty")
+	evs := events(t, l.st, repl.ActionDLQRetry)
+	require.Len(t, evs, 1, "one retry, audited")
+	assert.Equal(t, "token:oncall", evs[0].Actor)
+	assert.Equal(t, audit.OutcomeOK, evs[0].Outcome)
+	assert.Equal(t, "dc-b1", evs[0].Target)
+	assert.Equal(t, "2", evs[0].Params["retried"])
+
+	// The collector reports no dead letter any more: no retry is offered.
+	report(0)
+	op.WaitFor("the retry is gone with the dead letters", `!document.querySelector('[data-action="dlq-retry"]')`)
+	assert.Equal(t, "0", op.Text(`tr[data-pair="dc-a1>dc-b1"] [data-dead]`))
 }
