@@ -39,8 +39,13 @@ const (
 )
 
 // ordersDDL is the sample keyspace's table.
-const ordersDDL = "CREATE TABLE orders (id BIGINT PRIMARY KEY, user_id BIGINT NOT NULL, amount_cents BIGINT NOT NULL, " +
-	"note VARCHAR(255), updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))"
+var ordersDDL = tableDDL("orders")
+
+// tableDDL is the DDL of a keyspace table shaped like orders.
+func tableDDL(name string) string {
+	return "CREATE TABLE " + name + " (id BIGINT PRIMARY KEY, user_id BIGINT NOT NULL, amount_cents BIGINT NOT NULL, " +
+		"note VARCHAR(255), updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))"
+}
 
 // Deadlines of the polls.
 const (
@@ -74,6 +79,10 @@ type bed struct {
 	topo   topology.Topology
 	table  *shardmap.Table
 	dcs    map[string]*dc
+	// extra are keyspaces besides orders (in the same database and
+	// cluster, each with a table shaped like orders), for tests of
+	// per-keyspace policy.
+	extra []topology.Keyspace
 	// owned lists, per DC, user ids whose shard the DC owns.
 	owned map[string][]int64
 
@@ -102,18 +111,23 @@ func startBed(t testing.TB) *bed {
 	return startBedWith(t, shardCount)
 }
 
-// startBedWith is startBed with a keyspace of shards shards.
-func startBedWith(t testing.TB, shards int) *bed {
+// startBedWith is startBed with a keyspace of shards shards and, besides
+// it, the keyspaces of extra (their tables are created in every DC).
+func startBedWith(t testing.TB, shards int, extra ...topology.Keyspace) *bed {
 	t.Helper()
 	began := time.Now()
-	b := &bed{t: t, bin: bins(t), shards: shards, dcs: map[string]*dc{}, owned: map[string][]int64{},
+	b := &bed{t: t, bin: bins(t), shards: shards, extra: extra, dcs: map[string]*dc{}, owned: map[string][]int64{},
 		jsByDC: map[string]jetstream.JetStream{}}
+	schema := []string{ordersDDL}
+	for _, ks := range extra {
+		schema = append(schema, tableDDL(ks.Table))
+	}
 	var wg sync.WaitGroup
 	clusters := make([]*harness.MariaDBCluster, len(dcNames()))
 	for i := range dcNames() {
 		wg.Go(func() {
 			clusters[i] = harness.StartMariaDB(t, harness.MariaDBOptions{
-				Instances: 2, Database: database, Schema: []string{ordersDDL},
+				Instances: 2, Database: database, Schema: schema,
 				// One GTID domain per DC, as in the lab.
 				Args: []string{"--gtid-domain-id=" + strconv.Itoa(i+1)},
 			})
@@ -155,16 +169,18 @@ func (b *bed) storeTopology() {
 		topo.Clusters = append(topo.Clusters, cl)
 	}
 	ks := topology.Keyspace{Name: keyspace, Cluster: clusterName, Database: database, Table: "orders", ShardKey: "user_id", Shards: b.shards}
-	topo.Keyspaces = []topology.Keyspace{ks}
+	topo.Keyspaces = append([]topology.Keyspace{ks}, b.extra...)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := b.store.PutTopology(ctx, topo, -1); err != nil {
 		t.Fatalf("topology: %v", err)
 	}
-	m := shardmap.New(ks, topo)
-	if _, err := shardmap.Save(ctx, b.store, m, 0, nil, topo); err != nil {
-		t.Fatalf("shard map: %v", err)
+	for _, k := range topo.Keyspaces {
+		if _, err := shardmap.Save(ctx, b.store, shardmap.New(k, topo), 0, nil, topo); err != nil {
+			t.Fatalf("shard map of %s: %v", k.Name, err)
+		}
 	}
+	m := shardmap.New(ks, topo)
 	table, err := shardmap.Compile(m)
 	if err != nil {
 		t.Fatalf("compile shard map: %v", err)

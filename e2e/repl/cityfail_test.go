@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/drplane/drplane/pkg/check"
+	"github.com/drplane/drplane/pkg/shardmap"
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
 )
 
@@ -66,17 +67,26 @@ func cityFailovers(t testing.TB, api drplanev1.CityFailoverServiceClient, dc str
 // reach its master, and nothing is failed over. Then every process of
 // dc-a1 is killed -9 (its two mariadbd, reship, collector, coordinator)
 // and its NATS server stopped: the leader declares it LOST and flips its
-// shards; the SDK writers find every one of them writable in its backup
-// DC. The failover's estimate is checked against MySQL read directly at
-// the new owners: every acknowledged write missing there is one the
-// ledger listed for its shard or was acknowledged inside the shard's
-// reported loss window.
+// orders shards; the SDK writers find every one of them writable in its
+// backup DC. The failover's estimate is checked against MySQL read
+// directly at the new owners: every acknowledged write missing there is
+// one the ledger listed for its shard or was acknowledged inside the
+// shard's reported loss window.
+//
+// Two more keyspaces carry their own policy: carts has
+// auto_city_failover off and notes a max_rpo no loss window fits in. The
+// automatic failover holds both (HELD, the reason per shard, audited, and
+// the SDK still refuses their writes outside dc-a1); an operator's `drctl
+// failover dc` then flips carts (an operator overrides auto_city_failover)
+// but not notes (the budget still holds), and `--accept-loss` flips notes
+// too: each step audited with its actor, every shard writable at its new
+// owner.
 func TestCityFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts 6 mariadbd and 12 service processes")
 	}
 	began := time.Now()
-	b := startBed(t)
+	b := startBedWith(t, shardCount, policyKeyspaces()...)
 	b.startServices()
 	agents := map[string]*service{}
 	for _, name := range dcNames() {
@@ -106,6 +116,12 @@ func TestCityFailover(t *testing.T) {
 	load := b.startSDKLoad(t, api)
 	load.waitAcked(t, 100)
 	ownedA1 := b.ownedBy(t, dcA1)
+	heldA1 := map[string][]int{}
+	for _, ks := range []string{autoOffKeyspace, budgetKeyspace} {
+		heldA1[ks] = b.ownedIn(t, ks, dcA1)
+		require.NotEmpty(t, heldA1[ks], "dc-a1 owns shards of %s", ks)
+	}
+	probe := b.newPolicyProbe(t, api, dcA2, dcB1)
 	t.Logf("bed, agents, coordinators and SDK load up in %s; dc-a1 owns %d shards", time.Since(began).Round(time.Millisecond), len(ownedA1))
 
 	t.Run("LeaseGoneButSeenIsNotFailedOver", func(t *testing.T) {
@@ -146,7 +162,8 @@ func TestCityFailover(t *testing.T) {
 				return check.That(false, "no city failover of dc-a1 yet (verdict %s)", b.dcVerdict(t, dcA1))
 			}
 			f = fs[0]
-			return check.That(f.GetState() == drplanev1.CityFailoverState_CITY_FAILOVER_STATE_DONE, "state %s", f.GetState())
+			// HELD: the orders shards flipped, the policy keyspaces' not.
+			return check.That(f.GetState() == drplanev1.CityFailoverState_CITY_FAILOVER_STATE_HELD, "state %s", f.GetState())
 		})
 		declared := f.GetCreatedAt().AsTime()
 		flipped := f.GetFlippedAt().AsTime()
@@ -156,6 +173,9 @@ func TestCityFailover(t *testing.T) {
 		assert.EqualValues(t, len(ownedA1), f.GetShardsFlipped())
 		for _, s := range b.shardMap(t).Shards {
 			assert.NotEqual(t, dcA1, s.Owner, "shard %d", s.ID)
+		}
+		for ks, shards := range heldA1 {
+			assert.Equal(t, shards, b.ownedIn(t, ks, dcA1), "the shards of %s stay at dc-a1", ks)
 		}
 		// Every shard of dc-a1 takes SDK writes in its backup DC.
 		check.For(t, 30*time.Second, 50*time.Millisecond, func() error {
@@ -179,6 +199,54 @@ func TestCityFailover(t *testing.T) {
 		t.FailNow()
 	}
 
+	var failoverID string
+	t.Run("PolicyHoldsKeyspaces", func(t *testing.T) {
+		fs := cityFailovers(t, api.CityFailover, dcA1)
+		require.Len(t, fs, 1)
+		failoverID = fs[0].GetId()
+		f := getCityFailover(t, api, failoverID)
+		require.Equal(t, drplanev1.CityFailoverState_CITY_FAILOVER_STATE_HELD, f.GetState())
+		held := map[string][]int{}
+		for _, s := range f.GetShards() {
+			switch s.GetKeyspace() {
+			case keyspace:
+				assert.True(t, s.GetFlipped(), "orders/%d flipped", s.GetShard())
+				assert.Empty(t, s.GetHeld(), "orders/%d", s.GetShard())
+			case autoOffKeyspace:
+				assert.False(t, s.GetFlipped(), "carts/%d held", s.GetShard())
+				assert.Equal(t, "auto_city_failover is off for keyspace carts", s.GetHeld())
+				held[s.GetKeyspace()] = append(held[s.GetKeyspace()], int(s.GetShard()))
+			case budgetKeyspace:
+				// The loss window runs from the last write heard from dc-a1
+				// to its lease's expiry, 2 s after the kill at most: always
+				// over 1 ms.
+				assert.True(t, s.GetLagBoundMs() < 0 || s.GetLagBoundMs() > 1, "notes/%d loss window %d ms", s.GetShard(), s.GetLagBoundMs())
+				assert.False(t, s.GetFlipped(), "notes/%d held", s.GetShard())
+				assert.Contains(t, s.GetHeld(), "max_rpo 1ms", "notes/%d", s.GetShard())
+				held[s.GetKeyspace()] = append(held[s.GetKeyspace()], int(s.GetShard()))
+			default:
+				t.Errorf("shard %s/%d on the record", s.GetKeyspace(), s.GetShard())
+			}
+		}
+		for ks, shards := range heldA1 {
+			assert.ElementsMatch(t, shards, held[ks], "held shards of %s", ks)
+			for _, shard := range shards {
+				probe.requireRefused(t, ks, shard, dcA1)
+			}
+		}
+		ev := auditEvent(t, api, "city_failover.held", dcA1, func(e *drplanev1.AuditEvent) bool {
+			return e.GetParams()["failover_id"] == failoverID
+		})
+		assert.Equal(t, "coordinator:"+coords[dcB1].id, ev.GetActor())
+		assert.Equal(t, "automatic", ev.GetParams()["trigger"])
+		assert.Equal(t, strconv.Itoa(len(ownedA1)), ev.GetParams()["flipped"])
+		assert.NotEmpty(t, ev.GetError(), "the hold's reason")
+		t.Logf("held by policy: %v; audited %s: %s", held, ev.GetAction(), ev.GetError())
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+
 	t.Run("EstimateAgainstMySQL", func(t *testing.T) {
 		load.halt()
 		fs := cityFailovers(t, api.CityFailover, dcA1)
@@ -196,7 +264,9 @@ func TestCityFailover(t *testing.T) {
 		}
 		byShard := map[int]*drplanev1.CityFailoverShard{}
 		for _, s := range f.GetShards() {
-			byShard[int(s.GetShard())] = s
+			if s.GetKeyspace() == keyspace {
+				byShard[int(s.GetShard())] = s
+			}
 		}
 		listed := map[string]bool{}
 		for _, id := range f.GetEstimate().GetRequestIds() {
@@ -253,5 +323,60 @@ func TestCityFailover(t *testing.T) {
 			ackedBefore, missing, inWindow, missing-inWindow, len(listed), f.GetEstimate().GetRequestIds())
 		assert.Empty(t, unexplained, "acknowledged writes lost beyond the estimate")
 		assert.Positive(t, ackedBefore)
+	})
+
+	t.Run("OperatorFlipsTheHeld", func(t *testing.T) {
+		owners := func(ks string) map[int]string {
+			m, err := shardmap.Load(ctx, b.store, ks)
+			require.NoError(t, err)
+			out := map[int]string{}
+			for _, s := range m.Shards {
+				out[s.ID] = s.Owner
+			}
+			return out
+		}
+		// Without --accept-loss an operator overrides auto_city_failover,
+		// not the budget.
+		run := b.drctl(t, coords[dcB1].grpc, nil, "failover", "dc", dcA1, "--reason", "carts by hand")
+		require.Equal(t, 0, run.code, run.stderr)
+		f := getCityFailover(t, api, failoverID)
+		assert.Equal(t, drplanev1.CityFailoverState_CITY_FAILOVER_STATE_HELD, f.GetState())
+		assert.Equal(t, "operator:evac-admin", f.GetTrigger())
+		assert.Empty(t, b.ownedIn(t, autoOffKeyspace, dcA1), "carts flipped by the operator")
+		assert.Equal(t, heldA1[budgetKeyspace], b.ownedIn(t, budgetKeyspace, dcA1), "notes still held by max_rpo")
+		cartsTo := owners(autoOffKeyspace)
+		for _, shard := range heldA1[autoOffKeyspace] {
+			probe.requireWritableAt(t, autoOffKeyspace, shard, cartsTo[shard])
+		}
+		for _, shard := range heldA1[budgetKeyspace] {
+			probe.requireRefused(t, budgetKeyspace, shard, dcA1)
+		}
+		auditEvent(t, api, "city_failover.request", dcA1, func(e *drplanev1.AuditEvent) bool {
+			return e.GetActor() == "token:evac-admin" && e.GetParams()["accept_loss"] == "false" && e.GetParams()["failover_id"] == failoverID
+		})
+		auditEvent(t, api, "city_failover.held", dcA1, func(e *drplanev1.AuditEvent) bool {
+			return e.GetActor() == "token:evac-admin" && e.GetParams()["failover_id"] == failoverID
+		})
+
+		run = b.drctl(t, coords[dcB1].grpc, nil, "failover", "dc", dcA1, "--accept-loss", "--reason", "budget waived")
+		require.Equal(t, 0, run.code, run.stderr)
+		f = getCityFailover(t, api, failoverID)
+		assert.Equal(t, drplanev1.CityFailoverState_CITY_FAILOVER_STATE_DONE, f.GetState())
+		assert.True(t, f.GetAcceptLoss())
+		for _, ks := range []string{keyspace, autoOffKeyspace, budgetKeyspace} {
+			assert.Empty(t, b.ownedIn(t, ks, dcA1), "%s: dc-a1 owns nothing", ks)
+		}
+		notesTo := owners(budgetKeyspace)
+		for _, shard := range heldA1[budgetKeyspace] {
+			probe.requireWritableAt(t, budgetKeyspace, shard, notesTo[shard])
+		}
+		ev := auditEvent(t, api, "city_failover.flip", dcA1, func(e *drplanev1.AuditEvent) bool {
+			return e.GetActor() == "token:evac-admin" && e.GetParams()["failover_id"] == failoverID && e.GetParams()["accept_loss"] == "true"
+		})
+		assert.Equal(t, "DONE", ev.GetParams()["state"])
+		auditEvent(t, api, "city_failover.request", dcA1, func(e *drplanev1.AuditEvent) bool {
+			return e.GetActor() == "token:evac-admin" && e.GetParams()["accept_loss"] == "true"
+		})
+		t.Logf("operator: carts flipped to %v without --accept-loss, notes to %v with it", cartsTo, notesTo)
 	})
 }

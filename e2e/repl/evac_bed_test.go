@@ -225,10 +225,14 @@ func (d *dc) appDB(addr string) (*sql.DB, error) {
 }
 
 // newRouter runs an SDK router of d's application on conn until the test
-// ends (or stop is called) and waits for its routes.
-func (b *bed) newRouter(t testing.TB, d *dc, api *apiclient.Client, client string) (*router.Router, context.CancelFunc) {
+// ends (or stop is called) and waits for its routes: of orders, or of
+// the keyspaces named.
+func (b *bed) newRouter(t testing.TB, d *dc, api *apiclient.Client, client string, keyspaces ...string) (*router.Router, context.CancelFunc) {
 	t.Helper()
-	r, err := router.New(router.Options{Conn: api.Conn(), DC: d.name, Keyspaces: []string{keyspace}, Client: client,
+	if len(keyspaces) == 0 {
+		keyspaces = []string{keyspace}
+	}
+	r, err := router.New(router.Options{Conn: api.Conn(), DC: d.name, Keyspaces: keyspaces, Client: client,
 		DB: func(m router.Master) (*sql.DB, error) { return d.appDB(m.Addr) }})
 	if err != nil {
 		t.Fatalf("router: %v", err)

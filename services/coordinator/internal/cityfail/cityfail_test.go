@@ -185,10 +185,19 @@ func TestPolicyHoldsFlips(t *testing.T) {
 	}
 
 	t.Log("the operator accepts the loss")
-	rec, err = w.flipper(t, true, nil).Failover(ctx, w.fence, Request{DC: "dc-a1", Operator: "token:ops", AcceptLoss: true})
+	rec, err = w.flipper(t, true, nil).Failover(ctx, w.fence, Request{DC: "dc-a1", Operator: "ops", AcceptLoss: true})
 	require.NoError(t, err)
 	assert.Equal(t, Done, rec.State)
-	assert.Equal(t, "operator:token:ops", rec.Trigger)
+	assert.Equal(t, "operator:ops", rec.Trigger)
+	events, err = audit.NewOutbox(w.st).List(ctx, 0)
+	require.NoError(t, err)
+	var actors []string
+	for _, e := range events {
+		if e.Action == ActionFlip && e.Params["trigger"] == "operator:ops" {
+			actors = append(actors, e.Actor)
+		}
+	}
+	assert.Equal(t, []string{"token:ops"}, actors, "the operator's flip is audited under their token, as the API's events are")
 	for _, ks := range []string{"orders", "carts", "notes"} {
 		assert.Zero(t, owner(ks)["dc-a1"], ks)
 	}

@@ -577,8 +577,9 @@ func (f *Flipper) auditOps(rec Record) []clientv3.Op {
 			"accept_loss":            strconv.FormatBool(rec.AcceptLoss), "verdict": rec.Verdict,
 		},
 	}
-	if rec.Trigger != "automatic" {
-		ev.Actor = strings.TrimPrefix(rec.Trigger, "operator:")
+	if who, ok := strings.CutPrefix(rec.Trigger, "operator:"); ok {
+		// The operator's token, named as the API's own events name it.
+		ev.Actor = "token:" + who
 	}
 	op, err := audit.NewOutbox(f.o.Store).PutOp(ev)
 	if err != nil {
