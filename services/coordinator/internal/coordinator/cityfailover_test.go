@@ -157,7 +157,7 @@ func TestFailOverDCThroughTheAPI(t *testing.T) {
 	require.Len(t, events(t, st, cityfail.ActionHeld), 1)
 	flips := events(t, st, cityfail.ActionFlip)
 	require.Len(t, flips, 1)
-	assert.Equal(t, "ops-admin", flips[0].Actor)
+	assert.Equal(t, "token:ops-admin", flips[0].Actor, "named as the API's own events name the caller")
 	assert.Equal(t, "true", flips[0].Params["accept_loss"])
 }
 
