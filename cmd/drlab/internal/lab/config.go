@@ -111,6 +111,10 @@ func (c *Config) Validate() error {
 	if c.AgentFenceBefore <= 0 || c.AgentFenceBefore >= c.AgentTTL {
 		return config.Invalid("agent_fence_before", "%s must be between 0 and agent_ttl (%s)", c.AgentFenceBefore, c.AgentTTL)
 	}
+	if c.SemiSyncTimeout < c.AgentTTL+time.Second {
+		return config.Invalid("semi_sync_timeout", "%s must exceed agent_ttl (%s) by at least 1s: an agent without etcd quorum fences its masters within the difference",
+			c.SemiSyncTimeout, c.AgentTTL)
+	}
 	for i, dc := range c.DCs {
 		if n := len(dc.MySQLPorts); n != 0 && n != c.Replicas+1 {
 			return config.Invalid(fmt.Sprintf("dcs[%d].mysql_ports", i), "lists %d ports, want %d (master + replicas)", n, c.Replicas+1)

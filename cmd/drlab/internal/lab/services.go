@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 	"gopkg.in/yaml.v3"
@@ -68,7 +69,11 @@ func (l *Lab) serviceConfig(dc string, u unit, healthAddr string, api labfile.AP
 			"repl_user": users.ReplUser, "repl_password": users.ReplPassword}
 		c["poll_interval"] = l.o.Config.PollInterval.String()
 		c["semi_sync_timeout"] = l.o.Config.SemiSyncTimeout.String()
-		c["election"] = map[string]any{"ttl": l.o.Config.AgentTTL.String(), "fence_before": l.o.Config.AgentFenceBefore.String()}
+		// A single-point primary fences its masters within the limit, and
+		// the limit plus the TTL must stay below the semi-sync timeout.
+		spl := min(10*time.Second, l.o.Config.SemiSyncTimeout-l.o.Config.AgentTTL)
+		c["election"] = map[string]any{"ttl": l.o.Config.AgentTTL.String(), "fence_before": l.o.Config.AgentFenceBefore.String(),
+			"single_point_limit": spl.String()}
 		if len(l.o.Fence) > 0 {
 			// A paused master is killed before another is promoted: it
 			// can never answer read_only=0 beside the new master (ADR 0008).

@@ -92,6 +92,13 @@ type Election struct {
 	// FenceBefore: an active agent that cannot renew its lease fences its
 	// masters when this much of the TTL is left.
 	FenceBefore time.Duration `yaml:"fence_before"`
+	// SinglePointLimit: an active agent whose etcd answers "no leader"
+	// keeps its masters writable (single-point primary) for at most this
+	// long after its last renewal, unless a majority of the etcd members
+	// answer without a leader; then it fences them. Plus the TTL it must
+	// stay below semi_sync_timeout: a master cut off from its replicas is
+	// fenced before it acknowledges asynchronously.
+	SinglePointLimit time.Duration `yaml:"single_point_limit"`
 }
 
 // MySQL holds the accounts the agent uses. User needs SUPER (or READ_ONLY
@@ -112,7 +119,7 @@ func DefaultConfig() *Config {
 		SemiSyncTimeout: 30 * time.Second, MaxLag: 10 * time.Second,
 		FailoverBudget: FailoverBudget{Settle: 5 * time.Second, Window: 10 * time.Minute, MaxFailovers: 10},
 		LossyWait:      10 * time.Second,
-		ApplyTimeout:   5 * time.Second, Election: Election{TTL: 5 * time.Second, FenceBefore: 2 * time.Second},
+		ApplyTimeout:   5 * time.Second, Election: Election{TTL: 5 * time.Second, FenceBefore: 2 * time.Second, SinglePointLimit: 10 * time.Second},
 		Hooks:  failover.Hooks{Timeout: 10 * time.Second},
 		Repair: Repair{Mode: string(repair.ModeAuto), Dir: "/var/lib/drplane/haagent/repairs", Timeout: 30 * time.Second},
 	}
@@ -149,6 +156,9 @@ func (c *Config) Validate() error {
 		return config.Invalid("election.ttl", "must be at least 2s, got %s", c.Election.TTL)
 	case c.Election.FenceBefore <= 0 || c.Election.FenceBefore >= c.Election.TTL:
 		return config.Invalid("election.fence_before", "must be between 0 and election.ttl (%s), got %s", c.Election.TTL, c.Election.FenceBefore)
+	case c.Election.SinglePointLimit <= 0 || c.Election.SinglePointLimit+c.Election.TTL > c.SemiSyncTimeout:
+		return config.Invalid("election.single_point_limit", "must be > 0 and at most semi_sync_timeout (%s) less election.ttl (%s), got %s",
+			c.SemiSyncTimeout, c.Election.TTL, c.Election.SinglePointLimit)
 	case c.Hooks.Timeout <= 0:
 		return config.Invalid("hooks.timeout", "must be > 0")
 	case c.Repair.Mode != string(repair.ModeAuto) && c.Repair.Mode != string(repair.ModeOff):
@@ -263,8 +273,9 @@ func New(cfg *Config, p Parts) (*Agent, error) {
 	})
 	el, err := elect.New(elect.Options{
 		Client: p.Store.Client(), Store: p.Store, DC: cfg.DC, ID: cfg.ID,
-		TTL: cfg.Election.TTL, FenceBefore: cfg.Election.FenceBefore, SelfFence: sup.SelfFence,
-		Logger: p.Logger, Registry: p.Registry, Now: p.Now,
+		TTL: cfg.Election.TTL, FenceBefore: cfg.Election.FenceBefore, SinglePointLimit: cfg.Election.SinglePointLimit,
+		SelfFence: sup.SelfFence,
+		Logger:    p.Logger, Registry: p.Registry, Now: p.Now,
 	})
 	if err != nil {
 		ops.Close()

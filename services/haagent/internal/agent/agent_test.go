@@ -353,6 +353,67 @@ func TestQuorumLossNoPromotion(t *testing.T) {
 	assert.Empty(t, failovers(t, e))
 }
 
+// TestSinglePointPrimaryFencesWithinLimit: the active agent talks to one
+// etcd member of three, and the other two go away. Its member answers "no
+// leader", exactly as when the agent is cut off together with a minority
+// member while the majority elects the standby (which could then promote).
+// The agent keeps its master writable for election.single_point_limit at
+// most, then — no majority of the members answering without a leader —
+// fences it, before semi_sync_timeout could let a master cut off from its
+// replicas acknowledge asynchronously. With the members back it leads again
+// and makes the same master writable; nothing is promoted.
+func TestSinglePointPrimaryFencesWithinLimit(t *testing.T) {
+	e := hatest.Start(t, hatest.Options{EtcdMembers: 3})
+	cfg := testConfig(e, "agent-1")
+	cfg.Election.SinglePointLimit = 3 * time.Second
+	cli, err := clientv3.New(clientv3.Config{Endpoints: e.Etcd.Endpoints()[:1], DialTimeout: time.Second,
+		DialKeepAliveTime: time.Second, DialKeepAliveTimeout: time.Second, Logger: zap.NewNop()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cli.Close() })
+	l := leader(t, startAgent(t, e, cfg, cli))
+	master := e.DB.Master
+	w := e.StartWriter()
+	check.For(t, 10*time.Second, check.Every, func() error { return check.That(w.Acked() >= 20, "acknowledged writes") })
+
+	require.NoError(t, e.Etcd.StopMember(1))
+	require.NoError(t, e.Etcd.StopMember(2))
+	stopped := time.Now()
+	check.For(t, 10*time.Second, check.Every, func() error { return check.That(l.a.Elector().SinglePointPrimary(), "single-point-primary mode") })
+	// The limit counts from the last renewal; the bound is the limit plus
+	// the time to decide and fence, well below the 60 s semi-sync timeout.
+	check.For(t, cfg.Election.SinglePointLimit+cfg.Election.TTL+5*time.Second, check.Every, func() error {
+		ro, err := readOnly(master)
+		if err != nil {
+			return err
+		}
+		return check.That(ro, "the master fenced by the single-point primary")
+	})
+	fenced := time.Since(stopped)
+	require.Less(t, fenced, cfg.SemiSyncTimeout)
+	assert.False(t, l.a.Elector().SinglePointPrimary(), "the tenure ended")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, e.Etcd.RestartMember(ctx, 1))
+	require.NoError(t, e.Etcd.RestartMember(ctx, 2))
+	restarted := time.Now()
+	check.For(t, 30*time.Second, check.Every, func() error {
+		ro, err := readOnly(master)
+		if err != nil {
+			return err
+		}
+		return check.That(!ro && l.a.Elector().IsLeader(), "the agent leads again and the master is writable")
+	})
+	t.Logf("members stopped → master fenced %s; restarted → writable again %s", fenced, time.Since(restarted))
+	rec, _ := e.Master()
+	assert.Equal(t, master.Name(), rec.Instance, "nothing else was promoted")
+	assert.Empty(t, failovers(t, e))
+	acked, _ := w.Stop()
+	missing, err := e.MissingAcked(rec.Addr, acked)
+	require.NoError(t, err)
+	assert.Empty(t, missing)
+}
+
 // TestCutOffAgentFencesItsMaster: the active agent loses etcd while etcd
 // keeps quorum. It fences its master (read_only, connections killed)
 // before its lease can expire; the standby then leads, finds the master

@@ -44,7 +44,7 @@ func testConfig(e *hatest.Env, id string) *agent.Config {
 	cfg.PollInterval = 100 * time.Millisecond
 	cfg.SemiSyncTimeout = 60 * time.Second
 	cfg.FailoverBudget = agent.FailoverBudget{}
-	cfg.Election = agent.Election{TTL: 4 * time.Second, FenceBefore: time.Second}
+	cfg.Election = agent.Election{TTL: 4 * time.Second, FenceBefore: time.Second, SinglePointLimit: 20 * time.Second}
 	cfg.Repair.Dir = e.T.TempDir()
 	return cfg
 }

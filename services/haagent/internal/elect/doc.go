@@ -16,7 +16,10 @@
 //     its quorum): nobody can be elected or write a master record, and when
 //     the quorum returns the new etcd leader renews every lease. The agent
 //     keeps leading as a single-point primary (SinglePointPrimary, metric
-//     drplane_haagent_single_point_primary) and keeps watching;
+//     drplane_haagent_single_point_primary) and keeps watching — for at
+//     most Options.SinglePointLimit after the last renewal, then only while
+//     a majority of the etcd members answer without a leader (no quorum
+//     anywhere), else SelfFence (docs/adr/0011);
 //   - etcd does not answer: others may have a quorum and elect a standby as
 //     soon as the lease expires, so SelfFence is called while the lease still
 //     stands, the tenure ends, the lease is abandoned, and the elector
@@ -32,7 +35,8 @@
 //
 // The verdict is the view of the members the client reaches: a member cut
 // off together with the agent from a majority that still has a quorum also
-// answers "no leader". Give the agents' clients every etcd endpoint.
+// answers "no leader"; hence the limit. Give the agents' clients every etcd
+// endpoint.
 //
 // Shutdown. When Run's context ends the elector waits for lead to return,
 // resigns and revokes its lease, so a standby takes over within

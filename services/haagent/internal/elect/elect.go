@@ -240,6 +240,9 @@ func (t *term) campaign(ctx context.Context, sess *concurrency.Session, el *conc
 func (t *term) lead(ctx context.Context, sess *concurrency.Session, el *concurrency.Election, lead func(Leadership) error) (clientv3.LeaseID, error) {
 	e := t.e
 	t.key, t.rev = el.Key(), el.Rev()
+	if e.o.SinglePointLimit > 0 {
+		t.members = t.learnMembers(ctx)
+	}
 	lctx, lcancel := context.WithCancelCause(ctx)
 	defer lcancel(nil)
 	l := Leadership{Ctx: lctx, Fence: state.Fence{Key: t.key, Rev: t.rev}, Lease: t.lease, Since: e.o.Now()}

@@ -194,6 +194,44 @@ func TestQuorumLossSinglePointPrimary(t *testing.T) {
 	assert.False(t, b.el.IsLeader())
 }
 
+// TestSinglePointPrimaryIsBounded: the leader talks to one member of three;
+// the other two stop. Its member answers "no leader" as for a lost quorum,
+// but the agent cannot tell that from being cut off with a minority member
+// while the majority elects another agent. Past SinglePointLimit it asks
+// every member, finds no majority answering without a leader, and fences.
+func TestSinglePointPrimaryIsBounded(t *testing.T) {
+	const ttl, fenceBefore, limit = 4 * time.Second, time.Second, 3 * time.Second
+	tune := func(o *elect.Options) { o.TTL, o.FenceBefore, o.SinglePointLimit = ttl, fenceBefore, limit }
+	c := harness.StartEtcd(t, 3)
+	g := newGroup(t, harness.EtcdClientFor(t, c))
+	a := g.start("agent-a", dial(t, c.Members()[0].ClientURL()), tune)
+	check.For(t, 10*time.Second, 5*time.Millisecond, func() error { return check.That(a.leads(), "agent-a leads") })
+	ten := a.last()
+
+	stopped := time.Now()
+	require.NoError(t, c.StopMember(1))
+	require.NoError(t, c.StopMember(2))
+	check.For(t, 2*ttl, 5*time.Millisecond, func() error { return check.That(a.el.SinglePointPrimary(), "single-point primary") })
+	// The limit counts from the last renewal, at most TTL/3 before the stop;
+	// the decision takes a watchdog tick and up to FenceBefore/2.
+	check.For(t, limit+2*ttl, 5*time.Millisecond, func() error { return check.That(len(a.fenceCalls()) > 0, "SelfFence called") })
+	fc := a.fenceCalls()[0]
+	t.Logf("members stopped → SelfFence: %v (reason: %s)", fc.at.Sub(stopped), fc.reason)
+	assert.Contains(t, fc.reason, "no majority of the 3 etcd members")
+	assert.Contains(t, fc.reason, "(limit 3s)")
+	check.For(t, 5*time.Second, 5*time.Millisecond, func() error { return check.That(ten.l.Ctx.Err() != nil, "the tenure ended") })
+	require.ErrorIs(t, context.Cause(ten.l.Ctx), elect.ErrSelfFenced)
+	assert.False(t, a.el.IsLeader())
+	assert.False(t, a.el.SinglePointPrimary())
+
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, c.RestartMember(ctx, 1))
+	require.NoError(t, c.RestartMember(ctx, 2))
+	check.For(t, 20*time.Second, 20*time.Millisecond, func() error { return check.That(a.leads(), "agent-a leads again") })
+	assert.Equal(t, 2, a.tenureCount())
+}
+
 func TestRevokedLeaseEndsTenure(t *testing.T) {
 	c := harness.StartEtcd(t, 1)
 	g := newGroup(t, harness.EtcdClientFor(t, c))

@@ -64,6 +64,16 @@ type Options struct {
 	// Backoff is the wait before campaigning again after lead failed or etcd
 	// refused a lease (default TTL/4).
 	Backoff time.Duration
+	// SinglePointLimit bounds single-point-primary mode: once the lease has
+	// gone this long without a renewal while etcd answers "no leader", the
+	// elector asks every etcd member (as listed when the tenure began) and
+	// fences itself unless a majority of them answer, none with a leader. A
+	// member cut off together with the agent answers "no leader" too, while
+	// the majority may elect another agent: keep SinglePointLimit plus the
+	// time to fence below the semi-sync timeout, so that a master cut off
+	// from its replicas is fenced before it acknowledges asynchronously.
+	// 0: no limit.
+	SinglePointLimit time.Duration
 	// SelfFence is called, while leading, when the lease could not be renewed
 	// for TTL − FenceBefore and etcd cannot be reached, before the lease can
 	// expire; the leadership context is cancelled right after it returns, so
@@ -116,6 +126,9 @@ func (o *Options) validate() error {
 		if problem := o.checkTiming(); problem != "" {
 			bad = append(bad, problem)
 		}
+	}
+	if o.SinglePointLimit < 0 {
+		bad = append(bad, fmt.Sprintf("SinglePointLimit %s must not be negative", o.SinglePointLimit))
 	}
 	if o.Backoff < 0 {
 		bad = append(bad, fmt.Sprintf("Backoff %s must not be negative", o.Backoff))

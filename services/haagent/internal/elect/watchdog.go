@@ -28,7 +28,10 @@ type term struct {
 	rev    int64  // its create revision: the fencing token
 	spp    bool
 	fenced bool
-	lost   string // why the lease counts as lost
+	// members are the etcd members' client URLs, learned as the tenure
+	// began (see singlePointLimit).
+	members []string
+	lost    string // why the lease counts as lost
 }
 
 // outcome says why a tenure ended.
@@ -188,7 +191,7 @@ func (t *term) watch(ctx context.Context) string {
 		return ""
 	case noQuorum:
 		t.setSPP(true)
-		return ""
+		return t.singlePointLimit(ctx, age)
 	case stopped:
 		return ""
 	case leaseGone:
