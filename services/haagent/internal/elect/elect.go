@@ -241,7 +241,15 @@ func (t *term) lead(ctx context.Context, sess *concurrency.Session, el *concurre
 	e := t.e
 	t.key, t.rev = el.Key(), el.Rev()
 	if e.o.SinglePointLimit > 0 {
-		t.members = t.learnMembers(ctx)
+		// Beside the tenure, not before it: a slow etcd must not delay
+		// the lead callback.
+		mctx, stopMembers := context.WithCancel(ctx)
+		defer stopMembers()
+		go func() {
+			if urls := t.learnMembers(mctx); urls != nil {
+				t.members.Store(&urls)
+			}
+		}()
 	}
 	lctx, lcancel := context.WithCancelCause(ctx)
 	defer lcancel(nil)

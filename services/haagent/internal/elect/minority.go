@@ -43,7 +43,9 @@ func (t *term) learnMembers(ctx context.Context) []string {
 	defer cancel()
 	resp, err := t.e.o.Client.MemberList(mctx)
 	if err != nil {
-		t.log.Warn().Err(err).Msg("could not list the etcd members; judging quorum by the client's endpoints")
+		if ctx.Err() == nil {
+			t.log.Warn().Err(err).Msg("could not list the etcd members; judging quorum by the client's endpoints")
+		}
 		return nil
 	}
 	var urls []string
@@ -63,7 +65,10 @@ func (t *term) learnMembers(ctx context.Context) []string {
 // askMembers asks every member, within budget, whether it knows a raft
 // leader (Maintenance.Status, which a member answers by itself).
 func (t *term) askMembers(ctx context.Context, budget time.Duration) []memberAnswer {
-	eps := t.members
+	var eps []string
+	if m := t.members.Load(); m != nil {
+		eps = *m
+	}
 	if len(eps) == 0 {
 		eps = t.e.o.Client.Endpoints()
 	}

@@ -29,8 +29,8 @@ type term struct {
 	spp    bool
 	fenced bool
 	// members are the etcd members' client URLs, learned as the tenure
-	// began (see singlePointLimit).
-	members []string
+	// began (see singlePointLimit); nil until then.
+	members atomic.Pointer[[]string]
 	lost    string // why the lease counts as lost
 }
 
