@@ -293,10 +293,27 @@ func New(cfg *Config, p Parts) (*Agent, error) {
 }
 
 // Run campaigns, and while it leads supervises the DC and keeps its DC
-// lease, until ctx ends.
+// lease, until ctx ends. It follows the DC's topology throughout and
+// campaigns only once it has read it, so that it can fence the DC's
+// instances even when it loses etcd before its first cycle.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.ops.Close()
 	defer a.repair.Close()
+	fctx, stopFollowing := context.WithCancel(ctx)
+	known, followed := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(followed)
+		a.supervisor.FollowTopology(fctx, known)
+	}()
+	defer func() {
+		stopFollowing()
+		<-followed
+	}()
+	select {
+	case <-known:
+	case <-ctx.Done():
+		return nil
+	}
 	return a.elector.Run(ctx, func(l elect.Leadership) error {
 		lctx, cancel := context.WithCancel(l.Ctx)
 		ll := l
