@@ -93,11 +93,22 @@ func (m *MySQL) SetReadOnly(ctx context.Context, instance string, on bool) error
 	}
 	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if _, err := root.ExecContext(qctx, fmt.Sprintf("SET GLOBAL read_only = %d", v)); err != nil {
-		return fmt.Errorf("%s: set read_only=%d: %w", instance, v, err)
+	// SET GLOBAL is idempotent: tried again on another connection when the
+	// pooled one was killed meanwhile, as the HA agent does when it fences
+	// the instance ("invalid connection", which database/sql does not retry).
+	for attempt := 1; ; attempt++ {
+		_, err := root.ExecContext(qctx, fmt.Sprintf("SET GLOBAL read_only = %d", v))
+		if err == nil {
+			return nil
+		}
+		if attempt == setReadOnlyAttempts || qctx.Err() != nil {
+			return fmt.Errorf("%s: set read_only=%d: %w", instance, v, err)
+		}
 	}
-	return nil
 }
+
+// setReadOnlyAttempts bounds SetReadOnly's tries.
+const setReadOnlyAttempts = 3
 
 // Master returns the one writable instance of a DC.
 func (m *MySQL) Master(ctx context.Context, dc string) (string, error) {
