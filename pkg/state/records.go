@@ -34,12 +34,16 @@ type InstanceStatus struct {
 	GTIDIOPos string `json:"gtid_io_pos,omitempty"`
 	IORunning bool   `json:"io_running"`
 	// IOState is Slave_IO_Running verbatim ("Yes", "No", "Connecting").
-	IOState         string `json:"io_state,omitempty"`
-	IOErrno         int    `json:"io_errno,omitempty"`
-	SQLErrno        int    `json:"sql_errno,omitempty"`
-	SQLRunning      bool   `json:"sql_running"`
-	SecondsBehind   *int64 `json:"seconds_behind_master,omitempty"`
-	LastError       string `json:"last_error,omitempty"`
+	IOState       string `json:"io_state,omitempty"`
+	IOErrno       int    `json:"io_errno,omitempty"`
+	SQLErrno      int    `json:"sql_errno,omitempty"`
+	SQLRunning    bool   `json:"sql_running"`
+	SecondsBehind *int64 `json:"seconds_behind_master,omitempty"`
+	LastError     string `json:"last_error,omitempty"`
+	// Refused is set when the probe's connection was refused: nothing
+	// listens on the port (the process is gone), unlike a probe that timed
+	// out (a paused or slow instance, or the network).
+	Refused         bool   `json:"refused,omitempty"`
 	SemiSyncMaster  bool   `json:"semi_sync_master"`
 	SemiSyncClients int    `json:"semi_sync_clients"`
 	SourceHost      string `json:"source_host,omitempty"`

@@ -14,6 +14,14 @@
 // Policy.Window. Holds lapse by themselves at their Until, or when an
 // operator releases them.
 //
+// A master promoted and not settled since is given a grace: it is failed
+// over only once it has been found dead for Policy.Grace, or at once when
+// its port refuses connections (its process is gone). Until a replica is
+// connected to it, one missed probe is no evidence: a replica just pointed
+// at it is still connecting, so it "lost" a master it never had. During
+// the grace the plan is Confirming, not a hold (no event); a hold (the
+// budget's, when it is on) comes first, an operator's release ends it.
+//
 // A lossy failover is held too, for at most Policy.LossyWait: one whose best
 // candidate lacks transactions the master was last seen with while a
 // replica that may hold them did not answer (see lossy).
@@ -49,12 +57,16 @@ type Policy struct {
 	// was detected; then the best candidate is promoted and the record
 	// counts what was lost. 0: no wait.
 	LossyWait time.Duration
+	// Grace is how long a master not settled since its promotion must have
+	// been found dead before it is failed over, unless it refuses
+	// connections. 0: no grace.
+	Grace time.Duration
 }
 
 // DefaultPolicy returns the defaults argued in docs/adr/0006-failover-budget.md.
 func DefaultPolicy() Policy {
 	return Policy{Settle: 5 * time.Second, Window: 10 * time.Minute, MaxFailovers: 10,
-		RetryBackoff: time.Second, CaughtUp: time.Second, LossyWait: 10 * time.Second}
+		RetryBackoff: time.Second, CaughtUp: time.Second, LossyWait: 10 * time.Second, Grace: time.Second}
 }
 
 // Memory is everything the agent remembers about one cluster. The embedded
@@ -129,7 +141,12 @@ type Plan struct {
 	// Backoff is set when a failover is called for and waits out the retry
 	// backoff after a failed attempt (not a hold).
 	Backoff bool
-	Events  []Event
+	// Confirming is set when a failover is called for against a master not
+	// settled since its promotion, found dead less than Policy.Grace ago
+	// and not refusing connections: the failure is not confirmed yet (not a
+	// hold).
+	Confirming bool
+	Events     []Event
 	// Memory is the memory to keep.
 	Memory Memory
 }
@@ -211,6 +228,11 @@ func Decide(in Input, p Policy) Plan {
 		events = append(events, Event{Kind: "hold_lapsed", Hold: *m.Hold, Detail: "the hold ended"})
 		m.Hold = nil
 	}
+	if unconfirmed(in, m, p) && !released(m) {
+		plan.Confirming = true
+		plan.Events, plan.Memory = events, m
+		return plan
+	}
 	if !m.LastTry.IsZero() && now.Sub(m.LastTry) < p.RetryBackoff {
 		plan.Backoff = true
 		plan.Events, plan.Memory = events, m
@@ -240,12 +262,31 @@ func hold(in Input, m Memory, p Policy) *state.FailoverHold {
 		return &state.FailoverHold{Reason: state.HoldFlapping, Since: now, Until: m.Failovers[0].Add(p.Window),
 			Detail: fmt.Sprintf("%d automatic failovers within %s (budget %d)", len(m.Failovers), p.Window, p.MaxFailovers)}
 	}
-	if !m.LastChange.IsZero() && m.SettledAt.Before(m.LastChange) && now.Sub(m.LastChange) < p.Window {
+	if unsettled(m) && now.Sub(m.LastChange) < p.Window {
 		return &state.FailoverHold{Reason: state.HoldUnsettled, Since: now, Until: m.LastChange.Add(p.Window),
 			Detail: fmt.Sprintf("the master promoted %s ago failed before the cluster settled (healthy for %s)",
 				now.Sub(m.LastChange).Round(time.Millisecond), p.Settle)}
 	}
 	return nil
+}
+
+// unsettled reports whether the master changed and the cluster has not
+// settled since.
+func unsettled(m Memory) bool { return !m.LastChange.IsZero() && m.SettledAt.Before(m.LastChange) }
+
+// unconfirmed reports whether the death of a master not settled since its
+// promotion is still within its grace: found dead less than Policy.Grace
+// ago, and its port did not refuse the connection.
+func unconfirmed(in Input, m Memory, p Policy) bool {
+	if p.Grace <= 0 || !unsettled(m) || in.Now.Sub(m.DetectedAt) >= p.Grace {
+		return false
+	}
+	for _, i := range in.Cluster.Instances {
+		if i.Name == in.Cluster.Master && i.Status.Refused {
+			return false
+		}
+	}
+	return true
 }
 
 // released reports whether an operator released the cluster's hold since

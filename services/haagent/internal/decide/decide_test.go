@@ -93,7 +93,7 @@ func TestDecide(t *testing.T) {
 			now: at(3 * time.Second), want: "hold:" + state.HoldUnsettled, wantUntil: at(p.Window), wantEvent: "held"},
 		{name: "unsettled hold lapses after the window", c: dead,
 			mem: mem(func(m *decide.Memory) {
-				m.Failovers, m.LastChange = []time.Time{at(0)}, at(0)
+				m.Failovers, m.LastChange, m.DetectedAt = []time.Time{at(0)}, at(0), at(time.Second)
 				m.Hold = &state.FailoverHold{Reason: state.HoldUnsettled, Since: at(time.Second), Until: at(p.Window)}
 			}), now: at(p.Window), want: "failover", wantEvent: "hold_lapsed"},
 		{name: "an unsettled switchover holds as well", c: dead,
@@ -229,6 +229,69 @@ func TestFlapping(t *testing.T) {
 	require.NotNil(t, again.Hold)
 	assert.Equal(t, at(11*time.Second), again.Hold.Since)
 	assert.Empty(t, again.Events)
+}
+
+// TestFreshMasterGrace: without the budget (as the agent tests run), r1
+// was promoted at 0 and r2, just pointed at it, is still connecting when
+// one probe of r1 times out: that is no evidence that r1 died. The failover
+// runs once r1 has been found dead for the grace, or at once when its port
+// refuses connections, or when the cluster had settled.
+func TestFreshMasterGrace(t *testing.T) {
+	p := decide.DefaultPolicy()
+	p.Settle, p.Window, p.MaxFailovers = 0, 0, 0
+	fresh := mem(nil).FailedOver(at(0))
+	missed := cluster("r1", deadMaster("m1"), deadMaster("r1"), lostReplica("r2", "r1"))
+	back := cluster("r1", deadMaster("m1"), healthyMaster("r1"), lostReplica("r2", "r1"))
+	run := func(c analysis.Cluster, m decide.Memory, now time.Time) decide.Plan {
+		return decide.Decide(decide.Input{Cluster: c, Found: analysis.Analyze(c), Memory: m, Now: now}, p)
+	}
+
+	plan := run(missed, fresh, at(time.Second))
+	assert.True(t, plan.Confirming, "one missed probe of a fresh master")
+	assert.Nil(t, plan.Failover)
+	assert.Nil(t, plan.Hold)
+	assert.Empty(t, plan.Events, "no hold, no event")
+	assert.Empty(t, plan.Recoveries)
+	assert.Equal(t, at(time.Second), plan.Memory.DetectedAt)
+
+	// The next probe answers: nothing was dead.
+	plan = run(back, plan.Memory, at(time.Second+100*time.Millisecond))
+	assert.False(t, plan.Confirming)
+	assert.Nil(t, plan.Failover)
+	assert.True(t, plan.Memory.DetectedAt.IsZero())
+
+	// It is found dead again: the grace counts from this detection.
+	plan = run(missed, plan.Memory, at(2*time.Second))
+	assert.True(t, plan.Confirming)
+	plan = run(missed, plan.Memory, at(2*time.Second+p.Grace-time.Millisecond))
+	assert.True(t, plan.Confirming)
+	plan = run(missed, plan.Memory, at(2*time.Second+p.Grace))
+	require.NotNil(t, plan.Failover, "dead for the grace: failed over")
+	assert.Equal(t, []string{"r2"}, plan.Failover.Candidates)
+	assert.Equal(t, at(2*time.Second), plan.Failover.DetectedAt)
+
+	// Connection refused: its process is gone, no grace.
+	refused := cluster("r1", deadMaster("m1"), deadMaster("r1"), lostReplica("r2", "r1"))
+	refused.Instances[1].Status.Refused = true
+	plan = run(refused, fresh, at(time.Second))
+	require.NotNil(t, plan.Failover, "a fresh master refusing connections")
+
+	// Settled since its promotion: the replicas' word counts, no grace.
+	settled := fresh
+	settled.SettledAt = at(500 * time.Millisecond)
+	plan = run(missed, settled, at(time.Second))
+	require.NotNil(t, plan.Failover, "a settled master")
+
+	// An operator's release ends the grace.
+	rel := &state.HoldRelease{DC: "dc", Cluster: "db", By: "operator:ann", Reason: "r1 is gone", At: at(time.Second)}
+	plan = decide.Decide(decide.Input{Cluster: missed, Found: analysis.Analyze(missed), Memory: fresh, Release: rel,
+		Now: at(time.Second)}, p)
+	require.NotNil(t, plan.Failover, "released")
+
+	// No grace configured: the first missed probe fails it over (the
+	// behaviour this replaces).
+	p.Grace = 0
+	require.NotNil(t, run(missed, fresh, at(time.Second)).Failover)
 }
 
 func TestHealthy(t *testing.T) {

@@ -6,10 +6,12 @@ package observe
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"net"
 	"reflect"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -167,6 +169,7 @@ func (ob *Observer) probe(ctx context.Context, db *sql.DB, cluster string, in to
 	g, err := mysqld.ReadGTIDState(ctx, db)
 	if err != nil {
 		st.LastError = err.Error()
+		st.Refused = errors.Is(err, syscall.ECONNREFUSED)
 		ob.polls.WithLabelValues(in.Name, "unreachable").Inc()
 		ob.reach.WithLabelValues(cluster, in.Name).Set(0)
 		return st

@@ -146,6 +146,7 @@ func TestObserverPublishesRolesAndUnreachable(t *testing.T) {
 	assert.Equal(t, "AFTER_SYNC", m.SemiSyncWaitPoint)
 	assert.NotEmpty(t, m.GTIDBinlogPos)
 	assert.Empty(t, m.LastError)
+	assert.False(t, m.Refused)
 	assert.Equal(t, "dc-a1", m.DC)
 	assert.Equal(t, "main", m.Cluster)
 	assert.Equal(t, master.Addr(), m.Addr)
@@ -188,7 +189,8 @@ func TestObserverPublishesRolesAndUnreachable(t *testing.T) {
 	assert.Equal(t, modRev, kv.Kvs[0].ModRevision, "an unchanged observation must not be republished before Republish")
 	assert.Equal(t, 1.0, metric(t, reg, "drplane_haagent_instance_reachable", map[string]string{"instance": r2.Name()}))
 
-	// A replica dies: it is published unreachable, with the error.
+	// A replica dies: it is published unreachable, with the error, and as
+	// refusing connections (a pooled connection may fail otherwise first).
 	require.NoError(t, r2.Kill())
 	var dead state.InstanceStatus
 	check.For(t, seeDeadline, 20*time.Millisecond, func() error {
@@ -197,7 +199,7 @@ func TestObserverPublishesRolesAndUnreachable(t *testing.T) {
 			return check.That(false, "a killed replica must be published unreachable")
 		}
 		dead = byName(sts)[r2.Name()]
-		return check.That(!dead.Reachable, "a killed replica must be published unreachable")
+		return check.That(!dead.Reachable && dead.Refused, "a killed replica must be published unreachable, refusing connections (last: %+v)", dead)
 	})
 	assert.Equal(t, state.RoleUnknown, dead.Role)
 	assert.NotEmpty(t, dead.LastError)

@@ -37,8 +37,8 @@ type Options struct {
 	// MaxLag: replicas lagging more are not promoted (default 10s).
 	MaxLag time.Duration
 	// Policy is the failover budget and retry backoff (a zero RetryBackoff
-	// or CaughtUp takes decide.DefaultPolicy's; a zero Window disables the
-	// budget).
+	// or CaughtUp takes decide.DefaultPolicy's, a zero Grace the larger of
+	// DefaultPolicy's and 5 intervals; a zero Window disables the budget).
 	Policy decide.Policy
 	// ReadTimeout bounds the etcd read of each cycle (default 500ms).
 	ReadTimeout time.Duration
@@ -105,6 +105,7 @@ func New(o Options) *Supervisor {
 	def(&o.MaxLag, 10*time.Second)
 	def(&o.Policy.RetryBackoff, dp.RetryBackoff)
 	def(&o.Policy.CaughtUp, dp.CaughtUp)
+	def(&o.Policy.Grace, max(dp.Grace, 5*o.Interval))
 	def(&o.ReadTimeout, 500*time.Millisecond)
 	def(&o.ActionTimeout, 5*time.Second)
 	s := &Supervisor{o: o, m: newMetrics(o.Registry), lastMasters: map[string]state.MasterRecord{},
@@ -358,7 +359,7 @@ func (s *Supervisor) act(ctx context.Context, fence state.Fence, cl topology.Clu
 	switch {
 	case plan.Failover != nil:
 		s.failover(ctx, fence, cl, sn, cm, *plan.Failover)
-	case plan.Hold != nil, plan.Backoff:
+	case plan.Hold != nil, plan.Backoff, plan.Confirming:
 	default:
 		for _, a := range plan.Recoveries {
 			if ctx.Err() != nil {
