@@ -1,6 +1,7 @@
 package embednats
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -64,12 +65,13 @@ func TestEnsureLedgerOverOtherCreator(t *testing.T) {
 
 func TestEnsureInboundReplay(t *testing.T) {
 	ctx := t.Context()
-	m := startMesh(t, "dc-a1")
+	m := startMesh(t, "dc-a1", "dc-b1")
 	js := connect(t, m, "dc-a1")
 	require.ErrorIs(t, EnsureInboundReplay(ctx, js, "dc-a1"), ErrStreams, "the inbound stream must exist")
 
-	peers := []string{"dc-b1"} // not running: the source waits for it
-	require.NoError(t, EnsureInbound(ctx, js, "dc-a1", peers, StreamOptions{}))
+	peers := []string{"dc-b1"}
+	require.NoError(t, EnsureOutbound(ctx, connect(t, m, "dc-b1"), "dc-b1", []string{"dc-a1"}, StreamOptions{}))
+	requireInbound(ctx, t, js, "dc-a1", peers)
 	require.NoError(t, EnsureInboundReplay(ctx, js, "dc-a1"))
 	require.NoError(t, EnsureInboundReplay(ctx, js, "dc-a1"))
 	cfg := streamConfig(t, js, InStream("dc-a1"))
@@ -81,10 +83,18 @@ func TestEnsureInboundReplay(t *testing.T) {
 	assert.Equal(t, InStream("dc-a1"), ack.Stream)
 
 	// EnsureInbound resets the subjects; EnsureInboundReplay puts them back.
-	require.NoError(t, EnsureInbound(ctx, js, "dc-a1", peers, StreamOptions{}))
+	requireInbound(ctx, t, js, "dc-a1", peers)
 	assert.Empty(t, streamConfig(t, js, InStream("dc-a1")).Subjects)
 	require.NoError(t, EnsureInboundReplay(ctx, js, "dc-a1"))
 	assert.Equal(t, []string{"drplane.replay.dc-a1.>"}, streamConfig(t, js, InStream("dc-a1")).Subjects)
+}
+
+// requireInbound ensures dc's inbound stream, every peer sourced.
+func requireInbound(ctx context.Context, t *testing.T, js jetstream.JetStream, dc string, peers []string) {
+	t.Helper()
+	pending, err := EnsureInbound(ctx, js, dc, peers, StreamOptions{})
+	require.NoError(t, err)
+	require.Empty(t, pending)
 }
 
 func TestCovers(t *testing.T) {

@@ -128,12 +128,14 @@ func newBed(t *testing.T, sh *shared) *bed {
 		require.NoError(t, embednats.EnsureOutbound(ctx, b.js[origin], origin, others(origin), embednats.StreamOptions{}))
 	}
 	js := b.js[dcB1]
-	require.NoError(t, embednats.EnsureInbound(ctx, js, dcB1, others(dcB1), embednats.StreamOptions{}))
+	pending, err := embednats.EnsureInbound(ctx, js, dcB1, others(dcB1), embednats.StreamOptions{})
+	require.NoError(t, err)
+	require.Empty(t, pending, "the origins' sourcing consumers exist")
 	require.NoError(t, embednats.EnsureInboundReplay(ctx, js, dcB1))
 	require.NoError(t, embednats.EnsureDLQ(ctx, js, dcB1, embednats.StreamOptions{}))
 	require.NoError(t, embednats.EnsureLedger(ctx, js, dcB1, embednats.StreamOptions{}))
 
-	_, err := b.st.PutMaster(ctx, state.MasterRecord{DC: dcB1, Cluster: "main", Instance: sh.db.Master.Name(),
+	_, err = b.st.PutMaster(ctx, state.MasterRecord{DC: dcB1, Cluster: "main", Instance: sh.db.Master.Name(),
 		Addr: sh.db.Master.Addr(), Term: 1, UpdatedAt: time.Now().UTC(), Reason: "test"}, 0, nil)
 	require.NoError(t, err)
 	b.master = masterdb.Endpoint{Cluster: "main", Database: database, User: sh.db.AppUser, Password: config.Secret(sh.db.AppPassword)}.

@@ -315,7 +315,9 @@ func TestCaptureRestartFailoverRepublish(t *testing.T) {
 	{
 		t.Log("the peer DC's inbound stream sources everything")
 		jsB := harness.JetStream(t, b.mesh, peerDC)
-		require.NoError(t, embednats.EnsureInbound(ctx, jsB, peerDC, []string{testDC}, embednats.StreamOptions{}))
+		pending, err := embednats.EnsureInbound(ctx, jsB, peerDC, []string{testDC}, embednats.StreamOptions{})
+		require.NoError(t, err)
+		require.Empty(t, pending, "reship created the sourcing consumer")
 		want := uint64(len(b.readOut()))
 		in, err := jsB.Stream(ctx, embednats.InStream(peerDC))
 		require.NoError(t, err)
