@@ -123,14 +123,13 @@ func (w *topoWatch) use(t topology.Topology) {
 // whose sourcing consumer does not answer yet, see
 // embednats.EnsureInbound), until ctx ends.
 func (w *topoWatch) keep(ctx context.Context) {
-	var done, waiting []string
-	ensured := false
+	var done, waiting []string // done: the peers last set up in full; nil before
 	for {
 		w.mu.Lock()
 		want := w.want
 		w.mu.Unlock()
 		again := false
-		if want != nil && (!ensured || !slices.Equal(done, want)) {
+		if want != nil && (done == nil || !slices.Equal(done, want)) {
 			pending, err := ensureStreams(ctx, w.js, w.dc, want)
 			switch {
 			case err != nil:
@@ -147,7 +146,7 @@ func (w *topoWatch) keep(ctx context.Context) {
 				w.setReady()
 			default:
 				w.log.Info().Strs("peers", want).Msg("streams ensured")
-				done, waiting, ensured = want, nil, true
+				done, waiting = want, nil
 				w.setReady()
 			}
 		}

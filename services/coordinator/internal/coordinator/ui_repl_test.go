@@ -76,9 +76,7 @@ func TestDashboardReplication(t *testing.T) {
 	assert.Equal(t, "Retry 2 dead letters of dc-b1…", op.Text(`[data-action="dlq-retry"]`))
 	op.Screenshot("dashboard-replication")
 	op.Click(`[data-action="dlq-retry"]`)
-	op.Do(chromedp.WaitVisible(chromedp.ID("confirm")))
-	assert.Contains(t, op.Text("#confirm-text"), "2 dead letters of dc-b1")
-	op.Do(chromedp.Click(chromedp.ID("confirm-ok")), chromedp.WaitNotVisible(chromedp.ID("confirm")))
+	answerConfirm(t, op, "2 dead letters of dc-b1", "confirm-ok")
 	check.For(t, browsertest.StepTimeout, 20*time.Millisecond, func() error {
 		n := op.Text("#notice")
 		return check.That(strings.HasPrefix(n, "Retry of the dead letters of dc-b1 refused: "), "the refusal is shown (notice %q)", n)
@@ -121,9 +119,7 @@ func TestDashboardDeadLetterRetry(t *testing.T) {
 	op.Do(chromedp.Navigate(l.c.base+"/ui/#/replication"), chromedp.WaitVisible(chromedp.CSS(`[data-action="dlq-retry"]`)))
 	assert.Equal(t, "Retry 2 dead letters of dc-b1…", op.Text(`[data-action="dlq-retry"]`))
 	op.Click(`[data-action="dlq-retry"]`)
-	op.Do(chromedp.WaitVisible(chromedp.ID("confirm")))
-	assert.Contains(t, op.Text("#confirm-text"), "Put the 2 dead letters of dc-b1 back on its inbound stream?")
-	op.Do(chromedp.Click(chromedp.ID("confirm-ok")), chromedp.WaitNotVisible(chromedp.ID("confirm")))
+	answerConfirm(t, op, "Put the 2 dead letters of dc-b1 back on its inbound stream?", "confirm-ok")
 	check.For(t, browsertest.StepTimeout, 20*time.Millisecond, func() error {
 		n := op.Text("#notice")
 		return check.That(n == "Dead letters of dc-b1: 2 put back, 0 failed.", "the notice reports the retry (it says %q)", n)

@@ -20,6 +20,18 @@ import (
 	"github.com/drplane/drplane/services/coordinator/internal/guard"
 )
 
+// answerConfirm waits for the page's confirmation dialog, checks that its
+// text contains want (unless want is empty), and answers it with the button
+// whose id is button ("confirm-ok" or "confirm-cancel").
+func answerConfirm(t *testing.T, op *browsertest.Tab, want, button string) {
+	t.Helper()
+	op.Do(chromedp.WaitVisible(chromedp.ID("confirm")))
+	if want != "" {
+		assert.Contains(t, op.Text("#confirm-text"), want)
+	}
+	op.Do(chromedp.Click(chromedp.ID(button)), chromedp.WaitNotVisible(chromedp.ID("confirm")))
+}
+
 // observe publishes HA-agent observations of one cluster "main" in dc:
 // master is writable, the other instance replicates from it with lag.
 func observe(t testing.TB, st *state.Store, dc, master string) {

@@ -141,9 +141,7 @@ func TestDashboardViews(t *testing.T) {
 	confirm := func(wantText, ok string) {
 		t.Helper()
 		op.Click("#dcop-submit")
-		op.Do(chromedp.WaitVisible(chromedp.ID("confirm")))
-		assert.Contains(t, op.Text("#confirm-text"), wantText)
-		op.Do(chromedp.Click(chromedp.ID(ok)), chromedp.WaitNotVisible(chromedp.ID("confirm")))
+		answerConfirm(t, op, wantText, ok)
 	}
 	confirm("Evacuate dc-a1: hand every shard it owns to its backup DC, 8 at a time", "confirm-ok")
 	notice := func(want string) {
@@ -203,8 +201,7 @@ func TestDashboardViews(t *testing.T) {
 	op.Screenshot("dashboard-operations-form")
 
 	op.Click(card + ` [data-action="resume"]`)
-	op.Do(chromedp.WaitVisible(chromedp.ID("confirm")))
-	op.Do(chromedp.Click(chromedp.ID("confirm-ok")), chromedp.WaitNotVisible(chromedp.ID("confirm")))
+	answerConfirm(t, op, "", "confirm-ok")
 	check.For(t, callTimeout, 20*time.Millisecond, func() error {
 		return check.That(len(events(t, st, "operation.resume")) == 1, "the resume is audited")
 	})

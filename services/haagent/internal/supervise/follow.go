@@ -14,8 +14,8 @@ import (
 // when longer): nothing waits for it but the first campaign.
 const topologyReadTimeout = 2 * time.Second
 
-// FollowTopology keeps the DC's topology current for SelfFence until ctx
-// ends, whether this agent leads or not, and closes known once etcd has
+// FollowTopology keeps the DC's topology current for Lead and SelfFence
+// until ctx ends, whether this agent leads or not, and closes known once etcd has
 // answered the first read (with the topology or with none stored). The
 // agent campaigns only after that: a leader cut off from etcd right after
 // it won the election, before its first cycle could read the topology,
@@ -41,11 +41,13 @@ func (s *Supervisor) FollowTopology(ctx context.Context, known chan<- struct{}) 
 			wait.Reset()
 			s.followTopology(ctx, rev+1)
 		case errors.Is(err, state.ErrNotFound):
-			// Nothing to fence yet; look again in a while.
+			// Nothing to fence or supervise yet; look again at the next
+			// interval.
 			s.keepTopology(nil)
 			tell()
+			wait.Reset()
 		case ctx.Err() == nil:
-			s.o.Logger.Debug().Err(err).Msg("follow topology: read")
+			s.o.Logger.Warn().Err(err).Msg("read topology")
 		}
 		if !wait.Wait(ctx) {
 			return
@@ -69,4 +71,15 @@ func (s *Supervisor) keepTopology(t *topology.Topology) {
 	s.mu.Lock()
 	s.lastTopo = t
 	s.mu.Unlock()
+	select {
+	case s.topoChanged <- struct{}{}:
+	default:
+	}
+}
+
+// topology returns the topology FollowTopology keeps (nil: none yet).
+func (s *Supervisor) topology() *topology.Topology {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastTopo
 }

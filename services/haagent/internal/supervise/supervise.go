@@ -63,11 +63,14 @@ type Supervisor struct {
 	mu          sync.Mutex // guards the fields below; Lead and SelfFence may overlap
 	lastMasters map[string]state.MasterRecord
 	lastWrite   map[string]string // instance addr → name, instances seen writable
-	// lastTopo is the last topology read, kept across terms; polled names
-	// the clusters a cycle has polled. SelfFence fences every instance of
-	// a cluster never polled: the agent can lose etcd before its first cycle.
+	// lastTopo is the topology FollowTopology keeps, across terms (nil: none
+	// stored); polled names the clusters a cycle has polled. SelfFence
+	// fences every instance of a cluster never polled: the agent can lose
+	// etcd before its first cycle.
 	lastTopo *topology.Topology
 	polled   map[string]bool
+	// topoChanged tells Lead that lastTopo changed.
+	topoChanged chan struct{}
 
 	// clusters is the memory of each cluster, by name; the map is touched
 	// only by the Lead goroutine, a mind only by its cluster's goroutine
@@ -109,37 +112,26 @@ func New(o Options) *Supervisor {
 	def(&o.ReadTimeout, 500*time.Millisecond)
 	def(&o.ActionTimeout, 5*time.Second)
 	s := &Supervisor{o: o, m: newMetrics(o.Registry), lastMasters: map[string]state.MasterRecord{},
-		lastWrite: map[string]string{}, polled: map[string]bool{}}
+		lastWrite: map[string]string{}, polled: map[string]bool{}, topoChanged: make(chan struct{}, 1)}
 	if o.Runner != nil {
 		s.readPos = o.Runner.Ops().Read
 	}
 	return s
 }
 
-// Lead runs the cycle while l.Ctx lasts. It is the elector's lead callback.
+// Lead runs the cycle while l.Ctx lasts, on the topology FollowTopology
+// keeps (which must run beside it: the agent starts it before it
+// campaigns), at every interval and at once when the topology changes. It
+// is the elector's lead callback.
 func (s *Supervisor) Lead(l elect.Leadership) error {
 	ctx := l.Ctx
 	s.clusters = map[string]*mind{}
 	s.o.Logger.Info().Int64("fencing_revision", l.Fence.Rev).Msg("leading: supervising the DC's clusters")
 	s.resume(ctx, l.Fence)
-	var topo *topology.Topology
-	var updates <-chan state.Event[topology.Topology]
 	t := time.NewTicker(s.o.Interval)
 	defer t.Stop()
 	for {
-		if updates == nil {
-			cur, rev, err := s.o.Store.Topology(ctx)
-			if err == nil {
-				topo = &cur
-				updates = state.Watch[topology.Topology](ctx, s.o.Store, s.o.Store.Key("topology"), false, rev+1)
-			} else if ctx.Err() == nil {
-				s.o.Logger.Warn().Err(err).Msg("read topology")
-			}
-		}
-		if topo != nil {
-			s.mu.Lock()
-			s.lastTopo = topo
-			s.mu.Unlock()
+		if topo := s.topology(); topo != nil {
 			s.cycle(ctx, l.Fence, *topo)
 		}
 		select {
@@ -147,15 +139,7 @@ func (s *Supervisor) Lead(l elect.Leadership) error {
 			s.wg.Wait()
 			s.o.Logger.Info().Msg("leadership ended")
 			return nil
-		case ev, ok := <-updates:
-			switch {
-			case !ok:
-				updates = nil
-			case ev.Deleted:
-				topo = nil
-			default:
-				topo = &ev.Value
-			}
+		case <-s.topoChanged:
 		case <-t.C:
 		}
 	}
