@@ -12,7 +12,7 @@ export function h(tag, attrs, ...children) {
     else if (v === true) el.setAttribute(k, '');
     else el.setAttribute(k, String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -50,4 +50,19 @@ export function ago(ts, now = Date.now()) {
 export function enumName(v, prefix) {
   if (!v) return '';
   return String(v).replace(prefix, '').toLowerCase().replaceAll('_', ' ');
+}
+
+// seconds renders a protobuf Duration ("1.250s") as "1.25 s".
+export function seconds(d) {
+  if (!d) return '–';
+  const v = parseFloat(String(d));
+  return Number.isNaN(v) ? String(d) : `${v < 10 ? v.toFixed(2) : v.toFixed(1)} s`;
+}
+
+// rpo renders a failover record's RPO: the transactions the new master
+// lacks, or unknown.
+export function rpo(r) {
+  const n = Number(r.rpo_transactions);
+  if (n < 0) return 'unknown';
+  return n === 0 ? '0 transactions' : `${n} transaction${n === 1 ? '' : 's'} lost`;
 }

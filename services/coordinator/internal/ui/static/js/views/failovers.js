@@ -1,6 +1,6 @@
 // Failover history: every automatic failover and switchover, newest
 // first, with its RTO and RPO.
-import {h, badge, table, ago, enumName} from '../dom.js';
+import {h, badge, table, ago, enumName, seconds, rpo} from '../dom.js';
 
 export const title = 'Failovers';
 export const topics = ['failovers'];
@@ -11,18 +11,6 @@ const OUTCOME = {running: 'warn', succeeded: 'ok', failed: 'bad', aborted: 'bad'
 // live updates.
 let filter = '';
 
-// seconds renders a protobuf Duration ("1.250s") as "1.25 s".
-function seconds(d) {
-  if (!d) return '–';
-  const v = parseFloat(String(d));
-  return Number.isNaN(v) ? String(d) : `${v < 10 ? v.toFixed(2) : v.toFixed(1)} s`;
-}
-
-function rpo(r) {
-  const n = Number(r.rpo_transactions);
-  if (n < 0) return 'unknown';
-  return n === 0 ? '0 transactions' : `${n} transaction${n === 1 ? '' : 's'} lost`;
-}
 
 export async function render(app) {
   const [topo, resp] = await Promise.all([

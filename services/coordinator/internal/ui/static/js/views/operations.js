@@ -1,10 +1,14 @@
-// Operations: evacuations, restores and shard moves, running ones first,
-// with per-shard progress; for operators, a form that evacuates or
-// restores a DC (each asks first), and cancel and resume.
+// Operations: evacuations, restores and shard moves, city failovers, and
+// failovers and switchovers inside a DC; running ones first, with
+// per-shard progress (the steps of a failover); for operators, a form that
+// evacuates or restores a DC (each asks first), cancel and resume, and the
+// decision on a held city failover.
 import {h, badge, table, ago, enumName} from '../dom.js';
+import * as cityfail from './cityfail.js';
+import * as switchovers from './switchovers.js';
 
 export const title = 'Operations';
-export const topics = ['operations'];
+export const topics = ['operations', 'failovers'];
 
 const STATE = {pending: 'neutral', running: 'warn', canceling: 'warn', canceled: 'neutral', succeeded: 'ok', failed: 'bad'};
 const STEP = {pending: 'neutral', frozen: 'warn', 'catching up': 'warn', moved: 'ok', aborted: 'bad', skipped: 'neutral'};
@@ -17,8 +21,8 @@ const open = new Set();
 const dcForm = {kind: 'evacuate', dc: '', to: '', parallel: '64', move_home: false, dry_run: false, reason: ''};
 
 export async function render(app) {
-  const [resp, topo] = await Promise.all([app.api.get('/v1/operations?page_size=100'),
-    app.can('operator') ? app.api.get('/v1/topology') : null]);
+  const [resp, topo, cities, fos] = await Promise.all([app.api.get('/v1/operations?page_size=100'),
+    app.can('operator') ? app.api.get('/v1/topology') : null, cityfail.load(app), switchovers.load(app)]);
   // The list carries no per-shard steps: fetch them for the running
   // operations and the ones whose shards are shown.
   const ops = await Promise.all((resp.operations || []).map(async (o) => {
@@ -28,14 +32,24 @@ export async function render(app) {
   }));
   const running = ops.filter((o) => RUNNING.includes(o.state));
   const done = ops.filter((o) => !RUNNING.includes(o.state));
+  const citiesOpen = cities.filter(cityfail.unfinished);
+  const citiesDone = cities.filter((f) => !cityfail.unfinished(f));
+  const nRunning = running.length + citiesOpen.length + fos.running.length;
+  const nDone = done.length + citiesDone.length + fos.recent.length;
   return h('div', {class: 'operations'},
     h('h1', {}, 'Operations'),
-    h('p', {class: 'summary'}, `${running.length} running, ${done.length} finished.`),
+    h('p', {class: 'summary'}, `${nRunning} running or held, ${nDone} finished.`),
     topo ? dcOpForm(app, ((topo.topology || {}).dcs || []).map((d) => d.name)) : null,
-    h('h2', {}, 'Running'),
-    running.length ? running.map((o) => opCard(app, o)) : h('p', {}, 'No operation is running.'),
-    h('h2', {}, 'Finished'),
-    done.length ? done.map((o) => opCard(app, o)) : h('p', {}, 'No finished operation is kept.'));
+    h('h2', {}, 'Running and held'),
+    nRunning ? [citiesOpen.map((f) => cityfail.card(app, f)), fos.running.map(switchovers.card), running.map((o) => opCard(app, o))]
+      : h('p', {}, 'No operation is running.'),
+    h('h2', {}, 'Finished evacuations and restores'),
+    done.length ? done.map((o) => opCard(app, o)) : h('p', {}, 'No finished evacuation or restore is kept.'),
+    h('h2', {}, 'Finished city failovers'),
+    citiesDone.length ? citiesDone.map((f) => cityfail.card(app, f)) : h('p', {}, 'No finished city failover.'),
+    h('h2', {}, 'Last switchovers'),
+    fos.recent.length ? [fos.recent.map(switchovers.card), h('p', {class: 'meta'}, h('a', {href: '#/failovers'}, 'Every failover and switchover'))]
+      : h('p', {}, 'No switchover recorded.'));
 }
 
 function opCard(app, o) {
