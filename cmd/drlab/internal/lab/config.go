@@ -45,6 +45,27 @@ type Config struct {
 	AgentFenceBefore time.Duration `yaml:"agent_fence_before"`
 	// ReadyTimeout bounds the whole start.
 	ReadyTimeout time.Duration `yaml:"ready_timeout"`
+	// NATSSync is how the lab's NATS servers flush JetStream: "always"
+	// (before each acknowledgement, so an acknowledged message survives an
+	// OS crash) or an interval (an OS crash can lose the acknowledged
+	// messages of the last interval).
+	NATSSync string `yaml:"nats_sync"`
+}
+
+// NATSSyncAlways is Config.NATSSync's value for a flush before each
+// acknowledgement.
+const NATSSyncAlways = "always"
+
+// natsSync returns NATSSync as the mesh's options: always, or the interval.
+func (c *Config) natsSync() (always bool, interval time.Duration, err error) {
+	if c.NATSSync == NATSSyncAlways {
+		return true, 0, nil
+	}
+	d, err := time.ParseDuration(c.NATSSync)
+	if err != nil || d < 10*time.Millisecond || d > 2*time.Minute {
+		return false, 0, config.Invalid("nats_sync", "%q is neither %q nor an interval of 10ms-2m", c.NATSSync, NATSSyncAlways)
+	}
+	return false, d, nil
 }
 
 // DCConfig is one DC of the lab.
@@ -64,7 +85,7 @@ func DefaultConfig() Config {
 		},
 		Replicas: 2, Cluster: "main", Shards: 64,
 		PollInterval: 200 * time.Millisecond, Agents: 2, SemiSyncTimeout: 30 * time.Second, ReadyTimeout: 90 * time.Second,
-		AgentTTL: 10 * time.Second, AgentFenceBefore: 4 * time.Second,
+		AgentTTL: 10 * time.Second, AgentFenceBefore: 4 * time.Second, NATSSync: NATSSyncAlways,
 	}
 }
 
@@ -114,6 +135,9 @@ func (c *Config) Validate() error {
 	if c.SemiSyncTimeout < c.AgentTTL+time.Second {
 		return config.Invalid("semi_sync_timeout", "%s must exceed agent_ttl (%s) by at least 1s: an agent without etcd quorum fences its masters within the difference",
 			c.SemiSyncTimeout, c.AgentTTL)
+	}
+	if _, _, err := c.natsSync(); err != nil {
+		return err
 	}
 	for i, dc := range c.DCs {
 		if n := len(dc.MySQLPorts); n != 0 && n != c.Replicas+1 {

@@ -159,9 +159,13 @@ func (l *Lab) start(ctx context.Context) error {
 		l.say("etcd: %d members up (%v)", len(dcs), c.Endpoints())
 		return nil
 	})
+	syncAlways, syncInterval, err := l.o.Config.natsSync()
+	if err != nil {
+		return err
+	}
 	g.Go(func() error {
 		m, err := embednats.Start(gctx, embednats.Options{DCs: dcs, Dir: filepath.Join(l.dir, "nats"), Logger: l.o.Logger,
-			User: natsUser, Password: l.natsPassword})
+			User: natsUser, Password: l.natsPassword, SyncAlways: syncAlways, SyncInterval: syncInterval})
 		if err != nil {
 			return fmt.Errorf("nats: %w", err)
 		}
