@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -71,14 +72,19 @@ type Instance struct {
 	NoMaster bool `yaml:"no_master,omitempty" json:"no_master,omitempty"`
 }
 
-// Keyspace is a sharded data set: a table sharded by one column.
+// Keyspace is a sharded data set: a table (and more tables of its
+// database, Tables) sharded by one column.
 type Keyspace struct {
 	Name     string `yaml:"name" json:"name"`
 	Cluster  string `yaml:"cluster" json:"cluster"`
 	Database string `yaml:"database" json:"database"`
 	Table    string `yaml:"table" json:"table"`
-	ShardKey string `yaml:"shard_key" json:"shard_key"`
-	Shards   int    `yaml:"shards" json:"shards"`
+	// Tables are more tables of Database that belong to the keyspace:
+	// each carries the ShardKey column, and its rows move with their
+	// shard. Only the keyspace's tables are captured and applied.
+	Tables   []string `yaml:"tables,omitempty" json:"tables,omitempty"`
+	ShardKey string   `yaml:"shard_key" json:"shard_key"`
+	Shards   int      `yaml:"shards" json:"shards"`
 	// AutoCityFailover, when set, overrides the coordinator's
 	// city_failover.auto for this keyspace: whether its shards move to
 	// their backups by themselves when their owner DC is LOST.
@@ -87,6 +93,37 @@ type Keyspace struct {
 	// duration such as "5s"): a shard whose estimated loss window exceeds
 	// it is held for an operator. Empty: no budget.
 	MaxRPO string `yaml:"max_rpo,omitempty" json:"max_rpo,omitempty"`
+}
+
+// OwnTablePrefix starts the names of drplane's own tables (dedup rows,
+// row positions, barriers), which never belong to a keyspace.
+const OwnTablePrefix = "drplane_"
+
+// validTable reports whether name can be a keyspace's table: a MySQL
+// identifier (1-64 characters, no NUL, no trailing space) that is not one
+// of drplane's own tables in any letter case.
+func validTable(name string) bool {
+	own := len(name) >= len(OwnTablePrefix) && strings.EqualFold(name[:len(OwnTablePrefix)], OwnTablePrefix)
+	return name != "" && len(name) <= 64 && !strings.ContainsRune(name, 0) && strings.TrimRight(name, " ") == name && !own
+}
+
+// Equal reports whether k and o describe the same keyspace, field by field
+// (AutoCityFailover by value).
+func (k Keyspace) Equal(o Keyspace) bool {
+	sameAuto := (k.AutoCityFailover == nil) == (o.AutoCityFailover == nil) &&
+		(k.AutoCityFailover == nil || *k.AutoCityFailover == *o.AutoCityFailover)
+	return k.Name == o.Name && k.Cluster == o.Cluster && k.Database == o.Database && k.Table == o.Table &&
+		slices.Equal(k.Tables, o.Tables) && k.ShardKey == o.ShardKey && k.Shards == o.Shards && k.MaxRPO == o.MaxRPO && sameAuto
+}
+
+// AllTables returns Table followed by Tables.
+func (k Keyspace) AllTables() []string {
+	return append([]string{k.Table}, k.Tables...)
+}
+
+// HasTable reports whether table is one of the keyspace's tables.
+func (k Keyspace) HasTable(table string) bool {
+	return table == k.Table || slices.Contains(k.Tables, table)
 }
 
 // MaxRPODuration returns MaxRPO parsed (0: no budget).
@@ -243,6 +280,16 @@ func (t *Topology) Validate() error {
 		}
 		if ks.Table == "" {
 			c.add(f+".table", "must not be empty")
+		} else if !validTable(ks.Table) {
+			c.add(f+".table", "%q is not a usable table name", ks.Table)
+		}
+		for j, tb := range ks.Tables {
+			switch {
+			case !validTable(tb):
+				c.add(fmt.Sprintf("%s.tables[%d]", f, j), "%q is not a usable table name", tb)
+			case slices.Contains(ks.AllTables()[:j+1], tb):
+				c.add(fmt.Sprintf("%s.tables[%d]", f, j), "table %q listed twice", tb)
+			}
 		}
 		if ks.ShardKey == "" {
 			c.add(f+".shard_key", "must not be empty")

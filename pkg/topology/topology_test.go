@@ -36,6 +36,11 @@ func TestValidate(t *testing.T) {
 		{"keyspace cluster missing in a DC", func(t *Topology) { t.Clusters = t.Clusters[:1] }, "keyspaces[0].cluster"},
 		{"zero shards", func(t *Topology) { t.Keyspaces[0].Shards = 0 }, "keyspaces[0].shards"},
 		{"bad name", func(t *Topology) { t.Cities[0].Name = "city a" }, "cities[0].name"},
+		{"more tables", func(t *Topology) { t.Keyspaces[0].Tables = []string{"items", "payments"} }, ""},
+		{"drplane's own table", func(t *Topology) { t.Keyspaces[0].Table = "DRPLANE_applied" }, "keyspaces[0].table"},
+		{"own table among tables", func(t *Topology) { t.Keyspaces[0].Tables = []string{"items", "drplane_barrier"} }, "keyspaces[0].tables[1]"},
+		{"table listed twice", func(t *Topology) { t.Keyspaces[0].Tables = []string{"items", "orders"} }, "keyspaces[0].tables[1]"},
+		{"empty table in tables", func(t *Topology) { t.Keyspaces[0].Tables = []string{""} }, "keyspaces[0].tables[0]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -65,6 +70,44 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("error %q does not name field %s", err, tt.field)
 			}
 		})
+	}
+}
+
+func TestKeyspaceTables(t *testing.T) {
+	ks := Keyspace{Table: "orders", Tables: []string{"items"}}
+	if got := ks.AllTables(); len(got) != 2 || got[0] != "orders" || got[1] != "items" {
+		t.Fatalf("AllTables = %v", got)
+	}
+	for table, want := range map[string]bool{"orders": true, "items": true, "users": false, "Orders": false, "": false} {
+		if ks.HasTable(table) != want {
+			t.Errorf("HasTable(%q) = %v, want %v", table, !want, want)
+		}
+	}
+}
+
+func TestKeyspaceEqual(t *testing.T) {
+	on, on2, off := true, true, false
+	a := Keyspace{Name: "orders", Table: "orders", Tables: []string{"items"}, AutoCityFailover: &on}
+	if b := a; !a.Equal(b) {
+		t.Fatal("a copy differs")
+	}
+	b := a
+	b.AutoCityFailover = &on2
+	if !a.Equal(b) {
+		t.Fatal("equal policies behind different pointers differ")
+	}
+	for name, mutate := range map[string]func(*Keyspace){
+		"tables": func(k *Keyspace) { k.Tables = []string{"items", "payments"} },
+		"auto":   func(k *Keyspace) { k.AutoCityFailover = &off },
+		"unset":  func(k *Keyspace) { k.AutoCityFailover = nil },
+		"rpo":    func(k *Keyspace) { k.MaxRPO = "1s" },
+		"shards": func(k *Keyspace) { k.Shards = 8 },
+	} {
+		c := a
+		mutate(&c)
+		if a.Equal(c) {
+			t.Errorf("%s: a change not seen", name)
+		}
 	}
 }
 

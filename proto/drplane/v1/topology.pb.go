@@ -573,7 +573,10 @@ type Keyspace struct {
 	// Column whose value picks the shard, e.g. "user_id".
 	ShardKey string `protobuf:"bytes,4,opt,name=shard_key,json=shardKey,proto3" json:"shard_key,omitempty"`
 	// Number of shards; fixed when the keyspace is created.
-	Shards        int32 `protobuf:"varint,5,opt,name=shards,proto3" json:"shards,omitempty"`
+	Shards int32 `protobuf:"varint,5,opt,name=shards,proto3" json:"shards,omitempty"`
+	// More tables of the database in the keyspace, each with the shard key
+	// column; only the keyspace's tables are captured and applied.
+	Tables        []string `protobuf:"bytes,6,rep,name=tables,proto3" json:"tables,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -641,6 +644,13 @@ func (x *Keyspace) GetShards() int32 {
 		return x.Shards
 	}
 	return 0
+}
+
+func (x *Keyspace) GetTables() []string {
+	if x != nil {
+		return x.Tables
+	}
+	return nil
 }
 
 // GetStatusRequest selects what GetStatus reports.
@@ -1440,13 +1450,14 @@ const file_drplane_v1_topology_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x1a\n" +
 	"\bpriority\x18\x03 \x01(\x05R\bpriority\x12\x1b\n" +
-	"\tno_master\x18\x04 \x01(\bR\bnoMaster\"\x85\x01\n" +
+	"\tno_master\x18\x04 \x01(\bR\bnoMaster\"\x9d\x01\n" +
 	"\bKeyspace\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bdatabase\x18\x02 \x01(\tR\bdatabase\x12\x14\n" +
 	"\x05table\x18\x03 \x01(\tR\x05table\x12\x1b\n" +
 	"\tshard_key\x18\x04 \x01(\tR\bshardKey\x12\x16\n" +
-	"\x06shards\x18\x05 \x01(\x05R\x06shards\"\"\n" +
+	"\x06shards\x18\x05 \x01(\x05R\x06shards\x12\x16\n" +
+	"\x06tables\x18\x06 \x03(\tR\x06tables\"\"\n" +
 	"\x10GetStatusRequest\x12\x0e\n" +
 	"\x02dc\x18\x01 \x01(\tR\x02dc\"z\n" +
 	"\x11GetStatusResponse\x12&\n" +

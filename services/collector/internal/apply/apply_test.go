@@ -222,6 +222,11 @@ func testPoison(t *testing.T, sh *shared) {
 	ownTable := g.event(5, apply.DedupTable, &drplanev1.RowChange{Op: drplanev1.RowOp_ROW_OP_INSERT,
 		Key:   []*drplanev1.Column{col("origin_dc", dcA1), col("request_id", "forged")},
 		After: []*drplanev1.Column{col("origin_dc", dcA1), col("request_id", "forged"), col("gtid", "0-1-1")}})
+	// A table of the database outside the keyspace: the counter the
+	// triggers keep would be overwritten.
+	foreign := g.event(6, "apply_count", &drplanev1.RowChange{Op: drplanev1.RowOp_ROW_OP_UPDATE,
+		Key:   []*drplanev1.Column{col("id", int64(1))},
+		After: []*drplanev1.Column{col("id", int64(1)), col("n", int64(0))}})
 	good2 := m.workload(g, 20, 20000, 6)
 	poisons := map[string]string{ // request id → error text expected
 		"garbage-1":                    "undecodable",
@@ -230,6 +235,7 @@ func testPoison(t *testing.T, sh *shared) {
 		unknownKeyspace.GetRequestId(): "unknown keyspace",
 		wrongSchema.GetRequestId():     "schema",
 		ownTable.GetRequestId():        "drplane's own",
+		foreign.GetRequestId():         `table "apply_count" is not a table of keyspace`,
 	}
 
 	r := b.start(func(o *apply.Options) {
@@ -239,7 +245,7 @@ func testPoison(t *testing.T, sh *shared) {
 	}, nil)
 	b.publish(good1...)
 	b.publishRaw(dcA1, dcA1+":garbage-1", []byte{0xff, 0x01, 0x02, 0x03})
-	b.publish(unknownTable, nullAmount, unknownKeyspace, wrongSchema, ownTable)
+	b.publish(unknownTable, nullAmount, unknownKeyspace, wrongSchema, ownTable, foreign)
 	b.publish(good2...)
 	total := len(good1) + len(good2) + len(poisons)
 	b.waitDrained(total, waitLong)

@@ -240,7 +240,8 @@ func sqlValue(v *drplanev1.Value) (any, error) {
 }
 
 // keyspaceDB returns the database of ev's keyspace, checking that the
-// event's schema (when given) is that database.
+// event's schema (when given) is that database and its table one of the
+// keyspace's.
 func keyspaceDB(ev *drplanev1.ChangeEvent, ks func(string) (topology.Keyspace, bool)) (string, error) {
 	k, ok := ks(ev.GetKeyspace())
 	if !ok {
@@ -248,6 +249,11 @@ func keyspaceDB(ev *drplanev1.ChangeEvent, ks func(string) (topology.Keyspace, b
 	}
 	if s := ev.GetSchema(); s != "" && s != k.Database {
 		return "", fmt.Errorf("%w: schema %q is not the database %q of keyspace %q", ErrInvalidEvent, s, k.Database, k.Name)
+	}
+	// Only the keyspace's tables: an inbound message may not write any
+	// other table of its database.
+	if len(ev.GetRows()) > 0 && !k.HasTable(ev.GetTable()) {
+		return "", fmt.Errorf("%w: table %q is not a table of keyspace %q (%s)", ErrInvalidEvent, ev.GetTable(), k.Name, strings.Join(k.AllTables(), ", "))
 	}
 	return k.Database, nil
 }

@@ -62,6 +62,11 @@ var schema = []string{
 	  note VARCHAR(255), updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))`,
 }
 
+// keyspaceTables are the keyspace's tables besides orders. nosuch is
+// declared but never created; apply_count and plain are tables of the
+// database outside the keyspace.
+var keyspaceTables = []string{"items", "bench", "nosuch"}
+
 // shared holds the parts every subtest uses: one MariaDB cluster (master
 // and a replica) and one etcd.
 type shared struct {
@@ -167,7 +172,8 @@ func (b *bed) options(mod func(*apply.Options)) apply.Options {
 	o := apply.Options{
 		DC: dcB1, ID: "test", NATS: b.nc, Master: b.master, Store: b.st,
 		Keyspaces: func() []topology.Keyspace {
-			return []topology.Keyspace{{Name: keyspace, Cluster: "main", Database: database, Table: "orders", ShardKey: "user_id", Shards: 8}}
+			return []topology.Keyspace{{Name: keyspace, Cluster: "main", Database: database, Table: "orders",
+				Tables: keyspaceTables, ShardKey: "user_id", Shards: 8}}
 		},
 		Lease: func() clientv3.LeaseID { return b.lease }, AckWait: 2 * time.Second,
 		WatermarkInterval: 50 * time.Millisecond, StatsInterval: 100 * time.Millisecond,

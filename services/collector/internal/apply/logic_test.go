@@ -125,7 +125,7 @@ func TestValidate(t *testing.T) {
 
 func TestKeyspaceDB(t *testing.T) {
 	ks := func(name string) (topology.Keyspace, bool) {
-		return topology.Keyspace{Name: "orders", Database: "shop"}, name == "orders"
+		return topology.Keyspace{Name: "orders", Database: "shop", Table: "orders", Tables: []string{"items"}}, name == "orders"
 	}
 	db, err := keyspaceDB(&drplanev1.ChangeEvent{Keyspace: "orders"}, ks)
 	require.NoError(t, err)
@@ -134,6 +134,15 @@ func TestKeyspaceDB(t *testing.T) {
 	require.ErrorIs(t, err, ErrInvalidEvent)
 	_, err = keyspaceDB(&drplanev1.ChangeEvent{Keyspace: "nope"}, ks)
 	require.ErrorIs(t, err, ErrUnknownKeyspace)
+	rows := []*drplanev1.RowChange{{Op: drplanev1.RowOp_ROW_OP_DELETE}}
+	for _, table := range []string{"orders", "items"} {
+		_, err = keyspaceDB(&drplanev1.ChangeEvent{Keyspace: "orders", Table: table, Rows: rows}, ks)
+		require.NoError(t, err, table)
+	}
+	// Another table of the same database is not the keyspace's.
+	_, err = keyspaceDB(&drplanev1.ChangeEvent{Keyspace: "orders", Table: "users", Rows: rows}, ks)
+	require.ErrorIs(t, err, ErrInvalidEvent)
+	require.ErrorContains(t, err, `table "users" is not a table of keyspace "orders" (orders, items)`)
 }
 
 func TestTransient(t *testing.T) {

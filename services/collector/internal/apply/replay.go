@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/drplane/drplane/pkg/divergence"
 	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/shardmap"
+	"github.com/drplane/drplane/pkg/topology"
 	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
 )
 
@@ -209,15 +211,16 @@ func (r *replays) reapply(ctx context.Context, e divergence.Entry) (replayDetail
 	case sh.State != shardmap.Active:
 		return replayDetail{}, "", fmt.Errorf("shard %s/%d is %s (a handoff or an operator's freeze): waiting", e.Keyspace, e.Shard, sh.State)
 	}
-	db := ""
-	for _, ks := range r.a.o.Keyspaces() {
-		if ks.Name == e.Keyspace {
-			db = ks.Database
-		}
-	}
-	if db == "" {
+	all := r.a.o.Keyspaces()
+	i := slices.IndexFunc(all, func(ks topology.Keyspace) bool { return ks.Name == e.Keyspace })
+	if i < 0 {
 		return conflictf("keyspace %s is not in the topology any more", e.Keyspace), "", nil
 	}
+	ks := all[i]
+	if len(ev.GetRows()) > 0 && !ks.HasTable(ev.GetTable()) {
+		return conflictf("table %q is not a table of keyspace %s: nothing written", ev.GetTable(), ks.Name), "", nil
+	}
+	db := ks.Database
 	pool, err := r.a.sess.currentPool()
 	if err != nil {
 		return replayDetail{}, "", err

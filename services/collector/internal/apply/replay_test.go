@@ -31,7 +31,8 @@ const (
 // default map.
 func saveMap(t *testing.T, b *bed) {
 	t.Helper()
-	ks := topology.Keyspace{Name: keyspace, Cluster: "main", Database: database, Table: "orders", ShardKey: "user_id", Shards: 8}
+	ks := topology.Keyspace{Name: keyspace, Cluster: "main", Database: database, Table: "orders", Tables: keyspaceTables,
+		ShardKey: "user_id", Shards: 8}
 	topo := topology.Topology{
 		Cities:    []topology.City{{Name: "city-a"}, {Name: "city-b"}},
 		DCs:       []topology.DC{{Name: dcA1, City: "city-a"}, {Name: dcA2, City: "city-a"}, {Name: dcB1, City: "city-b"}},
@@ -54,8 +55,14 @@ func saveMap(t *testing.T, b *bed) {
 // reapply left it: REPLAYING, targeting target.
 func reapplying(t *testing.T, b *bed, rid string, shard int32, target string, rows ...*drplanev1.RowChange) string {
 	t.Helper()
+	return reapplyingTable(t, b, rid, shard, target, "items", rows...)
+}
+
+// reapplyingTable is reapplying with a change of the given table.
+func reapplyingTable(t *testing.T, b *bed, rid string, shard int32, target, table string, rows ...*drplanev1.RowChange) string {
+	t.Helper()
 	ev := &drplanev1.ChangeEvent{OriginDc: dcA1, RequestId: rid, Gtid: "0-11-" + rid, Keyspace: keyspace, Shard: shard,
-		Schema: database, Table: "items", Rows: rows}
+		Schema: database, Table: table, Rows: rows}
 	data, err := proto.Marshal(ev)
 	require.NoError(t, err)
 	e := divergence.Entry{Origin: dcA1, RequestID: rid, GTID: ev.GetGtid(), Keyspace: keyspace, Shard: shard, Owner: target,
@@ -127,6 +134,11 @@ func testReapply(t *testing.T, sh *shared) {
 	partial := reapplying(t, b, "r6", shardOfB1, dcB1, &drplanev1.RowChange{Op: drplanev1.RowOp_ROW_OP_INSERT,
 		Key: []*drplanev1.Column{col("order_id", int64(3)), col("line", int64(1))}, After: []*drplanev1.Column{col("order_id", int64(3)), col("line", int64(1))}})
 	other := reapplying(t, b, "r7", shardOfB1, dcA2, m.insertItem(item(4, 1, "f", 1)))
+	// A table of the database outside the keyspace: never written.
+	foreign := reapplyingTable(t, b, "r8", shardOfB1, dcB1, "apply_count", &drplanev1.RowChange{Op: drplanev1.RowOp_ROW_OP_UPDATE,
+		Key:    []*drplanev1.Column{col("id", int64(1))},
+		Before: []*drplanev1.Column{col("id", int64(1)), col("n", int64(0))},
+		After:  []*drplanev1.Column{col("id", int64(1)), col("n", int64(1000))}})
 
 	e := settled(t, b, insert)
 	assert.Equal(t, divergence.Replayed, e.State, e.Resolution.Detail)
@@ -158,6 +170,11 @@ func testReapply(t *testing.T, sh *shared) {
 	assert.Equal(t, divergence.Conflict, e.State)
 	assert.Contains(t, e.Resolution.Detail, "binlog_row_image")
 	assert.EqualValues(t, -1, itemQty(t, b, 3, 1))
+
+	e = settled(t, b, foreign)
+	assert.Equal(t, divergence.Conflict, e.State)
+	assert.Contains(t, e.Resolution.Detail, `table "apply_count" is not a table of keyspace`)
+	assert.NotEqualValues(t, 1000, scalar(t, b.app, "SELECT n FROM apply_count"), "nothing written")
 
 	t.Log("the outcome lost (a crash after the commit): the same reapply again is present already")
 	e, rev, err := divergence.GetRev(t.Context(), b.st, update)
@@ -200,7 +217,7 @@ func testReapply(t *testing.T, sh *shared) {
 			outcomes[ev.Action]++
 		}
 	}
-	assert.Equal(t, map[string]int{divergence.ActionReplayed: 4, divergence.ActionReplayConflict: 3}, outcomes)
+	assert.Equal(t, map[string]int{divergence.ActionReplayed: 4, divergence.ActionReplayConflict: 4}, outcomes)
 }
 
 // updateOrderItem is an update of an item line (its key unchanged).

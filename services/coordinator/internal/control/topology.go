@@ -60,7 +60,8 @@ func TopologyToProto(t topology.Topology, rev int64) *drplanev1.Topology {
 		out.Clusters = append(out.Clusters, pc)
 	}
 	for _, ks := range t.Keyspaces {
-		out.Keyspaces = append(out.Keyspaces, &drplanev1.Keyspace{Name: ks.Name, Database: ks.Database, Table: ks.Table, ShardKey: ks.ShardKey, Shards: int32(ks.Shards)})
+		out.Keyspaces = append(out.Keyspaces, &drplanev1.Keyspace{Name: ks.Name, Database: ks.Database, Table: ks.Table, Tables: ks.Tables,
+			ShardKey: ks.ShardKey, Shards: int32(ks.Shards)})
 	}
 	return out
 }

@@ -222,7 +222,7 @@ func (c *Cache) rebuildLocked() {
 			}
 		}
 		old := c.entries[ks.Name]
-		if old != nil && old.Keyspace == ks && old.Map.Revision == m.Revision && sameMasters(old.Masters, masters) {
+		if old != nil && old.Keyspace.Equal(ks) && old.Map.Revision == m.Revision && sameMasters(old.Masters, masters) {
 			next[ks.Name] = old
 			continue
 		}

@@ -189,7 +189,9 @@ func (r *Router) use(ctx context.Context, wg *sync.WaitGroup, topo topology.Topo
 	}
 	for _, ks := range topo.Keyspaces {
 		if ks.Cluster == r.o.Cluster {
-			s.byTable[ks.Database+"."+ks.Table] = ks
+			for _, tb := range ks.AllTables() {
+				s.byTable[ks.Database+"."+tb] = ks
+			}
 			s.barriers[ks.Database] = append(s.barriers[ks.Database], ks)
 		}
 	}

@@ -67,7 +67,7 @@ func row(table string, op drplanev1.RowOp, id, user int64) capture.Row {
 
 func TestSplit(t *testing.T) {
 	st := state.New(harness.EtcdClient(t), "")
-	orders := topology.Keyspace{Name: "orders", Cluster: "main", Database: "shop", Table: "orders", ShardKey: "user_id", Shards: 64}
+	orders := topology.Keyspace{Name: "orders", Cluster: "main", Database: "shop", Table: "orders", Tables: []string{"items"}, ShardKey: "user_id", Shards: 64}
 	users := topology.Keyspace{Name: "users", Cluster: "main", Database: "shop", Table: "users", ShardKey: "user_id", Shards: 64}
 	other := topology.Keyspace{Name: "other", Cluster: "second", Database: "shop", Table: "other", ShardKey: "k", Shards: 4}
 	topo := topology.Topology{
@@ -99,6 +99,7 @@ func TestSplit(t *testing.T) {
 
 	require.True(t, r.Wanted("shop", "orders"))
 	require.True(t, r.Wanted("shop", "users"))
+	require.True(t, r.Wanted("shop", "items"), "one of orders' more tables")
 	require.False(t, r.Wanted("shop", "other"), "keyspace of another cluster")
 	require.False(t, r.Wanted("shop", "notes"))
 	peers, _ := r.Peers()
@@ -109,6 +110,7 @@ func TestSplit(t *testing.T) {
 	txn := &capture.Txn{GTID: "0-1-5", Position: "0-1-5", CommitTime: commit, CapturedAt: commit.Add(time.Second), Rows: []capture.Row{
 		row("orders", drplanev1.RowOp_ROW_OP_INSERT, 1, 42),
 		row("orders", drplanev1.RowOp_ROW_OP_DELETE, 2, 42),
+		row("items", drplanev1.RowOp_ROW_OP_INSERT, 7, 42),
 		row("notes", drplanev1.RowOp_ROW_OP_INSERT, 3, 42),
 		{Schema: "shop", Table: "orders", Op: drplanev1.RowOp_ROW_OP_INSERT, After: []*drplanev1.Column{col("id", 4)}},
 	}}
@@ -122,7 +124,7 @@ func TestSplit(t *testing.T) {
 	require.Equal(t, "0-1-5/27", ev.RequestId)
 	require.Equal(t, "dc1", ev.OriginDc)
 	require.Equal(t, "orders", ev.Keyspace)
-	require.Len(t, ev.Rows, 2)
+	require.Len(t, ev.Rows, 3, "the keyspace's tables share one event per shard")
 	require.Equal(t, commit.Unix(), ev.CommitTime.AsTime().Unix())
 
 	// The users keyspace has no shard map yet: Split waits for it.
