@@ -1,8 +1,10 @@
 package repl
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -10,7 +12,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/drplane/drplane/pkg/apiclient"
 	"github.com/drplane/drplane/pkg/check"
+	drplanev1 "github.com/drplane/drplane/proto/drplane/v1"
 )
 
 // Settings of BenchmarkEvacuation; DRPLANE_BENCH_SHARDS and
@@ -37,7 +41,8 @@ func BenchmarkEvacuation(b *testing.B) {
 	bd.startServices()
 	c := bd.newCoordinator(bd.dcs[dcB1], 1)
 	check.For(b, 30*time.Second, 50*time.Millisecond, func() error { return check.That(c.leads(b.Context()), "%s leads", c.id) })
-	load := bd.startSDKLoad(b, dialAPI(b, c.grpc))
+	api := dialAPI(b, c.grpc)
+	load := bd.startSDKLoad(b, api)
 	load.waitAcked(b, 200)
 	owned := len(bd.ownedBy(b, dcA1))
 
@@ -55,6 +60,7 @@ func BenchmarkEvacuation(b *testing.B) {
 			what, t.Shards, envInt("DRPLANE_BENCH_PARALLEL", benchEvacParallel), t.Moved, t.Waves, t.DurationMs,
 			wall.Round(time.Millisecond), t.BlockP50Ms, t.BlockP99Ms, t.BlockMaxMs)
 		b.Logf("%s: %s", what, bd.evacRecordTimes(b, hs[0].Operation))
+		b.Logf("%s: %s", what, waveSteps(b, api, hs[0].Operation, t.Waves))
 		b.ReportMetric(float64(t.DurationMs), what+"-ms")
 		b.ReportMetric(float64(t.BlockP50Ms), what+"-block-p50-ms")
 		b.ReportMetric(float64(t.BlockP99Ms), what+"-block-p99-ms")
@@ -115,5 +121,42 @@ func (b *bed) evacRecordTimes(tb testing.TB, id string) string {
 		fmt.Fprintf(&sb, " %d/%d/%d", ms(w.at, w.frozen), ms(w.frozen, w.done), ms(w.done, next))
 	}
 	sb.WriteString(" ms (after the last flip: up to the finish)")
+	return sb.String()
+}
+
+// waveSteps reads the operation's operation.wave audit events through the
+// API (it waits for all waves of them) and lists, per wave, the block
+// window's four steps: the routers' acknowledgements of the freeze, the
+// old owner's barrier, every DC's catch-up to it, and the flip's commit.
+func waveSteps(tb testing.TB, api *apiclient.Client, id string, waves int) string {
+	tb.Helper()
+	var evs []*drplanev1.AuditEvent
+	check.For(tb, 30*time.Second, 100*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(tb.Context(), 10*time.Second)
+		defer cancel()
+		resp, err := api.Audit.SearchAudit(ctx, &drplanev1.SearchAuditRequest{Action: []string{"operation.wave"}, PageSize: 1000})
+		if err != nil {
+			return err
+		}
+		evs = evs[:0]
+		for _, e := range resp.GetEvents() {
+			if e.GetTarget() == id {
+				evs = append(evs, e)
+			}
+		}
+		return check.That(len(evs) >= waves, "%d of %d wave events of %s", len(evs), waves, id)
+	})
+	sort.Slice(evs, func(i, j int) bool {
+		a, _ := strconv.Atoi(evs[i].GetParams()["wave"])
+		b, _ := strconv.Atoi(evs[j].GetParams()["wave"])
+		return a < b
+	})
+	var sb strings.Builder
+	sb.WriteString("per wave acks/barrier/catch-up/flip:")
+	for _, e := range evs {
+		p := e.GetParams()
+		fmt.Fprintf(&sb, " %s/%s/%s/%s", p["acks_ms"], p["barrier_ms"], p["catch_up_ms"], p["flip_ms"])
+	}
+	sb.WriteString(" ms")
 	return sb.String()
 }

@@ -139,9 +139,12 @@ type Applier struct {
 	replays *replays
 	outbox  *audit.Outbox
 	// ensured holds the databases whose dedup table exists.
-	ensured  map[string]bool
-	auditSeq uint64
-	ready    chan struct{}
+	ensured map[string]bool
+	// barrierTables holds the databases whose barrier table this run
+	// created (only the barrier loop, markBarriers, reads and writes it).
+	barrierTables map[string]bool
+	auditSeq      uint64
+	ready         chan struct{}
 	// applied counts the requests this run applied (for HoldBatchAfter).
 	applied int
 	// afterCommit, when set (tests), runs after each batch's commit and
@@ -174,6 +177,8 @@ func New(o Options) (*Applier, error) {
 		outbox:  audit.NewOutbox(o.Store),
 		ensured: map[string]bool{},
 		ready:   make(chan struct{}),
+
+		barrierTables: map[string]bool{},
 	}
 	a.maps = newMaps(a)
 	a.discards = newDiscards(a)

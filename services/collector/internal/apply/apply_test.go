@@ -40,6 +40,7 @@ func TestApply(t *testing.T) {
 	t.Run("late change older than the rows", func(t *testing.T) { testOrderingGuard(t, sh) })
 	t.Run("a change its origin discarded after shipping it", func(t *testing.T) { testDiscarded(t, sh) })
 	t.Run("an operator's reapply of a divergence entry", func(t *testing.T) { testReapply(t, sh) })
+	t.Run("handoff barriers", func(t *testing.T) { testBarriers(t, sh) })
 	t.Run("throughput", func(t *testing.T) { testThroughput(t, sh) })
 }
 

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
@@ -37,6 +38,9 @@ import (
 //     map) is not applied; it is recorded (package divergence) and acked; a
 //     change its origin shipped and then lost in a lossy failover (an entry
 //     of kind discarded) is not applied either, and acked.
+
+// errNoSuchTable is MySQL's ER_NO_SUCH_TABLE.
+const errNoSuchTable = 1146
 
 // barrierDDL creates the barrier table in a database.
 func barrierDDL(db string) string {
@@ -234,8 +238,21 @@ func (a *Applier) writeBarrier(ctx context.Context, b state.Barrier) (string, er
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := pool.ExecContext(ctx, barrierDDL(b.Database)); err != nil {
-		return "", fmt.Errorf("create %s: %w", qualify(b.Database, state.BarrierTable), err)
+	// The table is created once per database and run: the DDL is a round
+	// trip, a metadata lock and a binlogged statement of its own inside
+	// the shard's block window. A table gone since (dropped by hand) is
+	// created again and the row written once more.
+	create := func() error {
+		if _, err := pool.ExecContext(ctx, barrierDDL(b.Database)); err != nil {
+			return fmt.Errorf("create %s: %w", qualify(b.Database, state.BarrierTable), err)
+		}
+		a.barrierTables[b.Database] = true
+		return nil
+	}
+	if !a.barrierTables[b.Database] {
+		if err := create(); err != nil {
+			return "", err
+		}
 	}
 	conn, err := pool.Conn(ctx)
 	if err != nil {
@@ -246,9 +263,20 @@ func (a *Applier) writeBarrier(ctx context.Context, b state.Barrier) (string, er
 	for i, s := range slices.Sorted(slices.Values(b.Shards)) {
 		shards[i] = strconv.Itoa(int(s))
 	}
-	_, err = conn.ExecContext(ctx, "INSERT INTO "+qualify(b.Database, state.BarrierTable)+
-		" (id, keyspace, shards) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE shards = VALUES(shards), created_at = CURRENT_TIMESTAMP(6)",
-		b.ID, b.Keyspace, strings.Join(shards, ","))
+	insert := func() error {
+		_, err := conn.ExecContext(ctx, "INSERT INTO "+qualify(b.Database, state.BarrierTable)+
+			" (id, keyspace, shards) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE shards = VALUES(shards), created_at = CURRENT_TIMESTAMP(6)",
+			b.ID, b.Keyspace, strings.Join(shards, ","))
+		return err
+	}
+	err = insert()
+	if me := (*mysql.MySQLError)(nil); errors.As(err, &me) && me.Number == errNoSuchTable {
+		delete(a.barrierTables, b.Database)
+		if err = create(); err != nil {
+			return "", err
+		}
+		err = insert()
+	}
 	if err != nil {
 		return "", fmt.Errorf("write barrier %s: %w", b.ID, err)
 	}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/drplane/drplane/pkg/audit"
 	"github.com/drplane/drplane/pkg/gtid"
-	"github.com/drplane/drplane/pkg/retry"
 	"github.com/drplane/drplane/pkg/shardmap"
 	"github.com/drplane/drplane/pkg/state"
 	"github.com/drplane/drplane/pkg/topology"
@@ -380,24 +379,18 @@ func (e *Engine) barrier(ctx context.Context, from string, ks topology.Keyspace,
 	defer func() {
 		_, _ = e.o.Store.Client().Delete(context.WithoutCancel(ctx), key)
 	}()
-	deadline := time.Now().Add(e.o.Barrier)
-	for {
-		got, _, err := state.Get[state.Barrier](ctx, e.o.Store, key)
-		if err != nil && !errors.Is(err, state.ErrNotFound) {
-			return "", err
-		}
-		switch {
-		case got.GTID != "":
-			return got.GTID, nil
-		case got.Error != "":
-			return "", fmt.Errorf("%w in %s: %s", ErrBarrier, from, got.Error)
-		case !time.Now().Before(deadline):
-			return "", fmt.Errorf("%w: no collector of %s wrote barrier %s within %s", ErrBarrier, from, id, e.o.Barrier)
-		}
-		if !retry.Sleep(ctx, pollEvery) {
-			return "", ctx.Err()
-		}
+	vals, _, err := follow(ctx, e.o.Store, key, false, time.Now().Add(e.o.Barrier), func(m map[string]state.Barrier) bool {
+		return m[key].GTID != "" || m[key].Error != ""
+	})
+	switch got := vals[key]; {
+	case err != nil:
+		return "", err
+	case got.GTID != "":
+		return got.GTID, nil
+	case got.Error != "":
+		return "", fmt.Errorf("%w in %s: %s", ErrBarrier, from, got.Error)
 	}
+	return "", fmt.Errorf("%w: no collector of %s wrote barrier %s within %s", ErrBarrier, from, id, e.o.Barrier)
 }
 
 // caughtUp waits until dc's watermarks of origin from for the moves' shards
@@ -408,34 +401,29 @@ func (e *Engine) caughtUp(ctx context.Context, dc, from, ks, mark string, moves 
 		return fmt.Errorf("%w: barrier gtid %q: %w", ErrBarrier, mark, err)
 	}
 	prefix := e.o.Store.Prefix("watermarks", dc, from, ks)
-	deadline := time.Now().Add(e.o.CatchUp)
-	for {
-		wms, _, err := state.List[state.Watermark](ctx, e.o.Store, prefix)
-		if err != nil {
-			return err
-		}
+	missing := func(wms map[string]state.Watermark) []int {
 		at := make(map[int32]string, len(wms))
 		for _, w := range wms {
 			at[w.Shard] = w.GTID
 		}
-		var missing []int
+		var out []int
 		for _, i := range idx {
 			pos, err := gtid.ParsePos(at[int32(moves[i].Shard)]) //nolint:gosec // shard ids are small
 			if err != nil || !pos.Contains(want) || len(pos) == 0 {
-				missing = append(missing, moves[i].Shard)
+				out = append(out, moves[i].Shard)
 			}
 		}
-		if len(missing) == 0 {
-			return nil
-		}
-		if !time.Now().Before(deadline) {
-			sort.Ints(missing)
-			return fmt.Errorf("%w: %s has not applied %s of %s up to %s for shards %v", ErrCatchUp, dc, ks, from, mark, head(missing))
-		}
-		if !retry.Sleep(ctx, pollEvery) {
-			return ctx.Err()
-		}
+		return out
 	}
+	wms, ok, err := follow(ctx, e.o.Store, prefix, true, time.Now().Add(e.o.CatchUp), func(wms map[string]state.Watermark) bool {
+		return len(missing(wms)) == 0
+	})
+	if err != nil || ok {
+		return err
+	}
+	left := missing(wms)
+	sort.Ints(left)
+	return fmt.Errorf("%w: %s has not applied %s of %s up to %s for shards %v", ErrCatchUp, dc, ks, from, mark, head(left))
 }
 
 func head(xs []int) []int {

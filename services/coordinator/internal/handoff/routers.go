@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -18,8 +19,9 @@ import (
 // dies takes its streams' records with it this long after.
 const routerTTL = 10
 
-// pollEvery paces the waits of a handoff on etcd.
-const pollEvery = 2 * time.Millisecond
+// rereadAfter is the pause before a handoff's wait reads etcd again after
+// its watch broke.
+const rereadAfter = 20 * time.Millisecond
 
 // ErrUnknownStream means an acknowledgement named a stream that is not
 // open (it ended, or its record expired).
@@ -114,27 +116,22 @@ func (r *Routers) Ack(ctx context.Context, id, keyspace string, rev int64) error
 // rev or later, or grace passed; it returns the streams that had not
 // (stale), which the handoff then goes on without.
 func (r *Routers) Wait(ctx context.Context, keyspace string, rev int64, grace time.Duration) ([]state.RouterStream, error) {
-	deadline := time.Now().Add(grace)
-	for {
-		all, _, err := state.List[state.RouterStream](ctx, r.st, r.st.RouterPrefix())
-		if err != nil {
-			return nil, err
-		}
-		var behind []state.RouterStream
+	behind := func(all map[string]state.RouterStream) []state.RouterStream {
+		var out []state.RouterStream
 		for _, s := range all {
 			if s.Watches(keyspace) && s.Acked[keyspace] < rev {
-				behind = append(behind, s)
+				out = append(out, s)
 			}
 		}
-		if len(behind) == 0 || !time.Now().Before(deadline) {
-			return behind, nil
-		}
-		t := time.NewTimer(pollEvery)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
-		}
+		return out
 	}
+	all, _, err := follow(ctx, r.st, r.st.RouterPrefix(), true, time.Now().Add(grace), func(all map[string]state.RouterStream) bool {
+		return len(behind(all)) == 0
+	})
+	if err != nil {
+		return nil, err
+	}
+	stale := behind(all)
+	sort.Slice(stale, func(i, j int) bool { return stale[i].ID < stale[j].ID })
+	return stale, nil
 }
