@@ -60,9 +60,13 @@ func CheckTwoWritable(samples map[ClusterID][]Sample) CheckResult {
 }
 
 // epoch is a span in which one instance was its cluster's master as the
-// samples saw it: it became writable after lo (when the last sample before
-// that, which did not see it writable, began its reads) and was first seen
-// writable at hi.
+// samples saw it: it became writable after lo and was first seen writable
+// (alone) at hi. lo is when the last sample began that showed the instance
+// was not the master: one in which it answered read_only=1, or in which
+// another instance answered read_only=0. A sample in which the instance did
+// not answer (a read timed out under load, the instance was down) says
+// nothing of it and does not move lo: taking it as "not yet master" dated a
+// new master's promotion after its first acknowledgements.
 type epoch struct {
 	instance string
 	lo, hi   time.Time
@@ -71,18 +75,32 @@ type epoch struct {
 // epochs turns a cluster's samples into its succession of masters.
 func epochs(samples []Sample) []epoch {
 	var out []epoch
-	var prev time.Time // when the sample before the current one began
+	// When the last sample began in which each instance answered
+	// read-only, and in which each answered writable.
+	readOnly, writable := map[string]time.Time{}, map[string]time.Time{}
 	cur := ""
 	for _, s := range samples {
 		if len(s.Writable) == 1 && s.Writable[0] != cur {
 			cur = s.Writable[0]
-			out = append(out, epoch{instance: cur, lo: prev, hi: s.At})
+			lo := readOnly[cur]
+			for in, t := range writable {
+				if in != cur && t.After(lo) {
+					lo = t
+				}
+			}
+			out = append(out, epoch{instance: cur, lo: lo, hi: s.At})
 		}
 		// A sample's read of one instance may end long before its slowest
 		// read (a paused instance times out): only its start bounds them.
-		prev = s.From
-		if prev.IsZero() {
-			prev = s.At
+		from := s.From
+		if from.IsZero() {
+			from = s.At
+		}
+		for _, in := range s.ReadOnly {
+			readOnly[in] = from
+		}
+		for _, in := range s.Writable {
+			writable[in] = from
 		}
 	}
 	return out
