@@ -20,6 +20,11 @@ type Sampler struct {
 
 	mu      sync.Mutex
 	samples map[ClusterID][]Sample
+	// waiting are the callers of Next waiting for a round that begins
+	// after their call.
+	waiting []chan map[ClusterID]Sample
+	// stopped is closed when Run returns.
+	stopped chan struct{}
 }
 
 type target struct {
@@ -31,7 +36,7 @@ type target struct {
 // NewSampler opens a handle per instance; cluster names the lab's cluster
 // in every DC.
 func NewSampler(lab *labfile.Lab, cluster string) (*Sampler, error) {
-	s := &Sampler{samples: map[ClusterID][]Sample{}}
+	s := &Sampler{samples: map[ClusterID][]Sample{}, stopped: make(chan struct{})}
 	for _, dc := range lab.DCs {
 		for _, in := range dc.MySQL {
 			db, err := openApp(dc.AppUser, dc.AppPassword, "", in.Addr, 200*time.Millisecond)
@@ -48,6 +53,7 @@ func NewSampler(lab *labfile.Lab, cluster string) (*Sampler, error) {
 
 // Run samples until ctx ends.
 func (s *Sampler) Run(ctx context.Context) error {
+	defer close(s.stopped)
 	t := time.NewTicker(sampleEvery)
 	defer t.Stop()
 	for {
@@ -62,6 +68,10 @@ func (s *Sampler) Run(ctx context.Context) error {
 
 // sample reads every instance at once and records one sample per cluster.
 func (s *Sampler) sample(ctx context.Context) {
+	s.mu.Lock()
+	waiting := s.waiting
+	s.waiting = nil
+	s.mu.Unlock()
 	from := time.Now()
 	ro := make([]int, len(s.targets)) // 0 no answer, 1 read-only, 2 writable
 	var wg sync.WaitGroup
@@ -97,11 +107,34 @@ func (s *Sampler) sample(ctx context.Context) {
 			sm.ReadOnly = append(sm.ReadOnly, t.name)
 		}
 	}
+	round := make(map[ClusterID]Sample, len(by))
 	s.mu.Lock()
 	for id, sm := range by {
 		s.samples[id] = append(s.samples[id], *sm)
+		round[id] = *sm
 	}
 	s.mu.Unlock()
+	for _, c := range waiting {
+		c <- round
+	}
+}
+
+// Next waits for the next round of samples that begins after the call,
+// and returns it: what the record holds of the state the caller made
+// before calling. Nil when ctx ends or Run returns first.
+func (s *Sampler) Next(ctx context.Context) map[ClusterID]Sample {
+	c := make(chan map[ClusterID]Sample, 1)
+	s.mu.Lock()
+	s.waiting = append(s.waiting, c)
+	s.mu.Unlock()
+	select {
+	case r := <-c:
+		return r
+	case <-ctx.Done():
+		return nil
+	case <-s.stopped:
+		return nil
+	}
 }
 
 // Samples returns a copy of the samples so far.
