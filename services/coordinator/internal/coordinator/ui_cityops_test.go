@@ -2,6 +2,7 @@ package coordinator_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -137,18 +138,22 @@ func TestDashboardCityFailover(t *testing.T) {
 func playSwitchover(st *state.Store, dc, from, to string, running chan<- string, finish <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*callTimeout)
 	defer cancel()
-	var in state.SwitchoverIntent
-	var rev int64
-	for {
-		var err error
-		in, rev, err = st.Switchover(ctx, dc, "main")
-		if err == nil && in.State == state.SwitchoverPending {
-			break
-		}
-		if ctx.Err() != nil {
+	// The intent's changes from now, then a read: one stored before the
+	// watch began is read, one stored after it arrives on the watch.
+	events := st.WatchSwitchovers(ctx, dc, 0)
+	in, rev, err := st.Switchover(ctx, dc, "main")
+	for err != nil || in.State != state.SwitchoverPending || in.Cluster != "main" {
+		ev, ok := <-events
+		if !ok {
+			if err == nil {
+				err = fmt.Errorf("intent in state %s", in.State)
+			}
 			return fmt.Errorf("no pending switchover intent of %s/main (last read: %w)", dc, err)
 		}
-		time.Sleep(10 * time.Millisecond)
+		in, rev, err = ev.Value, ev.Rev, nil
+		if ev.Deleted {
+			err = errors.New("intent deleted")
+		}
 	}
 	now := time.Now().UTC()
 	rec := state.FailoverRecord{ID: state.NewRecordID(now, dc, "main"), DC: dc, Cluster: "main", Kind: state.KindSwitchover,
@@ -159,7 +164,7 @@ func playSwitchover(st *state.Store, dc, from, to string, running chan<- string,
 		return err
 	}
 	in.State, in.RecordID = state.SwitchoverRunning, rec.ID
-	rev, err := st.UpdateSwitchover(ctx, in, rev, nil)
+	rev, err = st.UpdateSwitchover(ctx, in, rev, nil)
 	if err != nil {
 		return err
 	}
